@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Both create .venv (Python 3.10) from requirements.lock when it is missing or stale.
+VENV := .venv
+PY := $(VENV)/bin/python
+# python3.10 from PATH, or from pyenv when its shim is not set to 3.10.
+PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$p && break; done)
+
+.PHONY: install demo test test-fast lock clean
+
+$(VENV)/.installed: setup.py requirements.lock
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 is needed (tfx 1.16 supports 3.9-3.10)"; exit 1; }
+	$(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv
+	# uv resolves nothing here: the lock is complete, so install takes a minute, not pip's long backtracking.
+	$(VENV)/bin/uv pip install --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/imat demo
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+# Re-resolve the lock after changing setup.py's requirements.
+lock: install
+	$(VENV)/bin/uv pip compile setup.py --extra test --python-version 3.10 \
+		--python-platform x86_64-manylinux_2_36 --no-header -o requirements.lock
+
+clean:
+	rm -rf $(VENV) imat-demo

@@ -1,0 +1,129 @@
+"""Checks downloaded bytes are a safe, allowed image and turns them into the stored JPEG."""
+import dataclasses
+import io
+import warnings
+
+from PIL import Image
+
+# Formats we decode; everything else is refused before Pillow parses more than the header.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+)
+
+
+class ImageError(ValueError):
+    """The bytes are not an image we store. ``status`` is the outcome recorded for it."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSettings:
+    max_size: int = 299  # longer side of the stored image; InceptionV3's input size
+    jpeg_quality: int = 90
+    keep_original: bool = False  # store the fetched JPEG as is (non-JPEG is still re-encoded)
+    max_pixels: int = 40_000_000  # decompression-bomb limit, checked on the header
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredImage:
+    jpeg: bytes
+    width: int
+    height: int
+    source_format: str
+
+
+def sniff_format(data: bytes) -> str:
+    """Names the image format from magic bytes, or returns '' when none matches."""
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return ""
+
+
+def target_size(width: int, height: int, max_size: int):
+    """Size that fits ``max_size`` on the longer side, keeping aspect ratio, never upscaling."""
+    longer = max(width, height)
+    if longer <= max_size:
+        return width, height
+    scale = max_size / longer
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+        # Transparent product cut-outs go on white, as shops display them.
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return im.convert("RGB")
+
+
+def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
+    """Validates image bytes and produces the JPEG to store.
+
+    Args:
+      data: the downloaded body.
+      settings: size, quality and safety limits.
+
+    Returns:
+      The stored JPEG and its size.
+
+    Raises:
+      ImageError: with status ``not_image`` (no allowed magic bytes), ``bad_format``
+        (a format outside the allow-list), ``too_many_pixels`` (decompression bomb) or
+        ``corrupt_image`` (truncated or undecodable).
+    """
+    sniffed = sniff_format(data)
+    if not sniffed:
+        raise ImageError("not_image", f"body is not an image (starts with {data[:16]!r})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError("too_many_pixels", str(e)) from None
+    except Exception as e:  # Pillow raises many types for bad headers
+        raise ImageError("corrupt_image", f"cannot read {sniffed} header: {e}") from None
+    if im.format not in ALLOWED_FORMATS:
+        raise ImageError("bad_format", f"format {im.format} is not allowed")
+    width, height = im.size
+    if width * height > settings.max_pixels:
+        raise ImageError("too_many_pixels", f"{width}x{height} is over the limit of {settings.max_pixels} pixels")
+    out_w, out_h = target_size(width, height, settings.max_size)
+    if settings.keep_original and im.format == "JPEG" and im.mode in ("RGB", "L"):
+        try:
+            im.load()  # still proves the file decodes
+        except Exception as e:
+            raise ImageError("corrupt_image", f"{im.format} does not decode: {e}") from None
+        return StoredImage(data, width, height, im.format)
+    try:
+        if not settings.keep_original and (out_w, out_h) != (width, height):
+            # Decode JPEG at a reduced DCT scale, still at least the target size: much
+            # less work than decoding full size and shrinking afterwards.
+            im.draft("RGB", (out_w, out_h))
+        im.load()
+        if getattr(im, "is_animated", False):
+            im.seek(0)
+        rgb = _to_rgb(im)
+        if settings.keep_original:
+            out_w, out_h = width, height
+        if rgb.size != (out_w, out_h):
+            rgb = rgb.resize((out_w, out_h), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        buf = io.BytesIO()
+        rgb.save(buf, format="JPEG", quality=settings.jpeg_quality)
+    except Exception as e:
+        raise ImageError("corrupt_image", f"{im.format} does not decode: {e}") from None
+    return StoredImage(buf.getvalue(), out_w, out_h, im.format)

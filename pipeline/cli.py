@@ -1,0 +1,87 @@
+"""``imat``: the project's command line.
+
+  imat demo        generate the embedded demo data, serve it on loopback, download it
+  imat demo-data   only generate the demo images, JSON and label map
+  imat download    the download job (see ``imat download --help``)
+"""
+import argparse
+import logging
+import os
+import shutil
+import sys
+from typing import List, Optional
+
+DEFAULT_WORKDIR = "imat-demo"
+
+
+def _demo_data(argv: List[str]) -> None:
+    from pipeline import demo_data
+
+    parser = argparse.ArgumentParser(prog="imat demo-data", description="Write the demo dataset.")
+    parser.add_argument("--out", default=os.path.join(DEFAULT_WORKDIR, "source"))
+    parser.add_argument("--num_images", type=int, default=300)
+    parser.add_argument("--base_url", default="http://127.0.0.1:8765/",
+                        help="where --out will be served, for the URLs in the JSON")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    splits = demo_data.write_images(args.out, args.num_images, seed=args.seed)
+    demo_data.write_json(args.out, args.base_url)
+    print(f"wrote {args.num_images} images in {args.out} ({ {k: len(v) for k, v in splits.items()} }); "
+          f"serve it with: python -m http.server {args.base_url.rsplit(':', 1)[-1].strip('/')} "
+          f"--bind 127.0.0.1 --directory {args.out}")
+
+
+def _demo(argv: List[str]) -> None:
+    from components.download import job
+    from pipeline import demo_data
+
+    parser = argparse.ArgumentParser(
+        prog="imat demo", description="Generate the demo data, serve it on loopback and download it into TFRecords.")
+    parser.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    parser.add_argument("--num_images", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    args, extra = parser.parse_known_args(argv)
+    source = os.path.join(args.workdir, "source")
+    data = os.path.join(args.workdir, "data")
+    splits = demo_data.write_images(source, args.num_images, seed=args.seed)
+    print(f"demo data: {args.num_images} images ({ {k: len(v) for k, v in splits.items()} }) in {source}")
+    # The loopback port differs per run, and with it every URL: start the download afresh.
+    shutil.rmtree(data, ignore_errors=True)
+    with demo_data.serve_folder(source) as base_url:
+        paths = demo_data.write_json(source, base_url)
+        print(f"serving {source} at {base_url}")
+        summary = job.run([f"--input={name}={path}" for name, path in paths.items()]
+                          + [f"--output={data}", f"--label_map={os.path.join(source, 'label_map.csv')}",
+                             "--images_per_shard=100"] + extra)
+    print(job.format_summary(summary))
+
+
+def _download(argv: List[str]) -> None:
+    from components.download import job
+
+    job.main(argv)
+
+
+COMMANDS = {"demo": _demo, "demo-data": _demo_data, "download": _download}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__.strip(), file=sys.stderr)
+        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from components.download.plan import PlanMismatchError
+    from components.download.records import ManifestError
+    from trainer.features import LabelMapError
+
+    try:
+        COMMANDS[argv[0]](argv[1:])
+    except (ManifestError, LabelMapError, PlanMismatchError) as e:
+        # Bad input is the user's to fix: say what and where, without a traceback.
+        print(f"imat {argv[0]}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

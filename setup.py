@@ -1,0 +1,29 @@
+"""Installable package set for the iMaterialist fashion TFX pipeline.
+
+Also serves as Dataflow's ``--setup_file``: workers install the same packages.
+"""
+import setuptools
+
+REQUIRED = [
+    "tfx==1.16.0",
+    # tensorflow_transform imports dill, which recent Beam releases stop installing.
+    "dill",
+    # TFT and TFMA 1.16 support Keras 2 only: tf-keras, with TF_USE_LEGACY_KERAS=1.
+    "tf-keras>=2.16,<2.17",
+    "Pillow",
+    # Streams the 375 MB competition JSON instead of loading it whole.
+    "ijson",
+    "google-crc32c",
+    "aiohttp",
+]
+
+setuptools.setup(
+    name="imat-fashion-tfx",
+    version="0.1.0",
+    description="TFX pipeline for multi-label fashion image classification (iMaterialist 2018 layout)",
+    python_requires=">=3.10,<3.11",
+    packages=setuptools.find_packages(include=["pipeline*", "components*", "trainer*", "kubeflow*"]),
+    install_requires=REQUIRED,
+    extras_require={"test": ["pytest", "pytest-timeout"]},
+    entry_points={"console_scripts": ["imat=pipeline.cli:main"]},
+)

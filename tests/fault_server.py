@@ -1,0 +1,144 @@
+"""A loopback HTTP server that serves good images and every fault the downloader must survive."""
+import collections
+import contextlib
+import http.server
+import io
+import threading
+import time
+from typing import Dict, Iterator
+
+from PIL import Image
+
+
+def jpeg_bytes(width: int, height: int, color=(200, 30, 40), quality: int = 92) -> bytes:
+    im = Image.new("RGB", (width, height), color)
+    # A gradient so a wrong resize or channel order would show in pixel checks.
+    for x in range(0, width, max(1, width // 8)):
+        im.paste((x * 255 // width, 80, 160), (x, 0, x + 2, height))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png_rgba_bytes(width: int, height: int) -> bytes:
+    im = Image.new("RGBA", (width, height), (0, 0, 255, 0))
+    im.paste((0, 0, 255, 255), (width // 4, height // 4, 3 * width // 4, 3 * height // 4))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bomb_png(side: int) -> bytes:
+    """A tiny file that claims ``side * side`` pixels."""
+    buf = io.BytesIO()
+    Image.new("1", (side, side)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+GOOD_SIZE = (400, 300)  # bigger than the tests' max_size, so resizing is exercised
+STALL_S = 3.0
+HUGE_BYTES = 3 * 1024 * 1024
+
+
+class FaultServer:
+    """Routes:
+
+    /good/<name>.jpg   200 JPEG 400x300            /png/<name>.png   200 RGBA PNG
+    /missing           404                          /gone             410
+    /flaky/<name>      500 on the first hit, then 200 JPEG
+    /busy              429 always (Retry-After: 0)
+    /stall             sleeps STALL_S before answering
+    /truncated.jpg     a JPEG cut in half           /page.html        HTML with an <img>
+    /bomb.png          a PNG header claiming 4000x4000 pixels
+    /loop-a, /loop-b   redirect to each other       /to-file          redirect to file:///etc/passwd
+    /to-good/<name>    302 to /good/<name>          /huge, /huge-stream  3 MB, with / without Content-Length
+    /noai.jpg          200 JPEG with X-Robots-Tag: noai
+    """
+
+    def __init__(self):
+        self.hits: Dict[str, int] = collections.Counter()
+        self._lock = threading.Lock()
+        self.good = jpeg_bytes(*GOOD_SIZE)
+        self.png = png_rgba_bytes(120, 90)
+        self.bomb = bomb_png(4000)
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format, *args):  # noqa: A002 - base class signature
+                """Silences per-request logs."""
+
+            def _send(self, code, body=b"", content_type="image/jpeg", headers=None, length=True):
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                if length:
+                    self.send_header("Content-Length", str(len(body)))
+                else:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                path = self.path
+                with server._lock:
+                    server.hits[path] += 1
+                    hit = server.hits[path]
+                if path.startswith("/good/"):
+                    self._send(200, server.good)
+                elif path.startswith("/png/"):
+                    self._send(200, server.png, "image/png")
+                elif path == "/missing":
+                    self._send(404, b"not found", "text/plain")
+                elif path == "/gone":
+                    self._send(410, b"gone", "text/plain")
+                elif path.startswith("/flaky/"):
+                    self._send(500, b"oops", "text/plain") if hit == 1 else self._send(200, server.good)
+                elif path == "/busy":
+                    self._send(429, b"slow down", "text/plain", {"Retry-After": "0"})
+                elif path == "/stall":
+                    time.sleep(STALL_S)
+                    self._send(200, server.good)
+                elif path == "/truncated.jpg":
+                    self._send(200, server.good[: len(server.good) // 2])
+                elif path == "/page.html":
+                    self._send(200, b'<html><body><img src="/good/x.jpg"></body></html>', "text/html; charset=utf-8")
+                elif path == "/bomb.png":
+                    self._send(200, server.bomb, "image/png")
+                elif path in ("/loop-a", "/loop-b"):
+                    self._send(302, headers={"Location": "/loop-b" if path == "/loop-a" else "/loop-a"})
+                elif path == "/to-file":
+                    self._send(302, headers={"Location": "file:///etc/passwd"})
+                elif path.startswith("/to-good/"):
+                    self._send(302, headers={"Location": "/good/" + path.rsplit("/", 1)[-1]})
+                elif path == "/huge":
+                    self._send(200, b"\xff\xd8\xff" + b"\0" * HUGE_BYTES)
+                elif path == "/huge-stream":
+                    self._send(200, b"\xff\xd8\xff" + b"\0" * HUGE_BYTES, length=False)
+                elif path == "/noai.jpg":
+                    self._send(200, server.good, headers={"X-Robots-Tag": "noai, noimageai"})
+                else:
+                    self._send(404, b"no such route", "text/plain")
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def good_hits(self) -> int:
+        return sum(v for k, v in self.hits.items() if k.startswith("/good/"))
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator["FaultServer"]:
+        thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._httpd.shutdown()
+            self._httpd.server_close()

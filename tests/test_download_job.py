@@ -1,0 +1,146 @@
+"""The download job end to end against the loopback fault server: outcomes, contents, resume."""
+import glob
+import hashlib
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from components.download import job
+from components.download.plan import PlanMismatchError
+from trainer import features
+
+FAST = ["--max_size=100", "--deadline_s=2.5", "--attempt_timeout_s=1", "--retries=1", "--backoff_s=0.05",
+        "--max_bytes=1000000", "--max_pixels=1000000", "--progress_s=1"]
+
+# image id -> (path on the fault server, expected status)
+CASES = {
+    "1": ("/good/1.jpg", "ok"), "2": ("/good/2.jpg", "ok"), "3": ("/png/3.png", "ok"),
+    "4": ("/flaky/4", "ok"), "5": ("/to-good/5.jpg", "ok"),
+    "10": ("/missing", "http_error"), "11": ("/gone", "http_error"), "12": ("/busy", "http_error"),
+    "13": ("/stall", "timeout"), "14": ("/truncated.jpg", "corrupt_image"), "15": ("/page.html", "not_image"),
+    "16": ("/bomb.png", "too_many_pixels"), "17": ("/loop-a", "bad_redirect"), "18": ("/to-file", "bad_redirect"),
+    "19": ("/huge", "too_large"), "20": ("/huge-stream", "too_large"), "21": ("/noai.jpg", "opted_out"),
+}
+
+
+def _labels(image_id):
+    return [int(image_id) % 7 + 1, int(image_id) % 5 + 8]
+
+
+def _write_split(tmp_path, server, name="train.json", extra_images=(), extra_annotations=()):
+    images = [{"imageId": i, "url": server.url(p)} for i, (p, _) in CASES.items()] + list(extra_images)
+    annotations = [{"imageId": i, "labelId": [str(l) for l in _labels(i)]} for i in CASES] + list(extra_annotations)
+    path = tmp_path / name
+    path.write_text(json.dumps({"images": images, "annotations": annotations}))
+    return str(path)
+
+
+def _label_map(tmp_path, num=12):
+    path = tmp_path / "label_map.csv"
+    path.write_text("labelId,taskId,labelName,taskName\n" + "".join(f"{i},1,l{i},t\n" for i in range(1, num + 1)))
+    return str(path)
+
+
+def read_examples(out_dir, split):
+    files = sorted(glob.glob(os.path.join(out_dir, split, "*.tfrecord.gz")))
+    examples = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        examples.append(tf.train.Example.FromString(record.numpy()))
+    return examples
+
+
+def _statuses(out_dir, split):
+    rows = []
+    for path in sorted(glob.glob(os.path.join(out_dir, "_status", split, "*.jsonl"))):
+        with open(path) as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    return {r["image_id"] + ("/dup" if r["status"] == "duplicate_id" else ""): r for r in rows}
+
+
+def test_every_fault_ends_in_its_status_and_good_images_arrive_intact(tmp_path, fault_server):
+    extra_images = [{"imageId": "1", "url": fault_server.url("/good/other.jpg")},  # duplicate id
+                    {"imageId": "30", "url": fault_server.url("/good/30.jpg")},  # label outside the map
+                    {"imageId": "31", "url": "file:///etc/passwd"}]
+    source = _write_split(tmp_path, fault_server, extra_images=extra_images,
+                          extra_annotations=[{"imageId": "30", "labelId": ["999"]}])
+    out = str(tmp_path / "out")
+    summary = job.run([f"--input=train={source}", f"--output={out}", f"--label_map={_label_map(tmp_path)}",
+                       "--images_per_shard=4"] + FAST)
+
+    statuses = _statuses(out, "train")
+    for image_id, (_, expected) in CASES.items():
+        assert statuses[image_id]["status"] == expected, (image_id, statuses[image_id])
+    assert statuses["1/dup"]["status"] == "duplicate_id"
+    assert statuses["30"]["status"] == "unknown_label" and "[999]" in statuses["30"]["reason"]
+    assert statuses["31"]["status"] == "bad_url"
+    assert statuses["10"]["http_status"] == 404 and statuses["11"]["http_status"] == 410
+    # Retries only where they can help: never for 404/410, once (retries=1) for 429 and 500.
+    assert fault_server.hits["/missing"] == 1 and fault_server.hits["/gone"] == 1
+    assert fault_server.hits["/busy"] == 2 and statuses["4"]["attempts"] == 2
+    assert fault_server.hits["/good/other.jpg"] == 0 and fault_server.hits["/good/30.jpg"] == 0
+
+    examples = read_examples(out, "train")
+    by_id = {e.features.feature[features.IMAGE_ID_KEY].bytes_list.value[0].decode(): e for e in examples}
+    assert sorted(by_id) == ["1", "2", "3", "4", "5"]  # each good image once, nothing else
+    for image_id, example in by_id.items():
+        f = example.features.feature
+        assert list(f[features.LABELS_KEY].int64_list.value) == _labels(image_id)
+        jpeg = f[features.IMAGE_KEY].bytes_list.value[0]
+        decoded = tf.io.decode_jpeg(jpeg).numpy()
+        assert decoded.shape == (f[features.HEIGHT_KEY].int64_list.value[0], f[features.WIDTH_KEY].int64_list.value[0], 3)
+        assert decoded.shape[:2] == (75, 100)  # 400x300 JPEGs and the 120x90 PNG, fitted to 100 px
+        assert f[features.SHA256_KEY].bytes_list.value[0].decode() == hashlib.sha256(jpeg).hexdigest()
+    assert by_id["5"].features.feature[features.URL_KEY].bytes_list.value[0].decode().endswith("/good/5.jpg")
+
+    s = summary["splits"]["train"]
+    assert s["ok"] == 5 and s["records"] == len(CASES) + 3
+    assert s["outcomes"]["http_error"] == 3 and s["outcomes"]["bad_redirect"] == 2
+    with open(os.path.join(out, "summary.json")) as f:
+        assert json.load(f)["splits"]["train"]["ok"] == 5
+
+
+def _good_split(tmp_path, server, n, name="train"):
+    doc = {"images": [{"imageId": str(i), "url": server.url(f"/good/{i}.jpg")} for i in range(n)],
+           "annotations": [{"imageId": str(i), "labelId": [str(i % 3 + 1)]} for i in range(n)]}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_resume_fetches_exactly_the_missing_shards(tmp_path, fault_server):
+    source, out = _good_split(tmp_path, fault_server, 10), str(tmp_path / "out")
+    args = [f"--input=train={source}", f"--output={out}", "--images_per_shard=3"] + FAST
+    job.run(args)
+    assert fault_server.good_hits() == 10
+
+    # A crash: shard 1 wrote its TFRecords but not its status file; shard 3 wrote nothing; a temp file was left.
+    os.remove(os.path.join(out, "_status", "train", "part-00001.jsonl"))
+    os.remove(os.path.join(out, "_status", "train", "part-00003.jsonl"))
+    os.remove(os.path.join(out, "train", "part-00003-of-00004.tfrecord.gz"))
+    summary = job.run(args)
+
+    assert fault_server.good_hits() == 10 + 3 + 1  # shard 1 (3 images) and shard 3 (1 image) only
+    assert summary["images_fetched_this_run"] == 4
+    ids = sorted(int(e.features.feature[features.IMAGE_ID_KEY].bytes_list.value[0]) for e in read_examples(out, "train"))
+    assert ids == list(range(10))  # nothing lost, nothing twice
+
+    job.run(args)  # nothing missing: nothing fetched
+    assert fault_server.good_hits() == 14
+
+
+def test_rerun_with_other_inputs_is_refused(tmp_path, fault_server):
+    out = str(tmp_path / "out")
+    job.run([f"--input=train={_good_split(tmp_path, fault_server, 3)}", f"--output={out}"] + FAST)
+    with pytest.raises(PlanMismatchError, match="other inputs or settings"):
+        job.run([f"--input=train={_good_split(tmp_path, fault_server, 4)}", f"--output={out}"] + FAST)
+
+
+def test_test_split_has_empty_label_lists(tmp_path, fault_server):
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps({"images": [{"imageId": "1", "url": fault_server.url("/good/1.jpg")}]}))
+    out = str(tmp_path / "out")
+    job.run([f"--input=test={path}", f"--output={out}"] + FAST)
+    (example,) = read_examples(out, "test")
+    assert list(example.features.feature[features.LABELS_KEY].int64_list.value) == []
