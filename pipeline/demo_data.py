@@ -65,7 +65,7 @@ def _pattern(draw: ImageDraw.ImageDraw, box, pattern: str, ink) -> None:
                 draw.ellipse([x - r, y - r, x + r, y + r], fill=ink)
 
 
-def _silhouette(draw, category: str, sleeve: str, cx: int, top: int, s: float, fill) -> None:
+def _silhouette(draw, category: str, sleeve: str, cx: int, top: int, s: float, fill, detail) -> None:
     """Draws the garment shape; ``s`` is pixels per unit of a 100-unit garment."""
     u = lambda v: int(round(v * s))  # noqa: E731
     if category in ("t-shirt", "jacket", "dress"):
@@ -75,15 +75,16 @@ def _silhouette(draw, category: str, sleeve: str, cx: int, top: int, s: float, f
         else:
             draw.rectangle([cx - u(25), top, cx + u(25), body_bottom], fill=fill)
         if category == "jacket":  # open front and collar tell it from a t-shirt
-            draw.line([cx, top, cx, body_bottom], fill=(60, 60, 60), width=max(1, u(3)))
-            draw.polygon([(cx - u(12), top), (cx, top + u(14)), (cx + u(12), top)], fill=(60, 60, 60))
-        arm = {"long-sleeve": 55, "short-sleeve": 20, "sleeveless": 0}[sleeve]
+            draw.line([cx, top, cx, body_bottom], fill=detail, width=max(1, u(3)))
+            draw.polygon([(cx - u(12), top), (cx, top + u(14)), (cx + u(12), top)], fill=detail)
+        arm = {"long-sleeve": 60, "short-sleeve": 22, "sleeveless": 0}[sleeve]
         if arm:
             for side in (-1, 1):
-                shoulder = cx + side * u(25 if category != "dress" else 18)
-                tip = shoulder + side * u(arm * 0.5)
-                draw.polygon([(shoulder, top), (tip, top + u(arm * 0.8)),
-                              (tip + side * u(10), top + u(arm * 0.8) - u(8)), (shoulder, top + u(18))], fill=fill)
+                shoulder = cx + side * u(22 if category != "dress" else 15)
+                start = (shoulder, top + u(8))
+                end = (shoulder + side * u(arm * 0.55), top + u(8 + arm * 0.8))
+                draw.line([start, end], fill=fill, width=u(16))
+                draw.ellipse([start[0] - u(8), start[1] - u(8), start[0] + u(8), start[1] + u(8)], fill=fill)
     elif category == "trousers":
         draw.rectangle([cx - u(24), top, cx + u(24), top + u(15)], fill=fill)
         draw.polygon([(cx - u(24), top + u(15)), (cx - u(2), top + u(15)), (cx - u(6), top + u(95)), (cx - u(26), top + u(95))], fill=fill)
@@ -106,8 +107,8 @@ def render(rng: random.Random, size: int) -> Tuple[Image.Image, List[int]]:
     top = int(size * 0.12) + rng.randint(-size // 20, size // 20)
     fill = tuple(max(0, min(255, c + rng.randint(-20, 20))) for c in COLORS[color])
     mask = Image.new("L", im.size, 0)
-    _silhouette(ImageDraw.Draw(mask), category, sleeve or "sleeveless", cx, top, scale, 255)
-    _silhouette(draw, category, sleeve or "sleeveless", cx, top, scale, fill)
+    _silhouette(ImageDraw.Draw(mask), category, sleeve or "sleeveless", cx, top, scale, 255, 255)
+    _silhouette(draw, category, sleeve or "sleeveless", cx, top, scale, fill, (60, 60, 60))
     if pattern != "solid":
         ink = (255, 255, 255) if color == "black" else (20, 20, 20)
         layer = im.copy()
@@ -168,6 +169,13 @@ def write_json(out_dir: str, base_url: str) -> Dict[str, str]:
     return paths
 
 
+class LoopbackServer(http.server.ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops the SYNs of a downloader's many parallel
+    # connections, and each dropped SYN costs a 1 s retransmit.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
         """Keeps request logs off the console; errors still raise."""
@@ -177,8 +185,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def serve_folder(folder: str, port: int = 0) -> Iterator[str]:
     """Serves ``folder`` over HTTP on 127.0.0.1 in a background thread; yields its base URL."""
     handler = functools.partial(_QuietHandler, directory=folder)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    server.daemon_threads = True
+    server = LoopbackServer(("127.0.0.1", port), handler)
     thread = threading.Thread(target=server.serve_forever, name="demo-http", daemon=True)
     thread.start()
     try:

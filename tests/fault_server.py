@@ -9,6 +9,8 @@ from typing import Dict, Iterator
 
 from PIL import Image
 
+from pipeline.demo_data import LoopbackServer
+
 
 def jpeg_bytes(width: int, height: int, color=(200, 30, 40), quality: int = 92) -> bytes:
     im = Image.new("RGB", (width, height), color)
@@ -123,8 +125,7 @@ class FaultServer:
                 else:
                     self._send(404, b"no such route", "text/plain")
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = LoopbackServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def url(self, path: str) -> str:

@@ -1,0 +1,185 @@
+"""Download throughput: this project's Beam job vs img2dataset, same URLs, same run.
+
+Generates N 600x600 JPEGs, serves them from nginx on loopback (Python's threading server
+when nginx is not installed), then times, alternating, several repetitions of:
+  - this job (``python -m components.download.job``) writing gzip TFRecords, and
+  - img2dataset writing TFRecords,
+both resizing to 299 keeping the aspect ratio (the images are square, so both give
+299x299), JPEG quality 90, shards of the same size, two processes for img2dataset and one
+threaded process (two cores through Pillow releasing the GIL) plus, as a variant, two
+worker processes for this job. Wall time includes each tool's start-up.
+
+Set up img2dataset in its own venv first (it must not share this project's pins):
+  benchmarks/setup_img2dataset.sh
+then:
+  .venv/bin/python benchmarks/download_benchmark.py --images 2000 --reps 3
+"""
+import argparse
+import glob
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from pipeline import demo_data  # noqa: E402
+
+
+def make_images(folder: str, n: int, size: int) -> None:
+    os.makedirs(folder, exist_ok=True)
+    if len(glob.glob(os.path.join(folder, "*.jpg"))) >= n:
+        return
+    rng, noise_rng = random.Random(0), np.random.default_rng(0)
+    for i in range(n):
+        im, _ = demo_data.render(rng, size)
+        # Sensor-like noise so the JPEGs cost what photos cost to decode (~100 KB, not 15 KB).
+        pixels = np.asarray(im, dtype=np.int16) + noise_rng.integers(-12, 13, (size, size, 3), dtype=np.int16)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(os.path.join(folder, f"{i}.jpg"), quality=90)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nginx(root: str, prefix: str):
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not nginx:
+        return None, None
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    port = free_port()
+    conf = os.path.join(prefix, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 1; daemon off; pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; sendfile on; keepalive_requests 100000; types {{ image/jpeg jpg; }}
+  client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy; fastcgi_temp_path {prefix}/fcgi;
+  uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;
+  server {{ listen 127.0.0.1:{port} backlog=1024; root {root}; }} }}
+""")
+    proc = subprocess.Popen([nginx, "-p", prefix, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"http://127.0.0.1:{port}/"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"nginx did not start: {proc.stderr.read().decode()}")
+
+
+def run_timed(cmd, env=None) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed:\n{result.stdout.decode()[-3000:]}")
+    return seconds
+
+
+def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
+    cmd = [sys.executable, "-m", "components.download.job", f"--input=train={urls_json}", f"--output={out}",
+           f"--images_per_shard={shard}", "--max_size=299", "--jpeg_quality=90", *extra]
+    seconds = run_timed(cmd, env={**os.environ, "PYTHONPATH": ROOT})
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    # The job's own rate covers the download alone, without Python and Beam start-up.
+    return seconds, summary["splits"]["train"]["ok"], summary["images_per_second"]
+
+
+def img2dataset(binary: str, urls_txt: str, out: str, shard: int, output_format: str = "tfrecord") -> tuple:
+    cmd = [binary, "--url_list", urls_txt, "--input_format", "txt", "--output_folder", out,
+           "--output_format", output_format, "--processes_count", "2", "--thread_count", "64",
+           "--image_size", "299", "--resize_mode", "keep_ratio", "--resize_only_if_bigger", "True",
+           "--encode_quality", "90", "--number_sample_per_shard", str(shard), "--enable_wandb", "False"]
+    seconds = run_timed(cmd, env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    ok = 0
+    for stats in glob.glob(os.path.join(out, "*_stats.json")):
+        with open(stats) as f:
+            ok += json.load(f)["successes"]
+    return seconds, ok, None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=600)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--shard", type=int, default=250, help="images per shard, for both tools")
+    parser.add_argument("--workdir", default=os.path.join(HERE, "work"))
+    parser.add_argument("--img2dataset", default=os.path.join(HERE, "work", "i2d-venv", "bin", "img2dataset"))
+    args = parser.parse_args()
+
+    images = os.path.join(args.workdir, f"images-{args.size}")
+    make_images(images, args.images, args.size)
+    proc, base = start_nginx(images, os.path.join(args.workdir, "nginx"))
+    server_name = "nginx"
+    if proc is None:
+        server_name = "python ThreadingHTTPServer"
+        serving = demo_data.serve_folder(images)
+        base = serving.__enter__()
+    urls = [f"{base}{i}.jpg" for i in range(args.images)]
+    urls_txt, urls_json = os.path.join(args.workdir, "urls.txt"), os.path.join(args.workdir, "urls.json")
+    with open(urls_txt, "w") as f:
+        f.write("\n".join(urls) + "\n")
+    with open(urls_json, "w") as f:
+        json.dump({"images": [{"imageId": str(i), "url": u} for i, u in enumerate(urls)]}, f)
+
+    contenders = {
+        "this job (1 process, threads)": lambda out: ours(urls_json, out, args.shard),
+        "this job (2 worker processes)": lambda out: ours(urls_json, out, args.shard, [
+            "--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]),
+    }
+    if os.path.exists(args.img2dataset):
+        contenders["img2dataset (2 processes)"] = lambda out: img2dataset(args.img2dataset, urls_txt, out, args.shard)
+        # Its fastest output (no TensorFlow import), the kind of figure usually quoted for it.
+        contenders["img2dataset, webdataset output"] = lambda out: img2dataset(
+            args.img2dataset, urls_txt, out, args.shard, "webdataset")
+    else:
+        print(f"img2dataset not found at {args.img2dataset}: run benchmarks/setup_img2dataset.sh", file=sys.stderr)
+    results = {name: [] for name in contenders}
+    try:
+        for rep in range(args.reps):
+            order = list(contenders) if rep % 2 == 0 else list(reversed(contenders))
+            for name in order:
+                out = os.path.join(args.workdir, "out")
+                shutil.rmtree(out, ignore_errors=True)
+                seconds, ok, own_rate = contenders[name](out)
+                if ok != args.images:
+                    raise RuntimeError(f"{name} stored {ok} of {args.images} images")
+                results[name].append(seconds)
+                own = f" (download phase alone: {own_rate} images/s)" if own_rate else ""
+                print(f"rep {rep + 1}: {name}: {seconds:.2f} s, {ok / seconds:.1f} images/s end to end{own}", flush=True)
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGQUIT)
+            proc.wait(timeout=10)
+        else:
+            serving.__exit__(None, None, None)
+
+    print(f"\n{args.images} JPEGs of {args.size}x{args.size} from {server_name} on loopback, resized to 299, "
+          f"quality 90, {args.shard} per shard, {os.cpu_count()} CPUs; median of {args.reps}:")
+    medians = {name: statistics.median(times) for name, times in results.items()}
+    for name, seconds in medians.items():
+        print(f"  {name:34s} {seconds:6.2f} s  {args.images / seconds:7.1f} images/s")
+    for reference in (r for r in medians if r.startswith("img2dataset")):
+        for name, seconds in medians.items():
+            if name.startswith("this job"):
+                print(f"  {name} vs {reference}: {medians[reference] / seconds:.2f}x the throughput")
+
+
+if __name__ == "__main__":
+    main()
