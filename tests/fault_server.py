@@ -39,6 +39,7 @@ def bomb_png(side: int) -> bytes:
 
 GOOD_SIZE = (400, 300)  # bigger than the tests' max_size, so resizing is exercised
 STALL_S = 3.0
+SLOW_S = 0.5
 HUGE_BYTES = 3 * 1024 * 1024
 
 
@@ -46,6 +47,7 @@ class FaultServer:
     """Routes:
 
     /good/<name>.jpg   200 JPEG 400x300            /png/<name>.png   200 RGBA PNG
+    /slow/<name>.jpg   200 JPEG after SLOW_S
     /missing           404                          /gone             410
     /flaky/<name>      500 on the first hit, then 200 JPEG
     /busy              429 always (Retry-After: 0)
@@ -90,6 +92,9 @@ class FaultServer:
                     server.hits[path] += 1
                     hit = server.hits[path]
                 if path.startswith("/good/"):
+                    self._send(200, server.good)
+                elif path.startswith("/slow/"):
+                    time.sleep(SLOW_S)
                     self._send(200, server.good)
                 elif path.startswith("/png/"):
                     self._send(200, server.png, "image/png")
