@@ -1,0 +1,52 @@
+"""The pipeline's one configuration object: frozen, no side effects, shared by every runner."""
+import dataclasses
+from typing import Tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything ``create_pipeline`` needs. Runners only choose roots and orchestration.
+
+    Production defaults: 299 px, ImageNet weights. Tests and the demo shrink them.
+    """
+
+    pipeline_name: str
+    pipeline_root: str  # where TFX writes artifacts
+    data_root: str  # the download job's --output: <split>/*.tfrecord.gz
+    serving_dir: str  # Pusher's destination; each blessed model lands in a versioned folder
+    label_map: str  # label_map.csv: the multi-hot width and the names served with decisions
+    num_labels: int  # width of the multi-hot vector (highest label id)
+    train_split: str = "train"
+    eval_split: str = "validation"
+    image_size: int = 299
+    weights: str = "imagenet"  # or "none", or a local InceptionV3 no-top .h5 file
+    train_steps: int = 2000
+    eval_steps: int = 0  # 0: the whole eval split
+    head_steps_fraction: float = 0.3  # phase one (backbone frozen) share of train_steps
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    dropout: float = 0.3
+    head_learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_from: str = "mixed9"
+    distribution: str = "default"  # default | mirrored | multi_worker | tpu
+    mixed_precision: str = ""  # "" | mixed_bfloat16 | mixed_float16
+    augment: bool = True
+    min_positives: int = 5  # labels with fewer eval positives keep threshold 0.5
+    micro_f1_lower_bound: float = 0.3  # the Evaluator blesses a model at or above this micro-F1
+    beam_pipeline_args: Tuple[str, ...] = ("--runner=FnApiRunner",)
+    enable_cache: bool = True
+
+    def trainer_custom_config(self) -> dict:
+        return {
+            "num_labels": self.num_labels, "image_size": self.image_size, "weights": self.weights,
+            "dropout": self.dropout, "head_learning_rate": self.head_learning_rate,
+            "fine_tune_learning_rate": self.fine_tune_learning_rate, "fine_tune_from": self.fine_tune_from,
+            "head_steps_fraction": self.head_steps_fraction, "batch_size": self.batch_size,
+            "eval_batch_size": self.eval_batch_size, "distribution": self.distribution,
+            "mixed_precision": self.mixed_precision, "min_positives": self.min_positives,
+            "label_map": self.label_map, "augment": self.augment,
+        }
+
+    def transform_custom_config(self) -> dict:
+        return {"num_labels": self.num_labels, "image_size": self.image_size}

@@ -1,0 +1,108 @@
+"""``create_pipeline(config)``: the one definition of the DAG, for every runner.
+
+ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
+-> Evaluator (baseline: the latest blessed model) -> Pusher.
+The preprocessing and run functions are referenced by import path, not module file: TFX
+would otherwise hash (and on Vertex upload) every file beside the module.
+"""
+from typing import Optional
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from pipeline.config import PipelineConfig
+from trainer import features
+from trainer.exporter import DECISIONS, PROBABILITIES
+from trainer.preprocessing import LABELS_FEATURE
+
+PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+RUN_FN = "trainer.task.run_fn"
+MICRO_F1 = "micro_f1"
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """TFMA: a micro-F1 gate on the thresholded decisions, and per-label metrics with no gate.
+
+    The model's ``transform_features`` signature turns the raw label-id list into the dense
+    multi-hot vector TFMA needs (a variable-length list gives silently wrong metrics).
+    """
+    per_label = tfma.BinarizationOptions(class_ids={"values": list(range(config.num_labels))})
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="evaluate", preprocessing_function_names=["transform_features"],
+            label_keys={DECISIONS: LABELS_FEATURE, PROBABILITIES: LABELS_FEATURE})],
+        metrics_specs=[
+            # The gate, alone in its spec: a threshold next to binarize would gate every label.
+            tfma.MetricsSpec(
+                output_names=[DECISIONS],
+                metrics=[tfma.MetricConfig(
+                    class_name="F1Score", config=f'{{"name": "{MICRO_F1}"}}',
+                    threshold=tfma.MetricThreshold(
+                        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.micro_f1_lower_bound}),
+                        change_threshold=tfma.GenericChangeThreshold(
+                            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10})))],
+                aggregate=tfma.AggregationOptions(micro_average=True)),
+            # Per label, at each label's tuned threshold (decisions are 0/1, so 0.5 splits them).
+            tfma.MetricsSpec(
+                output_names=[DECISIONS],
+                metrics=[tfma.MetricConfig(class_name=name) for name in ("Precision", "Recall", "F1Score")],
+                binarize=per_label),
+            tfma.MetricsSpec(output_names=[PROBABILITIES], metrics=[tfma.MetricConfig(class_name="AUC")],
+                             binarize=per_label),
+        ],
+        # One slice per label value (the examples that carry label k), and the whole set.
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABELS_KEY])],
+        # Default metrics would re-compute the model's compiled tf_keras metrics: off.
+        options=tfma.Options(include_default_metrics={"value": False}),
+    )
+
+
+def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
+                    beam_pipeline_args: Optional[list] = None) -> tfx.dsl.Pipeline:
+    """Builds the TFX pipeline from the config; pure: no I/O, nothing run."""
+    example_gen = tfx.components.ImportExampleGen(
+        input_base=config.data_root,
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name="train", pattern=f"{config.train_split}/*.tfrecord.gz"),
+            tfx.proto.Input.Split(name="eval", pattern=f"{config.eval_split}/*.tfrecord.gz"),
+        ]))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN, materialize=False,
+        custom_config=config.transform_custom_config())
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        custom_config=config.trainer_custom_config())
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(config))
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+                    model_resolver, evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args if beam_pipeline_args is not None else config.beam_pipeline_args),
+    )

@@ -1,0 +1,101 @@
+"""Serving signatures: raw bytes or serialized tf.Examples in, the Transform graph embedded.
+
+Signatures of the exported SavedModel:
+  serving_default     serialized tf.Examples (with ``image/encoded``) -> probabilities,
+                      decisions (0/1 at each label's tuned threshold), label_ids and
+                      label_names of the decided labels (padded with 0 / "")
+  predict_images      raw image bytes (JPEG) as clients send them -> the same outputs
+  evaluate            serialized tf.Examples -> probabilities and decisions only (for TFMA)
+  transform_features  serialized tf.Examples -> Transform's outputs, labels included (TFMA
+                      applies it to get the dense multi-hot labels)
+  embed_images        raw image bytes -> L2-normalised embedding (similar-product search)
+"""
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from trainer import features
+from trainer.model import EMBEDDING_LAYER
+from trainer.preprocessing import IMAGE_FEATURE
+
+PROBABILITIES, DECISIONS, LABEL_IDS, LABEL_NAMES, EMBEDDING = (
+    "probabilities", "decisions", "label_ids", "label_names", "embedding")
+
+
+class ServingModule(tf.Module):
+    """Holds the model, the Transform layer, thresholds and label names for export."""
+
+    def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput, thresholds: np.ndarray,
+                 label_names: Optional[Sequence[str]] = None):
+        super().__init__()
+        self.model = model
+        self.tft_layer = tf_transform_output.transform_features_layer()
+        self._raw_spec = tf_transform_output.raw_feature_spec()
+        num_labels = int(model.output_shape[-1])
+        if len(thresholds) != num_labels:
+            raise ValueError(f"{len(thresholds)} thresholds for {num_labels} labels")
+        names = list(label_names) if label_names is not None else [str(i + 1) for i in range(num_labels)]
+        self.thresholds = tf.Variable(np.asarray(thresholds, np.float32), trainable=False, name="thresholds")
+        self.label_names = tf.Variable(names, trainable=False, name="label_names")
+        self.embedder = keras.Model(model.inputs, model.get_layer(EMBEDDING_LAYER).output)
+
+    def _image_from_examples(self, serialized):
+        spec = {features.IMAGE_KEY: self._raw_spec[features.IMAGE_KEY]}
+        return self.tft_layer(tf.io.parse_example(serialized, spec))[IMAGE_FEATURE]
+
+    def _image_from_bytes(self, images):
+        return self.tft_layer({features.IMAGE_KEY: tf.reshape(images, [-1, 1])})[IMAGE_FEATURE]
+
+    def _outputs(self, image):
+        probabilities = tf.cast(self.model(image, training=False), tf.float32)
+        decided = probabilities >= self.thresholds
+        ids = tf.range(1, tf.shape(probabilities)[1] + 1, dtype=tf.int64)
+        return {
+            PROBABILITIES: probabilities,
+            DECISIONS: tf.cast(decided, tf.float32),
+            LABEL_IDS: tf.where(decided, ids, tf.zeros_like(ids)),
+            LABEL_NAMES: tf.where(decided, self.label_names, tf.fill(tf.shape(decided), "")),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples):
+        return self._outputs(self._image_from_examples(examples))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve_images(self, images):
+        return self._outputs(self._image_from_bytes(images))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def evaluate(self, examples):
+        outputs = self._outputs(self._image_from_examples(examples))
+        return {PROBABILITIES: outputs[PROBABILITIES], DECISIONS: outputs[DECISIONS]}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(self, examples):
+        return self.tft_layer(tf.io.parse_example(examples, self._raw_spec))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def embed_images(self, images):
+        embedding = tf.cast(self.embedder(self._image_from_bytes(images), training=False), tf.float32)
+        return {EMBEDDING: tf.math.l2_normalize(embedding, axis=-1)}
+
+    def signatures(self):
+        return {
+            "serving_default": self.serve_examples.get_concrete_function(),
+            "predict_images": self.serve_images.get_concrete_function(),
+            "evaluate": self.evaluate.get_concrete_function(),
+            "transform_features": self.transform_features.get_concrete_function(),
+            "embed_images": self.embed_images.get_concrete_function(),
+        }
+
+
+def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, thresholds: np.ndarray,
+           serving_dir: str, label_names: Optional[Sequence[str]] = None) -> None:
+    """Saves the model with its serving signatures, without optimizer state."""
+    module = ServingModule(model, tf_transform_output, thresholds, label_names)
+    # tf.saved_model.save of the module, not model.save: no optimizer slots (Adam's doubled
+    # the InceptionV3 SavedModel to 257 MB), and every signature shares one set of weights.
+    tf.saved_model.save(module, serving_dir, signatures=module.signatures())
