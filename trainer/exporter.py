@@ -31,7 +31,6 @@ class ServingModule(tf.Module):
     def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput, thresholds: np.ndarray,
                  label_names: Optional[Sequence[str]] = None):
         super().__init__()
-        self.model = model
         self.tft_layer = tf_transform_output.transform_features_layer()
         self._raw_spec = tf_transform_output.raw_feature_spec()
         num_labels = int(model.output_shape[-1])
@@ -40,7 +39,15 @@ class ServingModule(tf.Module):
         names = list(label_names) if label_names is not None else [str(i + 1) for i in range(num_labels)]
         self.thresholds = tf.Variable(np.asarray(thresholds, np.float32), trainable=False, name="thresholds")
         self.label_names = tf.Variable(names, trainable=False, name="label_names")
-        self.embedder = keras.Model(model.inputs, model.get_layer(EMBEDDING_LAYER).output)
+        # One traced call of the network, shared by every signature: tracing InceptionV3 once
+        # per signature made export take minutes.
+        core = keras.Model(model.inputs, [model.output, model.get_layer(EMBEDDING_LAYER).output])
+        size = model.input_shape[1]
+        self._infer = tf.function(lambda image: core(image, training=False),
+                                  input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+        # Track the weights, not the Keras model: saving a Keras model also traces every
+        # layer's call for Keras' own loader, which serving never uses and costs a minute.
+        self.weights = core.weights
 
     def _image_from_examples(self, serialized):
         spec = {features.IMAGE_KEY: self._raw_spec[features.IMAGE_KEY]}
@@ -50,7 +57,7 @@ class ServingModule(tf.Module):
         return self.tft_layer({features.IMAGE_KEY: tf.reshape(images, [-1, 1])})[IMAGE_FEATURE]
 
     def _outputs(self, image):
-        probabilities = tf.cast(self.model(image, training=False), tf.float32)
+        probabilities = tf.cast(self._infer(image)[0], tf.float32)
         decided = probabilities >= self.thresholds
         ids = tf.range(1, tf.shape(probabilities)[1] + 1, dtype=tf.int64)
         return {
@@ -79,7 +86,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def embed_images(self, images):
-        embedding = tf.cast(self.embedder(self._image_from_bytes(images), training=False), tf.float32)
+        embedding = tf.cast(self._infer(self._image_from_bytes(images))[1], tf.float32)
         return {EMBEDDING: tf.math.l2_normalize(embedding, axis=-1)}
 
     def signatures(self):

@@ -41,8 +41,9 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
 def predict_eval(model, dataset, steps: int):
     """Probabilities and labels over ``steps`` batches of the (finite) eval dataset."""
     probabilities, labels = [], []
+    infer = tf.function(lambda images: model(images, training=False))
     for images, batch_labels in dataset.take(steps) if steps else dataset:
-        probabilities.append(model(images, training=False).numpy())
+        probabilities.append(infer(images).numpy())
         labels.append(batch_labels.numpy())
     return np.concatenate(probabilities).astype(np.float32), np.concatenate(labels)
 
@@ -72,16 +73,16 @@ def run_fn(fn_args):
         if fn_args.model_run_dir else []
     start = time.monotonic()
     log.info("phase 1: head only, %d steps at lr %g", head_steps, model_config.head_learning_rate)
-    model.fit(train, steps_per_epoch=head_steps, epochs=1, validation_data=evaluation, validation_steps=eval_steps,
-              callbacks=callbacks, verbose=2)
+    # No validation inside fit: it would trace the network twice more; the eval split is
+    # scored once, after training, to tune the thresholds.
+    model.fit(train, steps_per_epoch=head_steps, epochs=1, callbacks=callbacks, verbose=2)
     if total > head_steps:
         with strategy.scope():
             model_lib.compile_for_fine_tuning(model, model_config)
         log.info("phase 1 took %.0f s; phase 2: from %s on, %d steps at lr %g", time.monotonic() - start,
                  model_config.fine_tune_from or "the first layer", total - head_steps,
                  model_config.fine_tune_learning_rate)
-        model.fit(train, steps_per_epoch=total - head_steps, epochs=1, validation_data=evaluation,
-                  validation_steps=eval_steps, verbose=2)
+        model.fit(train, steps_per_epoch=total - head_steps, epochs=1, callbacks=callbacks, verbose=2)
 
     log.info("training took %.0f s; tuning thresholds on the eval split", time.monotonic() - start)
     probabilities, labels = predict_eval(model, evaluation, eval_steps or 0)

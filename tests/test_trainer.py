@@ -1,0 +1,129 @@
+"""Transform's preprocessing_fn, the model, and the serving signatures, on a few real JPEGs."""
+import io
+import os
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+import tf_keras as keras
+from PIL import Image
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+from pipeline import demo_data
+from trainer import exporter, features, model as model_lib
+from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, preprocessing_fn
+
+SIZE, NUM_LABELS = 75, 18
+RAW_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
+
+
+def _jpeg(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def raw_examples():
+    rng = random.Random(3)
+    rows = []
+    for _ in range(6):
+        im, labels = demo_data.render(rng, 120)
+        rows.append({features.IMAGE_KEY: [_jpeg(im.resize((120, 90)))], features.LABELS_KEY: labels})
+    rows[-1][features.LABELS_KEY] = []  # an example without labels
+    return rows
+
+
+@pytest.fixture(scope="module")
+def transformed(raw_examples, tmp_path_factory):
+    """(transformed rows, TFTransformOutput) from tft_beam.AnalyzeAndTransformDataset."""
+    out = str(tmp_path_factory.mktemp("tft"))
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
+    with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
+        fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": NUM_LABELS, "image_size": SIZE})  # noqa: E731
+        (rows, _), transform_fn = (raw_examples, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            fn, output_record_batches=False)
+        _ = transform_fn | tft_beam.WriteTransformFn(out)
+    metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
+    return rows, tft.TFTransformOutput(out)
+
+
+def test_preprocessing_gives_inception_images_and_dense_multi_hot(raw_examples, transformed):
+    rows, _ = transformed
+    assert len(rows) == len(raw_examples)
+    for raw, row in zip(raw_examples, rows):
+        image, labels = np.asarray(row[IMAGE_FEATURE]), np.asarray(row[LABELS_FEATURE])
+        assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.float32
+        assert -1.0 <= image.min() < -0.2 and 0.2 < image.max() <= 1.0  # scaled for InceptionV3, not 0..255
+        assert labels.shape == (NUM_LABELS,) and labels.dtype == np.float32
+        expected = np.zeros(NUM_LABELS, np.float32)
+        expected[np.asarray(raw[features.LABELS_KEY], int) - 1] = 1.0
+        np.testing.assert_array_equal(labels, expected)
+    assert np.asarray(rows[-1][LABELS_FEATURE]).sum() == 0
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    return model_lib.build_model(model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none"))
+
+
+def test_one_training_step_lowers_the_loss():
+    config = model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none", dropout=0.0)
+    keras.utils.set_random_seed(0)
+    model = model_lib.build_model(config)
+    model_lib.compile_for_head(model, config)
+    images = np.random.default_rng(0).uniform(-1, 1, (8, SIZE, SIZE, 3)).astype(np.float32)
+    labels = (np.random.default_rng(1).uniform(size=(8, NUM_LABELS)) < 0.2).astype(np.float32)
+    before = model.evaluate(images, labels, verbose=0)[0]
+    model.train_on_batch(images, labels)
+    after = model.evaluate(images, labels, verbose=0)[0]
+    assert after < before
+    assert model.output_shape == (None, NUM_LABELS)
+
+
+def test_fine_tuning_unfreezes_only_the_top_blocks():
+    model = _model()
+    config = model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none", fine_tune_from="mixed9")
+    model_lib.compile_for_fine_tuning(model, config)
+    backbone = model_lib.backbone_of(model)
+    names = [layer.name for layer in backbone.layers]
+    assert not any(layer.trainable for layer in backbone.layers[:names.index("mixed9")])
+    assert all(layer.trainable for layer in backbone.layers[names.index("mixed9"):])
+    with pytest.raises(ValueError, match="not a layer of InceptionV3"):
+        model_lib.compile_for_fine_tuning(model, model_lib.ModelConfig(NUM_LABELS, SIZE, "none", fine_tune_from="nope"))
+
+
+def test_serving_signatures_match_the_model_on_transformed_features(raw_examples, transformed, tmp_path):
+    rows, tf_transform_output = transformed
+    model = _model()
+    thresholds = np.full(NUM_LABELS, 0.5, np.float32)
+    thresholds[0] = 0.0  # label 1 always decided, label 2 never
+    thresholds[1] = 1.01
+    names = [f"name{i}" for i in range(1, NUM_LABELS + 1)]
+    exporter.export(model, tf_transform_output, thresholds, str(tmp_path / "serving"), names)
+    loaded = tf.saved_model.load(str(tmp_path / "serving"))
+
+    images = np.stack([np.asarray(r[IMAGE_FEATURE]) for r in rows])
+    expected = model(images, training=False).numpy()
+    jpegs = tf.constant([r[features.IMAGE_KEY][0] for r in raw_examples])
+    from_bytes = loaded.signatures["predict_images"](images=jpegs)
+    np.testing.assert_allclose(from_bytes[exporter.PROBABILITIES].numpy(), expected, atol=1e-5)
+
+    serialized = tf.constant([tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=r[features.IMAGE_KEY]))}))
+        .SerializeToString() for r in raw_examples])
+    from_examples = loaded.signatures["serving_default"](examples=serialized)
+    np.testing.assert_allclose(from_examples[exporter.PROBABILITIES].numpy(), expected, atol=1e-5)
+    decisions = from_examples[exporter.DECISIONS].numpy()
+    np.testing.assert_array_equal(decisions, (expected >= thresholds).astype(np.float32))
+    assert (from_examples[exporter.LABEL_IDS].numpy()[:, 0] == 1).all()
+    assert (from_examples[exporter.LABEL_IDS].numpy()[:, 1] == 0).all()
+    assert from_examples[exporter.LABEL_NAMES].numpy()[0, 0] == b"name1"
+
+    embedding = loaded.signatures["embed_images"](images=jpegs)[exporter.EMBEDDING].numpy()
+    assert embedding.shape == (len(rows), 2048)
+    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
