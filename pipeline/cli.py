@@ -1,5 +1,8 @@
 """``imat``: the project's command line.
 
+  imat run         download the demo data (or use --data) and run the TFX pipeline locally
+  imat predict     tag images with the last pushed model
+  imat report      per-label metrics of the last evaluation, and the label distribution
   imat demo        generate the embedded demo data, serve it on loopback, download it
   imat demo-data   only generate the demo images, JSON and label map
   imat download    the download job (see ``imat download --help``)
@@ -9,7 +12,7 @@ import logging
 import os
 import shutil
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 DEFAULT_WORKDIR = "imat-demo"
 
@@ -31,20 +34,14 @@ def _demo_data(argv: List[str]) -> None:
           f"--bind 127.0.0.1 --directory {args.out}")
 
 
-def _demo(argv: List[str]) -> None:
+def download_demo(workdir: str, num_images: int, seed: int = 0, extra: Sequence[str] = ()) -> dict:
+    """Generates the demo data, serves it on loopback and downloads it into ``workdir/data``."""
     from components.download import job
     from pipeline import demo_data
 
-    parser = argparse.ArgumentParser(
-        prog="imat demo", description="Generate the demo data, serve it on loopback and download it into TFRecords.")
-    parser.add_argument("--workdir", default=DEFAULT_WORKDIR)
-    parser.add_argument("--num_images", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
-    args, extra = parser.parse_known_args(argv)
-    source = os.path.join(args.workdir, "source")
-    data = os.path.join(args.workdir, "data")
-    splits = demo_data.write_images(source, args.num_images, seed=args.seed)
-    print(f"demo data: {args.num_images} images ({ {k: len(v) for k, v in splits.items()} }) in {source}")
+    source, data = os.path.join(workdir, "source"), os.path.join(workdir, "data")
+    splits = demo_data.write_images(source, num_images, seed=seed)
+    print(f"demo data: {num_images} images ({ {k: len(v) for k, v in splits.items()} }) in {source}")
     # The loopback port differs per run, and with it every URL: start the download afresh.
     shutil.rmtree(data, ignore_errors=True)
     with demo_data.serve_folder(source) as base_url:
@@ -52,8 +49,19 @@ def _demo(argv: List[str]) -> None:
         print(f"serving {source} at {base_url}")
         summary = job.run([f"--input={name}={path}" for name, path in paths.items()]
                           + [f"--output={data}", f"--label_map={os.path.join(source, 'label_map.csv')}",
-                             "--images_per_shard=100"] + extra)
+                             "--images_per_shard=100"] + list(extra))
     print(job.format_summary(summary))
+    return summary
+
+
+def _demo(argv: List[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="imat demo", description="Generate the demo data, serve it on loopback and download it into TFRecords.")
+    parser.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    parser.add_argument("--num_images", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    args, extra = parser.parse_known_args(argv)
+    download_demo(args.workdir, args.num_images, args.seed, extra)
 
 
 def _download(argv: List[str]) -> None:
@@ -62,7 +70,26 @@ def _download(argv: List[str]) -> None:
     job.main(argv)
 
 
-COMMANDS = {"demo": _demo, "demo-data": _demo_data, "download": _download}
+def _run(argv: List[str]) -> None:
+    from pipeline import run_command
+
+    run_command.main(argv)
+
+
+def _predict(argv: List[str]) -> None:
+    from pipeline import predict
+
+    predict.main(argv)
+
+
+def _report(argv: List[str]) -> None:
+    from pipeline import report
+
+    report.main(argv)
+
+
+COMMANDS = {"run": _run, "predict": _predict, "report": _report, "demo": _demo, "demo-data": _demo_data,
+            "download": _download}
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -1,5 +1,6 @@
 """The pipeline's one configuration object: frozen, no side effects, shared by every runner."""
 import dataclasses
+import os
 from typing import Tuple
 
 
@@ -50,3 +51,20 @@ class PipelineConfig:
 
     def transform_custom_config(self) -> dict:
         return {"num_labels": self.num_labels, "image_size": self.image_size}
+
+
+def demo_config(workdir: str, num_labels: int, **overrides) -> PipelineConfig:
+    """Settings for the embedded demo data: small images, trained from scratch on 2 CPU cores.
+
+    ImageNet weights cannot be assumed offline, so the backbone trains from scratch; the
+    whole network then fine-tunes (``fine_tune_from=""``), since nothing is pretrained.
+    """
+    settings = dict(
+        pipeline_name="imat-demo", pipeline_root=os.path.join(workdir, "pipeline"),
+        data_root=os.path.join(workdir, "data"), serving_dir=os.path.join(workdir, "serving"),
+        label_map=os.path.join(workdir, "source", "label_map.csv"), num_labels=num_labels,
+        image_size=96, weights="none", train_steps=150, head_steps_fraction=0.2, batch_size=16,
+        eval_batch_size=32, fine_tune_from="", head_learning_rate=2e-3, fine_tune_learning_rate=1e-3,
+        dropout=0.2, min_positives=3, micro_f1_lower_bound=0.3)
+    settings.update(overrides)
+    return PipelineConfig(**settings)

@@ -1,0 +1,83 @@
+"""``imat run``: the TFX pipeline on this machine, on the demo data or on a download job's output.
+
+  imat run                                   # demo: generate, download, train, evaluate, push
+  imat run --data DIR --label_map CSV --workdir W --image_size 299 --weights imagenet --train_steps 5000
+"""
+import argparse
+import dataclasses
+import os
+from typing import List, Optional
+
+from pipeline import runs
+from pipeline.config import PipelineConfig, demo_config
+
+DEFAULT_WORKDIR = "imat-demo"
+_OVERRIDABLE = ("image_size", "weights", "train_steps", "eval_steps", "batch_size", "head_steps_fraction",
+                "head_learning_rate", "fine_tune_learning_rate", "fine_tune_from", "distribution",
+                "mixed_precision", "micro_f1_lower_bound", "dropout")
+
+
+def parse_args(argv: Optional[List[str]]):
+    parser = argparse.ArgumentParser(prog="imat run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="pipeline root, metadata and serving folder")
+    parser.add_argument("--data", help="a download job's --output; without it the demo data is downloaded")
+    parser.add_argument("--label_map", help="label_map.csv of --data")
+    parser.add_argument("--num_images", type=int, default=300, help="demo images to generate (without --data)")
+    fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+    for name in _OVERRIDABLE:
+        parser.add_argument(f"--{name}", type=type(fields[name].default), default=None)
+    parser.add_argument("--beam_arg", action="append", default=None, help="a Beam pipeline arg; repeat")
+    args = parser.parse_args(argv)
+    if bool(args.data) != bool(args.label_map):
+        parser.error("--data and --label_map go together")
+    return args
+
+
+def build_config(args) -> PipelineConfig:
+    from trainer.features import load_label_map
+
+    overrides = {name: getattr(args, name) for name in _OVERRIDABLE if getattr(args, name) is not None}
+    if args.beam_arg:
+        overrides["beam_pipeline_args"] = tuple(args.beam_arg)
+    if not args.data:
+        label_map = os.path.join(args.workdir, "source", "label_map.csv")
+        return demo_config(args.workdir, load_label_map(label_map).num_labels, **overrides)
+    workdir = os.path.abspath(args.workdir)
+    return PipelineConfig(pipeline_name="imat", pipeline_root=os.path.join(workdir, "pipeline"),
+                          data_root=os.path.abspath(args.data), serving_dir=os.path.join(workdir, "serving"),
+                          label_map=os.path.abspath(args.label_map),
+                          num_labels=load_label_map(args.label_map).num_labels, **overrides)
+
+
+def summary_lines(config: PipelineConfig) -> List[str]:
+    """What the last run did, its micro-F1 and where the model went."""
+    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    lines = ["components:"] + [f"  {e.component:32s} {e.state:9s} {e.seconds:7.1f} s" for e in runs.last_run(metadata)]
+    pushed = runs.latest_pushed_model(config.serving_dir)
+    blessed = runs.latest_blessing(metadata)
+    lines.append(f"evaluator: {'blessed' if blessed else 'NOT blessed'} (gate: micro-F1 >= {config.micro_f1_lower_bound} "
+                 f"and not worse than the last blessed model)")
+    trainer_model = runs.latest_artifact_uri(metadata, "Model")
+    if trainer_model:
+        report = runs.training_report(os.path.join(trainer_model, "Format-Serving"))
+        lines.append(f"micro-F1 on the eval split ({report['eval_examples']} images): "
+                     f"{report['micro_f1_tuned']:.3f} with per-label tuned thresholds, "
+                     f"{report['micro_f1_at_0.5']:.3f} at 0.5 "
+                     f"({sum(report['tuned'])} of {len(report['tuned'])} labels tuned)")
+    lines.append(f"pushed model: {pushed}" if pushed and blessed else
+                 f"no model pushed by this run; newest pushed: {pushed or 'none'}")
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    if not args.data:
+        from pipeline.cli import download_demo
+
+        download_demo(args.workdir, args.num_images)
+    config = build_config(args)
+    from pipeline import local_runner
+
+    local_runner.run(config)
+    print("\n".join(summary_lines(config)))

@@ -1,0 +1,78 @@
+"""Reads what a local run did from its ML Metadata store: executions, blessing, pushed model."""
+import dataclasses
+import glob
+import json
+import os
+from typing import List, Optional
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    component: str  # the node id, e.g. "Trainer"
+    state: str  # COMPLETE, CACHED, FAILED, ...
+    seconds: float
+    run_id: str
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    if not os.path.exists(metadata_path):
+        raise FileNotFoundError(f"no pipeline metadata at {metadata_path}: run the pipeline first (imat run)")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def executions(metadata_path: str) -> List[Execution]:
+    """Every execution, oldest first, with the pipeline run it belongs to."""
+    store = open_store(metadata_path)
+    result = []
+    for e in sorted(store.get_executions(), key=lambda e: e.id):
+        contexts = store.get_contexts_by_execution(e.id)
+        node = next((c.name.split(".", 1)[-1] for c in contexts if c.type == "node"), str(e.type_id))
+        run_id = next((c.name for c in contexts if c.type == "pipeline_run"), "")
+        result.append(Execution(node, metadata_store_pb2.Execution.State.Name(e.last_known_state),
+                                (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000, run_id))
+    return result
+
+
+def last_run(metadata_path: str) -> List[Execution]:
+    """The executions of the most recent pipeline run."""
+    all_executions = executions(metadata_path)
+    if not all_executions:
+        return []
+    latest = all_executions[-1].run_id
+    return [e for e in all_executions if e.run_id == latest]
+
+
+def latest_pushed_model(serving_dir: str) -> Optional[str]:
+    """The newest versioned folder Pusher wrote, or None."""
+    versions = sorted((p for p in glob.glob(os.path.join(serving_dir, "*")) if os.path.basename(p).isdigit()),
+                      key=lambda p: int(os.path.basename(p)))
+    return versions[-1] if versions else None
+
+
+def training_report(model_dir: str) -> dict:
+    """The Trainer's thresholds and eval micro-F1 (tuned vs 0.5) stored with the model."""
+    from trainer.task import THRESHOLDS_FILE  # lazy: TensorFlow is only needed here
+
+    with open(os.path.join(model_dir, "assets.extra", THRESHOLDS_FILE)) as f:
+        return json.load(f)
+
+
+def latest_artifact_uri(metadata_path: str, type_name: str) -> Optional[str]:
+    """URI of the newest artifact of a type (e.g. ModelEvaluation), or None."""
+    artifacts = open_store(metadata_path).get_artifacts_by_type(type_name)
+    return max(artifacts, key=lambda a: a.id).uri if artifacts else None
+
+
+def latest_blessing(metadata_path: str) -> Optional[bool]:
+    """Whether the newest Evaluator run blessed its model (None before any evaluation)."""
+    artifacts = open_store(metadata_path).get_artifacts_by_type("ModelBlessing")
+    if not artifacts:
+        return None
+    blessed = max(artifacts, key=lambda a: a.id).custom_properties.get("blessed")
+    return bool(blessed and blessed.int_value)
