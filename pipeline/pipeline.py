@@ -10,6 +10,7 @@ from typing import Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components import baseline
 from pipeline.config import PipelineConfig
 from trainer import features
 from trainer.exporter import DECISIONS, PROBABILITIES
@@ -49,6 +50,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 binarize=per_label),
             tfma.MetricsSpec(output_names=[PROBABILITIES], metrics=[tfma.MetricConfig(class_name="AUC")],
                              binarize=per_label),
+            # In the per-label slices this is each label's support in the eval split.
+            tfma.MetricsSpec(output_names=[DECISIONS], metrics=[tfma.MetricConfig(class_name="ExampleCount")]),
         ],
         # One slice per label value (the examples that carry label k), and the whole set.
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABELS_KEY])],
@@ -82,15 +85,17 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
         custom_config=config.trainer_custom_config())
+    # Not the Trainer's own model: an unchanged rerun then reuses the Evaluator and Pusher.
     model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        strategy_class=baseline.LatestBlessedOtherModelStrategy,
+        **{baseline.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+           baseline.BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+           baseline.CANDIDATE_KEY: trainer.outputs["model"]},
     ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
+        baseline_model=model_resolver.outputs[baseline.MODEL_KEY],
         eval_config=eval_config(config))
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],

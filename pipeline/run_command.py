@@ -5,6 +5,7 @@
 """
 import argparse
 import dataclasses
+import json
 import os
 from typing import List, Optional
 
@@ -24,6 +25,7 @@ def parse_args(argv: Optional[List[str]]):
     parser.add_argument("--data", help="a download job's --output; without it the demo data is downloaded")
     parser.add_argument("--label_map", help="label_map.csv of --data")
     parser.add_argument("--num_images", type=int, default=300, help="demo images to generate (without --data)")
+    parser.add_argument("--redownload", action="store_true", help="generate and download the demo data again")
     fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
     for name in _OVERRIDABLE:
         parser.add_argument(f"--{name}", type=type(fields[name].default), default=None)
@@ -70,12 +72,26 @@ def summary_lines(config: PipelineConfig) -> List[str]:
     return lines
 
 
+def demo_data_ready(workdir: str, num_images: int) -> bool:
+    """Whether ``workdir/data`` already holds all ``num_images`` demo images, downloaded."""
+    try:
+        with open(os.path.join(workdir, "data", "summary.json")) as f:
+            splits = json.load(f)["splits"].values()
+    except (OSError, ValueError, KeyError):
+        return False
+    return sum(s["records"] for s in splits) == num_images and all(s["ok"] == s["records"] for s in splits)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if not args.data:
-        from pipeline.cli import download_demo
+        if demo_data_ready(args.workdir, args.num_images) and not args.redownload:
+            # Downloading again would serve on a new port, change every URL and so every cache key.
+            print(f"reusing the demo data in {os.path.join(args.workdir, 'data')} (--redownload to fetch it again)")
+        else:
+            from pipeline.cli import download_demo
 
-        download_demo(args.workdir, args.num_images)
+            download_demo(args.workdir, args.num_images)
     config = build_config(args)
     from pipeline import local_runner
 

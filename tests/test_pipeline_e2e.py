@@ -4,9 +4,10 @@ import os
 
 import pytest
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 
 from components.download import job
-from pipeline import demo_data, local_runner, runs
+from pipeline import demo_data, local_runner, report, runs
 from pipeline.config import demo_config
 from pipeline.run_command import summary_lines
 
@@ -27,7 +28,7 @@ def workdir(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir):
+def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys):
     config = demo_config(workdir, num_labels=18, image_size=75, train_steps=4, batch_size=8, eval_batch_size=16,
                          micro_f1_lower_bound=0.0)
     metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
@@ -48,12 +49,23 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir):
     second = runs.last_run(metadata)
     assert {e.component for e in second} == COMPONENTS
     assert all(e.state == "CACHED" for e in second if e.component != "latest_blessed_model_resolver"), second
+    assert len(os.listdir(config.serving_dir)) == 1  # the same model is not pushed twice
 
-    # A gate no model can pass: the Evaluator runs again, does not bless, and nothing is pushed.
-    strict = dataclasses.replace(config, micro_f1_lower_bound=1.01)
+    # imat report reads that evaluation: per-label rows grouped by task, and the label data.
+    report.main(["--workdir", workdir])
+    printed = capsys.readouterr().out
+    assert "[category]" in printed and "label distribution (train split, 63 examples" in printed
+    assert os.path.getsize(os.path.join(workdir, "report.html")) > 1000
+
+    # A retrained model against a gate no model can pass: evaluated against the first model as
+    # its baseline, not blessed, and nothing is pushed.
+    strict = dataclasses.replace(config, micro_f1_lower_bound=1.01, train_steps=5)
     local_runner.run(strict)
     third = {e.component: e.state for e in runs.last_run(metadata)}
-    assert third["Evaluator"] == "COMPLETE" and third["Trainer"] == "CACHED"
+    assert third["Trainer"] == "COMPLETE" and third["Evaluator"] == "COMPLETE"
     assert runs.latest_blessing(metadata) is False
+    evaluation = tfma.load_eval_result(runs.latest_artifact_uri(metadata, "ModelEvaluation"))
+    overall = dict(evaluation.slicing_metrics)[()]["decisions"][""]
+    assert any(name.endswith("micro_f1_diff") for name in overall), overall  # compared with the baseline
     assert runs.latest_pushed_model(config.serving_dir) == pushed
     assert any("no model pushed by this run" in line for line in summary_lines(strict))
