@@ -54,8 +54,8 @@ def pipeline_config(args, label_map: str):
         data_root=os.path.join(args.work, "data"), serving_dir=os.path.join(args.work, "serving"),
         label_map=label_map, num_labels=load_label_map(label_map).num_labels, image_size=args.image_size,
         weights="none", train_steps=args.train_steps, batch_size=args.batch_size, fine_tune_from="",
-        head_steps_fraction=0.2, head_learning_rate=2e-3, fine_tune_learning_rate=args.learning_rate,
-        dropout=0.2, min_positives=3, micro_f1_lower_bound=0.0)
+        head_steps_fraction=0.0, fine_tune_learning_rate=args.learning_rate, dropout=0.2,
+        batch_norm_momentum=0.9, min_positives=3, micro_f1_lower_bound=0.0)
 
 
 def run_pipeline(config) -> dict:
@@ -100,7 +100,8 @@ def plain_keras(config, steps: int, learning_rate: float) -> dict:
     tf.keras.utils.set_random_seed(0)
     x, y = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)
     vx, vy = load_split(config.data_root, config.eval_split, config.image_size, config.num_labels)
-    model = model_lib.build_model(model_lib.ModelConfig(config.num_labels, config.image_size, "none", config.dropout))
+    model = model_lib.build_model(model_lib.ModelConfig(config.num_labels, config.image_size, "none", config.dropout,
+                                                        batch_norm_momentum=config.batch_norm_momentum))
     model_lib.backbone_of(model).trainable = True
     model.compile(keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x)).repeat().batch(config.batch_size)
@@ -151,9 +152,10 @@ def training_speed(config, transform_uri: str, steps: int, warmup: int, reps: in
                 keras.mixed_precision.set_global_policy(precision)
                 dataset = data.input_fn(pattern, transform_output, config.batch_size, training=True) \
                     if feed == "input_fn" else in_memory
-                model = model_lib.build_model(model_lib.ModelConfig(config.num_labels, config.image_size, "none"))
-                model_lib.compile_for_fine_tuning(model, model_lib.ModelConfig(
-                    config.num_labels, config.image_size, "none", fine_tune_from=""))
+                model_config = model_lib.ModelConfig(config.num_labels, config.image_size, "none",
+                                                     fine_tune_from="", batch_norm_momentum=0.9)
+                model = model_lib.build_model(model_config)
+                model_lib.compile_for_fine_tuning(model, model_config)
                 timer = _StepTimer(warmup)
                 model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer.callback])
                 rate = steps * config.batch_size / (timer.end - timer.start)

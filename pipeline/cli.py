@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from typing import List, Optional, Sequence
 
 DEFAULT_WORKDIR = "imat-demo"
@@ -98,6 +99,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(__doc__.strip(), file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's start-up INFO lines hide the output
+    # Google's client libraries warn at import that Python 3.10 is old; TFX 1.16 needs it.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core")
     from components.download.plan import PlanMismatchError
     from components.download.records import ManifestError
     from trainer.features import LabelMapError

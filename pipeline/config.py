@@ -32,6 +32,7 @@ class PipelineConfig:
     fine_tune_from: str = "mixed9"
     distribution: str = "default"  # default | mirrored | multi_worker | tpu
     mixed_precision: str = ""  # "" | mixed_bfloat16 | mixed_float16
+    batch_norm_momentum: float = 0.0  # 0: Keras' 0.99; lower for short from-scratch training
     augment: bool = True
     min_positives: int = 5  # labels with fewer eval positives keep threshold 0.5
     micro_f1_lower_bound: float = 0.3  # the Evaluator blesses a model at or above this micro-F1
@@ -45,7 +46,8 @@ class PipelineConfig:
             "fine_tune_learning_rate": self.fine_tune_learning_rate, "fine_tune_from": self.fine_tune_from,
             "head_steps_fraction": self.head_steps_fraction, "batch_size": self.batch_size,
             "eval_batch_size": self.eval_batch_size, "distribution": self.distribution,
-            "mixed_precision": self.mixed_precision, "min_positives": self.min_positives,
+            "mixed_precision": self.mixed_precision, "batch_norm_momentum": self.batch_norm_momentum,
+            "min_positives": self.min_positives,
             "label_map": self.label_map, "augment": self.augment,
         }
 
@@ -56,15 +58,16 @@ class PipelineConfig:
 def demo_config(workdir: str, num_labels: int, **overrides) -> PipelineConfig:
     """Settings for the embedded demo data: small images, trained from scratch on 2 CPU cores.
 
-    ImageNet weights cannot be assumed offline, so the backbone trains from scratch; the
-    whole network then fine-tunes (``fine_tune_from=""``), since nothing is pretrained.
+    ImageNet weights cannot be assumed offline, so the backbone trains from scratch: the whole
+    network trains from the first step (no head-only phase, ``fine_tune_from=""``), with batch
+    norm learning its statistics at a momentum that keeps up with 300 steps.
     """
     settings = dict(
         pipeline_name="imat-demo", pipeline_root=os.path.join(workdir, "pipeline"),
         data_root=os.path.join(workdir, "data"), serving_dir=os.path.join(workdir, "serving"),
         label_map=os.path.join(workdir, "source", "label_map.csv"), num_labels=num_labels,
-        image_size=96, weights="none", train_steps=150, head_steps_fraction=0.2, batch_size=16,
+        image_size=96, weights="none", train_steps=300, head_steps_fraction=0.0, batch_size=16,
         eval_batch_size=32, fine_tune_from="", head_learning_rate=2e-3, fine_tune_learning_rate=1e-3,
-        dropout=0.2, min_positives=3, micro_f1_lower_bound=0.3)
+        dropout=0.2, batch_norm_momentum=0.9, min_positives=3, micro_f1_lower_bound=0.5)
     settings.update(overrides)
     return PipelineConfig(**settings)

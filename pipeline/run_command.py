@@ -15,7 +15,7 @@ from pipeline.config import PipelineConfig, demo_config
 DEFAULT_WORKDIR = "imat-demo"
 _OVERRIDABLE = ("image_size", "weights", "train_steps", "eval_steps", "batch_size", "head_steps_fraction",
                 "head_learning_rate", "fine_tune_learning_rate", "fine_tune_from", "distribution",
-                "mixed_precision", "micro_f1_lower_bound", "dropout")
+                "mixed_precision", "batch_norm_momentum", "micro_f1_lower_bound", "dropout")
 
 
 def parse_args(argv: Optional[List[str]]):

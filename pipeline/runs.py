@@ -15,6 +15,7 @@ class Execution:
     state: str  # COMPLETE, CACHED, FAILED, ...
     seconds: float
     run_id: str
+    started: float = 0.0  # seconds since the epoch
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -35,7 +36,8 @@ def executions(metadata_path: str) -> List[Execution]:
         node = next((c.name.split(".", 1)[-1] for c in contexts if c.type == "node"), str(e.type_id))
         run_id = next((c.name for c in contexts if c.type == "pipeline_run"), "")
         result.append(Execution(node, metadata_store_pb2.Execution.State.Name(e.last_known_state),
-                                (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000, run_id))
+                                (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000, run_id,
+                                e.create_time_since_epoch / 1000))
     return result
 
 

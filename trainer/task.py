@@ -3,7 +3,7 @@
 ``custom_config`` keys (all set from pipeline.config.PipelineConfig):
   num_labels, image_size, weights, dropout, head_learning_rate, fine_tune_learning_rate,
   fine_tune_from, head_steps_fraction, batch_size, eval_batch_size, distribution,
-  mixed_precision, min_positives, label_map, augment
+  mixed_precision, batch_norm_momentum, min_positives, label_map, augment
 """
 import json
 import logging
@@ -56,7 +56,8 @@ def run_fn(fn_args):
         num_labels=int(config["num_labels"]), image_size=int(config["image_size"]), weights=config["weights"],
         dropout=float(config["dropout"]), head_learning_rate=float(config["head_learning_rate"]),
         fine_tune_learning_rate=float(config["fine_tune_learning_rate"]), fine_tune_from=config["fine_tune_from"],
-        mixed_precision=config.get("mixed_precision", ""))
+        mixed_precision=config.get("mixed_precision", ""),
+        batch_norm_momentum=float(config.get("batch_norm_momentum", 0.0)))
     batch_size = int(config["batch_size"])
     train = data.input_fn(fn_args.train_files, tf_transform_output, batch_size, training=True,
                           augment_images=bool(config.get("augment", True)))
@@ -67,19 +68,21 @@ def run_fn(fn_args):
         model = model_lib.build_model(model_config)
         model_lib.compile_for_head(model, model_config)
     total = int(fn_args.train_steps)
-    head_steps = max(1, int(round(total * float(config["head_steps_fraction"]))))
+    # head_steps_fraction 0 skips phase one: from scratch, a frozen random backbone teaches the head nothing.
+    head_steps = min(total, int(round(total * float(config["head_steps_fraction"]))))
     eval_steps = int(fn_args.eval_steps or 0) or None
     callbacks = [keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")] \
         if fn_args.model_run_dir else []
     start = time.monotonic()
-    log.info("phase 1: head only, %d steps at lr %g", head_steps, model_config.head_learning_rate)
-    # No validation inside fit: it would trace the network twice more; the eval split is
-    # scored once, after training, to tune the thresholds.
-    model.fit(train, steps_per_epoch=head_steps, epochs=1, callbacks=callbacks, verbose=2)
+    if head_steps:
+        log.info("phase 1: head only, %d steps at lr %g", head_steps, model_config.head_learning_rate)
+        # No validation inside fit: it would trace the network twice more; the eval split is
+        # scored once, after training, to tune the thresholds.
+        model.fit(train, steps_per_epoch=head_steps, epochs=1, callbacks=callbacks, verbose=2)
     if total > head_steps:
         with strategy.scope():
             model_lib.compile_for_fine_tuning(model, model_config)
-        log.info("phase 1 took %.0f s; phase 2: from %s on, %d steps at lr %g", time.monotonic() - start,
+        log.info("phase 2 (after %.0f s of phase 1): from %s on, %d steps at lr %g", time.monotonic() - start,
                  model_config.fine_tune_from or "the first layer", total - head_steps,
                  model_config.fine_tune_learning_rate)
         model.fit(train, steps_per_epoch=total - head_steps, epochs=1, callbacks=callbacks, verbose=2)
