@@ -20,42 +20,83 @@ def f1_at(probabilities: np.ndarray, labels: np.ndarray, thresholds: np.ndarray)
     return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0
 
 
+def _best_cut(scores: np.ndarray, truth: np.ndarray, rest: Tuple[float, float, float]) -> Tuple[int, float]:
+    """Best number of top-scored examples to call positive for one label, given the other labels' counts.
+
+    Returns (i, micro-F1) where the top i examples (by ``scores``, sorted descending) are positive.
+    """
+    tp_rest, fp_rest, fn_rest = rest
+    positives = truth.sum()
+    tp = np.concatenate([[0], np.cumsum(truth)])
+    predicted = np.arange(len(scores) + 1)
+    denominator = 2 * (tp_rest + tp) + fp_rest + (predicted - tp) + fn_rest + (positives - tp)
+    f1 = np.where(denominator > 0, 2 * (tp_rest + tp) / np.maximum(denominator, 1), 0.0)
+    # A threshold cannot split equal scores: only cut where the next score is lower (or at the ends).
+    distinct = np.concatenate([[True], scores[1:] < scores[:-1], [True]])
+    f1 = np.where(distinct, f1, -1.0)
+    best = int(np.argmax(f1))
+    return best, float(f1[best])
+
+
+def _threshold_for_cut(scores: np.ndarray, i: int) -> np.float32:
+    """A float32 threshold that calls exactly the top i scores positive, midway where it can be."""
+    if i == 0:
+        return np.nextafter(np.float32(scores[0]), np.float32(np.inf))
+    above = np.float32(scores[i - 1])
+    below = np.float32(scores[i]) if i < len(scores) else np.float32(0.0)
+    middle = np.float32((float(above) + float(below)) / 2)  # midway: robust to small score shifts
+    return middle if below < middle <= above else above
+
+
 def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, min_positives: int = 5,
-                    default: float = DEFAULT_THRESHOLD) -> Tuple[np.ndarray, np.ndarray]:
-    """Finds each label's F1-maximising threshold.
+                    default: float = DEFAULT_THRESHOLD, max_passes: int = 10) -> Tuple[np.ndarray, np.ndarray]:
+    """Finds per-label thresholds that maximise micro-averaged F1.
+
+    Each label's F1-optimal threshold on its own is not what the gate measures: rare labels
+    would get low thresholds whose false positives cost micro-F1 more than they gain. So
+    this is coordinate ascent on micro-F1: starting from ``default``, each label in turn gets
+    the threshold that maximises micro-F1 with the others fixed, until nothing improves. The
+    result is never worse than ``default`` everywhere on the data it was tuned on.
 
     Args:
       probabilities: [examples, labels] predicted probabilities.
       labels: [examples, labels] multi-hot truth.
       min_positives: labels with fewer positives than this keep ``default``: a threshold
         tuned on one or two examples would be noise.
-      default: the fallback threshold.
+      default: the starting and fallback threshold.
+      max_passes: bound on the passes over all labels.
 
     Returns:
-      (thresholds [labels], tuned [labels] bool: False where the fallback was used).
+      (thresholds [labels] float32, tuned [labels] bool: False where the fallback was kept).
     """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
+    probabilities = np.asarray(probabilities, dtype=np.float32)
     labels = np.asarray(labels) > 0.5
     if probabilities.shape != labels.shape or probabilities.ndim != 2:
         raise ValueError(f"probabilities {probabilities.shape} and labels {labels.shape} must be the same 2-D shape")
-    n, num_labels = probabilities.shape
+    num_labels = probabilities.shape[1]
     thresholds = np.full(num_labels, default, dtype=np.float32)
-    tuned = np.zeros(num_labels, dtype=bool)
-    for k in range(num_labels):
-        positives = int(labels[:, k].sum())
-        if positives < min_positives:
-            continue
-        # Sort by score; F1 at "predict the top i as positive" for every i, in one pass.
-        order = np.argsort(-probabilities[:, k], kind="stable")
-        scores, truth = probabilities[order, k], labels[order, k]
-        tp = np.cumsum(truth)
-        predicted = np.arange(1, n + 1)
-        f1 = 2 * tp / (predicted + positives)
-        # Only cut between distinct scores: a threshold cannot split equal scores.
-        distinct = np.append(scores[1:] < scores[:-1], True)
-        f1 = np.where(distinct, f1, -1.0)
-        best = int(np.argmax(f1))
-        below = scores[best + 1] if best + 1 < n else 0.0
-        thresholds[k] = (scores[best] + below) / 2  # midway to the next score: robust to small shifts
-        tuned[k] = True
+    tuned = labels.sum(axis=0) >= min_positives
+    decisions = probabilities >= thresholds
+    tp = (decisions & labels).sum(axis=0).astype(np.float64)
+    fp = (decisions & ~labels).sum(axis=0).astype(np.float64)
+    fn = (~decisions & labels).sum(axis=0).astype(np.float64)
+    sorted_labels = {}
+    for _ in range(max_passes):
+        improved = False
+        for k in np.flatnonzero(tuned):
+            if k not in sorted_labels:
+                order = np.argsort(-probabilities[:, k], kind="stable")
+                sorted_labels[k] = (probabilities[order, k], labels[order, k])
+            scores, truth = sorted_labels[k]
+            rest = (tp.sum() - tp[k], fp.sum() - fp[k], fn.sum() - fn[k])
+            current = 2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)
+            i, f1 = _best_cut(scores, truth, rest)
+            if f1 > current + 1e-12:
+                thresholds[k] = _threshold_for_cut(scores, i)
+                tp[k] = truth[:i].sum()
+                fp[k] = i - tp[k]
+                fn[k] = truth.sum() - tp[k]
+                improved = True
+        if not improved:
+            break
     return thresholds, tuned
