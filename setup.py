@@ -24,6 +24,13 @@ setuptools.setup(
     python_requires=">=3.10,<3.11",
     packages=setuptools.find_packages(include=["pipeline*", "components*", "trainer*", "kubeflow*"]),
     install_requires=REQUIRED,
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    extras_require={
+        # Only to compile and submit to Kubeflow Pipelines / Vertex AI. A bare `pip install kfp`
+        # takes kfp 2.17 with protobuf 6, which breaks TensorFlow 2.16: hold protobuf at 3.20.x.
+        "kubeflow": ["kfp>=2,<3", "kfp-pipeline-spec>=0.2.2", "protobuf>=3.20.3,<3.21"],
+        # Approximate nearest-neighbour indexes for similar-product search (compared in benchmarks/).
+        "similar": ["faiss-cpu", "hnswlib"],
+        "test": ["pytest", "pytest-timeout"],
+    },
     entry_points={"console_scripts": ["imat=pipeline.cli:main"]},
 )
