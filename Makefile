@@ -20,7 +20,7 @@ $(VENV)/.installed: setup.py requirements.lock
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/imat demo
+	$(VENV)/bin/imat run
 
 test: install
 	$(PY) -m pytest
@@ -30,7 +30,7 @@ test-fast: install
 
 # Re-resolve the lock after changing setup.py's requirements.
 lock: install
-	$(VENV)/bin/uv pip compile setup.py --extra test --python-version 3.10 \
+	$(VENV)/bin/uv pip compile setup.py --extra test --extra kubeflow --extra similar --python-version 3.10 \
 		--python-platform x86_64-manylinux_2_36 --no-header -o requirements.lock
 
 clean:
