@@ -1,0 +1,208 @@
+"""Nearest-neighbour backends behind one small interface: exact numpy, FAISS (HNSW, IVF), hnswlib.
+
+Every backend indexes L2-normalised float32 vectors by row number (0..n-1) and scores by
+inner product, which for unit vectors is the cosine similarity. The index (``index.py``)
+keeps the item metadata and maps rows back to items; the benchmark compares these
+backends on the same vectors. Libraries are imported when a backend is made, so the
+numpy-only ``exact`` backend works without them.
+"""
+import io
+import os
+import tempfile
+from typing import Dict, Tuple, Type
+
+import numpy as np
+
+
+class Backend:
+    """A k-NN structure over unit vectors; rows are the vectors' positions at build time."""
+
+    name = ""
+    defaults: Dict[str, int] = {}
+
+    def __init__(self, dim: int, **params: int):
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"backend {self.name!r} has no parameter(s) {sorted(unknown)}; "
+                             f"it takes {sorted(self.defaults) or 'none'}")
+        self.dim = dim
+        self.params = {**self.defaults, **{k: int(v) for k, v in params.items()}}
+
+    def build(self, vectors: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(scores, rows), each [num_queries, k], best first; row -1 where fewer were found."""
+        raise NotImplementedError
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of the given rows."""
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def load_bytes(self, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class ExactBackend(Backend):
+    """Brute force: one matrix product per query batch. The ground truth for recall."""
+
+    name = "exact"
+
+    def build(self, vectors):
+        self._vectors = np.ascontiguousarray(vectors, np.float32)
+
+    def search(self, queries, k):
+        scores = queries @ self._vectors.T
+        k = min(k, scores.shape[1])
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        rows = np.take_along_axis(top, order, axis=1)
+        return np.take_along_axis(scores, rows, axis=1), rows
+
+    def vectors(self, rows):
+        return self._vectors[rows]
+
+    def to_bytes(self):
+        buf = io.BytesIO()
+        np.save(buf, self._vectors, allow_pickle=False)
+        return buf.getvalue()
+
+    def load_bytes(self, data):
+        self._vectors = np.load(io.BytesIO(data), allow_pickle=False)
+
+
+class _FaissBackend(Backend):
+    def search(self, queries, k):
+        self._set_search_params(k)
+        scores, rows = self._index.search(np.ascontiguousarray(queries, np.float32), k)
+        return scores, rows
+
+    def vectors(self, rows):
+        return np.stack([self._index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.dim))
+
+    def to_bytes(self):
+        import faiss
+
+        return faiss.serialize_index(self._index).tobytes()
+
+    def load_bytes(self, data):
+        import faiss
+
+        self._index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
+        self._after_load()
+
+    def _set_search_params(self, k: int) -> None:
+        pass
+
+    def _after_load(self) -> None:
+        pass
+
+
+class FaissHNSWBackend(_FaissBackend):
+    """FAISS ``IndexHNSWFlat`` on inner product: a graph index, vectors kept exactly."""
+
+    name = "faiss-hnsw"
+    defaults = {"M": 32, "ef_construction": 200, "ef_search": 64}
+
+    def build(self, vectors):
+        import faiss
+
+        self._index = faiss.IndexHNSWFlat(self.dim, self.params["M"], faiss.METRIC_INNER_PRODUCT)
+        self._index.hnsw.efConstruction = self.params["ef_construction"]
+        self._index.add(np.ascontiguousarray(vectors, np.float32))
+
+    def _set_search_params(self, k):
+        # The candidate list must hold at least k, or fewer than k neighbours come back.
+        self._index.hnsw.efSearch = max(self.params["ef_search"], k)
+
+
+class FaissIVFBackend(_FaissBackend):
+    """FAISS ``IndexIVFFlat``: k-means cells, ``nprobe`` of them scanned per query.
+
+    ``nlist`` 0 picks about sqrt(n) cells, kept at or below n / 39 where FAISS would
+    warn that k-means has too few points per centroid.
+    """
+
+    name = "faiss-ivf"
+    defaults = {"nlist": 0, "nprobe": 8}
+
+    def build(self, vectors):
+        import faiss
+
+        n = len(vectors)
+        nlist = self.params["nlist"] or max(1, min(int(round(np.sqrt(n))), n // 39))
+        self.params["nlist"] = nlist
+        quantizer = faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        index.train(vectors)
+        index.add(vectors)
+        self._index = index
+        self._quantizer = quantizer  # the IVF index refers to it; keep it alive
+        self._after_load()
+
+    def _after_load(self):
+        self._index.make_direct_map()  # lets reconstruct() find a row's vector
+
+    def _set_search_params(self, k):
+        self._index.nprobe = min(self.params["nprobe"], self._index.nlist)
+
+
+class HnswlibBackend(Backend):
+    """hnswlib's HNSW graph on inner product (its distance is 1 - score)."""
+
+    name = "hnswlib"
+    defaults = {"M": 32, "ef_construction": 200, "ef_search": 64, "seed": 100}
+
+    def build(self, vectors):
+        import hnswlib
+
+        self._index = hnswlib.Index(space="ip", dim=self.dim)
+        self._index.init_index(max_elements=max(1, len(vectors)), ef_construction=self.params["ef_construction"],
+                               M=self.params["M"], random_seed=self.params["seed"])
+        self._index.add_items(np.ascontiguousarray(vectors, np.float32), np.arange(len(vectors)))
+
+    def search(self, queries, k):
+        self._index.set_ef(max(self.params["ef_search"], k))
+        labels, distances = self._index.knn_query(np.ascontiguousarray(queries, np.float32), k=k)
+        return (1.0 - distances).astype(np.float32), labels.astype(np.int64)
+
+    def vectors(self, rows):
+        return np.asarray(self._index.get_items(list(map(int, rows)), return_type="numpy"), np.float32) \
+            .reshape(len(rows), self.dim)
+
+    def to_bytes(self):
+        # hnswlib saves to and loads from local paths only; a temporary file carries the bytes.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "index.bin")
+            self._index.save_index(path)
+            with open(path, "rb") as f:
+                return f.read()
+
+    def load_bytes(self, data):
+        import hnswlib
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "index.bin")
+            with open(path, "wb") as f:
+                f.write(data)
+            self._index = hnswlib.Index(space="ip", dim=self.dim)
+            self._index.load_index(path)
+
+
+BACKENDS: Dict[str, Type[Backend]] = {b.name: b for b in (ExactBackend, FaissHNSWBackend, FaissIVFBackend,
+                                                           HnswlibBackend)}
+
+
+def make_backend(name: str, dim: int, **params: int) -> Backend:
+    """A backend by name (``exact``, ``faiss-hnsw``, ``faiss-ivf``, ``hnswlib``) for ``dim``-wide vectors.
+
+    Raises:
+      ValueError: an unknown backend or parameter.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown index backend {name!r}: use one of {sorted(BACKENDS)}")
+    return BACKENDS[name](dim, **params)
