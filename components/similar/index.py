@@ -219,7 +219,8 @@ class SimilarityIndex:
         """Raises IndexMismatchError unless ``fingerprint`` is the index's model's."""
         check_fingerprint(self.model, fingerprint, model_path)
 
-    def _check_k(self, k: int, excluded: int = 0) -> None:
+    def check_k(self, k: int, excluded: int = 0) -> None:
+        """Raises SimilarError unless 1 <= k <= the items left after ``excluded`` are left out."""
         if k < 1:
             raise SimilarError(f"k must be at least 1, got {k}")
         if k > self.count - excluded:
@@ -246,7 +247,7 @@ class SimilarityIndex:
         _check_unit(vectors, "query vectors")
         exclude = list(exclude) if exclude is not None else [None] * len(vectors)
         extra = int(any(e is not None for e in exclude))  # one more, in case the query item comes back
-        self._check_k(k, excluded=extra)
+        self.check_k(k, excluded=extra)
         scores, rows = self.backend.search(vectors, min(k + extra, self.count))
         results = []
         for query_scores, query_rows, skip in zip(scores, rows, exclude):
@@ -255,11 +256,13 @@ class SimilarityIndex:
             results.append([Hit(rank, score, self.items[row], row) for rank, (score, row) in enumerate(hits[:k], 1)])
         return results
 
+    def row_of(self, item_id: str) -> int:
+        """The item's row; KeyError naming the id when it is not in the index."""
+        return self._rows[item_id]
+
     def vector_of(self, item_id: str) -> np.ndarray:
         """The stored vector of an item; KeyError naming the id when it is not in the index."""
-        if item_id not in self._rows:
-            raise KeyError(item_id)
-        return self.backend.vectors(np.array([self._rows[item_id]]))[0]
+        return self.backend.vectors(np.array([self.row_of(item_id)]))[0]
 
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._rows
