@@ -1,0 +1,352 @@
+"""Beam job: embed a catalogue of TFRecords with a model's ``embed_images`` signature and index it.
+
+Reads tf.Examples (the download job's or ExampleGen's), embeds each image with the pushed
+model (the same Transform graph as classification, in the model), builds the approximate
+nearest-neighbour index and writes it with the items' ids, URLs, labels and thumbnails.
+Records that cannot be used are counted (``imat_similar/<reason>`` counters) and logged,
+never fatal; the summary lists them. Item ids are ``<split>/<image_id>``: the competition's
+image ids repeat across splits.
+
+  imat index --workdir imat-demo        # newest pushed model, imat-demo/data/<split>/*.tfrecord.gz,
+                                        # writes imat-demo/similar/<model version>
+  imat index --model serving/1700000000 --examples train='data/train/*.tfrecord.gz' \\
+      --output similar/1700000000 --backend hnswlib
+
+Flags this job does not know are passed to Beam (``--runner=DataflowRunner ...``); the model,
+the files and the output may then be on ``gs://``.
+"""
+import argparse
+import dataclasses
+import glob
+import json
+import logging
+import os
+import time
+import uuid
+from typing import Dict, List, Optional
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from components.similar.backends import BACKENDS
+from components.similar.index import (DEFAULT_BACKEND, EmptyCatalogueError, Item, MANIFEST, NORM_TOLERANCE,
+                                      SimilarError, SimilarityIndex, model_info, read_bytes)
+from trainer import features
+
+log = logging.getLogger(__name__)
+NAMESPACE = "imat_similar"
+EMBED_SIGNATURE, EMBED_INPUT, EMBED_OUTPUT = "embed_images", "images", "embedding"
+LOCAL_RUNNER_ARGS = ["--runner=FnApiRunner"]
+DEFAULT_WORKDIR = "imat-demo"
+SUMMARY = "build_summary.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexSettings:
+    model_dir: str  # a SavedModel with the embed_images signature
+    catalogue: Dict[str, str]  # split name -> file pattern of (gzip) TFRecords of tf.Examples
+    output: str  # the index folder
+    backend: str = DEFAULT_BACKEND
+    batch_size: int = 32
+    thumbnail_size: int = 96  # longer side of the stored thumbnails; 0 stores none
+    label_map: str = ""  # label_map.csv, so results print label names and tasks
+
+
+def _counter(name: str):
+    return Metrics.counter(NAMESPACE, name)
+
+
+class ParseItemFn(beam.DoFn):
+    """Serialized tf.Example -> item dict (id, url, labels, jpeg); unusable records are counted."""
+
+    def __init__(self, split: str):
+        self._split = split
+        self._read, self._unparseable = _counter("records_read"), _counter("records_unparseable")
+        self._no_id, self._no_image = _counter("records_without_id"), _counter("records_without_image")
+
+    def process(self, record: bytes):
+        from tensorflow.core.example import example_pb2  # the proto only: no TensorFlow runtime here
+
+        self._read.inc()
+        try:
+            feature = example_pb2.Example.FromString(record).features.feature
+        except Exception as e:  # protobuf raises its own DecodeError; any failure means the same here
+            self._unparseable.inc()
+            log.warning("%s: a record is not a tf.Example (%s); skipped", self._split, e)
+            return
+        image_id = feature[features.IMAGE_ID_KEY].bytes_list.value
+        image = feature[features.IMAGE_KEY].bytes_list.value
+        if not image_id or not image_id[0]:
+            self._no_id.inc()
+            log.warning("%s: a record without %s; skipped", self._split, features.IMAGE_ID_KEY)
+            return
+        item_id = f"{self._split}/{image_id[0].decode('utf-8', 'replace')}"
+        if not image or not image[0]:
+            self._no_image.inc()
+            log.warning("%s: no %s; skipped", item_id, features.IMAGE_KEY)
+            return
+        url = feature[features.URL_KEY].bytes_list.value
+        yield {"id": item_id, "url": url[0].decode("utf-8", "replace") if url else "",
+               "labels": tuple(int(v) for v in feature[features.LABELS_KEY].int64_list.value), "jpeg": image[0]}
+
+
+class EmbedBatchFn(beam.DoFn):
+    """Embeds a batch of items with the model; the model is loaded once per worker.
+
+    A batch with an undecodable image fails as a whole in TensorFlow: it is then embedded
+    item by item, so only the bad image is dropped (counted and logged with its id).
+    """
+
+    def __init__(self, model_dir: str, thumbnail_size: int):
+        self._model_dir, self._thumbnail_size = model_dir, thumbnail_size
+        self._embedded, self._undecodable = _counter("items_embedded"), _counter("images_undecodable")
+        self._no_thumbnail, self._degenerate = _counter("thumbnails_failed"), _counter("embeddings_degenerate")
+
+    def setup(self):
+        import tensorflow as tf
+
+        self._tf = tf
+        self._embed = tf.saved_model.load(self._model_dir).signatures[EMBED_SIGNATURE]
+
+    def _vectors(self, jpegs: List[bytes]):
+        return self._embed(**{EMBED_INPUT: self._tf.constant(jpegs)})[EMBED_OUTPUT].numpy()
+
+    def process(self, batch: List[dict]):
+        try:
+            vectors = list(self._vectors([item["jpeg"] for item in batch]))
+        except self._tf.errors.OpError:
+            vectors = []
+            for item in batch:
+                try:
+                    vectors.append(self._vectors([item["jpeg"]])[0])
+                except self._tf.errors.OpError as e:
+                    vectors.append(None)
+                    self._undecodable.inc()
+                    log.warning("%s: image not decodable by the model (%s); skipped", item["id"],
+                                e.message.splitlines()[0])
+        for item, vector in zip(batch, vectors):
+            if vector is not None and not is_unit(vector):
+                # An all-zero feature map normalises to zeros: it has no direction to compare.
+                self._degenerate.inc()
+                log.warning("%s: the model's embedding is not a unit vector (norm %s); skipped", item["id"],
+                            np.linalg.norm(vector))
+            elif vector is not None:
+                self._embedded.inc()
+                yield {**{k: v for k, v in item.items() if k != "jpeg"}, "vector": vector,
+                       "thumbnail": self._thumbnail(item)}
+
+    def _thumbnail(self, item: dict) -> bytes:
+        from components.download.images import ImageError, ImageSettings, process_image
+
+        if not self._thumbnail_size:
+            return b""
+        try:
+            return process_image(item["jpeg"], ImageSettings(max_size=self._thumbnail_size, jpeg_quality=85)).jpeg
+        except ImageError as e:
+            self._no_thumbnail.inc()
+            log.warning("%s: no thumbnail (%s); indexed without one", item["id"], e)
+            return b""
+
+
+class WriteIndexFn(beam.DoFn):
+    """All embedded items -> the index folder; of items with the same id, one is kept (counted)."""
+
+    def __init__(self, settings: IndexSettings, model, label_names: dict, build_id: str):
+        self._settings, self._model, self._label_names, self._build_id = settings, model, label_names, build_id
+        self._duplicates, self._indexed = _counter("duplicate_ids"), _counter("items_indexed")
+
+    def process(self, items: List[dict]):
+        if not items:
+            return  # the launcher reports the empty catalogue, with the counters
+        unique: Dict[str, dict] = {}
+        for item in sorted(items, key=lambda i: i["id"]):
+            if item["id"] in unique:
+                self._duplicates.inc()
+                log.warning("%s: id repeated in the catalogue; one item is kept", item["id"])
+            else:
+                unique[item["id"]] = item
+        rows = list(unique.values())
+        index = SimilarityIndex.build(
+            np.stack([r["vector"] for r in rows]), [Item(r["id"], r["url"], r["labels"]) for r in rows], self._model,
+            backend=self._settings.backend, thumbnails=[r["thumbnail"] for r in rows], label_names=self._label_names,
+            extra={"catalogue": self._settings.catalogue, "build_id": self._build_id})
+        index.save(self._settings.output)
+        self._indexed.inc(index.count)
+        yield index.count
+
+
+class ReadCatalogue(beam.PTransform):
+    """Split name -> TFRecord pattern, to item dicts (gzip is recognised by the .gz suffix)."""
+
+    def __init__(self, catalogue: Dict[str, str]):
+        super().__init__()
+        self._catalogue = catalogue
+
+    def expand(self, pbegin):
+        parts = [pbegin
+                 | f"Files[{split}]" >> beam.Create([pattern])
+                 | f"Read[{split}]" >> beam.io.ReadAllFromTFRecord()
+                 | f"Parse[{split}]" >> beam.ParDo(ParseItemFn(split))
+                 for split, pattern in sorted(self._catalogue.items())]
+        return parts | "AllSplits" >> beam.Flatten()
+
+
+class EmbedItems(beam.PTransform):
+    """Item dicts with JPEGs -> item dicts with unit vectors and thumbnails, in batches."""
+
+    def __init__(self, model_dir: str, batch_size: int, thumbnail_size: int):
+        super().__init__()
+        self._model_dir, self._batch_size, self._thumbnail_size = model_dir, batch_size, thumbnail_size
+
+    def expand(self, items):
+        return (items
+                | "Batch" >> beam.BatchElements(min_batch_size=min(8, self._batch_size),
+                                                max_batch_size=self._batch_size)
+                | "Embed" >> beam.ParDo(EmbedBatchFn(self._model_dir, self._thumbnail_size)))
+
+
+def is_unit(vector: np.ndarray) -> bool:
+    return bool(np.isfinite(vector).all() and abs(float(np.linalg.norm(vector)) - 1.0) <= NORM_TOLERANCE)
+
+
+def label_names_from(label_map: str) -> Dict[int, tuple]:
+    """Label id -> (task, name) from a label map file ({} without one)."""
+    if not label_map:
+        return {}
+    return {label.label_id: (label.task, label.name) for label in features.load_label_map(label_map).labels}
+
+
+def check_catalogue(catalogue: Dict[str, str]) -> None:
+    """Raises EmptyCatalogueError naming the split whose pattern matches no file."""
+    if not catalogue:
+        raise EmptyCatalogueError("no catalogue given: pass --examples SPLIT=PATTERN")
+    for split, pattern in catalogue.items():
+        if not FileSystems.match([pattern])[0].metadata_list:
+            raise EmptyCatalogueError(f"catalogue split {split!r}: no file matches {pattern}")
+
+
+def index_catalogue(pipeline: beam.Pipeline, settings: IndexSettings) -> dict:
+    """Embeds the catalogue and writes the index with ``pipeline``; returns the summary.
+
+    Raises:
+      SimilarError: the model is not a SavedModel, or an unknown backend.
+      EmptyCatalogueError: no file matches, or no record of them could be indexed.
+    """
+    if settings.backend not in BACKENDS:
+        raise SimilarError(f"unknown index backend {settings.backend!r}: use one of {sorted(BACKENDS)}")
+    model = model_info(settings.model_dir)  # before the run: a wrong --model fails at once
+    check_catalogue(settings.catalogue)
+    label_names = label_names_from(settings.label_map)
+    build_id = uuid.uuid4().hex
+    start = time.monotonic()
+    _ = (pipeline
+         | "ReadCatalogue" >> ReadCatalogue(settings.catalogue)
+         | "EmbedItems" >> EmbedItems(settings.model_dir, settings.batch_size, settings.thumbnail_size)
+         | "AllItems" >> beam.combiners.ToList()
+         | "WriteIndex" >> beam.ParDo(WriteIndexFn(settings, model, label_names, build_id)))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counts = {}
+    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + int(value)
+    counts = dict(sorted(counts.items()))
+    manifest_path = os.path.join(settings.output, MANIFEST)
+    manifest = json.loads(read_bytes(manifest_path)) if FileSystems.exists(manifest_path) else {}
+    if manifest.get("build_id") != build_id:
+        raise EmptyCatalogueError(f"no item of the catalogue could be indexed ({settings.catalogue}): "
+                                  f"{counts.get('records_read', 0)} records read; counts: {counts}")
+    skipped = {k: v for k, v in counts.items() if k not in ("records_read", "items_embedded", "items_indexed") and v}
+    summary = {"output": settings.output, "model": manifest["model"], "backend": manifest["backend"],
+               "params": manifest["params"], "items": manifest["count"], "records_read": counts.get("records_read", 0),
+               "skipped": skipped, "seconds": round(time.monotonic() - start, 1),
+               "index_build_seconds": manifest["build_seconds"]}
+    with FileSystems.create(os.path.join(settings.output, SUMMARY)) as f:
+        f.write(json.dumps(summary, indent=1).encode())
+    return summary
+
+
+def default_catalogue(data_root: str) -> Dict[str, str]:
+    """Every split folder of the download job's output: ``<data_root>/<split>/*.tfrecord.gz``."""
+    return {os.path.basename(os.path.dirname(p)): os.path.join(os.path.dirname(p), "*.tfrecord.gz")
+            for p in sorted(glob.glob(os.path.join(data_root, "*", "*.tfrecord.gz")))}
+
+
+def index_version(model_dir: str) -> str:
+    """The folder name of a model's index: Pusher's version, else ``model-<fingerprint prefix>``."""
+    info = model_info(model_dir)
+    return info.version or f"model-{info.fingerprint[:12]}"
+
+
+def parse_args(argv: Optional[List[str]]):
+    parser = argparse.ArgumentParser(prog="imat index", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="where the defaults below are found")
+    parser.add_argument("--model", help="SavedModel folder; default: the newest pushed in WORKDIR/serving")
+    parser.add_argument("--examples", action="append", metavar="SPLIT=PATTERN",
+                        help="TFRecords of a catalogue split; repeat per split; default: WORKDIR/data/<split>/")
+    parser.add_argument("--output", help="index folder; default: WORKDIR/similar/<model version>")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS))
+    parser.add_argument("--label_map", help="default: WORKDIR/source/label_map.csv if present")
+    parser.add_argument("--batch_size", type=int, default=IndexSettings.batch_size)
+    parser.add_argument("--thumbnail_size", type=int, default=IndexSettings.thumbnail_size,
+                        help="longer side of the thumbnails kept for contact sheets; 0 keeps none")
+    args, beam_args = parser.parse_known_args(argv)
+    return parser, args, beam_args
+
+
+def settings_from_args(parser, args) -> IndexSettings:
+    from pipeline import runs
+
+    model_dir = args.model or runs.latest_pushed_model(os.path.join(args.workdir, "serving"))
+    if not model_dir:
+        parser.error(f"no pushed model in {os.path.join(args.workdir, 'serving')}: run `imat run` first, "
+                     f"or pass --model")
+    catalogue = {}
+    for item in args.examples or []:
+        split, sep, pattern = item.partition("=")
+        if not sep or not split or not pattern:
+            parser.error(f"--examples takes SPLIT=PATTERN, got {item!r}")
+        catalogue[split] = pattern
+    catalogue = catalogue or default_catalogue(os.path.join(args.workdir, "data"))
+    output = args.output or os.path.join(args.workdir, "similar", index_version(model_dir))
+    default_map = os.path.join(args.workdir, "source", "label_map.csv")
+    label_map = args.label_map or (default_map if os.path.exists(default_map) else "")
+    if args.batch_size < 1 or args.thumbnail_size < 0:
+        parser.error("--batch_size must be at least 1 and --thumbnail_size at least 0")
+    return IndexSettings(model_dir, catalogue, output, args.backend, args.batch_size, args.thumbnail_size, label_map)
+
+
+def run(argv: Optional[List[str]] = None) -> dict:
+    """Parses the flags, runs the job with Beam and returns the summary."""
+    parser, args, beam_args = parse_args(argv)
+    settings = settings_from_args(parser, args)
+    return index_catalogue(beam.Pipeline(options=PipelineOptions(beam_args or LOCAL_RUNNER_ARGS)), settings)
+
+
+def format_summary(summary: dict) -> str:
+    model = summary["model"]
+    lines = [f"Indexed {summary['items']} items of {summary['records_read']} records in {summary['seconds']} s "
+             f"(index build {summary['index_build_seconds']} s, {summary['backend']} {summary['params']})",
+             f"  model: {model['path']} (version {model['version'] or '-'}, fingerprint {model['fingerprint'][:12]})",
+             f"  index: {summary['output']}",
+             f"  skipped: {summary['skipped'] or 'none'}"]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """``imat index``: prints the summary; bad input exits with a one-line error."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    parser, _, _ = parse_args(argv)
+    try:
+        print(format_summary(run(argv)))
+    except SimilarError as e:
+        parser.error(str(e))
+
+
+if __name__ == "__main__":
+    main()
