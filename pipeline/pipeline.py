@@ -4,13 +4,17 @@ ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform 
 -> Evaluator (baseline: the latest blessed model) -> Pusher.
 The preprocessing and run functions are referenced by import path, not module file: TFX
 would otherwise hash (and on Vertex upload) every file beside the module.
+What a runner may change besides roots and Beam args is in ``Deployment``.
 """
-from typing import Optional
+import dataclasses
+from typing import Any, Dict, Mapping, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 
 from components import baseline
+from pipeline import run_parameters
 from pipeline.config import PipelineConfig
 from trainer import features
 from trainer.exporter import DECISIONS, PROBABILITIES
@@ -18,7 +22,44 @@ from trainer.preprocessing import LABELS_FEATURE
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
-MICRO_F1 = "micro_f1"
+MICRO_F1 = run_parameters.MICRO_F1
+# Values users change per run on Kubeflow / Vertex without recompiling: name -> type.
+RUNTIME_PARAMETERS = {run_parameters.TRAIN_STEPS: int, run_parameters.HEAD_LEARNING_RATE: float,
+                      run_parameters.FINE_TUNE_LEARNING_RATE: float, run_parameters.MICRO_F1_LOWER_BOUND: float}
+
+
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+    """What an orchestrator changes in the DAG. The defaults are the local runner's.
+
+    Attributes:
+      runtime_parameters: make ``RUNTIME_PARAMETERS`` pipeline parameters, defaulting to the
+        config's values (Kubeflow / Vertex); otherwise they are the config's plain values.
+      candidate_aware_baseline: resolve the baseline with ``components.baseline`` (never the
+        candidate itself). The KFP v2 compiler only knows TFX's ``LatestBlessedModelStrategy``.
+      vertex_training: ``custom_config`` entries that run the Trainer as a Vertex AI Training
+        job (``tfx.extensions.google_cloud_ai_platform`` keys); None trains in the component.
+      vertex_serving: ``custom_config`` of ``google_cloud_ai_platform.Pusher`` (a Vertex AI
+        endpoint); None pushes to ``config.serving_dir``.
+    """
+
+    runtime_parameters: bool = False
+    candidate_aware_baseline: bool = True
+    vertex_training: Optional[Mapping[str, Any]] = None
+    vertex_serving: Optional[Mapping[str, Any]] = None
+
+
+def runtime_parameter_defaults(config: PipelineConfig) -> Dict[str, Any]:
+    """Each runtime parameter's value in ``config``, which is its default when compiled."""
+    return {name: ptype(getattr(config, name)) for name, ptype in RUNTIME_PARAMETERS.items()}
+
+
+def _run_values(config: PipelineConfig, deployment: Deployment) -> Dict[str, Any]:
+    values = runtime_parameter_defaults(config)
+    if not deployment.runtime_parameters:
+        return values
+    return {name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=RUNTIME_PARAMETERS[name], default=value)
+            for name, value in values.items()}
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -60,9 +101,46 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def _baseline_resolver(trainer, deployment: Deployment) -> tfx.dsl.Resolver:
+    if deployment.candidate_aware_baseline:
+        # Not the Trainer's own model: an unchanged rerun then reuses the Evaluator and Pusher.
+        return tfx.dsl.Resolver(
+            strategy_class=baseline.LatestBlessedOtherModelStrategy,
+            **{baseline.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+               baseline.BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+               baseline.CANDIDATE_KEY: trainer.outputs["model"]},
+        ).with_id("latest_blessed_model_resolver")
+    return tfx.dsl.Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        **{baseline.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+           baseline.BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)},
+    ).with_id("latest_blessed_model_resolver")
+
+
+def _pusher(config: PipelineConfig, deployment: Deployment, trainer, evaluator):
+    if deployment.vertex_serving is not None:
+        return tfx.extensions.google_cloud_ai_platform.Pusher(
+            model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+            custom_config=dict(deployment.vertex_serving))
+    return tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
+
+
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
-                    beam_pipeline_args: Optional[list] = None) -> tfx.dsl.Pipeline:
-    """Builds the TFX pipeline from the config; pure: no I/O, nothing run."""
+                    beam_pipeline_args: Optional[list] = None,
+                    deployment: Deployment = Deployment()) -> tfx.dsl.Pipeline:
+    """Builds the TFX pipeline from the config; pure: no I/O, nothing run.
+
+    Args:
+      config: the pipeline's settings.
+      metadata_connection_config: ML Metadata for local runs; None where the orchestrator has its own.
+      beam_pipeline_args: overrides ``config.beam_pipeline_args``.
+      deployment: what the orchestrator changes (runtime parameters, Vertex AI Training and serving).
+    """
+    run_values = _run_values(config, deployment)
     example_gen = tfx.components.ImportExampleGen(
         input_base=config.data_root,
         input_config=tfx.proto.Input(splits=[
@@ -77,31 +155,26 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, materialize=False,
         custom_config=config.transform_custom_config())
-    trainer = tfx.components.Trainer(
+    trainer = run_parameters.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
-        custom_config=config.trainer_custom_config())
-    # Not the Trainer's own model: an unchanged rerun then reuses the Evaluator and Pusher.
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=baseline.LatestBlessedOtherModelStrategy,
-        **{baseline.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-           baseline.BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-           baseline.CANDIDATE_KEY: trainer.outputs["model"]},
-    ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
+        custom_config={**config.trainer_custom_config(), **(deployment.vertex_training or {})},
+        train_steps=run_values[run_parameters.TRAIN_STEPS],
+        head_learning_rate=run_values[run_parameters.HEAD_LEARNING_RATE],
+        fine_tune_learning_rate=run_values[run_parameters.FINE_TUNE_LEARNING_RATE],
+        vertex=deployment.vertex_training is not None)
+    model_resolver = _baseline_resolver(trainer, deployment)
+    evaluator = run_parameters.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs[baseline.MODEL_KEY],
-        eval_config=eval_config(config))
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
+        eval_config=eval_config(config),
+        micro_f1_lower_bound=run_values[run_parameters.MICRO_F1_LOWER_BOUND])
+    pusher = _pusher(config, deployment, trainer, evaluator)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

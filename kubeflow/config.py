@@ -1,0 +1,163 @@
+"""Cloud settings for Kubeflow Pipelines / Vertex AI, in one frozen object.
+
+Everything the local run does not need lives here: the project and region, the pipeline image,
+the GCS roots, Dataflow's Beam args, the Trainer's Vertex AI Training worker pool and where the
+Pusher sends the model. No credentials: every Google client finds Application Default
+Credentials in its environment (the job's service account on Vertex and Dataflow).
+"""
+import dataclasses
+from typing import Any, Dict, List, Optional, Tuple
+
+from tfx import v1 as tfx
+
+# Where the Dockerfile puts this project inside the pipeline image.
+IMAGE_PROJECT_DIR = "/pipeline"
+# Vertex AI's prebuilt TensorFlow serving image matching the TF 2.16 the model is saved with.
+DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest"
+# TPU v2 / v3 on Vertex AI Training: this machine type, 8 cores. Newer TPUs name their own machine types.
+TPU_MACHINE_TYPE = "cloud-tpu"
+CLOUD_TPUS = ("TPU_V2", "TPU_V3")
+
+
+class CloudConfigError(ValueError):
+    """Cloud settings that cannot work; the message lists every problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerResources:
+    """The Vertex AI Training worker pool of the Trainer: one machine, with GPUs or a TPU.
+
+    The distribution strategy follows from it (trainer/task.py's ``distribution``):
+    several GPUs: ``mirrored``; a TPU: ``tpu``; one GPU or none: ``default``.
+    """
+
+    machine_type: str = "n1-standard-8"
+    accelerator_type: str = "NVIDIA_TESLA_T4"  # "" for CPU only; TPU_V2 / TPU_V3 for a TPU
+    accelerator_count: int = 1
+
+    @property
+    def is_tpu(self) -> bool:
+        """Whether the accelerator is a TPU."""
+        return self.accelerator_type.startswith("TPU_")
+
+    def distribution(self) -> str:
+        """The trainer's distribution strategy for this machine."""
+        if self.is_tpu:
+            return "tpu"
+        return "mirrored" if self.accelerator_type and self.accelerator_count > 1 else "default"
+
+    def problems(self) -> List[str]:
+        """What is wrong with these resources, if anything."""
+        found = []
+        if self.accelerator_type and self.accelerator_count < 1:
+            found.append(f"trainer accelerator {self.accelerator_type} needs a count of at least 1")
+        if self.accelerator_type in CLOUD_TPUS and self.machine_type != TPU_MACHINE_TYPE:
+            found.append(f"{self.accelerator_type} needs machine type {TPU_MACHINE_TYPE!r}, not {self.machine_type!r}")
+        if self.accelerator_type in CLOUD_TPUS and self.accelerator_count != 8:
+            found.append(f"{self.accelerator_type} on Vertex AI Training comes as 8 cores, not {self.accelerator_count}")
+        return found
+
+    def worker_pool_specs(self, image: str) -> List[Dict[str, Any]]:
+        """Vertex AI CustomJob worker pool specs: one replica of the pipeline image.
+
+        TFX sets the container command (``python -m tfx.scripts.run_executor ...``).
+        """
+        machine_spec: Dict[str, Any] = {"machine_type": self.machine_type}
+        if self.accelerator_type:
+            machine_spec.update(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
+        return [{"machine_spec": machine_spec, "replica_count": 1, "container_spec": {"image_uri": image}}]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataflowSettings:
+    """How Beam components (ExampleGen, StatisticsGen, Transform, Evaluator) run on Dataflow."""
+
+    machine_type: str = "n2-standard-8"
+    max_num_workers: int = 20
+    autoscaling_algorithm: str = "THROUGHPUT_BASED"
+    disk_size_gb: int = 100
+    # Workers install this project from the setup.py the image carries.
+    setup_file: str = f"{IMAGE_PROJECT_DIR}/setup.py"
+    # Workers also run in the pipeline image: TFX, tf-keras and TF_USE_LEGACY_KERAS=1 are there.
+    use_pipeline_image: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudConfig:
+    """Where and how the pipeline runs on Vertex AI Pipelines or Kubeflow Pipelines."""
+
+    project: str
+    region: str
+    image: str  # the pipeline image (Dockerfile), for every component and the training job
+    pipeline_root: str  # gs://: artifacts; Vertex AI writes there too
+    data_root: str  # gs://: the download job's --output
+    label_map: str  # gs://: label_map.csv
+    serving_dir: str = ""  # gs:// folder the Pusher writes versions to (when no endpoint)
+    endpoint: str = ""  # a Vertex AI endpoint's display name: push there instead
+    serving_image: str = DEFAULT_SERVING_IMAGE
+    serving_machine_type: str = "n1-standard-4"
+    temp_location: str = ""  # Dataflow's; default <pipeline_root>/tmp
+    service_account: str = ""  # the identity jobs run as (an email, never a key)
+    vertex_training: bool = True  # False: train inside the Trainer component's own container
+    trainer: TrainerResources = TrainerResources()
+    dataflow: DataflowSettings = DataflowSettings()
+
+    def problems(self) -> List[str]:
+        """Every setting that cannot work, as readable lines."""
+        found = [f"--{name} is required" for name in ("project", "region", "image")
+                 if not getattr(self, name).strip()]
+        for name in ("pipeline_root", "data_root", "label_map"):
+            value = getattr(self, name)
+            if not value.startswith("gs://"):
+                found.append(f"--{name} must be a gs:// path on Vertex AI / Dataflow, got {value!r}")
+        if bool(self.serving_dir) == bool(self.endpoint):
+            found.append("give exactly one of --serving_dir (a gs:// folder) and --endpoint (a Vertex AI endpoint)")
+        elif self.serving_dir and not self.serving_dir.startswith("gs://"):
+            found.append(f"--serving_dir must be a gs:// folder, got {self.serving_dir!r}")
+        if self.temp_location and not self.temp_location.startswith("gs://"):
+            found.append(f"--temp_location must be a gs:// path, got {self.temp_location!r}")
+        if self.vertex_training:
+            found.extend(self.trainer.problems())
+        return found
+
+    def validate(self) -> "CloudConfig":
+        """Returns self, or raises CloudConfigError naming every problem."""
+        found = self.problems()
+        if found:
+            raise CloudConfigError("cloud settings: " + "; ".join(found))
+        return self
+
+    def beam_pipeline_args(self) -> Tuple[str, ...]:
+        """Beam args that run every Beam component on Dataflow."""
+        flow = self.dataflow
+        args = ["--runner=DataflowRunner", f"--project={self.project}", f"--region={self.region}",
+                f"--temp_location={self.temp_location or self.pipeline_root.rstrip('/') + '/tmp'}",
+                f"--setup_file={flow.setup_file}", f"--machine_type={flow.machine_type}",
+                f"--autoscaling_algorithm={flow.autoscaling_algorithm}",
+                f"--max_num_workers={flow.max_num_workers}", f"--disk_size_gb={flow.disk_size_gb}"]
+        if flow.use_pipeline_image:
+            args.append(f"--sdk_container_image={self.image}")
+        if self.service_account:
+            args.append(f"--service_account_email={self.service_account}")
+        return tuple(args)
+
+    def vertex_training_config(self) -> Optional[Dict[str, Any]]:
+        """The Trainer's extra ``custom_config``: a Vertex AI CustomJob, or None to train in place."""
+        if not self.vertex_training:
+            return None
+        job_spec: Dict[str, Any] = {"worker_pool_specs": self.trainer.worker_pool_specs(self.image)}
+        if self.service_account:
+            job_spec["service_account"] = self.service_account
+        gcp = tfx.extensions.google_cloud_ai_platform
+        return {gcp.ENABLE_VERTEX_KEY: True, gcp.VERTEX_REGION_KEY: self.region,
+                gcp.TRAINING_ARGS_KEY: {"project": self.project, "job_spec": job_spec}}
+
+    def vertex_serving_config(self) -> Optional[Dict[str, Any]]:
+        """The Vertex AI Pusher's ``custom_config``, or None to push to ``serving_dir``."""
+        if not self.endpoint:
+            return None
+        gcp = tfx.extensions.google_cloud_ai_platform
+        return {gcp.ENABLE_VERTEX_KEY: True, gcp.VERTEX_REGION_KEY: self.region,
+                gcp.VERTEX_CONTAINER_IMAGE_URI_KEY: self.serving_image,
+                gcp.SERVING_ARGS_KEY: {"project_id": self.project, "endpoint_name": self.endpoint,
+                                       "machine_type": self.serving_machine_type}}

@@ -1,0 +1,158 @@
+"""Trainer and Evaluator that take per-run values as execution parameters of their own.
+
+Kubeflow Pipelines / Vertex AI can only change a top-level execution parameter at submit time:
+a ``RuntimeParameter`` inside ``TrainArgs`` cannot be built (the proto refuses it), and one
+inside ``custom_config`` or an ``EvalConfig`` is compiled into the JSON as the parameter object
+itself, silently, never as a pipeline parameter. So these components declare the values users
+change per run (training steps, the two learning rates, the micro-F1 bound) as parameters of
+their own, and their executors write them into ``TrainArgs``, ``custom_config`` and the
+``EvalConfig`` before the stock executor runs. Locally they are plain numbers.
+"""
+import json
+from typing import Any, Dict, Mapping, Optional, Union
+
+import tensorflow_model_analysis as tfma
+from tfx import types
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.components.trainer import executor as trainer_executor
+from tfx.dsl.components.base import base_beam_component, base_component, executor_spec
+from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer_executor
+from tfx.orchestration import data_types
+from tfx.proto import trainer_pb2
+from tfx.types import standard_artifacts, standard_component_specs as specs
+from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import json_utils, proto_utils
+
+TRAIN_STEPS = "train_steps"
+HEAD_LEARNING_RATE = "head_learning_rate"
+FINE_TUNE_LEARNING_RATE = "fine_tune_learning_rate"
+MICRO_F1_LOWER_BOUND = "micro_f1_lower_bound"
+MICRO_F1 = "micro_f1"  # the gate metric's name in the EvalConfig
+_LEARNING_RATES = (HEAD_LEARNING_RATE, FINE_TUNE_LEARNING_RATE)
+
+Number = Union[int, float, data_types.RuntimeParameter]
+
+
+def apply_trainer_parameters(exec_properties: Mapping[str, Any]) -> Dict[str, Any]:
+    """The Trainer's execution properties with the run parameters written where run_fn reads them.
+
+    ``train_steps`` replaces ``TrainArgs.num_steps``; the learning rates replace the
+    ``custom_config`` keys of the same names.
+    """
+    result = dict(exec_properties)
+    if result.get(TRAIN_STEPS) is not None:
+        train_args = proto_utils.json_to_proto(result.get(specs.TRAIN_ARGS_KEY) or "{}", trainer_pb2.TrainArgs())
+        train_args.num_steps = int(result[TRAIN_STEPS])
+        result[specs.TRAIN_ARGS_KEY] = proto_utils.proto_to_json(train_args)
+    custom_config = json_utils.loads(result.get(specs.CUSTOM_CONFIG_KEY) or "null") or {}
+    for key in _LEARNING_RATES:
+        if result.get(key) is not None:
+            custom_config[key] = float(result[key])
+    result[specs.CUSTOM_CONFIG_KEY] = json_utils.dumps(custom_config)
+    return result
+
+
+def apply_evaluator_parameters(exec_properties: Mapping[str, Any]) -> Dict[str, Any]:
+    """The Evaluator's execution properties with ``micro_f1_lower_bound`` set on the micro-F1 gate.
+
+    Raises:
+      ValueError: the EvalConfig has no metric named ``micro_f1`` with a value threshold.
+    """
+    result = dict(exec_properties)
+    bound = result.get(MICRO_F1_LOWER_BOUND)
+    if bound is None:
+        return result
+    eval_config = proto_utils.json_to_proto(result[specs.EVAL_CONFIG_KEY], tfma.EvalConfig())
+    gates = [metric for spec in eval_config.metrics_specs for metric in spec.metrics
+             if metric.config and json.loads(metric.config).get("name") == MICRO_F1
+             and metric.threshold.HasField("value_threshold")]
+    if not gates:
+        raise ValueError(f"{MICRO_F1_LOWER_BOUND} given, but the EvalConfig has no '{MICRO_F1}' metric "
+                         "with a value threshold to apply it to")
+    for metric in gates:
+        metric.threshold.value_threshold.lower_bound.value = float(bound)
+    result[specs.EVAL_CONFIG_KEY] = proto_utils.proto_to_json(eval_config)
+    return result
+
+
+class TrainerExecutor(trainer_executor.GenericExecutor):
+    """The stock trainer executor, after applying the run parameters."""
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
+        return super().Do(input_dict, output_dict, apply_trainer_parameters(exec_properties))
+
+
+class VertexTrainerExecutor(vertex_trainer_executor.GenericExecutor):
+    """Launches the training job on Vertex AI Training with the run parameters applied.
+
+    The job runs the stock trainer executor on the already-rewritten properties.
+    """
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
+        return super().Do(input_dict, output_dict, apply_trainer_parameters(exec_properties))
+
+
+class EvaluatorExecutor(evaluator_executor.Executor):
+    """The stock evaluator executor, after setting the gate's lower bound."""
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
+        return super().Do(input_dict, output_dict, apply_evaluator_parameters(exec_properties))
+
+
+class TrainerSpec(specs.TrainerSpec):
+    """The stock Trainer's spec and the run parameters."""
+
+    PARAMETERS = {**specs.TrainerSpec.PARAMETERS,
+                  TRAIN_STEPS: ExecutionParameter(type=int, optional=True),
+                  HEAD_LEARNING_RATE: ExecutionParameter(type=float, optional=True),
+                  FINE_TUNE_LEARNING_RATE: ExecutionParameter(type=float, optional=True)}
+
+
+class EvaluatorSpec(specs.EvaluatorSpec):
+    """The stock Evaluator's spec and the gate's lower bound."""
+
+    PARAMETERS = {**specs.EvaluatorSpec.PARAMETERS,
+                  MICRO_F1_LOWER_BOUND: ExecutionParameter(type=float, optional=True)}
+
+
+class Trainer(base_component.BaseComponent):
+    """TFX's Trainer with a ``run_fn`` by import path and ``train_steps`` and learning rates as parameters.
+
+    ``vertex=True`` runs it as ``tfx.extensions.google_cloud_ai_platform.Trainer`` does: the
+    component launches a Vertex AI custom job described by ``custom_config`` and waits for it.
+    """
+
+    SPEC_CLASS = TrainerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(TrainerExecutor)
+
+    def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel, schema: types.BaseChannel,
+                 run_fn: str, train_args: trainer_pb2.TrainArgs, eval_args: trainer_pb2.EvalArgs,
+                 custom_config: Dict[str, Any], train_steps: Optional[Number] = None,
+                 head_learning_rate: Optional[Number] = None, fine_tune_learning_rate: Optional[Number] = None,
+                 vertex: bool = False):
+        spec = TrainerSpec(
+            examples=examples, transform_graph=transform_graph, schema=schema, run_fn=run_fn,
+            train_args=train_args, eval_args=eval_args, custom_config=json_utils.dumps(custom_config),
+            model=types.Channel(type=standard_artifacts.Model),
+            model_run=types.Channel(type=standard_artifacts.ModelRun),
+            train_steps=train_steps, head_learning_rate=head_learning_rate,
+            fine_tune_learning_rate=fine_tune_learning_rate)
+        super().__init__(spec=spec, custom_executor_spec=(
+            executor_spec.ExecutorClassSpec(VertexTrainerExecutor) if vertex else None))
+
+
+class Evaluator(base_beam_component.BaseBeamComponent):
+    """TFX's Evaluator (TFMA) with the micro-F1 gate's lower bound as a parameter."""
+
+    SPEC_CLASS = EvaluatorSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(EvaluatorExecutor)
+
+    def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, baseline_model: types.BaseChannel,
+                 eval_config: tfma.EvalConfig, micro_f1_lower_bound: Optional[Number] = None):
+        spec = EvaluatorSpec(
+            examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config,
+            fairness_indicator_thresholds=json_utils.dumps(None), example_splits=json_utils.dumps(None),
+            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+            blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+            micro_f1_lower_bound=micro_f1_lower_bound)
+        super().__init__(spec=spec)
