@@ -129,5 +129,5 @@ def main(argv: Optional[List[str]] = None) -> None:
         if hit.item.url:
             print(f"      {hit.item.url}")
     if args.sheet:
-        contact_sheet(query_jpeg, args.query if item_id is None else item_id, hits, index, args.sheet)
+        contact_sheet(query_jpeg, os.path.basename(args.query) if item_id is None else item_id, hits, index, args.sheet)
         print(f"contact sheet: {args.sheet}")

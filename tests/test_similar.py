@@ -216,3 +216,49 @@ def test_imat_index_explains_an_empty_catalogue(work, capsys, tmp_path):
                                                   "'images_undecodable': 1.*'records_unparseable': 1"):
         embed_job.run(["--workdir", work["dir"], "--examples", f"train={only_bad}", "--output", str(tmp_path / "i")])
     assert not os.path.exists(str(tmp_path / "i"))
+
+
+def test_component_indexes_the_pushed_model_after_pusher(work, tmp_path):
+    from tfx import v1 as tfx
+
+    from components.similar.component import SimilarityIndexer
+    from pipeline import runs
+
+    examples = str(tmp_path / "examples")  # laid out as ExampleGen writes its splits
+    for split, source in (("train", "train"), ("eval", "validation")):
+        shutil.copytree(os.path.join(work["dir"], "data", source), os.path.join(examples, f"Split-{split}"))
+    example_gen = tfx.dsl.Importer(source_uri=examples, artifact_type=tfx.types.standard_artifacts.Examples,
+                                   properties={"split_names": '["train", "eval"]'}).with_id("examples")
+    pusher = tfx.dsl.Importer(source_uri=work["model_dir"], artifact_type=tfx.types.standard_artifacts.PushedModel,
+                              custom_properties={"pushed": 1, "pushed_destination": work["model_dir"],
+                                                 "pushed_version": VERSION}).with_id("pusher")
+    indexer = SimilarityIndexer(examples=example_gen.outputs["result"], pushed_model=pusher.outputs["result"],
+                                label_map=os.path.join(work["dir"], "source", "label_map.csv"), splits="eval",
+                                index_destination=str(tmp_path / "similar"))
+    metadata = str(tmp_path / "metadata.sqlite")
+    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+        pipeline_name="similar-test", pipeline_root=str(tmp_path / "root"), components=[example_gen, pusher, indexer],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata),
+        beam_pipeline_args=BEAM))
+
+    artifact = max(runs.open_store(metadata).get_artifacts_by_type("SimilarityIndex"), key=lambda a: a.id)
+    assert artifact.custom_properties["built"].int_value == 1
+    assert artifact.custom_properties["items"].int_value == 4
+    assert artifact.custom_properties["model_version"].string_value == VERSION
+    copied = artifact.custom_properties["index_destination"].string_value
+    assert copied == str(tmp_path / "similar" / VERSION)
+    for path in (artifact.uri, copied):
+        index = SimilarityIndex.load(path, expected_fingerprint=model_fingerprint(work["model_dir"]))
+        assert sorted(item.item_id for item in index.items) == [f"eval/{i}" for i, _, _ in work["good"]["validation"]]
+
+
+def test_component_builds_no_index_for_a_model_that_was_not_pushed(tmp_path):
+    from tfx import v1 as tfx
+
+    from components.similar.component import SimilarityIndexArtifact, index_pushed_model
+
+    pushed_model, index = tfx.types.standard_artifacts.PushedModel(), SimilarityIndexArtifact()
+    pushed_model.uri, index.uri = str(tmp_path / "pushed"), str(tmp_path / "index")
+    pushed_model.set_int_custom_property("pushed", 0)
+    index_pushed_model(examples=None, pushed_model=pushed_model, index=index, beam_pipeline=None)
+    assert index.get_int_custom_property("built") == 0 and not os.path.exists(index.uri)
