@@ -106,10 +106,10 @@ class CloudConfig:
         """Every setting that cannot work, as readable lines."""
         found = [f"--{name} is required" for name in ("project", "region", "image")
                  if not getattr(self, name).strip()]
-        for name in ("pipeline_root", "data_root", "label_map"):
+        for name, flag in (("pipeline_root", "pipeline_root"), ("data_root", "data"), ("label_map", "label_map")):
             value = getattr(self, name)
             if not value.startswith("gs://"):
-                found.append(f"--{name} must be a gs:// path on Vertex AI / Dataflow, got {value!r}")
+                found.append(f"--{flag} must be a gs:// path on Vertex AI / Dataflow, got {value!r}")
         if bool(self.serving_dir) == bool(self.endpoint):
             found.append("give exactly one of --serving_dir (a gs:// folder) and --endpoint (a Vertex AI endpoint)")
         elif self.serving_dir and not self.serving_dir.startswith("gs://"):

@@ -1,0 +1,192 @@
+"""imat compile: the Vertex AI PipelineJob JSON and the KFP v2 YAML, offline, read back and checked."""
+import json
+import os
+
+import pytest
+import yaml
+
+from kubeflow import compile_command
+from kubeflow.config import CloudConfig, CloudConfigError
+from pipeline.config import PipelineConfig
+
+IMAGE = "us-central1-docker.pkg.dev/my-proj/imat/pipeline:v1"
+BASE = ["--project", "my-proj", "--region", "europe-west4", "--image", IMAGE,
+        "--pipeline_root", "gs://bkt/imat/pipeline", "--data", "gs://bkt/imat/data",
+        "--label_map", "gs://bkt/imat/label_map.csv", "--num_labels", "228"]
+TASKS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
+         "latest_blessed_model_resolver-model-blessing-resolver", "latest_blessed_model_resolver-model-resolver",
+         "Evaluator", "Pusher"}
+DATAFLOW = ["--runner=DataflowRunner", "--project=my-proj", "--region=europe-west4",
+            "--temp_location=gs://bkt/imat/pipeline/tmp", "--setup_file=/pipeline/setup.py",
+            "--machine_type=n2-standard-8", "--autoscaling_algorithm=THROUGHPUT_BASED", "--max_num_workers=20",
+            "--disk_size_gb=100", f"--sdk_container_image={IMAGE}"]
+
+
+def compile_to(tmp_path, *flags):
+    paths = compile_command.main(BASE + ["--output_dir", str(tmp_path)] + list(flags))
+    with open(paths[0]) as f:
+        return json.load(f), paths
+
+
+def task_parameters(job, task):
+    return job["pipelineSpec"]["root"]["dag"]["tasks"][task]["inputs"]["parameters"]
+
+
+def constant(job, task, name):
+    return task_parameters(job, task)[name]["runtimeValue"]["constant"]
+
+
+@pytest.fixture(scope="module")
+def gpu_job(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compiled")
+    job, paths = compile_to(out, "--serving_dir", "gs://bkt/imat/serving", "--kfp_yaml",
+                            "--trainer_accelerator", "NVIDIA_TESLA_V100", "--trainer_accelerator_count", "4",
+                            "--trainer_machine_type", "n1-standard-32", "--train_steps", "3000")
+    return job, paths
+
+
+def test_both_formats_are_written_and_the_yaml_is_the_jobs_pipeline_spec(gpu_job):
+    job, paths = gpu_job
+    assert [os.path.basename(p) for p in paths] == ["imat.json", "imat.yaml"]
+    with open(paths[1]) as f:
+        spec = yaml.safe_load(f)
+    assert spec == job["pipelineSpec"]
+    assert spec["schemaVersion"] == "2.1.0" and spec["pipelineInfo"]["name"] == "imat"
+    assert spec["defaultPipelineRoot"] == "gs://bkt/imat/pipeline"
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bkt/imat/pipeline"
+
+
+def test_every_component_runs_in_the_pipeline_image_with_dataflow_args(gpu_job):
+    job, _ = gpu_job
+    assert set(job["pipelineSpec"]["root"]["dag"]["tasks"]) == TASKS
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    containers = {name[:-len("_executor")]: spec["container"] for name, spec in executors.items() if "container" in spec}
+    assert set(containers) == TASKS - {t for t in TASKS if t.startswith("latest_blessed_model_resolver")}
+    assert {c["image"] for c in containers.values()} == {IMAGE}
+    for name in ("ImportExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+        args = containers[name]["args"]
+        assert args[args.index("--runner=DataflowRunner"):] == DATAFLOW, name
+    assert containers["Trainer"]["args"][1] == "pipeline.run_parameters.VertexTrainerExecutor"
+    assert containers["Evaluator"]["args"][1] == "pipeline.run_parameters.EvaluatorExecutor"
+    # Code by import path: nothing to upload at compile time.
+    assert constant(job, "Trainer", "run_fn") == "trainer.task.run_fn"
+    assert constant(job, "Transform", "preprocessing_fn") == "trainer.preprocessing.preprocessing_fn"
+
+
+def test_trainer_runs_on_vertex_training_with_four_gpus_mirrored(gpu_job):
+    job, _ = gpu_job
+    custom_config = json.loads(constant(job, "Trainer", "custom_config"))
+    assert custom_config["ai_platform_enable_vertex"] is True
+    assert custom_config["ai_platform_vertex_region"] == "europe-west4"
+    assert custom_config["ai_platform_training_args"] == {"project": "my-proj", "job_spec": {"worker_pool_specs": [{
+        "machine_spec": {"machine_type": "n1-standard-32", "accelerator_type": "NVIDIA_TESLA_V100",
+                         "accelerator_count": 4},
+        "replica_count": 1, "container_spec": {"image_uri": IMAGE}}]}}
+    assert custom_config["distribution"] == "mirrored"
+    assert custom_config["num_labels"] == 228 and custom_config["label_map"] == "gs://bkt/imat/label_map.csv"
+
+
+def test_runtime_parameters_are_pipeline_parameters_with_the_configs_defaults(gpu_job):
+    job, _ = gpu_job
+    definitions = job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    assert definitions == {
+        "train_steps": {"parameterType": "NUMBER_INTEGER", "defaultValue": 3000, "isOptional": True},
+        "head_learning_rate": {"parameterType": "NUMBER_DOUBLE", "defaultValue": 1e-3, "isOptional": True},
+        "fine_tune_learning_rate": {"parameterType": "NUMBER_DOUBLE", "defaultValue": 1e-4, "isOptional": True},
+        "micro_f1_lower_bound": {"parameterType": "NUMBER_DOUBLE", "defaultValue": 0.3, "isOptional": True},
+    }
+    assert job["runtimeConfig"]["parameterValues"] == {"train_steps": 3000, "head_learning_rate": 1e-3,
+                                                      "fine_tune_learning_rate": 1e-4, "micro_f1_lower_bound": 0.3}
+    trainer, evaluator = task_parameters(job, "Trainer"), task_parameters(job, "Evaluator")
+    for name in ("train_steps", "head_learning_rate", "fine_tune_learning_rate"):
+        assert trainer[name] == {"componentInputParameter": name}
+    assert evaluator["micro_f1_lower_bound"] == {"componentInputParameter": "micro_f1_lower_bound"}
+
+
+def test_pusher_writes_to_the_gcs_serving_folder(gpu_job):
+    job, _ = gpu_job
+    destination = json.loads(constant(job, "Pusher", "push_destination"))
+    assert destination == {"filesystem": {"base_directory": "gs://bkt/imat/serving"}}
+
+
+def test_tpu_variant_and_vertex_endpoint(tmp_path):
+    job, _ = compile_to(tmp_path, "--endpoint", "imat-endpoint", "--trainer_accelerator", "TPU_V3",
+                        "--mixed_precision", "mixed_bfloat16", "--service_account", "runner@my-proj.iam.gserviceaccount.com")
+    custom_config = json.loads(constant(job, "Trainer", "custom_config"))
+    assert custom_config["ai_platform_training_args"]["job_spec"] == {
+        "worker_pool_specs": [{"machine_spec": {"machine_type": "cloud-tpu", "accelerator_type": "TPU_V3",
+                                                "accelerator_count": 8},
+                               "replica_count": 1, "container_spec": {"image_uri": IMAGE}}],
+        "service_account": "runner@my-proj.iam.gserviceaccount.com"}
+    assert custom_config["distribution"] == "tpu" and custom_config["mixed_precision"] == "mixed_bfloat16"
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert executors["Pusher_executor"]["container"]["args"][1] == \
+        "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+    assert json.loads(constant(job, "Pusher", "custom_config")) == {
+        "ai_platform_enable_vertex": True, "ai_platform_vertex_region": "europe-west4",
+        "ai_platform_vertex_container_image_uri": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest",
+        "ai_platform_serving_args": {"project_id": "my-proj", "endpoint_name": "imat-endpoint",
+                                     "machine_type": "n1-standard-4"}}
+    assert "--service_account_email=runner@my-proj.iam.gserviceaccount.com" in \
+        executors["Transform_executor"]["container"]["args"]
+
+
+def test_without_vertex_training_the_trainer_trains_in_its_component(tmp_path):
+    job, _ = compile_to(tmp_path, "--serving_dir", "gs://bkt/s", "--no_vertex_training", "--no_dataflow_pipeline_image")
+    custom_config = json.loads(constant(job, "Trainer", "custom_config"))
+    assert not any(key.startswith("ai_platform") for key in custom_config)
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert executors["Trainer_executor"]["container"]["args"][1] == "pipeline.run_parameters.TrainerExecutor"
+    assert not any(a.startswith("--sdk_container_image") for a in executors["Transform_executor"]["container"]["args"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--serving_dir", "gs://bkt/s", "--pipeline_root", "/local/root"], "--pipeline_root must be a gs:// path"),
+    (["--serving_dir", "gs://bkt/s", "--data", "data/"], "--data must be a gs:// path"),
+    ([], "give exactly one of --serving_dir"),
+    (["--serving_dir", "gs://bkt/s", "--endpoint", "e"], "give exactly one of --serving_dir"),
+    (["--serving_dir", "gs://bkt/s", "--project", " "], "--project is required"),
+    (["--serving_dir", "gs://bkt/s", "--trainer_accelerator", "TPU_V3", "--trainer_machine_type", "n1-standard-8"],
+     "TPU_V3 needs machine type 'cloud-tpu'"),
+    (["--serving_dir", "gs://bkt/s", "--trainer_accelerator_count", "2", "--distribution", "default"],
+     "distribution 'default' does not fit the trainer's 2 x NVIDIA_TESLA_T4: it needs 'mirrored'"),
+])
+def test_bad_settings_stop_with_a_message_naming_them(tmp_path, flags, message):
+    with pytest.raises(SystemExit) as e:
+        compile_command.main(BASE + ["--output_dir", str(tmp_path)] + flags)
+    assert message in str(e.value)
+    assert not os.listdir(tmp_path)
+
+
+def test_cloud_config_lists_every_problem_at_once():
+    cloud = CloudConfig(project="", region="r", image="i", pipeline_root="/p", data_root="gs://d",
+                        label_map="gs://l", serving_dir="gs://s")
+    with pytest.raises(CloudConfigError) as e:
+        cloud.validate()
+    assert "--project is required" in str(e.value) and "--pipeline_root must be a gs:// path" in str(e.value)
+
+
+def test_local_and_kubeflow_compile_the_same_dag():
+    """One create_pipeline: the local IR and the Kubeflow job hold the same components and settings."""
+    from tfx import v1 as tfx
+    from tfx.dsl.compiler import compiler
+
+    from kubeflow import runner
+    from pipeline.pipeline import create_pipeline
+
+    cloud = CloudConfig(project="p", region="r", image=IMAGE, pipeline_root="gs://b/root", data_root="gs://b/data",
+                        label_map="gs://b/lm.csv", serving_dir="gs://b/serving", vertex_training=False)
+    config = runner.pipeline_config(cloud, num_labels=12)
+    local = compiler.Compiler().compile(create_pipeline(
+        config, tfx.orchestration.metadata.sqlite_metadata_connection_config("unused.sqlite")))
+    local_nodes = {n.pipeline_node.node_info.id: n.pipeline_node for n in local.nodes}
+    job = runner.compile_job(config, cloud)
+    kfp_tasks = set(job["pipelineSpec"]["root"]["dag"]["tasks"])
+    assert set(local_nodes) == {t for t in TASKS if not t.startswith("latest_")} | {"latest_blessed_model_resolver"}
+    assert kfp_tasks == TASKS
+    local_trainer = local_nodes["Trainer"].parameters.parameters
+    assert json.loads(local_trainer["custom_config"].field_value.string_value) == \
+        json.loads(constant(job, "Trainer", "custom_config"))
+    assert local_trainer["train_steps"].field_value.int_value == PipelineConfig.train_steps
+    assert json.loads(local_nodes["Evaluator"].parameters.parameters["eval_config"].field_value.string_value) == \
+        json.loads(constant(job, "Evaluator", "eval_config"))
