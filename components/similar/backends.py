@@ -27,6 +27,14 @@ class Backend:
                              f"it takes {sorted(self.defaults) or 'none'}")
         self.dim = dim
         self.params = {**self.defaults, **{k: int(v) for k, v in params.items()}}
+        self.threads = -1  # -1: the library's default (all cores)
+
+    def set_threads(self, threads: int) -> None:
+        """Threads for building and searching, so the benchmark compares backends at equal threads.
+
+        numpy's BLAS (the exact backend) is limited by the caller, e.g. with threadpoolctl.
+        """
+        self.threads = threads
 
     def build(self, vectors: np.ndarray) -> None:
         raise NotImplementedError
@@ -93,6 +101,12 @@ class _FaissBackend(Backend):
 
         self._index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
         self._after_load()
+
+    def set_threads(self, threads):
+        import faiss
+
+        super().set_threads(threads)
+        faiss.omp_set_num_threads(threads if threads > 0 else os.cpu_count() or 1)  # process-wide in FAISS
 
     def _set_search_params(self, k: int) -> None:
         pass
@@ -163,11 +177,13 @@ class HnswlibBackend(Backend):
         self._index = hnswlib.Index(space="ip", dim=self.dim)
         self._index.init_index(max_elements=max(1, len(vectors)), ef_construction=self.params["ef_construction"],
                                M=self.params["M"], random_seed=self.params["seed"])
-        self._index.add_items(np.ascontiguousarray(vectors, np.float32), np.arange(len(vectors)))
+        self._index.add_items(np.ascontiguousarray(vectors, np.float32), np.arange(len(vectors)),
+                              num_threads=self.threads)
 
     def search(self, queries, k):
         self._index.set_ef(max(self.params["ef_search"], k))
-        labels, distances = self._index.knn_query(np.ascontiguousarray(queries, np.float32), k=k)
+        labels, distances = self._index.knn_query(np.ascontiguousarray(queries, np.float32), k=k,
+                                                  num_threads=self.threads)
         return (1.0 - distances).astype(np.float32), labels.astype(np.int64)
 
     def vectors(self, rows):
