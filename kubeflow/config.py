@@ -8,8 +8,6 @@ Credentials in its environment (the job's service account on Vertex and Dataflow
 import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
-from tfx import v1 as tfx
-
 # Where the Dockerfile puts this project inside the pipeline image.
 IMAGE_PROJECT_DIR = "/pipeline"
 # Vertex AI's prebuilt TensorFlow serving image matching the TF 2.16 the model is saved with.
@@ -148,7 +146,8 @@ class CloudConfig:
         job_spec: Dict[str, Any] = {"worker_pool_specs": self.trainer.worker_pool_specs(self.image)}
         if self.service_account:
             job_spec["service_account"] = self.service_account
-        gcp = tfx.extensions.google_cloud_ai_platform
+        from tfx.v1.extensions import google_cloud_ai_platform as gcp  # TFX imports TensorFlow: only here
+
         return {gcp.ENABLE_VERTEX_KEY: True, gcp.VERTEX_REGION_KEY: self.region,
                 gcp.TRAINING_ARGS_KEY: {"project": self.project, "job_spec": job_spec}}
 
@@ -156,7 +155,8 @@ class CloudConfig:
         """The Vertex AI Pusher's ``custom_config``, or None to push to ``serving_dir``."""
         if not self.endpoint:
             return None
-        gcp = tfx.extensions.google_cloud_ai_platform
+        from tfx.v1.extensions import google_cloud_ai_platform as gcp
+
         return {gcp.ENABLE_VERTEX_KEY: True, gcp.VERTEX_REGION_KEY: self.region,
                 gcp.VERTEX_CONTAINER_IMAGE_URI_KEY: self.serving_image,
                 gcp.SERVING_ARGS_KEY: {"project_id": self.project, "endpoint_name": self.endpoint,
