@@ -229,7 +229,9 @@ def test_component_indexes_the_pushed_model_after_pusher(work, tmp_path):
         shutil.copytree(os.path.join(work["dir"], "data", source), os.path.join(examples, f"Split-{split}"))
     example_gen = tfx.dsl.Importer(source_uri=examples, artifact_type=tfx.types.standard_artifacts.Examples,
                                    properties={"split_names": '["train", "eval"]'}).with_id("examples")
-    pusher = tfx.dsl.Importer(source_uri=work["model_dir"], artifact_type=tfx.types.standard_artifacts.PushedModel,
+    pushed = str(tmp_path / "Pusher" / "pushed_model" / "7")  # Pusher's copy of the model, in its artifact
+    shutil.copytree(work["model_dir"], pushed)
+    pusher = tfx.dsl.Importer(source_uri=pushed, artifact_type=tfx.types.standard_artifacts.PushedModel,
                               custom_properties={"pushed": 1, "pushed_destination": work["model_dir"],
                                                  "pushed_version": VERSION}).with_id("pusher")
     indexer = SimilarityIndexer(examples=example_gen.outputs["result"], pushed_model=pusher.outputs["result"],
@@ -250,6 +252,7 @@ def test_component_indexes_the_pushed_model_after_pusher(work, tmp_path):
     for path in (artifact.uri, copied):
         index = SimilarityIndex.load(path, expected_fingerprint=model_fingerprint(work["model_dir"]))
         assert sorted(item.item_id for item in index.items) == [f"eval/{i}" for i, _, _ in work["good"]["validation"]]
+        assert index.model.version == VERSION and index.model.path == pushed
 
 
 def test_component_builds_no_index_for_a_model_that_was_not_pushed(tmp_path):

@@ -58,10 +58,12 @@ def index_pushed_model(examples, pushed_model, index, beam_pipeline: beam.Pipeli
         log.info("the model was not pushed (not blessed): no index is built")
         index.set_int_custom_property("built", 0)
         return
-    model_dir = pushed_model.get_string_custom_property("pushed_destination") or pushed_model.uri
-    settings = embed_job.IndexSettings(model_dir=model_dir, catalogue=catalogue_of(examples, splits),
+    # Every Pusher (to a folder, or to Vertex AI whose destination is no folder) copies the model
+    # into its artifact: the same files, so the same fingerprint as the served copy.
+    version = pushed_model.get_string_custom_property("pushed_version")
+    settings = embed_job.IndexSettings(model_dir=pushed_model.uri, catalogue=catalogue_of(examples, splits),
                                        output=index.uri, backend=backend, batch_size=batch_size,
-                                       thumbnail_size=thumbnail_size, label_map=label_map)
+                                       thumbnail_size=thumbnail_size, label_map=label_map, model_version=version)
     summary = embed_job.index_catalogue(beam_pipeline, settings)
     log.info("%s", embed_job.format_summary(summary))
     index.set_int_custom_property("built", 1)
@@ -69,7 +71,7 @@ def index_pushed_model(examples, pushed_model, index, beam_pipeline: beam.Pipeli
     index.set_string_custom_property("model_fingerprint", summary["model"]["fingerprint"])
     index.set_string_custom_property("model_version", summary["model"]["version"])
     if index_destination:
-        destination = os.path.join(index_destination, embed_job.index_version(model_dir))
+        destination = os.path.join(index_destination, version or embed_job.index_version(pushed_model.uri))
         SimilarityIndex.load(index.uri).save(destination)
         index.set_string_custom_property("index_destination", destination)
         log.info("index copied to %s", destination)

@@ -54,6 +54,7 @@ class IndexSettings:
     batch_size: int = 32
     thumbnail_size: int = 96  # longer side of the stored thumbnails; 0 stores none
     label_map: str = ""  # label_map.csv, so results print label names and tasks
+    model_version: str = ""  # Pusher's version of the model; "" takes the folder's name when it is a number
 
 
 def _counter(name: str):
@@ -239,6 +240,8 @@ def index_catalogue(pipeline: beam.Pipeline, settings: IndexSettings) -> dict:
     if settings.backend not in BACKENDS:
         raise SimilarError(f"unknown index backend {settings.backend!r}: use one of {sorted(BACKENDS)}")
     model = model_info(settings.model_dir)  # before the run: a wrong --model fails at once
+    if settings.model_version:
+        model = dataclasses.replace(model, version=settings.model_version)
     check_catalogue(settings.catalogue)
     label_names = label_names_from(settings.label_map)
     build_id = uuid.uuid4().hex
