@@ -14,6 +14,7 @@ is a SHA-256 of its SavedModel files (graph and weights), so Pusher's copy of a 
 the same fingerprint as the Trainer's, and any retrained model a different one: an index
 refuses queries embedded by another model (``IndexMismatchError``).
 """
+import collections
 import dataclasses
 import hashlib
 import json
@@ -192,9 +193,9 @@ class SimilarityIndex:
             raise EmptyCatalogueError("the catalogue is empty: no item to index")
         if vectors.ndim != 2 or len(vectors) != len(items):
             raise SimilarError(f"{len(items)} items but vectors of shape {vectors.shape}")
-        ids = [item.item_id for item in items]
-        if len(set(ids)) != len(ids):
-            repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        ids = collections.Counter(item.item_id for item in items)
+        if len(ids) != len(items):
+            repeated = sorted(i for i, n in ids.items() if n > 1)[:5]
             raise SimilarError(f"item ids must be unique; repeated: {repeated}")
         _check_unit(vectors, "catalogue vectors")
         start = time.monotonic()
