@@ -111,6 +111,11 @@ def _num_labels(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> List[str]:
     """Compiles the pipeline; prints and returns the paths written."""
     args = parse_args(argv)
+    try:
+        import kfp.pipeline_spec  # noqa: F401  TFX exports KubeflowV2DagRunner only next to kfp
+    except ImportError:
+        raise SystemExit("imat compile: error: kfp is not installed: pip install -e '.[kubeflow]' "
+                         "(kfp 2.x with protobuf 3.20.x; a bare `pip install kfp` breaks TensorFlow)") from None
     from kubeflow import runner  # TFX is heavy: only after the flags are known to parse
 
     try:

@@ -117,8 +117,10 @@ def submit_kfp(args: argparse.Namespace, document: Dict[str, Any], parameters: D
     if "pipelineSpec" in document:
         raise SubmitError(f"{args.pipeline} is a Vertex AI PipelineJob: Kubeflow Pipelines takes the .yaml "
                           "from imat compile --kfp_yaml")
-    import kfp
-
+    try:
+        import kfp
+    except ImportError:
+        raise SubmitError("kfp is not installed: pip install -e '.[kubeflow]'") from None
     client = kfp.Client(host=args.kfp_host, namespace=args.kfp_namespace)
     return client.create_run_from_pipeline_package(
         pipeline_file=args.pipeline, arguments=parameters,

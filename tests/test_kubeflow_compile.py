@@ -1,6 +1,7 @@
 """imat compile: the Vertex AI PipelineJob JSON and the KFP v2 YAML, offline, read back and checked."""
 import json
 import os
+import sys
 
 import pytest
 import yaml
@@ -156,6 +157,12 @@ def test_bad_settings_stop_with_a_message_naming_them(tmp_path, flags, message):
         compile_command.main(BASE + ["--output_dir", str(tmp_path)] + flags)
     assert message in str(e.value)
     assert not os.listdir(tmp_path)
+
+
+def test_without_kfp_compile_names_the_extra_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kfp.pipeline_spec", None)  # as if kfp were not installed
+    with pytest.raises(SystemExit, match=r"pip install -e '\.\[kubeflow\]'"):
+        compile_command.main(BASE + ["--output_dir", str(tmp_path), "--serving_dir", "gs://bkt/s"])
 
 
 def test_cloud_config_lists_every_problem_at_once():
