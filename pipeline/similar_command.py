@@ -116,6 +116,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             except ValueError as e:  # names the file and what is wrong with it
                 raise SimilarError(str(e)) from None
             hits = index.search(embed(model_dir, [query_jpeg]), args.k)[0]
+        elif os.path.isdir(args.query):
+            raise SimilarError(f"{args.query}: a folder, not an image file")
         else:
             raise SimilarError(f"{args.query}: no such image file, and no catalogue item with that id in {index_dir} "
                                f"(ids look like {index.items[0].item_id!r})")

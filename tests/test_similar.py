@@ -178,6 +178,7 @@ def test_imat_similar_prints_neighbours_and_writes_a_contact_sheet(work, built, 
     (["photo.jpg", "--k", "15"], "k=15 is larger than the catalogue: the index holds 14 item"),
     (["photo.jpg", "--k", "0"], "--k must be at least 1"),
     (["train/555"], "train/555: no such image file, and no catalogue item with that id"),
+    ([".."], "..: a folder, not an image file"),
 ])
 def test_imat_similar_explains_bad_input(work, built, argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
