@@ -3,6 +3,10 @@
   imat run         download the demo data (or use --data) and run the TFX pipeline locally
   imat predict     tag images with the last pushed model
   imat report      per-label metrics of the last evaluation, and the label distribution
+  imat similar     the catalogue items most like an image or an item id (needs an index)
+  imat index       embed a catalogue of TFRecords and build the similar-product index (Beam)
+  imat compile     compile the pipeline for Vertex AI Pipelines / Kubeflow Pipelines v2
+  imat submit      submit a compiled pipeline to Vertex AI or a KFP endpoint
   imat demo        generate the embedded demo data, serve it on loopback, download it
   imat demo-data   only generate the demo images, JSON and label map
   imat download    the download job (see ``imat download --help``)
@@ -89,8 +93,32 @@ def _report(argv: List[str]) -> None:
     report.main(argv)
 
 
-COMMANDS = {"run": _run, "predict": _predict, "report": _report, "demo": _demo, "demo-data": _demo_data,
-            "download": _download}
+def _similar(argv: List[str]) -> None:
+    from pipeline import similar_command
+
+    similar_command.main(argv)
+
+
+def _index(argv: List[str]) -> None:
+    from components.similar import embed_job
+
+    embed_job.main(argv)
+
+
+def _compile(argv: List[str]) -> None:
+    from kubeflow import compile_command
+
+    compile_command.main(argv)
+
+
+def _submit(argv: List[str]) -> None:
+    from kubeflow import submit
+
+    submit.main(argv)
+
+
+COMMANDS = {"run": _run, "predict": _predict, "report": _report, "similar": _similar, "index": _index,
+            "compile": _compile, "submit": _submit, "demo": _demo, "demo-data": _demo_data, "download": _download}
 
 
 def main(argv: Optional[List[str]] = None) -> None:
