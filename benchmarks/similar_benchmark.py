@@ -9,7 +9,8 @@
    with random weights, exported the same way (the Transform graph and ``embed_images``).
 2. Quality: precision@5 of each model's embeddings, validation photos as queries against the train
    split as the catalogue (exact search), where a hit shares the query's articleType (and, second,
-   its subCategory); also chance level (random items).
+   its subCategory); also chance level (random items) and, for reference, two vectors the model does
+   not serve: the pooled features centred on the catalogue's mean, and the label probabilities.
 3. Libraries: exact search (numpy), FAISS HNSW, FAISS IVF-Flat and hnswlib, on the trained model's
    vectors: recall@10 against exact search, queries/s (one query at a time on one thread, as
    ``imat similar`` does; and all queries in one batch on every core) and build time, at several
@@ -59,12 +60,19 @@ def read_split(data_root: str, split: str):
     return ids, jpegs, labels
 
 
-def embed_all(model_dir: str, jpegs, batch: int = 64) -> np.ndarray:
+def embed_all(model_dir: str, jpegs, batch: int = 64, signature: str = "embed_images",
+              output: str = "embedding") -> np.ndarray:
+    """One output of a signature on raw image bytes, in batches, L2-normalised."""
     import tensorflow as tf
 
-    signature = tf.saved_model.load(model_dir).signatures["embed_images"]
-    return np.concatenate([signature(images=tf.constant(jpegs[i:i + batch]))["embedding"].numpy()
-                           for i in range(0, len(jpegs), batch)])
+    fn = tf.saved_model.load(model_dir).signatures[signature]
+    out = np.concatenate([fn(images=tf.constant(jpegs[i:i + batch]))[output].numpy()
+                          for i in range(0, len(jpegs), batch)])
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def export_untrained(trained_dir: str, label_map: str, out: str, seed: int = 1) -> str:
@@ -104,13 +112,20 @@ def task_labels(label_map: str, task: str) -> set:
     return {label.label_id for label in load_label_map(label_map).labels if label.task == task}
 
 
-def precision_at_k(query_vectors, query_labels, vectors, labels, task_ids: set, k: int = 5) -> float:
-    """Share of each query's k nearest catalogue items that share its label of the task, averaged."""
+def precision_per_query(query_vectors, query_labels, vectors, labels, task_ids: set, k: int = 5) -> np.ndarray:
+    """Per query with a label of the task: the share of its k nearest catalogue items that share it."""
     from components.similar.index import brute_force
 
     rows = brute_force(vectors, query_vectors, k)
     target = [q & task_ids for q in query_labels]
-    return float(np.mean([np.mean([bool(labels[r] & t) for r in row]) for row, t in zip(rows, target) if t]))
+    return np.array([np.mean([bool(labels[r] & t) for r in row]) for row, t in zip(rows, target) if t])
+
+
+def bootstrap_difference(a: np.ndarray, b: np.ndarray, resamples: int = 2000) -> list:
+    """95 % interval of mean(a) - mean(b) over queries resampled with replacement (paired)."""
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(a), (resamples, len(a)))
+    return [float(v) for v in np.percentile(a[picks].mean(1) - b[picks].mean(1), [2.5, 97.5])]
 
 
 def chance_precision(query_labels, labels, task_ids: set) -> float:
@@ -224,6 +239,7 @@ def main(argv=None):
     parser.add_argument("--big", type=int, default=10_000, help="catalogue size of the larger set")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--min_seconds", type=float, default=1.0, help="each queries/s figure is timed this long")
+    parser.add_argument("--skip", action="append", default=[], choices=["backends", "job"])
     args = parser.parse_args(argv)
     from components.similar import embed_job
     from pipeline import runs
@@ -247,48 +263,67 @@ def main(argv=None):
     print(f"catalogue: {len(train_ids)} train photos; queries: {len(val_ids)} validation photos", flush=True)
 
     quality, vectors = {}, {}
+    tasks = {task: task_labels(label_map, task) for task in ("articleType", "subCategory")}
+
+    per_query = {}
+
+    def score(name, catalogue, queries, extra=None):
+        quality[name] = dict(extra or {})
+        for task, ids in tasks.items():
+            per_query[name, task] = precision_per_query(queries, val_labels, catalogue, train_labels, ids)
+            quality[name][f"p@5 {task}"] = float(per_query[name, task].mean())
+
     for name, path in (("trained", model_dir), ("untrained", untrained_dir)):
         start = time.perf_counter()
         catalogue = embed_all(path, train_jpegs)
         seconds = time.perf_counter() - start
         queries = embed_all(path, val_jpegs)
         vectors[name] = (catalogue, queries)
-        quality[name] = {"images_per_s": len(train_jpegs) / seconds}
-        for task in ("articleType", "subCategory"):
-            quality[name][f"p@5 {task}"] = precision_at_k(queries, val_labels, catalogue, train_labels,
-                                                          task_labels(label_map, task))
-    quality["chance"] = {f"p@5 {task}": chance_precision(val_labels, train_labels, task_labels(label_map, task))
-                         for task in ("articleType", "subCategory")}
+        score(f"{name}: embed_images (pooled features)", catalogue, queries,
+              {"images_per_s": len(train_jpegs) / seconds})
+        # For reference, not served: features centred on the catalogue's mean before normalising
+        # (a common fix when every vector shares one large component).
+        mean = catalogue.mean(axis=0)
+        score(f"{name}: pooled, centred on the catalogue mean", _unit(catalogue - mean), _unit(queries - mean))
+    score("trained: label probabilities as the vector", embed_all(model_dir, train_jpegs, signature="predict_images",
+                                                                  output="probabilities"),
+          embed_all(model_dir, val_jpegs, signature="predict_images", output="probabilities"))
+    quality["trained - untrained, 95% bootstrap interval"] = {f"p@5 {task}": bootstrap_difference(
+        per_query["trained: embed_images (pooled features)", task],
+        per_query["untrained: embed_images (pooled features)", task]) for task in tasks}
+    quality["chance (random items)"] = {f"p@5 {task}": chance_precision(val_labels, train_labels, ids)
+                                        for task, ids in tasks.items()}
     results["quality"] = quality
     print(json.dumps(quality, indent=1), flush=True)
 
-    print("backends on the real catalogue", flush=True)
-    results["backends_catalogue"] = compare_backends(*vectors["trained"], args.reps, args.min_seconds)
-    print(table(results["backends_catalogue"]), flush=True)
+    if "backends" not in args.skip:
+        print("backends on the real catalogue", flush=True)
+        results["backends_catalogue"] = compare_backends(*vectors["trained"], args.reps, args.min_seconds)
+        print(table(results["backends_catalogue"]), flush=True)
 
-    print(f"embedding {args.variants} augmented variants of each photo for the 10k set", flush=True)
-    all_jpegs = train_jpegs + val_jpegs
-    big = np.concatenate([vectors["trained"][0], vectors["trained"][1],
-                          embed_all(model_dir, augmented(all_jpegs, args.variants))])
-    order = np.random.default_rng(0).permutation(len(big))
-    queries, catalogue = big[order[:800]], big[order[800:800 + args.big]]
-    results["set_10k"] = {"catalogue": len(catalogue), "queries": len(queries)}
-    print(f"10k set: {len(catalogue)} items, {len(queries)} queries", flush=True)
-    results["backends_10k"] = compare_backends(catalogue, queries, args.reps, args.min_seconds)
-    print(table(results["backends_10k"]), flush=True)
-    chosen = choose(results["backends_10k"])
-    results["chosen"] = chosen
-    print(f"chosen (fastest single query at recall@10 >= {TARGET_RECALL} on the 10k set): "
-          f"{chosen.get('backend')} {chosen.get('setting')}", flush=True)
-
-    out = os.path.join(scratch, "index")
-    results["index_job"] = embed_job.run(["--model", model_dir, "--label_map", label_map, "--output", out,
-                                          "--examples", f"train={data}/train/*.tfrecord.gz",
-                                          "--examples", f"validation={data}/validation/*.tfrecord.gz"])
-    job = results["index_job"]
-    job["seconds_per_10k"] = job["seconds"] * 10_000 / job["items"]
-    print(embed_job.format_summary(job), flush=True)
-    print(f"  whole job: {job['seconds_per_10k']:.0f} s per 10k items (Beam start-up included)", flush=True)
+        print(f"embedding {args.variants} augmented variants of each photo for the 10k set", flush=True)
+        all_jpegs = train_jpegs + val_jpegs
+        big = np.concatenate([vectors["trained"][0], vectors["trained"][1],
+                              embed_all(model_dir, augmented(all_jpegs, args.variants))])
+        order = np.random.default_rng(0).permutation(len(big))
+        queries, catalogue = big[order[:800]], big[order[800:800 + args.big]]
+        results["set_10k"] = {"catalogue": len(catalogue), "queries": len(queries)}
+        print(f"10k set: {len(catalogue)} items, {len(queries)} queries", flush=True)
+        results["backends_10k"] = compare_backends(catalogue, queries, args.reps, args.min_seconds)
+        print(table(results["backends_10k"]), flush=True)
+        chosen = choose(results["backends_10k"])
+        results["chosen"] = chosen
+        print(f"chosen (fastest single query at recall@10 >= {TARGET_RECALL} on the 10k set): "
+              f"{chosen.get('backend')} {chosen.get('setting')}", flush=True)
+    if "job" not in args.skip:
+        out = os.path.join(scratch, "index")
+        results["index_job"] = embed_job.run(["--model", model_dir, "--label_map", label_map, "--output", out,
+                                              "--examples", f"train={data}/train/*.tfrecord.gz",
+                                              "--examples", f"validation={data}/validation/*.tfrecord.gz"])
+        job = results["index_job"]
+        job["seconds_per_10k"] = job["seconds"] * 10_000 / job["items"]
+        print(embed_job.format_summary(job), flush=True)
+        print(f"  whole job: {job['seconds_per_10k']:.0f} s per 10k items (Beam start-up included)", flush=True)
     with open(os.path.join(args.work, "similar_results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(f"results: {os.path.join(args.work, 'similar_results.json')}")

@@ -138,7 +138,7 @@ def test_index_job_indexes_the_catalogue_and_counts_bad_records(work, built):
                                 "records_unparseable": 1}
     assert built["output"] == os.path.join(work["dir"], "similar", VERSION)
     index = SimilarityIndex.load(built["output"], expected_fingerprint=model_fingerprint(work["model_dir"]))
-    assert index.model.version == VERSION and index.manifest["backend"] == "hnswlib"
+    assert index.model.version == VERSION and index.manifest["backend"] == "faiss-hnsw"
     assert sorted(index.manifest["catalogue"]) == ["train", "validation"]
     item = index.items[index.row_of("validation/101")]
     assert item.url == "http://shop.test/101.jpg" and list(item.labels) == work["good"]["validation"][1][2]

@@ -119,7 +119,9 @@ class FaissHNSWBackend(_FaissBackend):
     """FAISS ``IndexHNSWFlat`` on inner product: a graph index, vectors kept exactly."""
 
     name = "faiss-hnsw"
-    defaults = {"M": 32, "ef_construction": 200, "ef_search": 64}
+    # ef_search 16 already reached recall@10 0.998 in the benchmark; 32 (recall 1.000 there, still
+    # ~13k queries/s on one core) keeps headroom for catalogues much larger than the 10k measured.
+    defaults = {"M": 32, "ef_construction": 200, "ef_search": 32}
 
     def build(self, vectors):
         import faiss
