@@ -24,6 +24,7 @@ import io
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -327,6 +328,7 @@ def main(argv=None):
     with open(os.path.join(args.work, "similar_results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(f"results: {os.path.join(args.work, 'similar_results.json')}")
+    shutil.rmtree(scratch)
 
 
 if __name__ == "__main__":
