@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.slow
 def test_ctrl_c_then_rerun_keeps_finished_shards_and_fetches_the_rest(tmp_path, fault_server):
-    n = 12
+    n = 24  # 12 s of fetching at concurrency 1: Ctrl-C lands mid-job even on a loaded machine
     source = tmp_path / "train.json"
     source.write_text(json.dumps({
         "images": [{"imageId": str(i), "url": fault_server.url(f"/slow/{i}.jpg")} for i in range(n)],
