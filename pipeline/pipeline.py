@@ -1,12 +1,13 @@
 """``create_pipeline(config)``: the one definition of the DAG, for every runner.
 
 ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
--> Evaluator (baseline: the latest blessed model) -> Pusher.
+-> Evaluator (baseline: the latest blessed model) -> Pusher -> SimilarityIndexer.
 The preprocessing and run functions are referenced by import path, not module file: TFX
 would otherwise hash (and on Vertex upload) every file beside the module.
 What a runner may change besides roots and Beam args is in ``Deployment``.
 """
 import dataclasses
+import posixpath
 from typing import Any, Dict, Mapping, Optional
 
 import tensorflow_model_analysis as tfma
@@ -14,6 +15,7 @@ from tfx import v1 as tfx
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 
 from components import baseline
+from components.similar.component import SimilarityIndexer
 from pipeline import run_parameters
 from pipeline.config import PipelineConfig
 from trainer import features
@@ -180,11 +182,18 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         eval_config=eval_config(config),
         micro_f1_lower_bound=run_values[run_parameters.MICRO_F1_LOWER_BOUND])
     pusher = _pusher(config, deployment, trainer, evaluator)
+    # "More like this": the catalogue embedded by the model that serves, copied beside the
+    # serving folder (<serving_dir>/../similar/<version>) where `imat similar` looks for it.
+    indexer = SimilarityIndexer(
+        examples=example_gen.outputs["examples"], pushed_model=pusher.outputs["pushed_model"],
+        label_map=config.label_map,
+        index_destination=posixpath.join(posixpath.dirname(config.serving_dir.rstrip("/")), "similar")
+        if config.serving_dir else "")
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                    model_resolver, evaluator, pusher],
+                    model_resolver, evaluator, pusher, indexer],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args if beam_pipeline_args is not None else config.beam_pipeline_args),

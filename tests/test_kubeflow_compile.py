@@ -16,7 +16,7 @@ BASE = ["--project", "my-proj", "--region", "europe-west4", "--image", IMAGE,
         "--label_map", "gs://bkt/imat/label_map.csv", "--num_labels", "228"]
 TASKS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
          "latest_blessed_model_resolver-model-blessing-resolver", "latest_blessed_model_resolver-model-resolver",
-         "Evaluator", "Pusher"}
+         "Evaluator", "Pusher", "SimilarityIndexer"}
 DATAFLOW = ["--runner=DataflowRunner", "--project=my-proj", "--region=europe-west4",
             "--temp_location=gs://bkt/imat/pipeline/tmp", "--setup_file=/pipeline/setup.py",
             "--machine_type=n2-standard-8", "--autoscaling_algorithm=THROUGHPUT_BASED", "--max_num_workers=20",

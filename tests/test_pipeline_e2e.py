@@ -12,7 +12,7 @@ from pipeline.config import demo_config
 from pipeline.run_command import summary_lines
 
 COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-              "latest_blessed_model_resolver", "Evaluator", "Pusher"}
+              "latest_blessed_model_resolver", "Evaluator", "Pusher", "SimilarityIndexer"}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,8 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys):
         outputs = tf.saved_model.load(pushed).signatures["predict_images"](images=tf.constant([f.read()]))
     assert outputs["probabilities"].shape == (1, 18) and outputs["label_names"].shape == (1, 18)
     assert any("pushed model: " + pushed in line for line in summary_lines(config))
+    # SimilarityIndexer indexed the catalogue with the pushed model, where `imat similar` looks.
+    assert os.path.isfile(os.path.join(workdir, "similar", os.path.basename(pushed), "manifest.json"))
 
     local_runner.run(config)  # nothing changed: every execution is reused
     second = runs.last_run(metadata)

@@ -222,7 +222,7 @@ def test_imat_index_explains_an_empty_catalogue(work, capsys, tmp_path):
 def test_component_indexes_the_pushed_model_after_pusher(work, tmp_path):
     from tfx import v1 as tfx
 
-    from components.similar.component import SimilarityIndexer
+    from components.similar.component import SimilarityIndexArtifact, SimilarityIndexer
     from pipeline import runs
 
     examples = str(tmp_path / "examples")  # laid out as ExampleGen writes its splits
@@ -244,7 +244,7 @@ def test_component_indexes_the_pushed_model_after_pusher(work, tmp_path):
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata),
         beam_pipeline_args=BEAM))
 
-    artifact = max(runs.open_store(metadata).get_artifacts_by_type("SimilarityIndex"), key=lambda a: a.id)
+    artifact = max(runs.open_store(metadata).get_artifacts_by_type(SimilarityIndexArtifact.TYPE_NAME), key=lambda a: a.id)
     assert artifact.custom_properties["built"].int_value == 1
     assert artifact.custom_properties["items"].int_value == 4
     assert artifact.custom_properties["model_version"].string_value == VERSION

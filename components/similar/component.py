@@ -33,7 +33,7 @@ Parameter, BeamComponentParameter = tfx.dsl.components.Parameter, tfx.dsl.compon
 class SimilarityIndexArtifact(Artifact):
     """A similar-product index folder (``components/similar/index.py``) and the model it belongs to."""
 
-    TYPE_NAME = "SimilarityIndex"
+    TYPE_NAME = "imat.SimilarityIndex"  # KFP v2 needs custom types as <namespace>.<Name>
 
 
 def catalogue_of(examples, splits: str) -> dict:
