@@ -12,12 +12,13 @@
   imat download    the download job (see ``imat download --help``)
 """
 import argparse
+import importlib
 import logging
 import os
 import shutil
 import sys
 import warnings
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 DEFAULT_WORKDIR = "imat-demo"
 
@@ -69,56 +70,18 @@ def _demo(argv: List[str]) -> None:
     download_demo(args.workdir, args.num_images, args.seed, extra)
 
 
-def _download(argv: List[str]) -> None:
-    from components.download import job
-
-    job.main(argv)
-
-
-def _run(argv: List[str]) -> None:
-    from pipeline import run_command
-
-    run_command.main(argv)
+# Imported only when chosen: most commands pull in TensorFlow or Beam, `imat --help` should not.
+_MODULES = {"run": "pipeline.run_command", "predict": "pipeline.predict", "report": "pipeline.report",
+            "similar": "pipeline.similar_command", "index": "components.similar.embed_job",
+            "compile": "kubeflow.compile_command", "submit": "kubeflow.submit", "download": "components.download.job"}
 
 
-def _predict(argv: List[str]) -> None:
-    from pipeline import predict
-
-    predict.main(argv)
+def _module_main(module: str) -> Callable[[List[str]], None]:
+    return lambda argv: importlib.import_module(module).main(argv)
 
 
-def _report(argv: List[str]) -> None:
-    from pipeline import report
-
-    report.main(argv)
-
-
-def _similar(argv: List[str]) -> None:
-    from pipeline import similar_command
-
-    similar_command.main(argv)
-
-
-def _index(argv: List[str]) -> None:
-    from components.similar import embed_job
-
-    embed_job.main(argv)
-
-
-def _compile(argv: List[str]) -> None:
-    from kubeflow import compile_command
-
-    compile_command.main(argv)
-
-
-def _submit(argv: List[str]) -> None:
-    from kubeflow import submit
-
-    submit.main(argv)
-
-
-COMMANDS = {"run": _run, "predict": _predict, "report": _report, "similar": _similar, "index": _index,
-            "compile": _compile, "submit": _submit, "demo": _demo, "demo-data": _demo_data, "download": _download}
+COMMANDS = {**{name: _module_main(module) for name, module in _MODULES.items()},
+            "demo": _demo, "demo-data": _demo_data}
 
 
 def main(argv: Optional[List[str]] = None) -> None:
