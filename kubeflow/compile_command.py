@@ -10,12 +10,10 @@ Dataflow. Training steps, both learning rates and the micro-F1 bound are pipelin
 change them per run with ``imat submit --param NAME=VALUE``.
 """
 import argparse
-import dataclasses
 from typing import List, Optional
 
 from kubeflow.config import CLOUD_TPUS, TPU_MACHINE_TYPE, CloudConfig, CloudConfigError, DataflowSettings, TrainerResources
-from pipeline.config import PipelineConfig
-from pipeline.run_command import _OVERRIDABLE
+from pipeline.run_command import add_config_flags, config_overrides
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -64,9 +62,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     out.add_argument("--no_cache", action="store_true", help="compile with caching off")
 
     model = parser.add_argument_group("pipeline settings (defaults as in imat run; see pipeline/config.py)")
-    fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
-    for name in _OVERRIDABLE:
-        model.add_argument(f"--{name}", type=type(fields[name].default), default=None)
+    add_config_flags(model)
     return parser.parse_args(argv)
 
 
@@ -120,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
 
     try:
         cloud = cloud_config(args)
-        overrides = {name: getattr(args, name) for name in _OVERRIDABLE if getattr(args, name) is not None}
+        overrides = config_overrides(args)
         if args.no_cache:
             overrides["enable_cache"] = False
         config = runner.pipeline_config(cloud, _num_labels(args), pipeline_name=args.pipeline_name, **overrides)

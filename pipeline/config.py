@@ -33,7 +33,11 @@ class PipelineConfig:
     distribution: str = "default"  # default | mirrored | multi_worker | tpu
     mixed_precision: str = ""  # "" | mixed_bfloat16 | mixed_float16
     batch_norm_momentum: float = 0.0  # 0: Keras' 0.99; lower for short from-scratch training
-    augment: bool = True
+    # Training input (trainer/data.py): serialized examples held for shuffling; random flip and
+    # crop/zoom. Both chosen by benchmarks/input_ablation.py (README, "Training input").
+    shuffle_buffer: int = 10_000
+    augment: bool = False
+    seed: int = 0  # weight initialisation and the input's shuffles
     min_positives: int = 5  # labels with fewer eval positives keep threshold 0.5
     micro_f1_lower_bound: float = 0.3  # the Evaluator blesses a model at or above this micro-F1
     beam_pipeline_args: Tuple[str, ...] = ("--runner=FnApiRunner",)
@@ -48,7 +52,8 @@ class PipelineConfig:
             "eval_batch_size": self.eval_batch_size, "distribution": self.distribution,
             "mixed_precision": self.mixed_precision, "batch_norm_momentum": self.batch_norm_momentum,
             "min_positives": self.min_positives,
-            "label_map": self.label_map, "augment": self.augment,
+            "label_map": self.label_map, "augment": self.augment, "shuffle_buffer": self.shuffle_buffer,
+            "seed": self.seed,
         }
 
     def transform_custom_config(self) -> dict:

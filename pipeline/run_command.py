@@ -13,9 +13,28 @@ from pipeline import runs
 from pipeline.config import PipelineConfig, demo_config
 
 DEFAULT_WORKDIR = "imat-demo"
-_OVERRIDABLE = ("image_size", "weights", "train_steps", "eval_steps", "batch_size", "head_steps_fraction",
-                "head_learning_rate", "fine_tune_learning_rate", "fine_tune_from", "distribution",
-                "mixed_precision", "batch_norm_momentum", "micro_f1_lower_bound", "dropout")
+# PipelineConfig fields settable on the command line (imat run and imat compile).
+OVERRIDABLE = ("image_size", "weights", "train_steps", "eval_steps", "batch_size", "head_steps_fraction",
+               "head_learning_rate", "fine_tune_learning_rate", "fine_tune_from", "distribution",
+               "mixed_precision", "batch_norm_momentum", "micro_f1_lower_bound", "dropout", "augment",
+               "shuffle_buffer", "seed")
+
+
+def add_config_flags(parser) -> None:
+    """One flag per ``OVERRIDABLE`` field, typed as the field; booleans as --name / --no-name."""
+    fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+    for name in OVERRIDABLE:
+        default = fields[name].default
+        if isinstance(default, bool):
+            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None,
+                                help=f"default: {'on' if default else 'off'}")
+        else:
+            parser.add_argument(f"--{name}", type=type(default), default=None, help=f"default: {default!r}")
+
+
+def config_overrides(args) -> dict:
+    """The ``OVERRIDABLE`` fields given on the command line."""
+    return {name: getattr(args, name) for name in OVERRIDABLE if getattr(args, name) is not None}
 
 
 def parse_args(argv: Optional[List[str]]):
@@ -26,9 +45,9 @@ def parse_args(argv: Optional[List[str]]):
     parser.add_argument("--label_map", help="label_map.csv of --data")
     parser.add_argument("--num_images", type=int, default=300, help="demo images to generate (without --data)")
     parser.add_argument("--redownload", action="store_true", help="generate and download the demo data again")
-    fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
-    for name in _OVERRIDABLE:
-        parser.add_argument(f"--{name}", type=type(fields[name].default), default=None)
+    add_config_flags(parser.add_argument_group(
+        "pipeline settings", "PipelineConfig's production defaults; without --data the demo's smaller settings "
+        "apply (pipeline/config.py, demo_config)"))
     parser.add_argument("--beam_arg", action="append", default=None, help="a Beam pipeline arg; repeat")
     args = parser.parse_args(argv)
     if bool(args.data) != bool(args.label_map):
@@ -39,7 +58,7 @@ def parse_args(argv: Optional[List[str]]):
 def build_config(args) -> PipelineConfig:
     from trainer.features import load_label_map
 
-    overrides = {name: getattr(args, name) for name in _OVERRIDABLE if getattr(args, name) is not None}
+    overrides = config_overrides(args)
     if args.beam_arg:
         overrides["beam_pipeline_args"] = tuple(args.beam_arg)
     if not args.data:

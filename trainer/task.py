@@ -3,7 +3,7 @@
 ``custom_config`` keys (all set from pipeline.config.PipelineConfig):
   num_labels, image_size, weights, dropout, head_learning_rate, fine_tune_learning_rate,
   fine_tune_from, head_steps_fraction, batch_size, eval_batch_size, distribution,
-  mixed_precision, batch_norm_momentum, min_positives, label_map, augment
+  mixed_precision, batch_norm_momentum, min_positives, label_map, augment, shuffle_buffer, seed
 """
 import json
 import logging
@@ -59,8 +59,11 @@ def run_fn(fn_args):
         mixed_precision=config.get("mixed_precision", ""),
         batch_norm_momentum=float(config.get("batch_norm_momentum", 0.0)))
     batch_size = int(config["batch_size"])
+    seed = int(config.get("seed", 0))
+    keras.utils.set_random_seed(seed)
     train = data.input_fn(fn_args.train_files, tf_transform_output, batch_size, training=True,
-                          augment_images=bool(config.get("augment", True)))
+                          augment_images=bool(config.get("augment", False)),
+                          shuffle_buffer=int(config.get("shuffle_buffer", data.DEFAULT_SHUFFLE_BUFFER)), seed=seed)
     evaluation = data.input_fn(fn_args.eval_files, tf_transform_output, int(config["eval_batch_size"]), training=False)
 
     strategy = distribution_strategy(config.get("distribution", "default"))
