@@ -206,13 +206,18 @@ def main(argv=None):
     cal, evaluation = (val[0][is_cal], val[1][is_cal]), (val[0][~is_cal], val[1][~is_cal])
     print(f"train {len(records)} images in {args.shards} shards per order; calibration {int(is_cal.sum())}, "
           f"eval {int((~is_cal).sum())} images; {args.steps} steps of {args.batch_size}", flush=True)
+    names = args.variant or (list(VARIANTS) if args.all else list(CORE))
+    runs = {name: [] for name in names}
+    # Seeds outermost: every variant has a first result before any gets a second.
+    for seed in args.seeds:
+        for name in names:
+            runs[name].append(train_and_score(VARIANTS[name], seed, args, patterns, transform_output, memory, cal,
+                                              evaluation, frequencies))
+            print(f"seed {seed}, {name}: {json.dumps(runs[name][-1])}", flush=True)
     results = {}
-    for name in args.variant or (list(VARIANTS) if args.all else list(CORE)):
-        runs = [train_and_score(VARIANTS[name], seed, args, patterns, transform_output, memory, cal, evaluation,
-                                frequencies) for seed in args.seeds]
-        results[name] = {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
-        results[name]["per_seed_at_0.5"] = [round(r["micro_f1_at_0.5"], 4) for r in runs]
-        print(f"{name}: {json.dumps(results[name])}", flush=True)
+    for name, done in runs.items():
+        results[name] = {key: float(np.mean([r[key] for r in done])) for key in done[0]}
+        results[name]["per_seed_at_0.5"] = [round(r["micro_f1_at_0.5"], 4) for r in done]
     print("\n| input (mean of seeds " + ", ".join(map(str, args.seeds)) + ") | batch label distance "
           "| micro-F1 at 0.5 | tuned on calibration |\n|---|---|---|---|")
     for name, r in results.items():
