@@ -92,7 +92,7 @@ def run_timed(cmd, env=None) -> float:
 
 def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
     cmd = [sys.executable, "-m", "components.download.job", f"--input=train={urls_json}", f"--output={out}",
-           f"--images_per_shard={shard}", "--max_size=299", "--jpeg_quality=90", *extra]
+           f"--images_per_shard={shard}", "--max_size=299", "--jpeg_quality=90", "--allow_private_networks", *extra]
     seconds = run_timed(cmd, env={**os.environ, "PYTHONPATH": ROOT})
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
