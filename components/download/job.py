@@ -138,6 +138,24 @@ class _Progress:
         self._stop.set()
 
 
+def _interrupted(error: Optional[BaseException]) -> bool:
+    """Whether ``error`` is, or was raised while handling, a Ctrl-C (Beam re-raises it as a RuntimeError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Drops the traceback Beam logs for a Ctrl-C: the job reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _interrupted(record.exc_info[1]))
+
+
 def run(argv: Optional[List[str]] = None) -> dict:
     """Plans, downloads what is missing, writes and returns the summary.
 
@@ -163,12 +181,18 @@ def run(argv: Optional[List[str]] = None) -> dict:
              " (resuming: the others are done)" if resuming and len(pending) < total else "")
     start = time.monotonic()
     if pending:
+        quiet, beam_log = _NoInterruptTraceback(), logging.getLogger("apache_beam.runners.common")
+        beam_log.addFilter(quiet)
         try:
             with _Progress(pending, args.progress_s), beam.Pipeline(options=PipelineOptions(
                     beam_args or LOCAL_RUNNER_ARGS)) as p:
                 _ = p | "DownloadShards" >> DownloadShards(pending, fetch_settings, image_settings)
-        except KeyboardInterrupt:
-            raise Interrupted(out, *resume.kept_so_far(plans)) from None
+        except BaseException as e:
+            if _interrupted(e):
+                raise Interrupted(out, *resume.kept_so_far(plans)) from None
+            raise
+        finally:
+            beam_log.removeFilter(quiet)
     summary = summarise(out, plans, time.monotonic() - start, to_fetch)
     with FileSystems.create(plan_lib.join(out, "summary.json"), compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(json.dumps(summary, indent=2).encode("utf-8"))
