@@ -53,7 +53,7 @@ class FaultServer:
     /missing           404                          /gone             410
     /flaky/<name>      500 on the first hit, then 200 JPEG
     /busy              429 always (Retry-After: 0)
-    /stall             sleeps STALL_S before answering
+    /stall[...]        sleeps STALL_S before answering
     /truncated.jpg     a JPEG cut in half           /page.html        HTML with an <img>
     /bomb.png          a PNG header claiming 4000x4000 pixels
     /loop-a, /loop-b   redirect to each other       /to-file          redirect to file:///etc/passwd
@@ -111,7 +111,7 @@ class FaultServer:
                     self._send(500, b"oops", "text/plain") if hit == 1 else self._send(200, server.good)
                 elif path == "/busy":
                     self._send(429, b"slow down", "text/plain", {"Retry-After": "0"})
-                elif path == "/stall":
+                elif path.startswith("/stall"):
                     time.sleep(STALL_S)
                     self._send(200, server.good)
                 elif path == "/truncated.jpg":
