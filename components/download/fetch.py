@@ -212,7 +212,8 @@ async def fetch(session: aiohttp.ClientSession, url: str, settings: FetchSetting
 
 def make_session(settings: FetchSettings) -> aiohttp.ClientSession:
     """A session with the worker's limits, the address guard and an honest User-Agent. Call inside a loop."""
-    resolver = None if settings.allow_private_networks else netguard.GuardedResolver(_networks(settings.allowed_networks))
+    resolver = (None if settings.allow_private_networks
+                else netguard.GuardedResolver(_networks(settings.allowed_networks)))
     connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.per_host, resolver=resolver)
     return aiohttp.ClientSession(connector=connector, headers={"User-Agent": settings.user_agent},
                                  auto_decompress=True, trust_env=False)

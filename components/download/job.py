@@ -120,14 +120,15 @@ class _Progress:
     """Logs finished shards and the image rate while the pipeline runs (reads status files)."""
 
     def __init__(self, shards: List[ShardSpec], every_s: float):
-        self._shards, self._every_s = shards, every_s
+        # Shards being retried already have a status file: only fresh ones show progress that way.
+        self._shards, self._every_s = [s for s in shards if not s.retry], every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="imat-progress", daemon=True)
 
     def _loop(self):
         start = time.monotonic()
         while not self._stop.wait(self._every_s):
-            done = sum(FileSystems.exists(s.status_path) for s in self._shards if not s.retry)
+            done = sum(FileSystems.exists(s.status_path) for s in self._shards)
             log.info("progress: %d/%d shards done after %.0f s", done, len(self._shards), time.monotonic() - start)
 
     def __enter__(self):

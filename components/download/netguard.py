@@ -68,7 +68,7 @@ def refusal(ip: IPAddress, allowed: Sequence[Network] = ()) -> str:
     if embedded is not None:
         return refusal(embedded, allowed)
     checks = (("loopback", ip.is_loopback), ("unspecified", ip.is_unspecified), ("link-local", ip.is_link_local),
-              ("multicast", ip.is_multicast), ("private", ip.is_private), ("reserved", ip.is_reserved),
+              ("multicast", ip.is_multicast), ("reserved", ip.is_reserved), ("private", ip.is_private),
               ("site-local", ip.version == 6 and ip.is_site_local))
     for name, hit in checks:
         if hit:
