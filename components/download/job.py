@@ -231,7 +231,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "imat download") -> None:
         _fail(prog, f"interrupted: {e.done} of {e.total} shards are finished and kept in {e.out_dir} "
                     f"({e.stored} images stored); {resume_hint}", 130)
     except KeyboardInterrupt:
-        _fail(prog, f"interrupted before any download; {resume_hint}", 130)
+        _fail(prog, f"interrupted; {resume_hint}", 130)
     else:
         print(format_summary(summary))
 

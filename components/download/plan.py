@@ -52,10 +52,12 @@ def shard_spec(out_dir: str, split: str, index: int, num_shards: int, num_images
 
 
 def rejected_path(out_dir: str, split: str) -> str:
+    """Where a split's records refused before download are listed."""
     return join(out_dir, "_status", split, "rejected.jsonl")
 
 
 def write_text(path: str, text: str) -> None:
+    """Writes UTF-8 text to a local or gs:// path."""
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(text.encode("utf-8"))
 
