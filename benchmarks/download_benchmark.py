@@ -9,7 +9,8 @@ both resizing to 299 keeping the aspect ratio (the images are square, so both gi
 threaded process (two cores through Pillow releasing the GIL) plus, as a variant, two
 worker processes for this job. Wall time includes each tool's start-up.
 
-Set up img2dataset in its own venv first (it must not share this project's pins):
+Set up img2dataset in its own venv first (it must not share this project's pins; its own are
+in benchmarks/img2dataset.lock), then run both tools with a clean environment:
   benchmarks/setup_img2dataset.sh
 then:
   .venv/bin/python benchmarks/download_benchmark.py --images 2000 --reps 3
@@ -55,6 +56,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def clean_env(**extra: str) -> dict:
+    """A child's environment without this project's variables.
+
+    Importing this project sets TF_USE_LEGACY_KERAS, which makes img2dataset's own TensorFlow fail
+    every shard; neither tool needs anything from here but the basics.
+    """
+    basics = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER")
+    return {**{k: os.environ[k] for k in basics if k in os.environ}, **extra}
+
+
+def stop_nginx(proc: subprocess.Popen) -> None:
+    """nginx's own graceful quit: the master stops its workers, then itself (SIGKILL would orphan them)."""
+    proc.send_signal(signal.SIGQUIT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # nginx's fast shutdown, still through the master
+        proc.wait(timeout=15)
+
+
 def start_nginx(root: str, prefix: str):
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if not nginx:
@@ -77,7 +98,7 @@ http {{ access_log off; sendfile on; keepalive_requests 100000; types {{ image/j
             return proc, f"http://127.0.0.1:{port}/"
         except OSError:
             time.sleep(0.1)
-    proc.kill()
+    stop_nginx(proc)
     raise RuntimeError(f"nginx did not start: {proc.stderr.read().decode()}")
 
 
@@ -92,8 +113,8 @@ def run_timed(cmd, env=None) -> float:
 
 def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
     cmd = [sys.executable, "-m", "components.download.job", f"--input=train={urls_json}", f"--output={out}",
-           f"--images_per_shard={shard}", "--max_size=299", "--jpeg_quality=90", *extra]
-    seconds = run_timed(cmd, env={**os.environ, "PYTHONPATH": ROOT})
+           f"--images_per_shard={shard}", "--max_size=299", "--jpeg_quality=90", "--allow_private_networks", *extra]
+    seconds = run_timed(cmd, env=clean_env(PYTHONPATH=ROOT))
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
     # The job's own rate covers the download alone, without Python and Beam start-up.
@@ -105,7 +126,7 @@ def img2dataset(binary: str, urls_txt: str, out: str, shard: int, output_format:
            "--output_format", output_format, "--processes_count", "2", "--thread_count", "64",
            "--image_size", "299", "--resize_mode", "keep_ratio", "--resize_only_if_bigger", "True",
            "--encode_quality", "90", "--number_sample_per_shard", str(shard), "--enable_wandb", "False"]
-    seconds = run_timed(cmd, env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    seconds = run_timed(cmd, env=clean_env(NO_ALBUMENTATIONS_UPDATE="1", TF_CPP_MIN_LOG_LEVEL="3"))
     ok = 0
     for stats in glob.glob(os.path.join(out, "*_stats.json")):
         with open(stats) as f:
@@ -165,8 +186,7 @@ def main():
                 print(f"rep {rep + 1}: {name}: {seconds:.2f} s, {ok / seconds:.1f} images/s end to end{own}", flush=True)
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGQUIT)
-            proc.wait(timeout=10)
+            stop_nginx(proc)
         else:
             serving.__exit__(None, None, None)
 

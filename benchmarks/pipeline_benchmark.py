@@ -45,7 +45,8 @@ def prepare(dataset_dir: str, work: str) -> str:
         summary = job.run([f"--input={split}={os.path.join(source, split + '.json')}"
                            for split in ("train", "validation")]
                           + [f"--output={os.path.join(work, 'data')}",
-                             f"--label_map={os.path.join(source, 'label_map.csv')}", "--images_per_shard=500"])
+                             f"--label_map={os.path.join(source, 'label_map.csv')}", "--images_per_shard=500",
+                             "--allow_private_networks"])
     print(job.format_summary(summary))
     return os.path.join(source, "label_map.csv")
 

@@ -55,7 +55,7 @@ def download_demo(workdir: str, num_images: int, seed: int = 0, extra: Sequence[
         print(f"serving {source} at {base_url}")
         summary = job.run([f"--input={name}={path}" for name, path in paths.items()]
                           + [f"--output={data}", f"--label_map={os.path.join(source, 'label_map.csv')}",
-                             "--images_per_shard=100"] + list(extra))
+                             "--images_per_shard=100", "--allow_private_networks"] + list(extra))
     print(job.format_summary(summary))
     return summary
 

@@ -5,6 +5,7 @@ import http.server
 import io
 import threading
 import time
+import urllib.parse
 from typing import Dict, Iterator
 
 from PIL import Image
@@ -41,6 +42,7 @@ GOOD_SIZE = (400, 300)  # bigger than the tests' max_size, so resizing is exerci
 STALL_S = 3.0
 SLOW_S = 0.5
 HUGE_BYTES = 3 * 1024 * 1024
+FAKE_BODY = b"<html><body>internal admin console, secret token 1234</body></html>"
 
 
 class FaultServer:
@@ -51,12 +53,15 @@ class FaultServer:
     /missing           404                          /gone             410
     /flaky/<name>      500 on the first hit, then 200 JPEG
     /busy              429 always (Retry-After: 0)
-    /stall             sleeps STALL_S before answering
+    /stall[...]        sleeps STALL_S before answering
     /truncated.jpg     a JPEG cut in half           /page.html        HTML with an <img>
     /bomb.png          a PNG header claiming 4000x4000 pixels
     /loop-a, /loop-b   redirect to each other       /to-file          redirect to file:///etc/passwd
     /to-good/<name>    302 to /good/<name>          /huge, /huge-stream  3 MB, with / without Content-Length
     /noai.jpg          200 JPEG with X-Robots-Tag: noai
+    /two-robots.jpg    200 JPEG with two X-Robots-Tag headers: noindex, then noai
+    /fake.jpg          200 "image/jpeg" whose body is an HTML page with a secret in it
+    /redirect?to=URL   302 to URL (percent-encoded)
     """
 
     def __init__(self):
@@ -76,7 +81,7 @@ class FaultServer:
             def _send(self, code, body=b"", content_type="image/jpeg", headers=None, length=True):
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
-                for k, v in (headers or {}).items():
+                for k, v in (headers.items() if isinstance(headers, dict) else headers or ()):
                     self.send_header(k, v)
                 if length:
                     self.send_header("Content-Length", str(len(body)))
@@ -106,7 +111,7 @@ class FaultServer:
                     self._send(500, b"oops", "text/plain") if hit == 1 else self._send(200, server.good)
                 elif path == "/busy":
                     self._send(429, b"slow down", "text/plain", {"Retry-After": "0"})
-                elif path == "/stall":
+                elif path.startswith("/stall"):
                     time.sleep(STALL_S)
                     self._send(200, server.good)
                 elif path == "/truncated.jpg":
@@ -125,6 +130,12 @@ class FaultServer:
                     self._send(200, b"\xff\xd8\xff" + b"\0" * HUGE_BYTES)
                 elif path == "/huge-stream":
                     self._send(200, b"\xff\xd8\xff" + b"\0" * HUGE_BYTES, length=False)
+                elif path == "/two-robots.jpg":
+                    self._send(200, server.good, headers=[("X-Robots-Tag", "noindex"), ("X-Robots-Tag", "noai")])
+                elif path == "/fake.jpg":
+                    self._send(200, FAKE_BODY)
+                elif path.startswith("/redirect?to="):
+                    self._send(302, headers={"Location": urllib.parse.unquote(path.split("=", 1)[1])})
                 elif path == "/noai.jpg":
                     self._send(200, server.good, headers={"X-Robots-Tag": "noai, noimageai"})
                 else:
@@ -135,6 +146,10 @@ class FaultServer:
 
     def url(self, path: str) -> str:
         return self.base + path
+
+    def redirect_to(self, target: str) -> str:
+        """A URL on this server that redirects to ``target``."""
+        return self.url("/redirect?to=" + urllib.parse.quote(target, safe=""))
 
     def good_hits(self) -> int:
         return sum(v for k, v in self.hits.items() if k.startswith("/good/"))

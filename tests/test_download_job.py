@@ -9,10 +9,9 @@ import tensorflow as tf
 
 from components.download import job
 from components.download.plan import PlanMismatchError
+from tests.download_helpers import FAST, read_examples, statuses
+from tests.fault_server import FAKE_BODY
 from trainer import features
-
-FAST = ["--max_size=100", "--deadline_s=2.5", "--attempt_timeout_s=1", "--retries=1", "--backoff_s=0.05",
-        "--max_bytes=1000000", "--max_pixels=1000000", "--progress_s=1"]
 
 # image id -> (path on the fault server, expected status)
 CASES = {
@@ -22,6 +21,7 @@ CASES = {
     "13": ("/stall", "timeout"), "14": ("/truncated.jpg", "corrupt_image"), "15": ("/page.html", "not_image"),
     "16": ("/bomb.png", "too_many_pixels"), "17": ("/loop-a", "bad_redirect"), "18": ("/to-file", "bad_redirect"),
     "19": ("/huge", "too_large"), "20": ("/huge-stream", "too_large"), "21": ("/noai.jpg", "opted_out"),
+    "22": ("/two-robots.jpg", "opted_out"), "23": ("/fake.jpg", "not_image"),
 }
 
 
@@ -43,22 +43,6 @@ def _label_map(tmp_path, num=12):
     return str(path)
 
 
-def read_examples(out_dir, split):
-    files = sorted(glob.glob(os.path.join(out_dir, split, "*.tfrecord.gz")))
-    examples = []
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        examples.append(tf.train.Example.FromString(record.numpy()))
-    return examples
-
-
-def _statuses(out_dir, split):
-    rows = []
-    for path in sorted(glob.glob(os.path.join(out_dir, "_status", split, "*.jsonl"))):
-        with open(path) as f:
-            rows += [json.loads(line) for line in f if line.strip()]
-    return {r["image_id"] + ("/dup" if r["status"] == "duplicate_id" else ""): r for r in rows}
-
-
 def test_every_fault_ends_in_its_status_and_good_images_arrive_intact(tmp_path, fault_server):
     extra_images = [{"imageId": "1", "url": fault_server.url("/good/other.jpg")},  # duplicate id
                     {"imageId": "30", "url": fault_server.url("/good/30.jpg")},  # label outside the map
@@ -69,17 +53,21 @@ def test_every_fault_ends_in_its_status_and_good_images_arrive_intact(tmp_path, 
     summary = job.run([f"--input=train={source}", f"--output={out}", f"--label_map={_label_map(tmp_path)}",
                        "--images_per_shard=4"] + FAST)
 
-    statuses = _statuses(out, "train")
+    status_of = statuses(out, "train")
     for image_id, (_, expected) in CASES.items():
-        assert statuses[image_id]["status"] == expected, (image_id, statuses[image_id])
-    assert statuses["1/dup"]["status"] == "duplicate_id"
-    assert statuses["30"]["status"] == "unknown_label" and "[999]" in statuses["30"]["reason"]
-    assert statuses["31"]["status"] == "bad_url"
-    assert statuses["10"]["http_status"] == 404 and statuses["11"]["http_status"] == 410
+        assert status_of[image_id]["status"] == expected, (image_id, status_of[image_id])
+    assert status_of["1/dup"]["status"] == "duplicate_id"
+    assert status_of["30"]["status"] == "unknown_label" and "[999]" in status_of["30"]["reason"]
+    assert status_of["31"]["status"] == "bad_url"
+    assert status_of["10"]["http_status"] == 404 and status_of["11"]["http_status"] == 410
     # Retries only where they can help: never for 404/410, once (retries=1) for 429 and 500.
     assert fault_server.hits["/missing"] == 1 and fault_server.hits["/gone"] == 1
-    assert fault_server.hits["/busy"] == 2 and statuses["4"]["attempts"] == 2
+    assert fault_server.hits["/busy"] == 2 and status_of["4"]["attempts"] == 2
     assert fault_server.hits["/good/other.jpg"] == 0 and fault_server.hits["/good/30.jpg"] == 0
+    # A status file names outcomes and headers, never the body of what answered.
+    status_text = "".join(open(p).read() for p in glob.glob(os.path.join(out, "_status", "train", "*.jsonl")))
+    assert "secret" not in status_text and "<html" not in status_text
+    assert status_of["23"]["reason"] == f"body of {len(FAKE_BODY)} bytes has no image signature"
 
     examples = read_examples(out, "train")
     by_id = {e.features.feature[features.IMAGE_ID_KEY].bytes_list.value[0].decode(): e for e in examples}
@@ -133,7 +121,8 @@ def test_resume_fetches_exactly_the_missing_shards(tmp_path, fault_server):
 def test_rerun_with_other_inputs_is_refused(tmp_path, fault_server):
     out = str(tmp_path / "out")
     job.run([f"--input=train={_good_split(tmp_path, fault_server, 3)}", f"--output={out}"] + FAST)
-    with pytest.raises(PlanMismatchError, match="other inputs or settings"):
+    with pytest.raises(PlanMismatchError, match=r"other inputs or settings: --input train=\S+train.json now gives "
+                                                r"another plan \(3 images in 1 shards then, 4 in 1 now"):
         job.run([f"--input=train={_good_split(tmp_path, fault_server, 4)}", f"--output={out}"] + FAST)
 
 

@@ -23,7 +23,8 @@ def workdir(tmp_path_factory):
     with demo_data.serve_folder(source) as base:
         paths = demo_data.write_json(source, base)
         job.run([f"--input={k}={v}" for k, v in paths.items() if k != "test"]
-                + [f"--output={os.path.join(work, 'data')}", f"--label_map={os.path.join(source, 'label_map.csv')}"])
+                + [f"--output={os.path.join(work, 'data')}", f"--label_map={os.path.join(source, 'label_map.csv')}",
+                   "--allow_private_networks"])
     return work
 
 

@@ -43,33 +43,78 @@ def test_test_file_without_annotations_gives_empty_labels(tmp_path):
 
 def test_bad_records_are_reported_with_file_index_and_reason(tmp_path):
     doc = {"images": [{"imageId": "1"}, {"url": "http://h/x.jpg"}, {"imageId": "3", "url": "file:///etc/passwd"},
-                      "not an object", {"imageId": "5", "url": "http://h/5.jpg"}],
-           "annotations": [{"imageId": "5", "labelId": ["x1"]}]}
+                      "not an object", {"imageId": "5", "url": "http://h/5.jpg"}, {"imageId": "6", "url": "http://h/6"}],
+           "annotations": [{"imageId": "5", "labelId": ["x1"]}, {"imageId": "6", "labelId": ["2"]}, {"labelId": ["1"]}]}
     items, bad, source = _read(tmp_path, json.dumps(doc))
     good = [i for i in items if isinstance(i, ImageRecord)]
     refused = [i for i in items if isinstance(i, BadRecord)]
-    assert [g.image_id for g in good] == ["5"]
-    assert good[0].labels == ()  # its only annotation was unusable
+    # Image 5's only annotation is unusable: its labels are unknown, so it is not fetched at all.
+    assert good == [ImageRecord("6", ("http://h/6",), (2,))]
     assert [r.status for r in refused] == ["bad_record", "bad_record", "bad_url", "bad_record"]
     assert f"{source}, images[0] (imageId 1): url" in refused[0].reason
     assert "images[1]: missing or invalid imageId" in refused[1].reason
     assert "only http and https" in refused[2].reason
-    assert len(bad) == 1 and "annotations[0]" in bad[0].reason and "'x1' is not an integer" in bad[0].reason
+    assert [(b.image_id, b.status) for b in bad] == [("5", "bad_annotation"), ("", "bad_annotation")]
+    assert "annotations[0]" in bad[0].reason and "'x1' is not an integer" in bad[0].reason
+    assert "annotations[2]: missing or invalid imageId" in bad[1].reason
 
 
-def test_malformed_json_names_file_and_position(tmp_path):
-    text = '{"images": [{"imageId": "1", "url": "http://h/1.jpg"}, {"imageId": "2", "url": }]}'
-    open_fn, source = _opener(tmp_path, text)
+def test_a_refused_annotation_is_not_undone_by_a_later_good_one(tmp_path):
+    doc = {"images": [{"imageId": "5", "url": "http://h/5.jpg"}, {"imageId": "6", "url": "http://h/6.jpg"}],
+           "annotations": [{"imageId": "5", "labelId": [True]}, {"imageId": "5", "labelId": ["3"]},
+                           {"imageId": "6", "labelId": ["1"]}, {"imageId": "6", "labelId": ["4", "1"]}]}
+    items, bad, _ = _read(tmp_path, json.dumps(doc))
+    assert items == [ImageRecord("6", ("http://h/6.jpg",), (1, 4))]  # repeated good annotations merge
+    assert [b.image_id for b in bad] == ["5"]
+
+
+def _malformed(tmp_path, text: bytes) -> str:
+    path = tmp_path / "split.json"
+    path.write_bytes(text)
+    open_fn = lambda: open(path, "rb")  # noqa: E731
     with pytest.raises(ManifestError) as err:
-        list(iter_images(open_fn, source, {}))
+        labels = read_annotations(open_fn, str(path), lambda bad: None)
+        list(iter_images(open_fn, str(path), labels))
     message = str(err.value)
-    assert source in message and "malformed JSON after record 0 of 'images'" in message
+    assert message.startswith(f"{path}: malformed JSON at byte ") and "\n" not in message
+    return message
 
 
-def test_truncated_annotations_raise_before_any_download(tmp_path):
-    open_fn, source = _opener(tmp_path, '{"annotations": [{"imageId": "1", "labelId": ["1"]}, {"imageId"')
-    with pytest.raises(ManifestError, match="malformed JSON after record 0 of 'annotations'"):
-        read_annotations(open_fn, source, lambda bad: None)
+def test_malformed_json_names_array_record_and_byte_offset(tmp_path):
+    text = b'{"images": [{"imageId": "1", "url": "http://h/1.jpg"}, {"imageId": "2", "url": }]}'
+    message = _malformed(tmp_path, text)
+    assert f"at byte {text.index(b': }') + 2}, inside images[1]: " in message
+    assert "unallowed token" in message
+
+
+def test_a_cut_inside_images_is_reported_against_images_even_when_annotations_follow(tmp_path):
+    # The real files put images first; annotations are read first, and must not take the blame.
+    images = [{"imageId": str(i), "url": f"http://h/{i}.jpg"} for i in range(5000)]
+    text = json.dumps({"images": images, "annotations": []}).encode()
+    cut = text.index(b'"imageId": "3210"') + 5
+    message = _malformed(tmp_path, text[:cut])
+    assert f"at byte {cut - 1}, inside images[3210]: " in message and "premature EOF" in message
+
+
+def test_truncated_annotations_name_the_annotation(tmp_path):
+    text = b'{"images": [], "annotations": [{"imageId": "1", "labelId": ["1"]}, {"imageId"'
+    message = _malformed(tmp_path, text)
+    assert f"at byte {len(text) - 1}, inside annotations[1]: " in message
+
+
+def test_a_missing_comma_between_records_is_placed_after_the_last_good_record(tmp_path):
+    text = b'{"images": [{"imageId": "1", "url": "http://h/1"} {"imageId": "2", "url": "http://h/2"}]}'
+    message = _malformed(tmp_path, text)
+    assert f"at byte {text.index(b'} {') + 2}, after images[0]: " in message
+
+
+def test_non_utf8_json_says_so_without_echoing_bytes(tmp_path):
+    text = '{"images": [{"imageId": "1", "url": "http://h/caf\u00e9.jpg"}]}'.encode("latin-1")
+    message = _malformed(tmp_path, text)
+    assert "inside images[0]: not UTF-8 text" in message
+    assert "\\x" not in message and "b'" not in message
+    offset = int(message.split("at byte ")[1].split(",")[0])
+    assert text.index(b"\xe9") <= offset <= text.index(b"\xe9") + 1
 
 
 def test_file_without_images_is_an_error(tmp_path):

@@ -19,12 +19,13 @@ Run on Dataflow (the JSON may be on GCS; workers install this project with --set
       --region=us-central1 --temp_location=gs://bucket/tmp --setup_file=./setup.py \\
       --machine_type=n2-standard-8 --max_num_workers=20
 
-Flags this job does not know are passed to Beam as pipeline options.
+Flags this job does not know are passed to Beam as pipeline options. Image URLs may only
+reach public addresses unless --allow_private_networks (or --allow_network CIDR) says otherwise.
 """
-import argparse
-import dataclasses
 import json
 import logging
+import shlex
+import sys
 import threading
 import time
 from collections import Counter
@@ -36,18 +37,29 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from components.download import options as options_lib
 from components.download import plan as plan_lib
-from components.download.fetch import DEFAULT_USER_AGENT, FetchSettings
+from components.download import resume
+from components.download.fetch import FetchSettings
 from components.download.images import ImageSettings
-from components.download.shard import ShardSpec, download_shard
-from trainer.features import load_label_map
+from components.download.records import ManifestError
+from components.download.shard import ShardSpec, download_shard, read_statuses, retry_shard
+from trainer.features import LabelMapError
 
 log = logging.getLogger(__name__)
 LOCAL_RUNNER_ARGS = ["--runner=FnApiRunner"]
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during the download, with what the finished shards kept."""
+
+    def __init__(self, out_dir: str, done: int, total: int, stored: int):
+        super().__init__()
+        self.out_dir, self.done, self.total, self.stored = out_dir, done, total, stored
+
+
 class DownloadShardFn(beam.DoFn):
-    """Downloads one shard; counts every image's outcome in a Beam counter."""
+    """Downloads one shard (or retries its failures); counts every image's outcome in a Beam counter."""
 
     def __init__(self, fetch_settings: FetchSettings, image_settings: ImageSettings):
         self._fetch_settings = fetch_settings
@@ -63,7 +75,8 @@ class DownloadShardFn(beam.DoFn):
         self._bytes.inc(status.get("stored_bytes", 0))
 
     def process(self, spec: ShardSpec):
-        stats = download_shard(spec, self._fetch_settings, self._image_settings, on_image=self._count)
+        work = retry_shard if spec.retry else download_shard
+        stats = work(spec, self._fetch_settings, self._image_settings, on_image=self._count)
         yield spec.split, dict(stats.counts)
 
 
@@ -91,12 +104,10 @@ def summarise(out_dir: str, plans: Dict[str, plan_lib.SplitPlan], seconds: float
     for name, p in plans.items():
         counts, downloaded, stored = Counter(), 0, 0
         for spec in p.shards:
-            with FileSystems.open(spec.status_path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-                for line in f.read().decode("utf-8").splitlines():
-                    status = json.loads(line)
-                    counts[status["status"]] += 1
-                    downloaded += status["bytes"]
-                    stored += status.get("stored_bytes", 0)
+            for status in read_statuses(spec.status_path):
+                counts[status["status"]] += 1
+                downloaded += status["bytes"]
+                stored += status.get("stored_bytes", 0)
         for rejected in p.rejected:
             counts[rejected["status"]] += 1
         summary["splits"][name] = {"source": p.source, "shards": len(p.shards), "records": sum(counts.values()),
@@ -109,7 +120,8 @@ class _Progress:
     """Logs finished shards and the image rate while the pipeline runs (reads status files)."""
 
     def __init__(self, shards: List[ShardSpec], every_s: float):
-        self._shards, self._every_s = shards, every_s
+        # Shards being retried already have a status file: only fresh ones show progress that way.
+        self._shards, self._every_s = [s for s in shards if not s.retry], every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="imat-progress", daemon=True)
 
@@ -127,75 +139,62 @@ class _Progress:
         self._stop.set()
 
 
-def parse_args(argv: Optional[List[str]]):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", action="append", required=True, metavar="SPLIT=PATH",
-                        help="a split's competition JSON, e.g. train=train.json; repeat per split")
-    parser.add_argument("--output", required=True, help="output folder (local or gs://)")
-    parser.add_argument("--label_map", help="label_map.csv; labels it does not list are refused and counted")
-    parser.add_argument("--images_per_shard", type=int, default=1000)
-    parser.add_argument("--max_size", type=int, default=ImageSettings.max_size,
-                        help="longer side of stored images, in pixels (never upscaled)")
-    parser.add_argument("--jpeg_quality", type=int, default=ImageSettings.jpeg_quality)
-    parser.add_argument("--keep_original", action="store_true", help="store fetched JPEGs unchanged")
-    parser.add_argument("--max_pixels", type=int, default=ImageSettings.max_pixels)
-    parser.add_argument("--deadline_s", type=float, default=FetchSettings.deadline_s)
-    parser.add_argument("--attempt_timeout_s", type=float, default=FetchSettings.attempt_timeout_s)
-    parser.add_argument("--max_bytes", type=int, default=FetchSettings.max_bytes)
-    parser.add_argument("--max_redirects", type=int, default=FetchSettings.max_redirects)
-    parser.add_argument("--retries", type=int, default=FetchSettings.retries)
-    parser.add_argument("--backoff_s", type=float, default=FetchSettings.backoff_s)
-    parser.add_argument("--concurrency", type=int, default=FetchSettings.concurrency,
-                        help="requests in flight per worker process")
-    parser.add_argument("--per_host", type=int, default=FetchSettings.per_host,
-                        help="requests in flight per host per worker process")
-    parser.add_argument("--user_agent", default=DEFAULT_USER_AGENT)
-    parser.add_argument("--ignore_opt_out", action="store_true",
-                        help="fetch images whose server says X-Robots-Tag: noai or noimageai")
-    parser.add_argument("--progress_s", type=float, default=10.0, help="seconds between progress lines")
-    args, beam_args = parser.parse_known_args(argv)
-    inputs = {}
-    for item in args.input:
-        split, sep, path = item.partition("=")
-        if not sep or not split or not path:
-            parser.error(f"--input takes SPLIT=PATH, got {item!r}")
-        if split in inputs:
-            parser.error(f"--input names split {split!r} twice")
-        inputs[split] = path
-    if args.images_per_shard < 1:
-        parser.error("--images_per_shard must be at least 1")
-    return args, inputs, beam_args
+def _interrupted(error: Optional[BaseException]) -> bool:
+    """Whether ``error`` is, or was raised while handling, a Ctrl-C (Beam re-raises it as a RuntimeError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Drops the traceback Beam logs for a Ctrl-C: the job reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _interrupted(record.exc_info[1]))
 
 
 def run(argv: Optional[List[str]] = None) -> dict:
-    """Plans, downloads what is missing, writes and returns the summary."""
-    args, inputs, beam_args = parse_args(argv)
-    image_settings = ImageSettings(max_size=args.max_size, jpeg_quality=args.jpeg_quality,
-                                   keep_original=args.keep_original, max_pixels=args.max_pixels)
-    fetch_settings = FetchSettings(
-        deadline_s=args.deadline_s, attempt_timeout_s=args.attempt_timeout_s, max_bytes=args.max_bytes,
-        max_redirects=args.max_redirects, retries=args.retries, backoff_s=args.backoff_s,
-        concurrency=args.concurrency, per_host=args.per_host, user_agent=args.user_agent,
-        respect_opt_out=not args.ignore_opt_out)
-    label_map = load_label_map(args.label_map) if args.label_map else None
-    out = args.output.rstrip("/")
-    resuming = FileSystems.exists(plan_lib.join(out, "_plan", "plan.json"))
+    """Plans, downloads what is missing, writes and returns the summary.
+
+    Raises:
+      options.UserError, ManifestError, LabelMapError, PlanMismatchError: bad input, one line each.
+      Interrupted: Ctrl-C during the download; the finished shards are kept.
+    """
+    args, inputs, beam_args = options_lib.parse_args(argv, description=__doc__)
+    fetch_settings, image_settings = options_lib.settings_of(args)
+    out = resume.normalise_path(args.output).rstrip("/")
+    options_lib.check_paths(inputs, args.label_map, out)
+    label_map = options_lib.read_label_map(args.label_map) if args.label_map else None
+    inputs = {split: resume.normalise_path(path) for split, path in inputs.items()}
+    settings = options_lib.stored_settings(args)
+    resuming = resume.check_settings(out, inputs, settings)
+    resume.remove_stale_temp_files(out, list(inputs))
     plans = {split: plan_lib.plan_split(split, path, out, args.images_per_shard, label_map, write=not resuming)
              for split, path in inputs.items()}
-    settings = {"images_per_shard": args.images_per_shard, "image": dataclasses.asdict(image_settings),
-                "label_map": args.label_map or ""}
-    plan_lib.save_or_check_plan(out, plans, settings)
-    pending = plan_lib.pending_shards(plans)
+    resume.check_or_save_plans(out, inputs, settings, plans, resuming)
+    pending, to_fetch = resume.pending_shards(plans, args.retry_failed)
     total = sum(len(p.shards) for p in plans.values())
-    log.info("%s: %d of %d shards to download%s", out, len(pending), total,
+    log.info("%s: %d of %d shards to download (%d images)%s", out, len(pending), total, to_fetch,
              " (resuming: the others are done)" if resuming and len(pending) < total else "")
     start = time.monotonic()
     if pending:
-        options = PipelineOptions(beam_args or LOCAL_RUNNER_ARGS)
-        with _Progress(pending, args.progress_s), beam.Pipeline(options=options) as p:
-            _ = p | "DownloadShards" >> DownloadShards(pending, fetch_settings, image_settings)
-    fetched = sum(s.num_images for s in pending)
-    summary = summarise(out, plans, time.monotonic() - start, fetched)
+        quiet, beam_log = _NoInterruptTraceback(), logging.getLogger("apache_beam.runners.common")
+        beam_log.addFilter(quiet)
+        try:
+            with _Progress(pending, args.progress_s), beam.Pipeline(options=PipelineOptions(
+                    beam_args or LOCAL_RUNNER_ARGS)) as p:
+                _ = p | "DownloadShards" >> DownloadShards(pending, fetch_settings, image_settings)
+        except BaseException as e:
+            if _interrupted(e):
+                raise Interrupted(out, *resume.kept_so_far(plans)) from None
+            raise
+        finally:
+            beam_log.removeFilter(quiet)
+    summary = summarise(out, plans, time.monotonic() - start, to_fetch)
     with FileSystems.create(plan_lib.join(out, "summary.json"), compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(json.dumps(summary, indent=2).encode("utf-8"))
     return summary
@@ -212,10 +211,30 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def _fail(prog: str, message: str, code: int) -> None:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: Optional[List[str]] = None, prog: str = "imat download") -> None:
+    """Runs the job from the command line: user errors are one line and exit 2, Ctrl-C exits 130."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    print(format_summary(run(argv)))
+    resume_hint = f"rerun the same command to resume: {prog} {shlex.join(argv)}"
+    try:
+        summary = run(argv)
+    except (options_lib.UserError, ManifestError, LabelMapError, plan_lib.PlanMismatchError) as e:
+        _fail(prog, str(e), 2)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        _fail(prog, f"{e.filename}: {e.strerror}", 2)
+    except Interrupted as e:
+        _fail(prog, f"interrupted: {e.done} of {e.total} shards are finished and kept in {e.out_dir} "
+                    f"({e.stored} images stored); {resume_hint}", 130)
+    except KeyboardInterrupt:
+        _fail(prog, f"interrupted; {resume_hint}", 130)
+    else:
+        print(format_summary(summary))
 
 
 if __name__ == "__main__":
-    main()
+    main(prog="python -m components.download.job")

@@ -5,7 +5,7 @@ seconds and hundreds of MB for what is a few lines of protobuf wire format. The 
 parse this output with TensorFlow itself to prove the bytes are identical in meaning.
 """
 import struct
-from typing import Dict, Iterable, List, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import google_crc32c
 
@@ -79,3 +79,73 @@ def write_records(f, records: Iterable[bytes]) -> int:
         f.write(frame_record(record))
         count += 1
     return count
+
+
+class RecordError(ValueError):
+    """A TFRecord file is truncated or corrupt."""
+
+
+def read_framed(f) -> Iterator[Tuple[bytes, bytes]]:
+    """Yields (framed record, data) from an open binary TFRecord file, checking both CRCs.
+
+    Raises:
+      RecordError: the file ends inside a record or a checksum does not match.
+    """
+    while True:
+        header = f.read(12)
+        if not header:
+            return
+        if len(header) < 12 or _masked_crc(header[:8]) != header[8:]:
+            raise RecordError("truncated or corrupt record header")
+        (length,) = struct.unpack("<Q", header[:8])
+        data, crc = f.read(length), f.read(4)
+        if len(data) < length or _masked_crc(data) != crc:
+            raise RecordError("truncated or corrupt record")
+        yield header + data + crc, data
+
+
+def _read_varint(buf: bytes, pos: int) -> Tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: bytes) -> Iterator[Tuple[int, bytes]]:
+    """(field number, payload) of each length-delimited field of a protobuf message; skips the others."""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        wire_type = key & 7
+        if wire_type == 0:
+            _, pos = _read_varint(buf, pos)
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 5:
+            pos += 4
+        elif wire_type == 2:
+            length, pos = _read_varint(buf, pos)
+            yield key >> 3, buf[pos:pos + length]
+            pos += length
+        else:
+            raise RecordError(f"unsupported protobuf wire type {wire_type}")
+
+
+def bytes_feature(example: bytes, name: str) -> Optional[bytes]:
+    """The first value of a bytes feature of a serialized tf.train.Example, or None."""
+    wanted = name.encode("utf-8")
+    for number, features in _fields(example):
+        if number != 1:
+            continue
+        for entry_number, entry in _fields(features):
+            fields = dict(_fields(entry)) if entry_number == 1 else {}
+            if fields.get(1) == wanted:
+                for kind, values in _fields(fields.get(2, b"")):
+                    if kind == 1:  # BytesList
+                        return next((v for n, v in _fields(values) if n == 1), None)
+                return None
+    return None

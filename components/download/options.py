@@ -1,0 +1,150 @@
+"""The download job's command line: flags, their checks, and the settings they make.
+
+Problems a user can fix (a missing file, a label map that is not UTF-8, an output path
+that is a file) raise ``UserError`` with one line naming the file and what is wrong.
+"""
+import argparse
+import os
+from typing import Dict, List, Optional, Tuple
+
+from apache_beam.io.filesystems import FileSystems
+
+from components.download import netguard
+from components.download.fetch import DEFAULT_USER_AGENT, FetchSettings
+from components.download.images import ImageSettings
+from components.download.resume import normalise_path
+from trainer.features import LabelMap, parse_label_map
+
+
+class UserError(ValueError):
+    """A flag or an input file the user must fix; the message is one line."""
+
+
+def _parser(prog: Optional[str], description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--input", action="append", required=True, metavar="SPLIT=PATH",
+        help="a split's competition JSON, e.g. train=train.json; repeat per split")
+    add("--output", required=True, help="output folder (local or gs://)")
+    add("--label_map", help="label_map.csv; labels it does not list are refused and counted")
+    add("--images_per_shard", type=int, default=1000)
+    add("--max_size", type=int, default=ImageSettings.max_size,
+        help="longer side of stored images, in pixels (never upscaled)")
+    add("--jpeg_quality", type=int, default=ImageSettings.jpeg_quality)
+    add("--keep_original", action="store_true", help="store fetched JPEGs unchanged")
+    add("--max_pixels", type=int, default=ImageSettings.max_pixels)
+    add("--deadline_s", type=float, default=FetchSettings.deadline_s,
+        help="seconds per image, across all its URLs, attempts and redirects")
+    add("--attempt_timeout_s", type=float, default=FetchSettings.attempt_timeout_s)
+    add("--max_bytes", type=int, default=FetchSettings.max_bytes)
+    add("--max_redirects", type=int, default=FetchSettings.max_redirects)
+    add("--retries", type=int, default=FetchSettings.retries)
+    add("--backoff_s", type=float, default=FetchSettings.backoff_s)
+    add("--concurrency", type=int, default=FetchSettings.concurrency,
+        help="requests in flight per shard being downloaded")
+    add("--per_host", type=int, default=FetchSettings.per_host,
+        help="of those, requests in flight to one host")
+    add("--max_inflight_bytes", type=int, default=FetchSettings.max_inflight_bytes,
+        help="bytes of response bodies held at once per shard being downloaded, until decoded")
+    add("--user_agent", default=DEFAULT_USER_AGENT)
+    add("--ignore_opt_out", action="store_true",
+        help="fetch images whose server says X-Robots-Tag: noai or noimageai")
+    add("--allow_private_networks", action="store_true",
+        help="fetch from loopback, private and link-local addresses (the demo, tests, an intranet)")
+    add("--allow_network", action="append", default=[], metavar="CIDR",
+        help="a network fetched even with the guard on, e.g. 10.1.2.0/24; repeat")
+    add("--retry_failed", action="store_true",
+        help="on a rerun, fetch again the images that ended in timeout, connection_error, or HTTP 429/5xx")
+    add("--progress_s", type=float, default=10.0, help="seconds between progress lines")
+    return parser
+
+
+def parse_args(argv: Optional[List[str]], prog: Optional[str] = None, description: str = ""):
+    """Returns (args, split -> input path, Beam's args). Flags this job does not know go to Beam."""
+    parser = _parser(prog, description)
+    args, beam_args = parser.parse_known_args(argv)
+    inputs = {}
+    for item in args.input:
+        split, sep, path = item.partition("=")
+        if not sep or not split or not path:
+            parser.error(f"--input takes SPLIT=PATH, got {item!r}")
+        if split in inputs:
+            parser.error(f"--input names split {split!r} twice")
+        inputs[split] = path
+    for name in ("images_per_shard", "concurrency", "per_host", "max_bytes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.max_inflight_bytes < args.max_bytes:
+        parser.error(f"--max_inflight_bytes ({args.max_inflight_bytes}) must be at least --max_bytes "
+                     f"({args.max_bytes}), or the largest allowed image could never be held")
+    try:
+        args.allow_network = [str(n) for n in netguard.parse_networks(args.allow_network)]
+    except ValueError as e:
+        parser.error(f"--allow_network: {e}")
+    return args, inputs, beam_args
+
+
+def settings_of(args) -> Tuple[FetchSettings, ImageSettings]:
+    """The fetch and image settings the flags ask for."""
+    image = ImageSettings(max_size=args.max_size, jpeg_quality=args.jpeg_quality,
+                          keep_original=args.keep_original, max_pixels=args.max_pixels)
+    fetch = FetchSettings(
+        deadline_s=args.deadline_s, attempt_timeout_s=args.attempt_timeout_s, max_bytes=args.max_bytes,
+        max_redirects=args.max_redirects, retries=args.retries, backoff_s=args.backoff_s,
+        concurrency=args.concurrency, per_host=args.per_host, max_inflight_bytes=args.max_inflight_bytes,
+        user_agent=args.user_agent, respect_opt_out=not args.ignore_opt_out,
+        allow_private_networks=args.allow_private_networks, allowed_networks=tuple(args.allow_network))
+    return fetch, image
+
+
+# Flags that change what is stored, and so must match when resuming. The others (concurrency,
+# per-host and memory limits, backoff, User-Agent, progress) change only speed and manners.
+STORED_SETTINGS = ("images_per_shard", "max_size", "jpeg_quality", "keep_original", "max_pixels", "deadline_s",
+                   "attempt_timeout_s", "max_bytes", "max_redirects", "retries", "ignore_opt_out",
+                   "allow_private_networks", "allow_network")
+
+
+def stored_settings(args) -> Dict[str, object]:
+    """Flag name -> value for every setting that changes what is stored, the label map included."""
+    settings = {name: getattr(args, name) for name in STORED_SETTINGS}
+    settings["label_map"] = normalise_path(args.label_map) if args.label_map else ""
+    return settings
+
+
+def _check_file(flag: str, path: str) -> None:
+    if not FileSystems.exists(path):
+        raise UserError(f"{flag}: no such file")
+    if "://" not in path and os.path.isdir(path):
+        raise UserError(f"{flag}: is a folder, not a file")
+
+
+def check_paths(inputs: Dict[str, str], label_map: Optional[str], output: str) -> None:
+    """Raises UserError for an input or label map that is missing, or an output that is a file."""
+    for split, path in inputs.items():
+        _check_file(f"--input {split}={path}", path)
+    if label_map:
+        _check_file(f"--label_map {label_map}", label_map)
+    if "://" not in output:
+        parent = output
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent.rstrip("/"))
+        if parent and not os.path.isdir(parent):
+            raise UserError(f"--output {output}: {parent} is a file, not a folder")
+
+
+def read_label_map(path: str) -> LabelMap:
+    """Reads and parses a label map, local or gs://.
+
+    Raises:
+      UserError: the file is not UTF-8 text.
+      LabelMapError: the CSV is malformed, naming the line.
+    """
+    with FileSystems.open(path) as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"--label_map {path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                        f"save it as UTF-8") from None
+    return parse_label_map(text, source=path)
