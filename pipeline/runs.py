@@ -58,8 +58,8 @@ def latest_pushed_model(serving_dir: str) -> Optional[str]:
 
 
 def training_report(model_dir: str) -> dict:
-    """The Trainer's thresholds and eval micro-F1 (tuned vs 0.5) stored with the model."""
-    from trainer.task import THRESHOLDS_FILE  # lazy: TensorFlow is only needed here
+    """The model's ``assets.extra/thresholds.json``: its decision rules and their micro-F1 (``trainer/rules.py``)."""
+    from trainer.rules import THRESHOLDS_FILE
 
     with open(os.path.join(model_dir, "assets.extra", THRESHOLDS_FILE)) as f:
         return json.load(f)

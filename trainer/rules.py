@@ -11,7 +11,8 @@ to it. So the rule that serves is chosen on k-fold cross-validated micro-F1 with
 calibration split (each fold scored by rules fitted on the other folds), then refitted on
 the whole calibration split. The eval split only scores: nothing here reads it to choose.
 
-The report written as ``assets.extra/thresholds.json`` (``decision_report``; format 2):
+The report in the exported model's ``assets.extra/thresholds.json`` (``decision_report``; the
+contract every reader relies on: ``imat run``, ``imat report``, ``imat submission``; format 2):
   served_rule             the rule the exported model applies
   thresholds              its threshold per label (label id k at index k-1)
   per_label_thresholds    the per_label rule's thresholds
@@ -24,7 +25,7 @@ The report written as ``assets.extra/thresholds.json`` (``decision_report``; for
   baseline                {"rule": description, "label_ids": the ids it predicts for every image}
 """
 import dataclasses
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -36,6 +37,7 @@ RULES = (PER_LABEL, GLOBAL, FIXED)
 # On a tie, the simpler rule serves: it has less to get wrong on new data.
 _SIMPLICITY = {FIXED: 2, GLOBAL: 1, PER_LABEL: 0}
 REPORT_FORMAT = 2
+THRESHOLDS_FILE = "thresholds.json"  # in the exported model's assets.extra/
 BASELINE = "baseline"
 BASELINE_RULE = "each task's most frequent train label, for every image"
 
@@ -151,3 +153,25 @@ def decision_report(calibration: tuple, evaluation: tuple, min_positives: int, f
         "calibration_folds": int(folds), "calibration_examples": int(len(cal_l)), "eval_examples": int(len(eval_l)),
         "micro_f1": scores, BASELINE: {"rule": BASELINE_RULE, "label_ids": ids},
     }
+
+
+def format_report(report: dict) -> List[str]:
+    """The three rules and the baseline, for logs, ``imat run``'s summary and ``imat report``."""
+    if report.get("format") != REPORT_FORMAT:
+        return [f"(this model's {THRESHOLDS_FILE} predates the calibration split: retrain to compare the rules)"]
+    scores = report["micro_f1"]
+    cv = lambda v: "    -" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [f"micro-F1 on the eval split ({report['eval_examples']} images, never used for tuning); "
+             f"rule chosen by {report['calibration_folds']}-fold micro-F1 on the calibration split "
+             f"({report['calibration_examples']} images):",
+             f"  {'decision rule':42s} {'eval':>6s} {'calibration':>11s}"]
+    names = {PER_LABEL: f"per-label thresholds ({sum(report['tuned'])} of {len(report['tuned'])} own)",
+             GLOBAL: f"one global threshold ({report['global_threshold']:.3f})",
+             FIXED: "0.5 for every label"}
+    for rule in RULES:
+        served = "  <- served" if rule == report["served_rule"] else ""
+        lines.append(f"  {names[rule]:42s} {scores[rule]['eval']:6.3f} {cv(scores[rule]['calibration']):>11s}{served}")
+    baseline = scores[BASELINE]
+    lines.append(f"  {'baseline: most frequent train label per task':42s} {baseline['eval']:6.3f} "
+                 f"{baseline['calibration']:11.3f}")
+    return lines
