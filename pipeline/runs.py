@@ -71,6 +71,20 @@ def latest_artifact_uri(metadata_path: str, type_name: str) -> Optional[str]:
     return max(artifacts, key=lambda a: a.id).uri if artifacts else None
 
 
+def latest_output_uri(metadata_path: str, component: str, type_name: str) -> Optional[str]:
+    """URI of the newest artifact of a type that a component (node id, e.g. SchemaGen) output, or None."""
+    store = open_store(metadata_path)
+    types = [t for t in store.get_artifact_types() if t.name == type_name]
+    nodes = [c for c in store.get_contexts_by_type("node") if c.name.split(".", 1)[-1] == component]
+    if not types or not nodes:
+        return None
+    execution_ids = [e.id for c in nodes for e in store.get_executions_by_context(c.id)]
+    outputs = [e.artifact_id for e in store.get_events_by_execution_ids(execution_ids)
+               if e.type == metadata_store_pb2.Event.OUTPUT]
+    artifacts = [a for a in store.get_artifacts_by_id(outputs) if a.type_id == types[0].id]
+    return max(artifacts, key=lambda a: a.id).uri if artifacts else None
+
+
 def latest_blessing(metadata_path: str) -> Optional[bool]:
     """Whether the newest Evaluator run blessed its model (None before any evaluation)."""
     artifacts = open_store(metadata_path).get_artifacts_by_type("ModelBlessing")

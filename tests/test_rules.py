@@ -90,6 +90,20 @@ def test_report_tunes_on_calibration_only_and_scores_eval():
     json.loads(json.dumps(report, allow_nan=False))  # the contract is plain JSON
 
 
+def test_the_report_prints_three_rules_the_served_one_and_the_baseline():
+    rng = np.random.default_rng(4)
+    report = rules.decision_report(_scores(rng, 200, (0.3, 0.2), (0.3, 0.3)), _scores(rng, 100, (0.3, 0.2), (0.3, 0.3)),
+                                   min_positives=5, folds=4, baseline_label_ids=[1])
+    lines = rules.format_report(report)
+    assert "100 images, never used for tuning" in lines[0] and "4-fold" in lines[0] and "(200 images)" in lines[0]
+    served = [line for line in lines if line.endswith("<- served")]
+    assert len(served) == 1 and {rules.PER_LABEL: "per-label", rules.GLOBAL: "global", rules.FIXED: "0.5"}[
+        report["served_rule"]] in served[0]
+    assert f"{report['micro_f1'][rules.FIXED]['eval']:6.3f}" in next(line for line in lines if "0.5 for every" in line)
+    assert lines[-1].lstrip().startswith("baseline: most frequent train label per task")
+    assert rules.format_report({"thresholds": [0.5]})[0].startswith("(this model's thresholds.json predates")
+
+
 LABEL_MAP = LabelMap((Label(1, 1, "dress", "category"), Label(2, 1, "shirt", "category"),
                       Label(3, 2, "red", "color"), Label(4, 2, "blue", "color"), Label(5, 3, "long", "sleeve")))
 
