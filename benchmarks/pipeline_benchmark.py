@@ -4,11 +4,14 @@
       --work /tmp/imat-bench --train_steps 600
 
 1. Data: serves the dataset folder on loopback, writes the iMaterialist JSON with the dataset's own
-   ``to_imaterialist.py`` and downloads it with the download job.
+   ``to_imaterialist.py`` and downloads train, validation and test with the download job.
 2. Quality: the TFX pipeline (local runner, InceptionV3 from scratch: no pretrained weights offline)
-   reports micro-F1 on the validation split with per-label tuned thresholds and at 0.5. A plain Keras
-   script (the seeds' approach: images decoded into memory, the same network, batch and number of
-   steps, one phase, no augmentation, a 0.5 threshold) is scored on the same validation images.
+   reports micro-F1 on the eval split (the half of validation never used for tuning) for the three
+   decision rules, which one served, and the trivial baseline; then ``imat submission`` scores the
+   test split against ``test_labels.json``. A plain Keras script (the seeds' approach: images decoded
+   into memory, the same network, batch and number of steps, one phase, no augmentation, a 0.5
+   threshold) is scored on the same eval images (its tuned thresholds, for reference, on the same
+   calibration images).
 3. Speed: training images/s of the same network fed by the Trainer's input function (TFRecords ->
    Transform graph -> augmentation) and by in-memory tensors, in float32 and mixed bfloat16,
    alternating, after warm-up.
@@ -38,7 +41,7 @@ def prepare(dataset_dir: str, work: str) -> str:
         subprocess.run([sys.executable, os.path.join(dataset_dir, "to_imaterialist.py"), "--base-url", base_url,
                         "--out", source], check=True)
         summary = job.run([f"--input={split}={os.path.join(source, split + '.json')}"
-                           for split in ("train", "validation")]
+                           for split in ("train", "validation", "test")]
                           + [f"--output={os.path.join(work, 'data')}",
                              f"--label_map={os.path.join(source, 'label_map.csv')}", "--images_per_shard=500"])
     print(job.format_summary(summary))
@@ -58,28 +61,37 @@ def pipeline_config(args, label_map: str):
         batch_norm_momentum=0.9, min_positives=3, micro_f1_lower_bound=0.0)
 
 
-def run_pipeline(config) -> dict:
-    from pipeline import local_runner, runs
+def run_pipeline(config, source: str) -> dict:
+    from pipeline import local_runner, runs, submission
 
     start = time.monotonic()
     local_runner.run(config)
+    seconds = time.monotonic() - start
     metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
-    report = runs.training_report(os.path.join(runs.latest_artifact_uri(metadata, "Model"), "Format-Serving"))
-    return {"seconds": time.monotonic() - start, "micro_f1_tuned": report["micro_f1_tuned"],
-            "micro_f1_at_0.5": report["micro_f1_at_0.5"], "eval_examples": report["eval_examples"],
+    model = os.path.join(runs.latest_artifact_uri(metadata, "Model"), "Format-Serving")
+    report = runs.training_report(model)
+    start = time.monotonic()
+    test = submission.main(["--model", model, "--examples", os.path.join(config.data_root, "test", "*.tfrecord.gz"),
+                            "--output", os.path.join(os.path.dirname(config.pipeline_root), "submission.csv"),
+                            "--labels", os.path.join(source, "test_labels.json")])
+    return {"seconds": seconds, "served_rule": report["served_rule"], "micro_f1": report["micro_f1"],
+            "global_threshold": report["global_threshold"], "labels_with_own_threshold": sum(report["tuned"]),
+            "calibration_examples": report["calibration_examples"], "eval_examples": report["eval_examples"],
+            "test": {"micro_f1": test["micro_f1"], "images": test["images"], "seconds": time.monotonic() - start},
             "components": {e.component: round(e.seconds, 1) for e in runs.last_run(metadata)}}
 
 
 def load_split(data_root: str, split: str, image_size: int, num_labels: int):
-    """Decodes a split into memory as the plain script would: (images in [-1, 1], multi-hot)."""
+    """Decodes a split into memory as the plain script would: (images in [-1, 1], multi-hot, image ids)."""
     import tensorflow as tf
 
     from trainer import features
 
     files = tf.io.gfile.glob(os.path.join(data_root, split, "*.tfrecord.gz"))
     spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+            features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
             features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
-    images, labels = [], []
+    images, labels, ids = [], [], []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         example = tf.io.parse_single_example(record, spec)
         image = tf.image.resize(tf.io.decode_jpeg(example[features.IMAGE_KEY], channels=3), [image_size] * 2)
@@ -87,19 +99,23 @@ def load_split(data_root: str, split: str, image_size: int, num_labels: int):
         hot = np.zeros(num_labels, np.float32)
         hot[example[features.LABELS_KEY].values.numpy() - 1] = 1
         labels.append(hot)
-    return np.stack(images), np.stack(labels)
+        ids.append(example[features.IMAGE_ID_KEY].numpy())
+    return np.stack(images), np.stack(labels), ids
 
 
 def plain_keras(config, steps: int, learning_rate: float) -> dict:
-    """The same network trained without TFX on in-memory images, scored at 0.5 (and tuned, for reference)."""
+    """The same network trained without TFX on in-memory images, scored on the pipeline's eval images at 0.5
+    (and, for reference, with thresholds tuned on its calibration images)."""
     import tensorflow as tf
     import tf_keras as keras
 
-    from trainer import model as model_lib, thresholds
+    from components.calibration_split import in_calibration
+    from trainer import model as model_lib, rules
 
     tf.keras.utils.set_random_seed(0)
-    x, y = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)
-    vx, vy = load_split(config.data_root, config.eval_split, config.image_size, config.num_labels)
+    x, y, _ = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)
+    vx, vy, ids = load_split(config.data_root, config.eval_split, config.image_size, config.num_labels)
+    calibration = np.array([in_calibration(i, config.calibration_percent) for i in ids])
     model = model_lib.build_model(model_lib.ModelConfig(config.num_labels, config.image_size, "none", config.dropout,
                                                         batch_norm_momentum=config.batch_norm_momentum))
     model_lib.backbone_of(model).trainable = True
@@ -109,9 +125,12 @@ def plain_keras(config, steps: int, learning_rate: float) -> dict:
     model.fit(train, steps_per_epoch=steps, epochs=1, verbose=2)
     seconds = time.monotonic() - start
     probabilities = model.predict(vx, batch_size=64, verbose=0)
-    tuned, _ = thresholds.tune_thresholds(probabilities, vy, min_positives=config.min_positives)
-    return {"seconds": seconds, "micro_f1_at_0.5": thresholds.f1_at(probabilities, vy, np.full(vy.shape[1], 0.5)),
-            "micro_f1_tuned_for_reference": thresholds.f1_at(probabilities, vy, tuned), "eval_examples": len(vy)}
+    report = rules.decision_report((probabilities[calibration], vy[calibration]),
+                                   (probabilities[~calibration], vy[~calibration]), config.min_positives,
+                                   config.calibration_folds)
+    return {"seconds": seconds, "micro_f1_at_0.5": report["micro_f1"][rules.FIXED]["eval"],
+            "micro_f1_for_reference": {rule: report["micro_f1"][rule]["eval"] for rule in rules.RULES},
+            "served_rule_for_reference": report["served_rule"], "eval_examples": report["eval_examples"]}
 
 
 class _StepTimer:
@@ -140,7 +159,7 @@ def training_speed(config, transform_uri: str, steps: int, warmup: int, reps: in
     from trainer import data, model as model_lib
 
     transform_output = tft.TFTransformOutput(transform_uri)
-    x, y = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)
+    x, y, _ = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)
     in_memory = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x)).repeat().batch(
         config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     pattern = os.path.join(config.data_root, config.train_split, "*.tfrecord.gz")
@@ -183,7 +202,7 @@ def main(argv=None):
     results = {"config": {"image_size": args.image_size, "train_steps": args.train_steps,
                           "batch_size": args.batch_size, "num_labels": config.num_labels}}
     if "quality" not in args.skip:
-        results["pipeline"] = run_pipeline(config)
+        results["pipeline"] = run_pipeline(config, os.path.dirname(label_map))
         print(json.dumps(results["pipeline"], indent=1), flush=True)
     if "plain" not in args.skip:
         results["plain_keras"] = plain_keras(config, args.train_steps, args.learning_rate)

@@ -13,7 +13,7 @@ from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from pipeline import demo_data
-from trainer import exporter, features, model as model_lib, trivial_baseline
+from trainer import calibration, exporter, features, model as model_lib, trivial_baseline
 from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, multi_hot, preprocessing_fn
 
 SIZE, NUM_LABELS = 75, 18
@@ -87,6 +87,14 @@ def test_multi_hot_accepts_sparse_ragged_and_dense_label_ids():
     np.testing.assert_array_equal(multi_hot(padded, 4).numpy(), [[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]])
     one_each = tf.constant([2, 4, 1], tf.int64)  # a scalar feature: one id per example
     np.testing.assert_array_equal(multi_hot(one_each, 4).numpy(), [[0, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]])
+
+
+def test_the_trainer_tells_calibration_files_from_eval_files():
+    files = ["/x/Examples/7/Split-calibration/*", "/x/Examples/7/Split-eval/*"]
+    assert calibration.split_files(files, "eval") == ["/x/Examples/7/Split-eval/*"]
+    assert calibration.split_files(files, "calibration") == ["/x/Examples/7/Split-calibration/*"]
+    with pytest.raises(ValueError, match="no 'calibration' split"):
+        calibration.split_files(files[1:], "calibration")
 
 
 def _model():

@@ -32,10 +32,16 @@ def split_files(file_patterns: Sequence[str], split: str) -> List[str]:
     return chosen
 
 
-def predict_eval(model, dataset, steps: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Probabilities and labels over ``steps`` batches (0: all) of a finite dataset."""
+def inference_fn(model):
+    """The model in inference mode, traced once for any batch size (tracing InceptionV3 takes seconds)."""
+    size = model.input_shape[1]
+    return tf.function(lambda images: model(images, training=False),
+                       input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+
+
+def predict_eval(infer, dataset, steps: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels over ``steps`` batches (0: all) of a finite dataset; ``infer`` from ``inference_fn``."""
     probabilities, labels = [], []
-    infer = tf.function(lambda images: model(images, training=False))
     for images, batch_labels in dataset.take(steps) if steps else dataset:
         probabilities.append(infer(images).numpy())
         labels.append(batch_labels.numpy())
@@ -45,11 +51,11 @@ def predict_eval(model, dataset, steps: int) -> Tuple[np.ndarray, np.ndarray]:
 def calibrate(model, fn_args, tf_transform_output, custom_config: dict, label_map: Optional[LabelMap]) -> dict:
     """Scores both splits with the trained model and returns the ``thresholds.json`` report."""
     batch_size, steps = int(custom_config["eval_batch_size"]), int(fn_args.eval_steps or 0)
-    scored = {}
+    scored, infer = {}, inference_fn(model)
     for split in (CALIBRATION_SPLIT, EVAL_SPLIT):
         dataset = data.input_fn(split_files(fn_args.eval_files, split), tf_transform_output, batch_size,
                                 training=False)
-        scored[split] = predict_eval(model, dataset, steps)
+        scored[split] = predict_eval(infer, dataset, steps)
     baseline = trivial_baseline.most_frequent_per_task(trivial_baseline.read_frequencies(tf_transform_output),
                                                        label_map)
     report = rules.decision_report(scored[CALIBRATION_SPLIT], scored[EVAL_SPLIT],
