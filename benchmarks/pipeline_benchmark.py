@@ -4,21 +4,23 @@
       --work /tmp/imat-bench --train_steps 600 --seeds 0 1 2 --skip speed
 
 1. Data: serves the dataset folder on loopback, writes the iMaterialist JSON with the dataset's own
-   ``to_imaterialist.py`` and downloads it with the download job.
+   ``to_imaterialist.py`` and downloads train, validation and test with the download job.
 2. Quality, per seed: the TFX pipeline (local runner, InceptionV3 from scratch: no pretrained weights
    offline) and a plain Keras script (the seeds' approach: images decoded into memory, the same
    network, batch, learning rate and number of steps, one phase, full shuffle, no augmentation).
-   Both models are scored by the same code on the same images with the same decision rules: the
-   validation split is cut by a hash of the image id into a calibration half, where thresholds are
-   tuned, and an eval half, which is scored (micro-F1 at 0.5 and with the tuned thresholds). The
-   pipeline's model is read through its serving signature (raw JPEG bytes in, its Transform graph
-   inside); the plain script decodes as plain scripts do. Means over seeds, and a paired bootstrap
-   interval (over eval images) of pipeline minus plain.
+   Both models are scored by the same code on the same images with the same decision rules
+   (``trainer/rules.py``: per-label thresholds, one global threshold, 0.5, and the rule chosen by
+   k-fold micro-F1 on calibration), fitted on the pipeline's calibration split and scored on its
+   eval split (the validation folder cut by a hash of the image id), beside the trivial baseline.
+   The pipeline's model is read through its serving signature (raw JPEG bytes in, its Transform
+   graph inside); the plain script decodes as plain scripts do. Means over seeds, and a paired
+   bootstrap interval (over eval images) of pipeline minus plain. The pipeline's own report
+   (``thresholds.json``) and ``imat submission`` on the test split (``test_labels.json``) are
+   recorded per seed.
 3. Speed: training images/s of the same network fed by the Trainer's input function (TFRecords ->
    Transform graph) and by in-memory tensors, in float32 and mixed bfloat16, alternating, after warm-up.
 """
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -29,6 +31,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+
+from trainer.features import load_label_map  # noqa: E402  after the Keras switch above
 
 
 def prepare(dataset_dir: str, work: str) -> str:
@@ -43,7 +47,7 @@ def prepare(dataset_dir: str, work: str) -> str:
         subprocess.run([sys.executable, os.path.join(dataset_dir, "to_imaterialist.py"), "--base-url", base_url,
                         "--out", source], check=True)
         summary = job.run([f"--input={split}={os.path.join(source, split + '.json')}"
-                           for split in ("train", "validation")]
+                           for split in ("train", "validation", "test")]
                           + [f"--output={os.path.join(work, 'data')}",
                              f"--label_map={os.path.join(source, 'label_map.csv')}", "--images_per_shard=500",
                              "--allow_private_networks"])
@@ -53,7 +57,6 @@ def prepare(dataset_dir: str, work: str) -> str:
 
 def pipeline_config(args, label_map: str, seed: int = 0):
     from pipeline.config import PipelineConfig
-    from trainer.features import load_label_map
 
     return PipelineConfig(
         pipeline_name="imat-bench", pipeline_root=os.path.join(args.work, "pipeline"),
@@ -64,22 +67,33 @@ def pipeline_config(args, label_map: str, seed: int = 0):
         batch_norm_momentum=0.9, min_positives=3, micro_f1_lower_bound=0.0, seed=seed)
 
 
-def run_pipeline(config) -> dict:
-    """Runs the pipeline; its model's directory, time per component and its own eval report."""
-    from pipeline import local_runner, runs
+def run_pipeline(config, source: str) -> dict:
+    """Runs the pipeline, then scores its model on the test split with ``imat submission``."""
+    from pipeline import local_runner, runs, submission
 
     start = time.monotonic()
     local_runner.run(config)
+    seconds = time.monotonic() - start
     metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
     model_dir = os.path.join(runs.latest_artifact_uri(metadata, "Model"), "Format-Serving")
-    return {"seconds": time.monotonic() - start, "model_dir": model_dir,
-            "own_report": runs.training_report(model_dir),
+    report = runs.training_report(model_dir)
+    test = submission.main(["--model", model_dir, "--examples", os.path.join(config.data_root, "test", "*.tfrecord.gz"),
+                            "--output", os.path.join(os.path.dirname(config.pipeline_root), "submission.csv"),
+                            "--labels", os.path.join(source, "test_labels.json")])
+    return {"seconds": seconds, "model_dir": model_dir,
+            "own_report": {"served_rule": report["served_rule"], "micro_f1": report["micro_f1"],
+                           "global_threshold": report["global_threshold"], "labels_with_own_threshold":
+                           sum(report["tuned"]), "calibration_examples": report["calibration_examples"],
+                           "eval_examples": report["eval_examples"]},
+            "test": {"micro_f1": test["micro_f1"], "images": test["images"]},
             "components": {e.component: round(e.seconds, 1) for e in runs.last_run(metadata)}}
 
 
-def is_calibration(image_ids) -> np.ndarray:
-    """Half of the validation split, by a hash of the image id: where thresholds are tuned."""
-    return np.array([int(hashlib.sha256(b"calibration" + i).hexdigest(), 16) % 2 == 0 for i in image_ids])
+def is_calibration(image_ids, calibration_percent: int) -> np.ndarray:
+    """The pipeline's calibration split among the validation images (the rest is its eval split)."""
+    from components.calibration_split import in_calibration
+
+    return np.array([in_calibration(i, calibration_percent) for i in image_ids])
 
 
 def pipeline_probabilities(model_dir: str, jpegs) -> np.ndarray:
@@ -91,17 +105,23 @@ def pipeline_probabilities(model_dir: str, jpegs) -> np.ndarray:
                            for i in range(0, len(jpegs), 64)])
 
 
-def scores(probabilities: np.ndarray, labels: np.ndarray, calibration: np.ndarray, min_positives: int) -> dict:
-    """Micro-F1 on the eval half at 0.5 and with thresholds tuned on the calibration half."""
-    from trainer import thresholds
+def scores(probabilities: np.ndarray, labels: np.ndarray, calibration: np.ndarray, config, baseline) -> dict:
+    """Every decision rule fitted on calibration and scored on eval, as the Trainer does it."""
+    from trainer import rules
 
-    tuned, _ = thresholds.tune_thresholds(probabilities[calibration], labels[calibration], min_positives)
-    evaluation = ~calibration
-    return {"micro_f1_at_0.5": thresholds.f1_at(probabilities[evaluation], labels[evaluation], 0.5),
-            "micro_f1_tuned_on_calibration": thresholds.f1_at(probabilities[evaluation], labels[evaluation], tuned)}
+    report = rules.decision_report((probabilities[calibration], labels[calibration]),
+                                   (probabilities[~calibration], labels[~calibration]), config.min_positives,
+                                   config.calibration_folds, baseline)
+    result = {rule: report["micro_f1"][rule]["eval"] for rule in (*rules.RULES, rules.BASELINE)}
+    result["served_rule"] = report["served_rule"]
+    result["served"] = report["micro_f1"][report["served_rule"]]["eval"]
+    result["thresholds"] = {rule: np.asarray(t, np.float32) for rule, t in (
+        (rules.PER_LABEL, report["per_label_thresholds"]), (rules.FIXED, [0.5] * labels.shape[1]),
+        (rules.GLOBAL, [report["global_threshold"]] * labels.shape[1]))}
+    return result
 
 
-def bootstrap_difference(a, b, labels, thresholds_a, thresholds_b, reps: int = 2000, seed: int = 0):
+def bootstrap_difference(a, b, labels, thresholds_a, thresholds_b, reps: int = 1000, seed: int = 0):
     """95 % interval of micro-F1(a) - micro-F1(b) over eval images resampled with replacement.
 
     ``a`` and ``b`` are lists (one entry per seed) of eval-half probabilities; each resample
@@ -248,7 +268,7 @@ def main(argv=None):
         from pipeline import runs
 
         if "quality" in args.skip:
-            run_pipeline(config)
+            run_pipeline(config, os.path.dirname(label_map))
         transform = runs.latest_artifact_uri(os.path.join(config.pipeline_root, "metadata.sqlite"), "TransformGraph")
         results["training_images_per_second"] = training_speed(config, transform, args.speed_steps, 5,
                                                                args.speed_reps)
@@ -259,51 +279,51 @@ def main(argv=None):
 
 def quality(args, label_map: str) -> dict:
     """Per seed, the pipeline and the plain script scored alike; means, per-seed values, intervals."""
-    from trainer import thresholds
+    from trainer import rules, trivial_baseline
 
     config = pipeline_config(args, label_map)
     images, labels, ids, jpegs = load_split(config.data_root, config.eval_split, config.image_size,
                                             config.num_labels)
-    calibration = is_calibration(ids)
+    calibration = is_calibration(ids, config.calibration_percent)
     evaluation = ~calibration
+    train_labels = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)[1]
+    frequencies = {i + 1: int(c) for i, c in enumerate(train_labels.sum(axis=0))}
+    baseline = trivial_baseline.most_frequent_per_task(frequencies, load_label_map(label_map))
     print(f"validation: {int(calibration.sum())} calibration, {int(evaluation.sum())} eval images", flush=True)
-    per_seed = {"pipeline": [], "plain": []}
-    eval_probabilities = {"pipeline": [], "plain": []}
-    tuned = {"pipeline": [], "plain": []}
+    sides = ("pipeline", "plain")
+    per_seed = {side: [] for side in sides}
+    eval_probabilities = {side: [] for side in sides}
+    fitted = {side: [] for side in sides}
     for seed in args.seeds:
         seeded = pipeline_config(args, label_map, seed)
-        run = run_pipeline(seeded)
+        run = run_pipeline(seeded, os.path.dirname(label_map))
         probabilities = {"pipeline": pipeline_probabilities(run["model_dir"], jpegs),
                          "plain": plain_keras(seeded, args.train_steps, args.learning_rate, images)["probabilities"]}
         for side, p in probabilities.items():
-            per_seed[side].append({"seed": seed, **scores(p, labels, calibration, config.min_positives)})
+            result = scores(p, labels, calibration, config, baseline)
+            fitted[side].append(result.pop("thresholds"))
+            per_seed[side].append({"seed": seed, **result})
             eval_probabilities[side].append(p[evaluation])
-            tuned[side].append(thresholds.tune_thresholds(p[calibration], labels[calibration],
-                                                          config.min_positives)[0])
-        per_seed["pipeline"][-1].update(seconds=round(run["seconds"]), components=run["components"])
-        print(json.dumps({side: runs[-1] for side, runs in per_seed.items()}, indent=1), flush=True)
-    means = {side: {key: float(np.mean([r[key] for r in runs])) for key in ("micro_f1_at_0.5",
-                                                                            "micro_f1_tuned_on_calibration")}
-             for side, runs in per_seed.items()}
-    y = labels[evaluation]
-    half = [np.full(config.num_labels, 0.5, np.float32)] * len(args.seeds)
-    intervals = {
-        "micro_f1_at_0.5": bootstrap_difference(eval_probabilities["pipeline"], eval_probabilities["plain"], y,
-                                                half, half),
-        "micro_f1_tuned_on_calibration": bootstrap_difference(eval_probabilities["pipeline"],
-                                                              eval_probabilities["plain"], y, tuned["pipeline"],
-                                                              tuned["plain"]),
-    }
-    print("\n| model (mean of seeds " + ", ".join(map(str, args.seeds)) + ") | micro-F1 at 0.5 "
-          "| tuned on calibration |\n|---|---|---|")
-    for side in ("pipeline", "plain"):
-        print(f"| {side} | {means[side]['micro_f1_at_0.5']:.3f} | {means[side]['micro_f1_tuned_on_calibration']:.3f} |")
-    print("| pipeline minus plain, 95 % interval | " + " | ".join(
-        f"{means['pipeline'][k] - means['plain'][k]:+.3f} ({lo:+.3f} to {hi:+.3f})"
-        for k, (lo, hi) in intervals.items()) + " |", flush=True)
+        per_seed["pipeline"][-1].update(seconds=round(run["seconds"]), components=run["components"],
+                                        own_report=run["own_report"], test=run["test"])
+        print(json.dumps({side: r[-1] for side, r in per_seed.items()}, indent=1), flush=True)
+    columns = (rules.FIXED, rules.GLOBAL, rules.PER_LABEL, "served")
+    means = {side: {c: float(np.mean([r[c] for r in per_seed[side]])) for c in (*columns, rules.BASELINE)}
+             for side in sides}
+    intervals = {rule: bootstrap_difference(eval_probabilities["pipeline"], eval_probabilities["plain"],
+                                            labels[evaluation], [f[rule] for f in fitted["pipeline"]],
+                                            [f[rule] for f in fitted["plain"]])
+                 for rule in (rules.FIXED, rules.GLOBAL, rules.PER_LABEL)}
+    print("\n| eval micro-F1, mean of seeds " + ", ".join(map(str, args.seeds)) + " | 0.5 | global threshold "
+          "| per-label thresholds | rule chosen on calibration |\n|---|---|---|---|---|")
+    for side in sides:
+        print(f"| {side} | " + " | ".join(f"{means[side][c]:.3f}" for c in columns) + " |")
+    print("| pipeline minus plain (95 % interval) | " + " | ".join(
+        f"{means['pipeline'][r] - means['plain'][r]:+.3f} ({lo:+.3f} to {hi:+.3f})"
+        for r, (lo, hi) in intervals.items()) + " | |")
+    print(f"| trivial baseline | {means['pipeline'][rules.BASELINE]:.3f} | | | |", flush=True)
     return {"calibration_images": int(calibration.sum()), "eval_images": int(evaluation.sum()), "means": means,
             "difference_interval_95": intervals, "per_seed": per_seed}
-
 
 if __name__ == "__main__":
     main()

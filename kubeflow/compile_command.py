@@ -26,6 +26,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     where.add_argument("--pipeline_root", required=True, help="gs:// folder for the pipeline's artifacts")
     where.add_argument("--data", required=True, help="gs:// folder: the download job's --output")
     where.add_argument("--label_map", required=True, help="gs:// path of label_map.csv")
+    where.add_argument("--schema", default="", help="gs:// path of the curated schema (`imat schema` writes it; "
+                       "give each version its own path: ImportSchemaGen caches by path); default: "
+                       "schema.pbtxt beside --label_map")
+    where.add_argument("--warn_only", action="store_true", help="data that breaks the schema: warn, do not stop")
     where.add_argument("--num_labels", type=int, help="the label map's highest id; read from --label_map "
                        "when left out (which needs GCS access)")
     where.add_argument("--serving_dir", default="", help="gs:// folder the Pusher writes model versions to")
@@ -119,6 +123,9 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
         overrides = config_overrides(args)
         if args.no_cache:
             overrides["enable_cache"] = False
+        if args.schema:
+            overrides["schema_path"] = args.schema
+        overrides["warn_only"] = args.warn_only
         config = runner.pipeline_config(cloud, _num_labels(args), pipeline_name=args.pipeline_name, **overrides)
     except CloudConfigError as e:
         raise SystemExit(f"imat compile: error: {e}") from None

@@ -8,6 +8,7 @@ uploaded and no credentials are needed.
 """
 import json
 import os
+import posixpath
 from typing import Any, Dict, List
 
 import yaml
@@ -21,10 +22,13 @@ from pipeline.pipeline import Deployment, create_pipeline, runtime_parameter_def
 def pipeline_config(cloud: CloudConfig, num_labels: int, pipeline_name: str = "imat", **overrides) -> PipelineConfig:
     """The pipeline's config on GCS and Dataflow; ``overrides`` are other PipelineConfig fields.
 
+    The curated schema defaults to ``schema.pbtxt`` beside the label map (``imat schema`` writes it).
+
     Raises:
       CloudConfigError: bad cloud settings, or a ``distribution`` the trainer's machine cannot use.
     """
     cloud.validate()
+    overrides.setdefault("schema_path", posixpath.join(posixpath.dirname(cloud.label_map), "schema.pbtxt"))
     if cloud.vertex_training:
         # The strategy follows from the worker pool: several GPUs mirror, a TPU needs TPUStrategy.
         wanted = cloud.trainer.distribution()

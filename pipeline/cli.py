@@ -2,7 +2,9 @@
 
   imat run         download the demo data (or use --data) and run the TFX pipeline locally
   imat predict     tag images with the last pushed model
-  imat report      per-label metrics of the last evaluation, and the label distribution
+  imat report      per-label metrics of the last evaluation, the decision rules, the label distribution
+  imat submission  score a split (the competition's test file) in batch and write the submission CSV
+  imat schema      write the curated schema from a label map, or check a schema file against one
   imat similar     the catalogue items most like an image or an item id (needs an index)
   imat index       embed a catalogue of TFRecords and build the similar-product index (Beam)
   imat compile     compile the pipeline for Vertex AI Pipelines / Kubeflow Pipelines v2
@@ -72,6 +74,7 @@ def _demo(argv: List[str]) -> None:
 
 # Imported only when chosen: most commands pull in TensorFlow or Beam, `imat --help` should not.
 _MODULES = {"run": "pipeline.run_command", "predict": "pipeline.predict", "report": "pipeline.report",
+            "submission": "pipeline.submission", "schema": "pipeline.schema",
             "similar": "pipeline.similar_command", "index": "components.similar.embed_job",
             "compile": "kubeflow.compile_command", "submit": "kubeflow.submit", "download": "components.download.job"}
 
@@ -95,11 +98,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core")
     from components.download.plan import PlanMismatchError
     from components.download.records import ManifestError
+    from components.validation import DataValidationError
     from trainer.features import LabelMapError
 
     try:
         COMMANDS[argv[0]](argv[1:])
-    except (ManifestError, LabelMapError, PlanMismatchError) as e:
+    except (ManifestError, LabelMapError, PlanMismatchError, DataValidationError) as e:
         # Bad input is the user's to fix: say what and where, without a traceback.
         print(f"imat {argv[0]}: error: {e}", file=sys.stderr)
         sys.exit(1)

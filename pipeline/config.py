@@ -17,8 +17,12 @@ class PipelineConfig:
     serving_dir: str  # Pusher's destination; each blessed model lands in a versioned folder
     label_map: str  # label_map.csv: the multi-hot width and the names served with decisions
     num_labels: int  # width of the multi-hot vector (highest label id)
+    schema_path: str = ""  # the curated schema (pipeline/schema.py); imat run writes one from the label map
     train_split: str = "train"
-    eval_split: str = "validation"
+    eval_split: str = "validation"  # the folder cut into the calibration and eval splits
+    calibration_percent: int = 50  # share of eval_split's images (by hash of the id) that tune the thresholds
+    calibration_folds: int = 5  # k of the cross-validation on calibration that picks the decision rule
+    warn_only: bool = False  # data that breaks the schema: log it and go on, instead of stopping before Transform
     image_size: int = 299
     weights: str = "imagenet"  # or "none", or a local InceptionV3 no-top .h5 file
     train_steps: int = 2000
@@ -38,7 +42,7 @@ class PipelineConfig:
     shuffle_buffer: int = 10_000
     augment: bool = False
     seed: int = 0  # weight initialisation and the input's shuffles
-    min_positives: int = 5  # labels with fewer eval positives keep threshold 0.5
+    min_positives: int = 5  # labels with fewer calibration positives get the global threshold
     micro_f1_lower_bound: float = 0.3  # the Evaluator blesses a model at or above this micro-F1
     beam_pipeline_args: Tuple[str, ...] = ("--runner=FnApiRunner",)
     enable_cache: bool = True
@@ -51,7 +55,7 @@ class PipelineConfig:
             "head_steps_fraction": self.head_steps_fraction, "batch_size": self.batch_size,
             "eval_batch_size": self.eval_batch_size, "distribution": self.distribution,
             "mixed_precision": self.mixed_precision, "batch_norm_momentum": self.batch_norm_momentum,
-            "min_positives": self.min_positives,
+            "min_positives": self.min_positives, "calibration_folds": self.calibration_folds,
             "label_map": self.label_map, "augment": self.augment, "shuffle_buffer": self.shuffle_buffer,
             "seed": self.seed,
         }

@@ -1,14 +1,42 @@
 """Runs the pipeline on this machine: LocalDagRunner, SQLite metadata, Beam's FnApiRunner."""
+import dataclasses
 import os
 
 from tfx import v1 as tfx
 
+from pipeline import schema as schema_lib
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
 
-def run(config: PipelineConfig) -> None:
-    """Runs every component in-process; metadata lives beside the artifacts."""
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+def with_staged_schema(config: PipelineConfig) -> PipelineConfig:
+    """The config with its schema copied to ``<workdir>/schema/<digest>/schema.pbtxt``.
+
+    The schema is ``config.schema_path``'s (a reviewed, checked-in file) or, without one, the
+    schema generated from the label map. A path per content keeps ImportSchemaGen's cache
+    honest: it keys on the path, so an edited file at the same path would be reused unread.
+    """
+    if config.schema_path:
+        schema = schema_lib.read_schema(config.schema_path)
+    else:
+        from trainer.features import load_label_map
+
+        schema = schema_lib.build_schema(load_label_map(config.label_map))
+    folder = os.path.join(os.path.dirname(os.path.abspath(config.pipeline_root)), "schema")
+    return dataclasses.replace(config, schema_path=schema_lib.stage_schema(schema, folder))
+
+
+def metadata_config(config: PipelineConfig):
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.join(config.pipeline_root, "metadata.sqlite"))
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_connection_config=metadata))
+
+
+def run(config: PipelineConfig) -> PipelineConfig:
+    """Runs every component in-process; metadata lives beside the artifacts.
+
+    Returns:
+      The config as run (with the staged schema's path).
+    """
+    config = with_staged_schema(config)
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_connection_config=metadata_config(config)))
+    return config

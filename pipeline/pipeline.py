@@ -1,7 +1,9 @@
 """``create_pipeline(config)``: the one definition of the DAG, for every runner.
 
-ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
--> Evaluator (baseline: the latest blessed model) -> Pusher -> SimilarityIndexer.
+ImportExampleGen (train, calibration, eval) -> StatisticsGen -> ExampleValidator against the
+imported schema (ImportSchemaGen) -> ValidationGate (stops here on bad data) -> Transform ->
+Trainer (thresholds on calibration) -> Evaluator on eval (baseline: the latest blessed model)
+-> Pusher -> SimilarityIndexer. SchemaGen's inferred schema is kept to compare against.
 The preprocessing and run functions are referenced by import path, not module file: TFX
 would otherwise hash (and on Vertex upload) every file beside the module.
 What a runner may change besides roots and Beam args is in ``Deployment``.
@@ -15,7 +17,9 @@ from tfx import v1 as tfx
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 
 from components import baseline
+from components.calibration_split import CALIBRATION, EVAL, TRAIN, calibration_example_gen
 from components.similar.component import SimilarityIndexer
+from components.validation_gate import ValidationGate
 from pipeline import run_parameters
 from pipeline.config import PipelineConfig
 from trainer import features
@@ -136,6 +140,36 @@ def _pusher(config: PipelineConfig, deployment: Deployment, trainer, evaluator):
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
 
 
+def data_components(config: PipelineConfig) -> Dict[str, Any]:
+    """The DAG up to Transform, by role, in run order: the part that validates the data.
+
+    Raises:
+      ValueError: ``config.schema_path`` is empty (the pipeline imports a curated schema).
+    """
+    if not config.schema_path:
+        raise ValueError("PipelineConfig.schema_path is empty: the pipeline imports a curated schema; "
+                         "write one with `imat schema --label_map CSV --output schema.pbtxt`")
+    example_gen = calibration_example_gen(config.data_root, f"{config.train_split}/*.tfrecord.gz",
+                                          f"{config.eval_split}/*.tfrecord.gz", config.calibration_percent)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    # SchemaGen's guess from this run's statistics: a statistic to compare with the contract
+    # (`imat report` prints the differences), read by nothing downstream.
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"])
+    gate = ValidationGate(statistics=statistics_gen.outputs["statistics"],
+                          anomalies=example_validator.outputs["anomalies"],
+                          schema=schema_importer.outputs["schema"], warn_only=int(config.warn_only))
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=gate.outputs["validated_schema"],
+        preprocessing_fn=PREPROCESSING_FN, materialize=False,
+        custom_config=config.transform_custom_config())
+    return {"example_gen": example_gen, "statistics_gen": statistics_gen, "schema_gen": schema_gen,
+            "schema_importer": schema_importer, "example_validator": example_validator, "gate": gate,
+            "transform": transform}
+
+
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
                     beam_pipeline_args: Optional[list] = None,
                     deployment: Deployment = Deployment()) -> tfx.dsl.Pipeline:
@@ -148,27 +182,16 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       deployment: what the orchestrator changes (runtime parameters, Vertex AI Training and serving).
     """
     run_values = _run_values(config, deployment)
-    example_gen = tfx.components.ImportExampleGen(
-        input_base=config.data_root,
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name="train", pattern=f"{config.train_split}/*.tfrecord.gz"),
-            tfx.proto.Input.Split(name="eval", pattern=f"{config.eval_split}/*.tfrecord.gz"),
-        ]))
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, materialize=False,
-        custom_config=config.transform_custom_config())
+    front = data_components(config)
+    example_gen, transform = front["example_gen"], front["transform"]
     trainer = run_parameters.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        schema=front["gate"].outputs["validated_schema"],
+        train_args=tfx.proto.TrainArgs(splits=[TRAIN], num_steps=config.train_steps),
+        # Calibration tunes the thresholds and picks the rule; eval is only scored for the report.
+        eval_args=tfx.proto.EvalArgs(splits=[CALIBRATION, EVAL], num_steps=config.eval_steps),
         custom_config={**config.trainer_custom_config(), **(deployment.vertex_training or {})},
         train_steps=run_values[run_parameters.TRAIN_STEPS],
         head_learning_rate=run_values[run_parameters.HEAD_LEARNING_RATE],
@@ -180,7 +203,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs[baseline.MODEL_KEY],
         eval_config=eval_config(config),
-        micro_f1_lower_bound=run_values[run_parameters.MICRO_F1_LOWER_BOUND])
+        micro_f1_lower_bound=run_values[run_parameters.MICRO_F1_LOWER_BOUND],
+        example_splits=[EVAL])  # never the calibration split: the gate is out of sample
     pusher = _pusher(config, deployment, trainer, evaluator)
     # "More like this": the catalogue embedded by the model that serves, copied beside the
     # serving folder (<serving_dir>/../similar/<version>) where `imat similar` looks for it.
@@ -192,8 +216,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                    model_resolver, evaluator, pusher, indexer],
+        components=list(front.values()) + [trainer, model_resolver, evaluator, pusher, indexer],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args if beam_pipeline_args is not None else config.beam_pipeline_args),

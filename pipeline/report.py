@@ -3,11 +3,15 @@
   imat report                          # the demo's workdir; writes imat-demo/report.html
   imat report --workdir W --label_map W/source/label_map.csv --html out.html
 
-Metrics come from the newest TFMA evaluation in the pipeline's metadata (the same numbers
-``tfma.load_eval_result`` shows in a notebook): each label's precision, recall and F1 at its
-tuned threshold, its AUC, and its support (the eval examples carrying it, from TFMA's
-per-label slice). Rows are grouped by task and sorted by support. The label distribution and
-co-occurrence are counted from ExampleGen's examples, reading only the label feature.
+First the decision rules of the newest model (its ``thresholds.json``): micro-F1 of per-label
+thresholds, one global threshold and 0.5 on the eval split, which one serves, and the trivial
+baseline beside them. Then metrics from the newest TFMA evaluation in the pipeline's metadata
+(the same numbers ``tfma.load_eval_result`` shows in a notebook): the gated micro-F1 of the
+served decisions, each label's precision, recall and F1 at its served threshold, its AUC, and
+its support (the eval examples carrying it, from TFMA's per-label slice). Rows are grouped by
+task and sorted by support. Then where SchemaGen's guess from the data differs from the curated
+schema. The label distribution and co-occurrence are counted from ExampleGen's examples,
+reading only the label feature.
 """
 import argparse
 import collections
@@ -20,6 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from pipeline import runs
+# The label data (counts, pairs) lives in its own module; imported here for `imat report`'s callers.
+from pipeline.label_stats import LabelStats, count_labels, format_distribution, read_label_lists  # noqa: F401
 from trainer.features import LABELS_KEY, LabelMap
 
 DEFAULT_WORKDIR = "imat-demo"
@@ -96,89 +102,19 @@ def _fmt(value: float) -> str:
     return "    -" if math.isnan(value) else f"{value:5.3f}"
 
 
-def format_metrics(rows: Sequence[LabelRow], overall_micro_f1: float) -> List[str]:
-    lines = [f"micro-F1 (tuned thresholds, eval split): {_fmt(overall_micro_f1).strip()}",
+def _headline(overall_micro_f1: float, baseline: float) -> str:
+    return (f"micro-F1 of the served decisions on the eval split (TFMA, the gated number): "
+            f"{_fmt(overall_micro_f1).strip()}" + ("" if math.isnan(baseline) else f" (trivial baseline {baseline:.3f})"))
+
+
+def format_metrics(rows: Sequence[LabelRow], overall_micro_f1: float, baseline: float = math.nan) -> List[str]:
+    lines = [_headline(overall_micro_f1, baseline),
              f"{'label':28s} {'support':>7s} {'prec':>5s} {'rec':>5s} {'F1':>5s} {'AUC':>5s}"]
     for task, group in by_task(rows).items():
         lines.append(f"[{task or 'labels'}]")
         lines += [f"  {r.name[:26]:26s} {r.support:7d} {_fmt(r.precision)} {_fmt(r.recall)} {_fmt(r.f1)} "
                   f"{_fmt(r.auc)}" for r in group]
     lines.append("'-': undefined (no positive decisions or no positive examples)")
-    return lines
-
-
-@dataclasses.dataclass
-class LabelStats:
-    """Counts of each label and of each pair of labels on the same example."""
-
-    examples: int
-    counts: np.ndarray  # [num_labels]: examples carrying label id k at index k-1
-    cooccurrence: np.ndarray  # [num_labels, num_labels]: examples carrying both
-
-    def top_pairs(self, n: int) -> List[Tuple[int, int, int]]:
-        """The n most frequent pairs of different labels, as (label id, label id, count)."""
-        upper = np.triu(self.cooccurrence, k=1)
-        flat = np.argsort(upper, axis=None)[::-1][:n]
-        pairs = [(int(i) + 1, int(j) + 1, int(upper[i, j])) for i, j in zip(*np.unravel_index(flat, upper.shape))]
-        return [p for p in pairs if p[2] > 0]
-
-
-def count_labels(label_lists, num_labels: int, batch: int = 4096) -> LabelStats:
-    """Counts labels and pairs from an iterable of label-id lists, in bounded memory."""
-    counts = np.zeros(num_labels, np.int64)
-    cooccurrence = np.zeros((num_labels, num_labels), np.int64)
-    block = np.zeros((batch, num_labels), np.float32)
-    examples, filled = 0, 0
-
-    def flush(n):
-        counts[:] += block[:n].sum(axis=0).astype(np.int64)
-        cooccurrence[:] += np.rint(block[:n].T @ block[:n]).astype(np.int64)
-        block[:n] = 0
-
-    for label_ids in label_lists:
-        ids = [int(k) - 1 for k in label_ids if 1 <= int(k) <= num_labels]
-        block[filled, ids] = 1
-        filled += 1
-        examples += 1
-        if filled == batch:
-            flush(filled)
-            filled = 0
-    flush(filled)
-    return LabelStats(examples, counts, cooccurrence)
-
-
-def read_label_lists(file_pattern: str, max_examples: int):
-    """Yields each example's label ids from gzip TFRecords, parsing only the label feature."""
-    import tensorflow as tf
-
-    files = tf.io.gfile.glob(file_pattern)
-    if not files:
-        raise FileNotFoundError(f"no examples match {file_pattern}")
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(max_examples).batch(1024)
-    spec = {LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
-    for serialized in dataset:
-        parsed = tf.io.parse_example(serialized, spec)[LABELS_KEY]
-        ragged = tf.RaggedTensor.from_sparse(parsed)
-        yield from ragged.to_list()
-
-
-def format_distribution(stats: LabelStats, label_map: Optional[LabelMap], split: str,
-                        top_pairs: int = 10) -> List[str]:
-    names = label_map.by_id() if label_map else {}
-
-    def name(label_id):
-        return names[label_id].name if label_id in names else str(label_id)
-
-    per_example = stats.counts.sum() / max(stats.examples, 1)
-    lines = [f"label distribution ({split} split, {stats.examples} examples, {per_example:.2f} labels each):"]
-    order = np.argsort(-stats.counts, kind="stable")
-    lines += [f"  {name(k + 1)[:26]:26s} {stats.counts[k]:7d} {100 * stats.counts[k] / max(stats.examples, 1):5.1f}%"
-              for k in order if stats.counts[k] > 0]
-    unused = int((stats.counts == 0).sum())
-    if unused:
-        lines.append(f"  ({unused} label ids never occur)")
-    lines.append(f"most frequent label pairs ({split}):")
-    lines += [f"  {name(a)} + {name(b)}: {n}" for a, b, n in stats.top_pairs(top_pairs)]
     return lines
 
 
@@ -216,12 +152,14 @@ def _heatmap_svg(stats: LabelStats, label_ids: Sequence[int], names: Dict[int, s
 
 
 def write_html(path: str, rows: Sequence[LabelRow], overall_micro_f1: float, stats: Optional[LabelStats],
-               label_map: Optional[LabelMap], max_heatmap_labels: int = 40) -> None:
-    """A self-contained HTML page: per-label P/R/F1 bars by task, label counts, co-occurrence."""
+               label_map: Optional[LabelMap], max_heatmap_labels: int = 40, rule_lines: Sequence[str] = (),
+               baseline: float = math.nan) -> None:
+    """A self-contained HTML page: the decision rules, per-label P/R/F1 bars by task, label counts, co-occurrence."""
     names = {label.label_id: label.name for label in label_map.labels} if label_map else {}
-    body = [f"<h1>imat report</h1><p>micro-F1 (tuned thresholds): {_fmt(overall_micro_f1)}</p>",
+    body = [f"<h1>imat report</h1><p>{html.escape(_headline(overall_micro_f1, baseline))}</p>",
+            f"<pre>{html.escape(chr(10).join(rule_lines))}</pre>" if rule_lines else "",
             '<p><span style="color:#4c72b0">&#9632; precision</span> <span style="color:#dd8452">&#9632; recall'
-            '</span> <span style="color:#55a868">&#9632; F1</span> at each label\'s tuned threshold; sorted by support '
+            '</span> <span style="color:#55a868">&#9632; F1</span> at each label\'s served threshold; sorted by support '
             "(n)</p>"]
     for task, group in by_task(rows).items():
         body.append(f"<h2>{html.escape(task or 'labels')}</h2>")
@@ -268,13 +206,44 @@ def main(argv: Optional[List[str]] = None) -> None:
     overall = dict(result.slicing_metrics).get((), {})
     num_labels = len([k for k in overall.get(_DECISIONS, {}) if k.startswith("classId:")])
     rows = label_rows(result.slicing_metrics, label_map, num_labels)
+    rule_lines, baseline = model_rules(metadata)
+    print("\n".join(rule_lines))
     print(f"evaluation: {evaluation}")
-    print("\n".join(format_metrics(rows, micro_f1(result.slicing_metrics))))
+    print("\n".join(format_metrics(rows, micro_f1(result.slicing_metrics), baseline)))
+    print("\n".join(schema_lines(metadata)))
     stats = None
     if examples:
         pattern = os.path.join(examples, f"Split-{args.split}", "*")
         stats = count_labels(read_label_lists(pattern, args.max_examples), num_labels)
         print("\n".join(format_distribution(stats, label_map, args.split)))
     out = args.html or os.path.join(args.workdir, "report.html")
-    write_html(out, rows, micro_f1(result.slicing_metrics), stats, label_map)
+    write_html(out, rows, micro_f1(result.slicing_metrics), stats, label_map, rule_lines=rule_lines, baseline=baseline)
     print(f"chart: {out}")
+
+
+def model_rules(metadata: str) -> Tuple[List[str], float]:
+    """The newest model's decision rules (``thresholds.json``) as lines, and its baseline's eval micro-F1."""
+    from trainer.rules import BASELINE, format_report
+
+    model = runs.latest_artifact_uri(metadata, "Model")
+    if not model:
+        return [], math.nan
+    report = runs.training_report(os.path.join(model, "Format-Serving"))
+    baseline = report.get("micro_f1", {}).get(BASELINE, {}).get("eval", math.nan)
+    return [f"decision rules of {model}:"] + format_report(report), baseline
+
+
+def schema_lines(metadata: str) -> List[str]:
+    """Where SchemaGen's schema, inferred from this run's statistics, differs from the curated one."""
+    from pipeline import schema as schema_lib
+
+    inferred = runs.latest_output_uri(metadata, "SchemaGen", "Schema")
+    curated = runs.latest_output_uri(metadata, "ImportSchemaGen", "Schema")
+    if not inferred or not curated:
+        return []
+    differences = schema_lib.differences(schema_lib.read_schema(os.path.join(curated, "schema.pbtxt")),
+                                         schema_lib.read_schema(os.path.join(inferred, "schema.pbtxt")))
+    if not differences:
+        return ["schema: SchemaGen's guess from the data agrees with the curated schema"]
+    return ["schema: SchemaGen's guess from the data differs from the curated schema (the contract):"] + \
+        [f"  {line}" for line in differences]

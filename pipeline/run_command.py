@@ -2,6 +2,10 @@
 
   imat run                                   # demo: generate, download, train, evaluate, push
   imat run --data DIR --label_map CSV --workdir W --image_size 299 --weights imagenet --train_steps 5000
+  imat run --data DIR --label_map CSV --schema schema.pbtxt    # the reviewed schema (imat schema writes one)
+
+Without --schema the schema is generated from the label map. Data that breaks it stops the run
+before Transform, naming the split and feature; --warn_only logs the problems and goes on.
 """
 import argparse
 import dataclasses
@@ -17,7 +21,7 @@ DEFAULT_WORKDIR = "imat-demo"
 OVERRIDABLE = ("image_size", "weights", "train_steps", "eval_steps", "batch_size", "head_steps_fraction",
                "head_learning_rate", "fine_tune_learning_rate", "fine_tune_from", "distribution",
                "mixed_precision", "batch_norm_momentum", "micro_f1_lower_bound", "dropout", "augment",
-               "shuffle_buffer", "seed")
+               "shuffle_buffer", "seed", "calibration_percent", "calibration_folds", "min_positives")
 
 
 def add_config_flags(parser) -> None:
@@ -43,6 +47,9 @@ def parse_args(argv: Optional[List[str]]):
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="pipeline root, metadata and serving folder")
     parser.add_argument("--data", help="a download job's --output; without it the demo data is downloaded")
     parser.add_argument("--label_map", help="label_map.csv of --data")
+    parser.add_argument("--schema", help="the curated schema (text Schema proto); default: generated from the label map")
+    parser.add_argument("--warn_only", action="store_true",
+                        help="data that breaks the schema: log the problems and continue instead of stopping")
     parser.add_argument("--num_images", type=int, default=300, help="demo images to generate (without --data)")
     parser.add_argument("--redownload", action="store_true", help="generate and download the demo data again")
     add_config_flags(parser.add_argument_group(
@@ -61,6 +68,10 @@ def build_config(args) -> PipelineConfig:
     overrides = config_overrides(args)
     if args.beam_arg:
         overrides["beam_pipeline_args"] = tuple(args.beam_arg)
+    if args.schema:
+        overrides["schema_path"] = os.path.abspath(args.schema)
+    if args.warn_only:
+        overrides["warn_only"] = True
     if not args.data:
         label_map = os.path.join(args.workdir, "source", "label_map.csv")
         return demo_config(args.workdir, load_label_map(label_map).num_labels, **overrides)
@@ -81,11 +92,9 @@ def summary_lines(config: PipelineConfig) -> List[str]:
                  f"and not worse than the last blessed model)")
     trainer_model = runs.latest_artifact_uri(metadata, "Model")
     if trainer_model:
-        report = runs.training_report(os.path.join(trainer_model, "Format-Serving"))
-        lines.append(f"micro-F1 on the eval split ({report['eval_examples']} images): "
-                     f"{report['micro_f1_tuned']:.3f} with per-label tuned thresholds, "
-                     f"{report['micro_f1_at_0.5']:.3f} at 0.5 "
-                     f"({sum(report['tuned'])} of {len(report['tuned'])} labels tuned)")
+        from trainer.rules import format_report
+
+        lines += format_report(runs.training_report(os.path.join(trainer_model, "Format-Serving")))
     lines.append(f"pushed model: {pushed}" if pushed and blessed else
                  f"no model pushed by this run; newest pushed: {pushed or 'none'}")
     return lines
@@ -114,5 +123,5 @@ def main(argv: Optional[List[str]] = None) -> None:
     config = build_config(args)
     from pipeline import local_runner
 
-    local_runner.run(config)
+    config = local_runner.run(config)
     print("\n".join(summary_lines(config)))

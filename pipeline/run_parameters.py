@@ -9,7 +9,7 @@ their own, and their executors write them into ``TrainArgs``, ``custom_config`` 
 ``EvalConfig`` before the stock executor runs. Locally they are plain numbers.
 """
 import json
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import tensorflow_model_analysis as tfma
 from tfx import types
@@ -142,16 +142,20 @@ class Trainer(base_component.BaseComponent):
 
 
 class Evaluator(base_beam_component.BaseBeamComponent):
-    """TFX's Evaluator (TFMA) with the micro-F1 gate's lower bound as a parameter."""
+    """TFX's Evaluator (TFMA) with the micro-F1 gate's lower bound as a parameter.
+
+    ``example_splits``: the splits it scores (None: TFX's default, ``eval``).
+    """
 
     SPEC_CLASS = EvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(EvaluatorExecutor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, baseline_model: types.BaseChannel,
-                 eval_config: tfma.EvalConfig, micro_f1_lower_bound: Optional[Number] = None):
+                 eval_config: tfma.EvalConfig, micro_f1_lower_bound: Optional[Number] = None,
+                 example_splits: Optional[List[str]] = None):
         spec = EvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config,
-            fairness_indicator_thresholds=json_utils.dumps(None), example_splits=json_utils.dumps(None),
+            fairness_indicator_thresholds=json_utils.dumps(None), example_splits=json_utils.dumps(example_splits),
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             micro_f1_lower_bound=micro_f1_lower_bound)

@@ -58,8 +58,8 @@ def latest_pushed_model(serving_dir: str) -> Optional[str]:
 
 
 def training_report(model_dir: str) -> dict:
-    """The Trainer's thresholds and eval micro-F1 (tuned vs 0.5) stored with the model."""
-    from trainer.task import THRESHOLDS_FILE  # lazy: TensorFlow is only needed here
+    """The model's ``assets.extra/thresholds.json``: its decision rules and their micro-F1 (``trainer/rules.py``)."""
+    from trainer.rules import THRESHOLDS_FILE
 
     with open(os.path.join(model_dir, "assets.extra", THRESHOLDS_FILE)) as f:
         return json.load(f)
@@ -68,6 +68,20 @@ def training_report(model_dir: str) -> dict:
 def latest_artifact_uri(metadata_path: str, type_name: str) -> Optional[str]:
     """URI of the newest artifact of a type (e.g. ModelEvaluation), or None."""
     artifacts = open_store(metadata_path).get_artifacts_by_type(type_name)
+    return max(artifacts, key=lambda a: a.id).uri if artifacts else None
+
+
+def latest_output_uri(metadata_path: str, component: str, type_name: str) -> Optional[str]:
+    """URI of the newest artifact of a type that a component (node id, e.g. SchemaGen) output, or None."""
+    store = open_store(metadata_path)
+    types = [t for t in store.get_artifact_types() if t.name == type_name]
+    nodes = [c for c in store.get_contexts_by_type("node") if c.name.split(".", 1)[-1] == component]
+    if not types or not nodes:
+        return None
+    execution_ids = [e.id for c in nodes for e in store.get_executions_by_context(c.id)]
+    outputs = [e.artifact_id for e in store.get_events_by_execution_ids(execution_ids)
+               if e.type == metadata_store_pb2.Event.OUTPUT]
+    artifacts = [a for a in store.get_artifacts_by_id(outputs) if a.type_id == types[0].id]
     return max(artifacts, key=lambda a: a.id).uri if artifacts else None
 
 

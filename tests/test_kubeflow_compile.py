@@ -14,7 +14,8 @@ IMAGE = "us-central1-docker.pkg.dev/my-proj/imat/pipeline:v1"
 BASE = ["--project", "my-proj", "--region", "europe-west4", "--image", IMAGE,
         "--pipeline_root", "gs://bkt/imat/pipeline", "--data", "gs://bkt/imat/data",
         "--label_map", "gs://bkt/imat/label_map.csv", "--num_labels", "228"]
-TASKS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
+TASKS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator", "ValidationGate",
+         "Transform", "Trainer",
          "latest_blessed_model_resolver-model-blessing-resolver", "latest_blessed_model_resolver-model-resolver",
          "Evaluator", "Pusher", "SimilarityIndexer"}
 DATAFLOW = ["--runner=DataflowRunner", "--project=my-proj", "--region=europe-west4",
@@ -72,6 +73,10 @@ def test_every_component_runs_in_the_pipeline_image_with_dataflow_args(gpu_job):
     # Code by import path: nothing to upload at compile time.
     assert constant(job, "Trainer", "run_fn") == "trainer.task.run_fn"
     assert constant(job, "Transform", "preprocessing_fn") == "trainer.preprocessing.preprocessing_fn"
+    # The curated schema beside the label map; the gate stops bad data (warn_only off).
+    assert constant(job, "ImportSchemaGen", "schema_file") == "gs://bkt/imat/schema.pbtxt"
+    assert constant(job, "ValidationGate", "warn_only") == 0
+    assert constant(job, "Evaluator", "example_splits") == '["eval"]'
 
 
 def test_trainer_runs_on_vertex_training_with_four_gpus_mirrored(gpu_job):

@@ -1,5 +1,10 @@
-"""The whole TFX pipeline on tiny demo data: runs, blesses, pushes, caches, and refuses a bad model."""
+"""The whole TFX pipeline on tiny demo data: runs, blesses, pushes, caches, and refuses a bad model.
+
+Every image carries exactly three labels (category, colour, pattern): the data on which
+SchemaGen's guess made ``labels`` fixed-length and Transform failed, before the curated schema.
+"""
 import dataclasses
+import json
 import os
 
 import pytest
@@ -7,12 +12,14 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 from components.download import job
-from pipeline import demo_data, local_runner, report, runs
+from pipeline import demo_data, local_runner, predict, report, runs, submission
 from pipeline.config import demo_config
 from pipeline.run_command import summary_lines
+from trainer import rules
 
-COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-              "latest_blessed_model_resolver", "Evaluator", "Pusher", "SimilarityIndexer"}
+COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
+              "ValidationGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher",
+              "SimilarityIndexer"}
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +27,47 @@ def workdir(tmp_path_factory):
     work = str(tmp_path_factory.mktemp("pipeline"))
     source = os.path.join(work, "source")
     demo_data.write_images(source, 90, size=96, seed=1)
+    # The same number of labels on every image: drop the sleeve task (only some garments have one).
+    sleeves = {label.label_id for label in demo_data.label_table() if label.task == "sleeve"}
+    with open(os.path.join(source, "splits.json")) as f:
+        splits = json.load(f)
+    splits = {name: [(i, [k for k in ids if k not in sleeves]) for i, ids in items] for name, items in splits.items()}
+    assert {len(ids) for items in splits.values() for _, ids in items} == {3}
+    with open(os.path.join(source, "splits.json"), "w") as f:
+        json.dump(splits, f)
     with demo_data.serve_folder(source) as base:
         paths = demo_data.write_json(source, base)
-        job.run([f"--input={k}={v}" for k, v in paths.items() if k != "test"]
+        job.run([f"--input={k}={v}" for k, v in paths.items()]
                 + [f"--output={os.path.join(work, 'data')}", f"--label_map={os.path.join(source, 'label_map.csv')}",
                    "--allow_private_networks"])
     return work
+
+
+def _split_ids(examples_uri, split):
+    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    spec = {"image_id": tf.io.FixedLenFeature([], tf.string)}
+    return {tf.io.parse_single_example(r, spec)["image_id"].numpy().decode()
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")}
+
+
+def _check_calibration_and_rules(workdir, metadata, pushed):
+    """Thresholds come from calibration images only; the report holds the contract; TFMA agrees on eval."""
+    examples = runs.latest_artifact_uri(metadata, "Examples")
+    calibration, evaluation = _split_ids(examples, "calibration"), _split_ids(examples, "eval")
+    with open(os.path.join(workdir, "source", "splits.json")) as f:
+        validation = {image_id for image_id, _ in json.load(f)["validation"]}
+    assert calibration and evaluation and not calibration & evaluation
+    assert calibration | evaluation == validation
+    report_ = runs.training_report(pushed)
+    assert report_["served_rule"] in rules.RULES and len(report_["thresholds"]) == 18
+    assert report_["calibration_examples"] == len(calibration) and report_["eval_examples"] == len(evaluation)
+    assert set(report_["micro_f1"]) == set(rules.RULES) | {rules.BASELINE}
+    assert all(set(report_["micro_f1"][r]) >= {"calibration", "eval"} for r in report_["micro_f1"])
+    assert len(report_["baseline"]["label_ids"]) == 3  # category, colour, pattern: sleeve never occurs
+    evaluation_result = tfma.load_eval_result(runs.latest_artifact_uri(metadata, "ModelEvaluation"))
+    gated = report.micro_f1(evaluation_result.slicing_metrics)
+    assert gated == pytest.approx(report_["micro_f1"][report_["served_rule"]]["eval"], abs=0.02)
+    return report_
 
 
 @pytest.mark.slow
@@ -44,7 +86,25 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys):
     with open(os.path.join(workdir, "source", "images", "1.jpg"), "rb") as f:
         outputs = tf.saved_model.load(pushed).signatures["predict_images"](images=tf.constant([f.read()]))
     assert outputs["probabilities"].shape == (1, 18) and outputs["label_names"].shape == (1, 18)
-    assert any("pushed model: " + pushed in line for line in summary_lines(config))
+    lines = summary_lines(config)
+    assert any("pushed model: " + pushed in line for line in lines)
+    assert any("never used for tuning" in line for line in lines)
+    assert any(line.strip().startswith("baseline: most frequent train label per task") for line in lines)
+    trained = _check_calibration_and_rules(workdir, metadata, pushed)
+
+    # imat predict streams images in batches; imat submission scores the test split (never seen).
+    images = [os.path.join(workdir, "source", "images", f"{i}.jpg") for i in (1, 2, 3)]
+    predict.main(images + ["--model", pushed, "--batch_size", "2", "--label_map",
+                           os.path.join(workdir, "source", "label_map.csv")])
+    printed = capsys.readouterr().out
+    assert all(f"{path}:" in printed for path in images)
+    result = submission.main(["--workdir", workdir, "--labels", os.path.join(workdir, "source", "test_labels.json")])
+    with open(os.path.join(workdir, "source", "splits.json")) as f:
+        test_ids = {image_id for image_id, _ in json.load(f)["test"]}
+    with open(os.path.join(workdir, "submission.csv")) as f:
+        assert {line.split(",")[0] for line in f.read().splitlines()[1:]} == test_ids
+    assert result["scored"] == len(test_ids) and result["labelled_without_example"] == 0
+    assert result["micro_f1"]["submission"] == pytest.approx(result["micro_f1"][trained["served_rule"]])
     # SimilarityIndexer indexed the catalogue with the pushed model, where `imat similar` looks.
     assert os.path.isfile(os.path.join(workdir, "similar", os.path.basename(pushed), "manifest.json"))
 
@@ -55,9 +115,13 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys):
     assert len(os.listdir(config.serving_dir)) == 1  # the same model is not pushed twice
 
     # imat report reads that evaluation: per-label rows grouped by task, and the label data.
+    capsys.readouterr()
     report.main(["--workdir", workdir])
     printed = capsys.readouterr().out
     assert "[category]" in printed and "label distribution (train split, 63 examples" in printed
+    assert "<- served" in printed and "(trivial baseline " in printed
+    # SchemaGen guessed fixed-length labels from this data; the contract keeps them variable.
+    assert "labels: shape [3], contract variable" in printed
     assert os.path.getsize(os.path.join(workdir, "report.html")) > 1000
 
     # A retrained model against a gate no model can pass: evaluated against the first model as

@@ -43,8 +43,9 @@ def test_grouped_by_task_and_sorted_by_support():
     groups = report.by_task(report.label_rows(SLICING_METRICS, LABEL_MAP, 3))
     assert list(groups) == ["category", "color"]
     assert [r.name for r in groups["category"]] == ["shirt", "dress"]
-    text = "\n".join(report.format_metrics(report.label_rows(SLICING_METRICS, LABEL_MAP, 3), 0.75))
+    text = "\n".join(report.format_metrics(report.label_rows(SLICING_METRICS, LABEL_MAP, 3), 0.75, 0.41))
     assert text.index("shirt") < text.index("dress") < text.index("[color]") < text.index("red")
+    assert text.splitlines()[0].endswith("(TFMA, the gated number): 0.750 (trivial baseline 0.410)")
 
 
 def test_counts_and_pairs_match_brute_force():
@@ -70,8 +71,10 @@ def test_reads_label_lists_from_gzip_tfrecords_and_writes_the_chart(tmp_path):
     stats = report.count_labels(read, 3)
     assert stats.counts.tolist() == [2, 2, 2] and stats.top_pairs(5)[0] == (1, 3, 2)
     out = tmp_path / "report.html"
-    report.write_html(str(out), report.label_rows(SLICING_METRICS, LABEL_MAP, 3), 0.75, stats, LABEL_MAP)
+    report.write_html(str(out), report.label_rows(SLICING_METRICS, LABEL_MAP, 3), 0.75, stats, LABEL_MAP,
+                      rule_lines=["per-label thresholds 0.700 <- served"], baseline=0.41)
     page = out.read_text()
+    assert "<pre>per-label thresholds 0.700 &lt;- served</pre>" in page and "trivial baseline 0.410" in page
     assert page.count("<svg") == 4  # two tasks, the distribution, the co-occurrence map
     assert "shirt (n=9)" in page and "red" in page
     with pytest.raises(FileNotFoundError, match="no examples"):

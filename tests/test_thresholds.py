@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from trainer.thresholds import f1_at, tune_thresholds
+from trainer.thresholds import f1_at, tune_global_threshold, tune_thresholds
 
 
 def test_finds_the_separating_threshold():
@@ -77,3 +77,21 @@ def test_rare_and_absent_labels_keep_the_default():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="same 2-D shape"):
         tune_thresholds(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_global_threshold_matches_brute_force():
+    probabilities, labels = _noisy(4)
+    best = tune_global_threshold(probabilities, labels)
+    grid = np.append(np.unique(probabilities), 1.01)
+    brute = max(f1_at(probabilities, labels, np.full(4, t)) for t in grid)
+    assert f1_at(probabilities, labels, np.full(4, best)) == pytest.approx(brute)
+    assert tune_global_threshold(probabilities, np.zeros_like(labels)) == 0.5  # nothing to tune on
+
+
+def test_rare_labels_fall_back_to_the_given_default():
+    probabilities, labels = _noisy(5, rates=(0.01, 0.5))
+    labels[:, 0] = 0
+    labels[:2, 0] = 1  # two positives: below min_positives
+    thresholds, tuned = tune_thresholds(probabilities, labels, min_positives=5, default=0.37)
+    assert list(tuned) == [False, True]
+    assert thresholds[0] == np.float32(0.37)

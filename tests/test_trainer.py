@@ -13,8 +13,8 @@ from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from pipeline import demo_data
-from trainer import exporter, features, model as model_lib
-from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, preprocessing_fn
+from trainer import calibration, exporter, features, model as model_lib, trivial_baseline
+from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, multi_hot, preprocessing_fn
 
 SIZE, NUM_LABELS = 75, 18
 RAW_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
@@ -64,6 +64,37 @@ def test_preprocessing_gives_inception_images_and_dense_multi_hot(raw_examples, 
         expected[np.asarray(raw[features.LABELS_KEY], int) - 1] = 1.0
         np.testing.assert_array_equal(labels, expected)
     assert np.asarray(rows[-1][LABELS_FEATURE]).sum() == 0
+
+
+def test_transform_counts_train_labels_for_the_baseline(raw_examples, transformed):
+    _, tf_transform_output = transformed
+    expected = {}
+    for raw in raw_examples:
+        for label_id in raw[features.LABELS_KEY]:
+            expected[label_id] = expected.get(label_id, 0) + 1
+    assert trivial_baseline.read_frequencies(tf_transform_output) == expected
+
+
+def test_multi_hot_accepts_sparse_ragged_and_dense_label_ids():
+    # The same three examples as SchemaGen's fixed-length guess (dense), a variable-length
+    # schema (sparse) and a ragged one; a dense tensor pads with 0.
+    lists = [[1, 4], [2, 3], [4, 4]]
+    expected = np.array([[1, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 1]], np.float32)
+    ragged = tf.ragged.constant(lists, dtype=tf.int64)
+    for label_ids in (ragged, ragged.to_sparse(), tf.constant(lists, tf.int64)):
+        np.testing.assert_array_equal(multi_hot(label_ids, 4).numpy(), expected, err_msg=type(label_ids).__name__)
+    padded = tf.constant([[1, 0], [3, 2], [0, 0]], tf.int64)
+    np.testing.assert_array_equal(multi_hot(padded, 4).numpy(), [[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]])
+    one_each = tf.constant([2, 4, 1], tf.int64)  # a scalar feature: one id per example
+    np.testing.assert_array_equal(multi_hot(one_each, 4).numpy(), [[0, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]])
+
+
+def test_the_trainer_tells_calibration_files_from_eval_files():
+    files = ["/x/Examples/7/Split-calibration/*", "/x/Examples/7/Split-eval/*"]
+    assert calibration.split_files(files, "eval") == ["/x/Examples/7/Split-eval/*"]
+    assert calibration.split_files(files, "calibration") == ["/x/Examples/7/Split-calibration/*"]
+    with pytest.raises(ValueError, match="no 'calibration' split"):
+        calibration.split_files(files[1:], "calibration")
 
 
 def _model():

@@ -8,8 +8,10 @@ spread over tf.data's parallel map. The same graph is embedded in the serving mo
 training and serving cannot drift apart.
 """
 import tensorflow as tf
+import tensorflow_transform as tft
 
 from trainer import features
+from trainer.trivial_baseline import LABEL_FREQUENCIES
 
 IMAGE_FEATURE = "image"  # float32 [size, size, 3] in [-1, 1], as InceptionV3 expects
 LABELS_FEATURE = "labels_multi_hot"  # float32 [num_labels]; label id k at index k - 1
@@ -31,12 +33,30 @@ def decode_and_resize(jpegs: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.map_fn(one, jpegs, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 
-def multi_hot(label_ids: tf.SparseTensor, num_labels: int) -> tf.Tensor:
-    """Label id lists (1-based) -> dense float multi-hot [batch, num_labels].
+def label_ids_as_sparse(label_ids) -> tf.SparseTensor:
+    """Label id lists [batch, ...] as a SparseTensor, however the feature was parsed.
 
-    Ids outside 1..num_labels are dropped here; the download job refuses them earlier.
+    The curated schema makes ``labels`` variable-length (sparse); a schema that calls it
+    fixed-length (every example with the same count) gives a dense tensor, a ragged one a
+    RaggedTensor. Id 0 is padding in a dense tensor and is dropped.
     """
-    ids = tf.sparse.to_dense(label_ids, default_value=0)
+    if isinstance(label_ids, tf.SparseTensor):
+        return label_ids
+    if isinstance(label_ids, tf.RaggedTensor):
+        return label_ids.to_sparse()
+    dense = tf.convert_to_tensor(label_ids)
+    if dense.shape.rank == 1:  # one id per example
+        dense = tf.reshape(dense, [-1, 1])
+    return tf.sparse.from_dense(dense)
+
+
+def multi_hot(label_ids, num_labels: int) -> tf.Tensor:
+    """Label id lists (1-based; sparse, ragged or dense) -> dense float multi-hot [batch, num_labels].
+
+    Ids outside 1..num_labels are dropped here; the validation gate stops them earlier
+    unless the run is warn-only.
+    """
+    ids = tf.sparse.to_dense(label_ids_as_sparse(label_ids), default_value=0)
     one_hot = tf.one_hot(ids - 1, depth=num_labels, dtype=tf.float32)  # id 0 (padding) -> all zeros
     # A sum, not a max: a max over a batch where no example has labels (an empty axis) is -inf.
     return tf.minimum(tf.reduce_sum(one_hot, axis=1), 1.0)
@@ -46,12 +66,14 @@ def preprocessing_fn(inputs, custom_config):
     """TFT preprocessing_fn.
 
     Args:
-      inputs: raw features: ``image/encoded`` (string) and ``labels`` (sparse int64), as
-        written by the download job; ``labels`` is absent at serving time.
+      inputs: raw features: ``image/encoded`` (string) and ``labels`` (int64: sparse, ragged
+        or dense), as written by the download job; ``labels`` is absent at serving time.
       custom_config: ``num_labels`` (width of the multi-hot vector) and ``image_size``.
 
     Returns:
-      ``image`` and, when labels are given, ``labels_multi_hot``.
+      ``image`` and, when labels are given, ``labels_multi_hot``. Analysing the train split
+      also writes the vocabulary ``train_label_frequencies`` (label id and its count) for the
+      trivial baseline (``trainer/trivial_baseline.py``).
     """
     image_size = int(custom_config.get("image_size", DEFAULT_IMAGE_SIZE))
     if image_size < MIN_IMAGE_SIZE:
@@ -61,5 +83,7 @@ def preprocessing_fn(inputs, custom_config):
         jpegs = tf.sparse.to_dense(jpegs, default_value="")
     outputs = {IMAGE_FEATURE: decode_and_resize(tf.reshape(jpegs, [-1]), image_size)}
     if features.LABELS_KEY in inputs:
-        outputs[LABELS_FEATURE] = multi_hot(inputs[features.LABELS_KEY], int(custom_config["num_labels"]))
+        label_ids = label_ids_as_sparse(inputs[features.LABELS_KEY])
+        outputs[LABELS_FEATURE] = multi_hot(label_ids, int(custom_config["num_labels"]))
+        tft.vocabulary(label_ids, vocab_filename=LABEL_FREQUENCIES, store_frequency=True)
     return outputs

@@ -1,13 +1,15 @@
-"""The Trainer's ``run_fn``: two-phase training, threshold tuning, export.
+"""The Trainer's ``run_fn``: two-phase training, the decision rule chosen on calibration, export.
 
 ``custom_config`` keys (all set from pipeline.config.PipelineConfig):
   num_labels, image_size, weights, dropout, head_learning_rate, fine_tune_learning_rate,
   fine_tune_from, head_steps_fraction, batch_size, eval_batch_size, distribution,
-  mixed_precision, batch_norm_momentum, min_positives, label_map, augment, shuffle_buffer, seed
+  mixed_precision, batch_norm_momentum, min_positives, calibration_folds, label_map, augment,
+  shuffle_buffer, seed
+
+``eval_files`` hold the calibration split (tunes the thresholds and picks the rule) and the
+eval split (only scored); ``trainer/calibration.py`` keeps them apart.
 """
-import json
 import logging
-import os
 import time
 
 import numpy as np
@@ -15,11 +17,11 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import data, exporter, model as model_lib, thresholds as thresholds_lib
+from trainer import calibration, data, exporter, model as model_lib
 from trainer.features import load_label_map
+from trainer.rules import THRESHOLDS_FILE  # noqa: F401  (where readers have imported it from)
 
 log = logging.getLogger(__name__)
-THRESHOLDS_FILE = "thresholds.json"
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
@@ -38,16 +40,6 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown distribution {name!r}: use default, mirrored, multi_worker or tpu")
 
 
-def predict_eval(model, dataset, steps: int):
-    """Probabilities and labels over ``steps`` batches of the (finite) eval dataset."""
-    probabilities, labels = [], []
-    infer = tf.function(lambda images: model(images, training=False))
-    for images, batch_labels in dataset.take(steps) if steps else dataset:
-        probabilities.append(infer(images).numpy())
-        labels.append(batch_labels.numpy())
-    return np.concatenate(probabilities).astype(np.float32), np.concatenate(labels)
-
-
 def run_fn(fn_args):
     """TFX Trainer entry point."""
     config = fn_args.custom_config
@@ -64,7 +56,6 @@ def run_fn(fn_args):
     train = data.input_fn(fn_args.train_files, tf_transform_output, batch_size, training=True,
                           augment_images=bool(config.get("augment", False)),
                           shuffle_buffer=int(config.get("shuffle_buffer", data.DEFAULT_SHUFFLE_BUFFER)), seed=seed)
-    evaluation = data.input_fn(fn_args.eval_files, tf_transform_output, int(config["eval_batch_size"]), training=False)
 
     strategy = distribution_strategy(config.get("distribution", "default"))
     with strategy.scope():
@@ -73,14 +64,13 @@ def run_fn(fn_args):
     total = int(fn_args.train_steps)
     # head_steps_fraction 0 skips phase one: from scratch, a frozen random backbone teaches the head nothing.
     head_steps = min(total, int(round(total * float(config["head_steps_fraction"]))))
-    eval_steps = int(fn_args.eval_steps or 0) or None
     callbacks = [keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")] \
         if fn_args.model_run_dir else []
     start = time.monotonic()
     if head_steps:
         log.info("phase 1: head only, %d steps at lr %g", head_steps, model_config.head_learning_rate)
-        # No validation inside fit: it would trace the network twice more; the eval split is
-        # scored once, after training, to tune the thresholds.
+        # No validation inside fit: it would trace the network twice more; the calibration and
+        # eval splits are scored once, after training.
         model.fit(train, steps_per_epoch=head_steps, epochs=1, callbacks=callbacks, verbose=2)
     if total > head_steps:
         with strategy.scope():
@@ -90,24 +80,15 @@ def run_fn(fn_args):
                  model_config.fine_tune_learning_rate)
         model.fit(train, steps_per_epoch=total - head_steps, epochs=1, callbacks=callbacks, verbose=2)
 
-    log.info("training took %.0f s; tuning thresholds on the eval split", time.monotonic() - start)
-    probabilities, labels = predict_eval(model, evaluation, eval_steps or 0)
-    thresholds, tuned = thresholds_lib.tune_thresholds(probabilities, labels, int(config.get("min_positives", 5)))
-    report = {
-        "thresholds": thresholds.tolist(), "tuned": tuned.tolist(), "eval_examples": int(len(labels)),
-        "micro_f1_tuned": thresholds_lib.f1_at(probabilities, labels, thresholds),
-        "micro_f1_at_0.5": thresholds_lib.f1_at(probabilities, labels, np.full_like(thresholds, 0.5)),
-    }
-    log.info("thresholds tuned for %d of %d labels; micro-F1 on eval %.4f tuned vs %.4f at 0.5",
-             int(tuned.sum()), len(tuned), report["micro_f1_tuned"], report["micro_f1_at_0.5"])
+    log.info("training took %.0f s; choosing the decision rule on the calibration split", time.monotonic() - start)
+    label_map = load_label_map(config["label_map"]) if config.get("label_map") else None
+    report = calibration.calibrate(model, fn_args, tf_transform_output, config, label_map)
     label_names = None
-    if config.get("label_map"):
-        by_id = load_label_map(config["label_map"]).by_id()
+    if label_map:
+        by_id = label_map.by_id()
         label_names = [by_id[i].name if i in by_id else str(i) for i in range(1, model_config.num_labels + 1)]
     start = time.monotonic()
-    exporter.export(model, tf_transform_output, thresholds, fn_args.serving_model_dir, label_names)
+    exporter.export(model, tf_transform_output, np.asarray(report["thresholds"], np.float32),
+                    fn_args.serving_model_dir, label_names)
     log.info("exported to %s in %.0f s", fn_args.serving_model_dir, time.monotonic() - start)
-    extra = os.path.join(fn_args.serving_model_dir, "assets.extra")
-    tf.io.gfile.makedirs(extra)
-    with tf.io.gfile.GFile(os.path.join(extra, THRESHOLDS_FILE), "w") as f:
-        f.write(json.dumps(report, indent=1))
+    calibration.write_report(report, fn_args.serving_model_dir)

@@ -1,7 +1,8 @@
-"""Per-label decision thresholds that maximise F1 on held-out data.
+"""Decision thresholds that maximise micro-F1 on the calibration split: one per label, or one for all.
 
 The competition's best teams gained most from this step: a rare label's best threshold is
-far below 0.5, a frequent one's often above it.
+far below 0.5, a frequent one's often above it. ``trainer/rules.py`` decides, out of sample,
+whether per-label thresholds, one global threshold or 0.5 serves.
 """
 from typing import Tuple
 
@@ -48,6 +49,24 @@ def _threshold_for_cut(scores: np.ndarray, i: int) -> np.float32:
     return middle if below < middle <= above else above
 
 
+def tune_global_threshold(probabilities: np.ndarray, labels: np.ndarray,
+                          default: float = DEFAULT_THRESHOLD) -> np.float32:
+    """The one threshold, shared by every label, that maximises micro-F1.
+
+    Micro-F1 pools every (example, label) decision, so this is the best cut of all scores
+    pooled: exact, in one sort. ``default`` when there is nothing to tune on.
+    """
+    scores = np.asarray(probabilities, dtype=np.float32).ravel()
+    truth = (np.asarray(labels) > 0.5).ravel()
+    if scores.shape != truth.shape:
+        raise ValueError(f"probabilities {np.shape(probabilities)} and labels {np.shape(labels)} differ in shape")
+    if not scores.size or not truth.any():
+        return np.float32(default)
+    order = np.argsort(-scores, kind="stable")
+    i, _ = _best_cut(scores[order], truth[order], (0.0, 0.0, 0.0))
+    return _threshold_for_cut(scores[order], i)
+
+
 def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, min_positives: int = 5,
                     default: float = DEFAULT_THRESHOLD, max_passes: int = 10) -> Tuple[np.ndarray, np.ndarray]:
     """Finds per-label thresholds that maximise micro-averaged F1.
@@ -63,7 +82,8 @@ def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, min_positives
       labels: [examples, labels] multi-hot truth.
       min_positives: labels with fewer positives than this keep ``default``: a threshold
         tuned on one or two examples would be noise.
-      default: the starting and fallback threshold.
+      default: the starting and fallback threshold (``trainer/rules.py`` passes the global
+        threshold tuned on the same data).
       max_passes: bound on the passes over all labels.
 
     Returns:

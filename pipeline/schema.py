@@ -1,0 +1,159 @@
+"""The curated schema: the data contract, generated from the label map and imported by the pipeline.
+
+SchemaGen re-guesses a schema from each run's statistics: when every example has the same
+number of labels it calls ``labels`` fixed-length, Transform then gets a dense tensor, and a
+label id outside the label map passes unnoticed. So the contract is written here, from the
+label map (195 or 228 labels need no hand edit), reviewed, and imported with ImportSchemaGen;
+SchemaGen's inferred schema stays in the DAG as a statistic to compare against.
+
+The contract, for every split the pipeline reads:
+  image_id        bytes, one per example, required
+  image/encoded   bytes (JPEG), one per example, required
+  image/height    int >= 1, one per example, required; image/width likewise
+  image/sha256    bytes, one per example, required; image/url likewise
+  labels          int64 list of variable length (at least one id), every id in 1..num_labels
+  and at least one example per split.
+
+  imat schema --label_map label_map.csv --output schema.pbtxt     # write it, then review and commit
+  imat schema --label_map label_map.csv --check schema.pbtxt      # CI: does the file match the label map?
+"""
+import argparse
+import hashlib
+import os
+import sys
+from typing import List, Optional
+
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from trainer import features
+from trainer.features import LabelMap
+
+SCHEMA_FILE = "schema.pbtxt"
+_SINGLE_BYTES = {
+    features.IMAGE_ID_KEY: "the competition image id, unique within a split",
+    features.IMAGE_KEY: "the image, RGB JPEG as the download job stores it",
+    features.SHA256_KEY: "hex SHA-256 of the stored JPEG",
+    features.URL_KEY: "the URL the image was fetched from",
+}
+_SINGLE_INTS = {features.HEIGHT_KEY: "pixels of the stored JPEG", features.WIDTH_KEY: "pixels of the stored JPEG"}
+
+
+def _required_single(schema: schema_pb2.Schema, name: str, kind: int, comment: str) -> schema_pb2.Feature:
+    feature = schema.feature.add(name=name, type=kind)
+    feature.presence.min_fraction = 1.0
+    feature.presence.min_count = 1
+    feature.shape.dim.add(size=1)
+    feature.annotation.comment.append(comment)
+    return feature
+
+
+def build_schema(label_map: LabelMap) -> schema_pb2.Schema:
+    """The curated schema of the download job's examples for ``label_map``.
+
+    Args:
+      label_map: the labels; ``labels`` gets the domain 1..``label_map.num_labels``.
+
+    Returns:
+      A Schema proto (deterministic: the same label map always gives the same text).
+    """
+    schema = schema_pb2.Schema()
+    for name in features.RAW_FEATURE_KEYS:
+        if name in _SINGLE_BYTES:
+            _required_single(schema, name, schema_pb2.BYTES, _SINGLE_BYTES[name])
+        elif name in _SINGLE_INTS:
+            _required_single(schema, name, schema_pb2.INT, _SINGLE_INTS[name]).int_domain.min = 1
+    labels = schema.feature.add(name=features.LABELS_KEY, type=schema_pb2.INT)
+    # No shape: a variable-length feature, parsed as a SparseTensor however many labels each
+    # example happens to have.
+    labels.presence.min_fraction = 1.0
+    labels.presence.min_count = 1
+    labels.value_count.min = 1
+    labels.int_domain.min = 1
+    labels.int_domain.max = label_map.num_labels
+    labels.annotation.comment.append(
+        f"label ids of the label map ({len(label_map.labels)} labels, highest id {label_map.num_labels})")
+    schema.dataset_constraints.min_examples_count = 1
+    return schema
+
+
+def schema_text(schema: schema_pb2.Schema) -> str:
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(schema)
+
+
+def read_schema(path: str) -> schema_pb2.Schema:
+    """Reads a text-format schema file (local or ``gs://``).
+
+    Raises:
+      ValueError: naming the file when it is not a text-format Schema.
+    """
+    import tensorflow as tf
+    from google.protobuf import text_format
+
+    with tf.io.gfile.GFile(path) as f:
+        text = f.read()
+    try:
+        return text_format.Parse(text, schema_pb2.Schema())
+    except text_format.ParseError as e:
+        raise ValueError(f"{path}: not a text-format tensorflow_metadata Schema: {e}") from None
+
+
+def stage_schema(schema: schema_pb2.Schema, folder: str) -> str:
+    """Writes the schema under ``folder/<digest of its text>/schema.pbtxt`` and returns that path.
+
+    ImportSchemaGen's cache key is the file's path, not its contents: an edited schema at
+    the same path would be silently reused from the cache. A path per content cannot be.
+    """
+    text = schema_text(schema)
+    path = os.path.join(folder, hashlib.sha256(text.encode()).hexdigest()[:16], SCHEMA_FILE)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    return path
+
+
+def differences(curated: schema_pb2.Schema, other: schema_pb2.Schema) -> List[str]:
+    """How ``other`` (e.g. SchemaGen's inferred schema) differs from the contract, one line per feature."""
+    mine = {f.name: f for f in curated.feature}
+    theirs = {f.name: f for f in other.feature}
+    lines = []
+    for name in sorted(set(mine) | set(theirs)):
+        if name not in theirs:
+            lines.append(f"{name}: in the contract, absent from the other schema")
+        elif name not in mine:
+            lines.append(f"{name}: not in the contract")
+        else:
+            a, b = mine[name], theirs[name]
+            shape = lambda f: [d.size for d in f.shape.dim] if f.HasField("shape") else "variable"  # noqa: E731
+            if a.type != b.type:
+                lines.append(f"{name}: type {schema_pb2.FeatureType.Name(b.type)}, "
+                             f"contract {schema_pb2.FeatureType.Name(a.type)}")
+            if shape(a) != shape(b):
+                lines.append(f"{name}: shape {shape(b)}, contract {shape(a)}")
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    from trainer.features import load_label_map
+
+    parser = argparse.ArgumentParser(prog="imat schema", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--label_map", required=True, help="label_map.csv")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--output", help="write the schema here")
+    action.add_argument("--check", help="exit 1 when this schema file differs from the label map's")
+    args = parser.parse_args(argv)
+    schema = build_schema(load_label_map(args.label_map))
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(schema_text(schema))
+        print(f"wrote {args.output} ({len(schema.feature)} features, labels 1..{schema.feature[-1].int_domain.max})")
+        return
+    if read_schema(args.check) != schema:
+        print(f"imat schema: {args.check} differs from the schema of {args.label_map}; "
+              f"regenerate it with --output and review the diff", file=sys.stderr)
+        sys.exit(1)
+    print(f"{args.check} matches {args.label_map}")

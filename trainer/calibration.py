@@ -1,0 +1,76 @@
+"""After training: score the calibration and eval splits, choose the decision rule, write ``thresholds.json``.
+
+The Trainer's ``eval_files`` hold both splits (``EvalArgs(splits=["calibration", "eval"])``);
+``decision_report`` fits and chooses on calibration only, and the eval split is scored for the
+report (the Evaluator gates on it). The report's fields are in ``trainer/rules.py``.
+"""
+import json
+import logging
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import data, rules, trivial_baseline
+from trainer.features import LabelMap
+
+log = logging.getLogger(__name__)
+CALIBRATION_SPLIT, EVAL_SPLIT = "calibration", "eval"  # ExampleGen's split names (components/calibration_split.py)
+
+
+def split_files(file_patterns: Sequence[str], split: str) -> List[str]:
+    """The patterns of one split among the Trainer's ``eval_files`` (``<examples>/Split-<name>/*``).
+
+    Raises:
+      ValueError: no pattern belongs to ``split``.
+    """
+    chosen = [p for p in file_patterns if os.path.basename(os.path.dirname(p.rstrip("/"))) == f"Split-{split}"]
+    if not chosen:
+        raise ValueError(f"the Trainer got no '{split}' split among {list(file_patterns)}: its EvalArgs must "
+                         f"list the splits '{CALIBRATION_SPLIT}' and '{EVAL_SPLIT}'")
+    return chosen
+
+
+def inference_fn(model):
+    """The model in inference mode, traced once for any batch size (tracing InceptionV3 takes seconds)."""
+    size = model.input_shape[1]
+    return tf.function(lambda images: model(images, training=False),
+                       input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+
+
+def predict_eval(infer, dataset, steps: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels over ``steps`` batches (0: all) of a finite dataset; ``infer`` from ``inference_fn``."""
+    probabilities, labels = [], []
+    for images, batch_labels in dataset.take(steps) if steps else dataset:
+        probabilities.append(infer(images).numpy())
+        labels.append(batch_labels.numpy())
+    return np.concatenate(probabilities).astype(np.float32), np.concatenate(labels)
+
+
+def calibrate(model, fn_args, tf_transform_output, custom_config: dict, label_map: Optional[LabelMap]) -> dict:
+    """Scores both splits with the trained model and returns the ``thresholds.json`` report."""
+    batch_size, steps = int(custom_config["eval_batch_size"]), int(fn_args.eval_steps or 0)
+    scored, infer = {}, inference_fn(model)
+    for split in (CALIBRATION_SPLIT, EVAL_SPLIT):
+        dataset = data.input_fn(split_files(fn_args.eval_files, split), tf_transform_output, batch_size,
+                                training=False)
+        scored[split] = predict_eval(infer, dataset, steps)
+    baseline = trivial_baseline.most_frequent_per_task(trivial_baseline.read_frequencies(tf_transform_output),
+                                                       label_map)
+    report = rules.decision_report(scored[CALIBRATION_SPLIT], scored[EVAL_SPLIT],
+                                   int(custom_config.get("min_positives", 5)),
+                                   int(custom_config.get("calibration_folds", 5)), baseline)
+    for line in rules.format_report(report):
+        log.info("%s", line)
+    return report
+
+
+def write_report(report: dict, serving_model_dir: str) -> str:
+    """Writes ``assets.extra/thresholds.json`` into the exported model; returns its path."""
+    extra = os.path.join(serving_model_dir, "assets.extra")
+    tf.io.gfile.makedirs(extra)
+    path = os.path.join(extra, rules.THRESHOLDS_FILE)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(report, indent=1, allow_nan=False))
+    return path
