@@ -67,7 +67,7 @@ def test_every_fault_ends_in_its_status_and_good_images_arrive_intact(tmp_path, 
     # A status file names outcomes and headers, never the body of what answered.
     status_text = "".join(open(p).read() for p in glob.glob(os.path.join(out, "_status", "train", "*.jsonl")))
     assert "secret" not in status_text and "<html" not in status_text
-    assert status_of["23"]["reason"] == f"body of {len(FAKE_BODY)} bytes has no image signature"
+    assert status_of["23"]["reason"] == f"body is not an image (no image signature in its {len(FAKE_BODY)} bytes)"
 
     examples = read_examples(out, "train")
     by_id = {e.features.feature[features.IMAGE_ID_KEY].bytes_list.value[0].decode(): e for e in examples}

@@ -94,7 +94,7 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
     sniffed = sniff_format(data)
     if not sniffed:
         # No body bytes in the reason: it goes to the status file, which must not echo what answered.
-        raise ImageError("not_image", f"body of {len(data)} bytes has no image signature")
+        raise ImageError("not_image", f"body is not an image (no image signature in its {len(data)} bytes)")
     try:
         im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as e:

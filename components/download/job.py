@@ -157,14 +157,18 @@ class _NoInterruptTraceback(logging.Filter):
         return not (record.exc_info and _interrupted(record.exc_info[1]))
 
 
-def run(argv: Optional[List[str]] = None) -> dict:
+def run(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> dict:
     """Plans, downloads what is missing, writes and returns the summary.
+
+    Args:
+      argv: the command line's flags; unknown ones go to Beam.
+      prog: the command's name in ``--help``.
 
     Raises:
       options.UserError, ManifestError, LabelMapError, PlanMismatchError: bad input, one line each.
       Interrupted: Ctrl-C during the download; the finished shards are kept.
     """
-    args, inputs, beam_args = options_lib.parse_args(argv, description=__doc__)
+    args, inputs, beam_args = options_lib.parse_args(argv, prog, description=__doc__)
     fetch_settings, image_settings = options_lib.settings_of(args)
     out = resume.normalise_path(args.output).rstrip("/")
     options_lib.check_paths(inputs, args.label_map, out)
@@ -222,7 +226,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "imat download") -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     resume_hint = f"rerun the same command to resume: {prog} {shlex.join(argv)}"
     try:
-        summary = run(argv)
+        summary = run(argv, prog)
     except (options_lib.UserError, ManifestError, LabelMapError, plan_lib.PlanMismatchError) as e:
         _fail(prog, str(e), 2)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
