@@ -255,7 +255,7 @@ def main(argv=None):
     parser.add_argument("--speed_steps", type=int, default=30)
     parser.add_argument("--speed_reps", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one pipeline and one plain run per seed")
-    parser.add_argument("--skip", action="append", default=[], choices=["quality", "speed"])
+    parser.add_argument("--skip", action="append", default=[], choices=["quality", "plain", "speed"])
     args = parser.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
     label_map = prepare(os.path.abspath(args.dataset), args.work)
@@ -290,15 +290,16 @@ def quality(args, label_map: str) -> dict:
     frequencies = {i + 1: int(c) for i, c in enumerate(train_labels.sum(axis=0))}
     baseline = trivial_baseline.most_frequent_per_task(frequencies, load_label_map(label_map))
     print(f"validation: {int(calibration.sum())} calibration, {int(evaluation.sum())} eval images", flush=True)
-    sides = ("pipeline", "plain")
+    sides = ("pipeline",) if "plain" in args.skip else ("pipeline", "plain")
     per_seed = {side: [] for side in sides}
     eval_probabilities = {side: [] for side in sides}
     fitted = {side: [] for side in sides}
     for seed in args.seeds:
         seeded = pipeline_config(args, label_map, seed)
         run = run_pipeline(seeded, os.path.dirname(label_map))
-        probabilities = {"pipeline": pipeline_probabilities(run["model_dir"], jpegs),
-                         "plain": plain_keras(seeded, args.train_steps, args.learning_rate, images)["probabilities"]}
+        probabilities = {"pipeline": pipeline_probabilities(run["model_dir"], jpegs)}
+        if "plain" in sides:
+            probabilities["plain"] = plain_keras(seeded, args.train_steps, args.learning_rate, images)["probabilities"]
         for side, p in probabilities.items():
             result = scores(p, labels, calibration, config, baseline)
             fitted[side].append(result.pop("thresholds"))
@@ -310,17 +311,18 @@ def quality(args, label_map: str) -> dict:
     columns = (rules.FIXED, rules.GLOBAL, rules.PER_LABEL, "served")
     means = {side: {c: float(np.mean([r[c] for r in per_seed[side]])) for c in (*columns, rules.BASELINE)}
              for side in sides}
-    intervals = {rule: bootstrap_difference(eval_probabilities["pipeline"], eval_probabilities["plain"],
-                                            labels[evaluation], [f[rule] for f in fitted["pipeline"]],
-                                            [f[rule] for f in fitted["plain"]])
-                 for rule in (rules.FIXED, rules.GLOBAL, rules.PER_LABEL)}
+    intervals = {} if len(sides) == 1 else {
+        rule: bootstrap_difference(eval_probabilities["pipeline"], eval_probabilities["plain"], labels[evaluation],
+                                   [f[rule] for f in fitted["pipeline"]], [f[rule] for f in fitted["plain"]])
+        for rule in (rules.FIXED, rules.GLOBAL, rules.PER_LABEL)}
     print("\n| eval micro-F1, mean of seeds " + ", ".join(map(str, args.seeds)) + " | 0.5 | global threshold "
           "| per-label thresholds | rule chosen on calibration |\n|---|---|---|---|---|")
     for side in sides:
         print(f"| {side} | " + " | ".join(f"{means[side][c]:.3f}" for c in columns) + " |")
-    print("| pipeline minus plain (95 % interval) | " + " | ".join(
-        f"{means['pipeline'][r] - means['plain'][r]:+.3f} ({lo:+.3f} to {hi:+.3f})"
-        for r, (lo, hi) in intervals.items()) + " | |")
+    if intervals:
+        print("| pipeline minus plain (95 % interval) | " + " | ".join(
+            f"{means['pipeline'][r] - means['plain'][r]:+.3f} ({lo:+.3f} to {hi:+.3f})"
+            for r, (lo, hi) in intervals.items()) + " | |")
     print(f"| trivial baseline | {means['pipeline'][rules.BASELINE]:.3f} | | | |", flush=True)
     return {"calibration_images": int(calibration.sum()), "eval_images": int(evaluation.sum()), "means": means,
             "difference_interval_95": intervals, "per_seed": per_seed}
