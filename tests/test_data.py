@@ -45,12 +45,6 @@ def test_training_input_is_a_uniform_sample_of_label_sorted_shards(label_sorted_
     assert np.abs(frequencies - split).max() <= TOLERANCE, (frequencies, split)
 
 
-def test_interleaving_every_shard_mixes_even_without_a_shuffle_buffer(label_sorted_shards):
-    pattern, _ = label_sorted_shards
-    frequencies = _first_label_frequencies(pattern, shuffle_buffer=1)
-    assert np.abs(frequencies - 1 / NUM_LABELS).max() <= TOLERANCE, frequencies
-
-
 def test_the_old_reading_settings_fail_the_same_check(label_sorted_shards):
     """Two shards at a time through 128 examples (the input before) sees two labels at most."""
     pattern, _ = label_sorted_shards
