@@ -188,6 +188,9 @@ def run(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> dict:
     if pending:
         quiet, beam_log = _NoInterruptTraceback(), logging.getLogger("apache_beam.runners.common")
         beam_log.addFilter(quiet)
+        # Left in place: asyncio reports a fetch task stopped by Ctrl-C ("Task exception was never
+        # retrieved", with its traceback) when the task is collected, after this function returns.
+        logging.getLogger("asyncio").addFilter(quiet)
         try:
             with _Progress(pending, args.progress_s), beam.Pipeline(options=PipelineOptions(
                     beam_args or LOCAL_RUNNER_ARGS)) as p:
