@@ -8,7 +8,7 @@ rows of the labels it carries, one vectorised step, so the cost is linear in exa
 
 Output, under the overall slice and output ``decisions``, sub key ``classId:k`` (label id k+1):
 ``label_slice_example_count``, ``label_slice_micro_precision``, ``label_slice_micro_recall`` and
-``label_slice_micro_f1``, with TFMA's definitions (a decision counts as positive above 0.5; an
+``label_slice_micro_f1``, unweighted, with TFMA's definitions (a decision counts as positive above 0.5; an
 undefined ratio is NaN).
 """
 from typing import Dict, Iterable, List, Optional

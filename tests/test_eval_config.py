@@ -22,6 +22,8 @@ from trainer.features import LABELS_KEY
 from trainer.preprocessing import LABELS_FEATURE
 
 NUM_EXAMPLES, NUM_LABELS = 80, 24
+# Two TFMA runs: over three minutes on a loaded 2-core machine.
+slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,7 @@ def _values(slice_metrics):
             for sub_key, metrics in by_sub_key.items() for name, value in metrics.items()}
 
 
+@slow
 def test_the_gate_and_every_per_label_metric_of_the_whole_split_are_unchanged(results):
     (old_slices, old_validation), (new_slices, new_validation) = results
     old, new = _values(old_slices[()]), _values(new_slices[()])
@@ -93,9 +96,10 @@ def test_the_gate_and_every_per_label_metric_of_the_whole_split_are_unchanged(re
     assert old_validation.validation_ok == new_validation.validation_ok
 
 
+@slow
 def test_label_slice_metrics_are_the_per_label_slices_numbers(results, data):
     (old_slices, _), (new_slices, _) = results
-    _, _, labels, decisions = data
+    labels, decisions = (np.asarray(a, np.float64) for a in data[2:])
     assert list(new_slices) == [()]  # one slice: no labels-squared work
     overall = new_slices[()][DECISIONS]
     for index in range(NUM_LABELS):
@@ -113,6 +117,7 @@ def test_label_slice_metrics_are_the_per_label_slices_numbers(results, data):
         assert _same(values[MICRO_PRECISION], tp / decisions[carriers].sum() if decisions[carriers].sum() else math.nan)
 
 
+@slow
 def test_the_report_reads_support_from_label_slice_metrics(results):
     _, (new_slices, _) = results
     assert report.LABEL_SLICE_EXAMPLE_COUNT == EXAMPLE_COUNT
