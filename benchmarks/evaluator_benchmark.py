@@ -1,19 +1,27 @@
-"""The Evaluator's cost: the pipeline's EvalConfig against the same with TFMA's default AUC, side by side.
+"""The Evaluator's cost: TFMA with the pipeline's EvalConfig and its variants, side by side in one run.
 
-  .venv/bin/python benchmarks/evaluator_benchmark.py --work /tmp/imat-bench --examples 20
+  .venv/bin/python benchmarks/evaluator_benchmark.py --examples 200 --labels 228
+  .venv/bin/python benchmarks/evaluator_benchmark.py --work /tmp/imat-bench --examples 20 \\
+      --variants pipeline,default_auc,no_auc
 
-Needs a finished ``benchmarks/pipeline_benchmark.py`` run in ``--work`` (its trained model and
-validation TFRecords). Runs TFMA as the Evaluator does (every metrics spec, the per-label
-slices) on the first ``--examples`` validation images, once per variant, and prints seconds and
-how far each variant's per-label AUCs are from those at TFMA's default 10,000 thresholds:
+By default the data is generated: ``--examples`` tiny JPEGs with about 7 labels each drawn from
+a long-tailed distribution over ``--labels`` labels, and an untrained InceptionV3 (weights=None,
+75 px) exported by the Trainer's exporter, with per-label thresholds that decide ~3 % of labels.
+With ``--work``, a finished ``benchmarks/pipeline_benchmark.py`` folder gives the trained model and
+the first ``--examples`` validation photos instead. Each variant runs TFMA as the Evaluator does
+(every metrics spec and slice) after a warm-up run of every variant on a few examples; printed:
+wall and CPU seconds (this process, all threads), the speedup against the first variant, and the
+per-label AUCs' gap to TFMA's default 10,000 thresholds when ``default_auc`` is among the variants:
 
-  pipeline      the shipped config: AUC at ``pipeline.pipeline.AUC_NUM_THRESHOLDS`` thresholds
-  default_auc   AUC at TFMA's default number of thresholds
-  no_auc        no AUC at all
+  sliced        the configuration before: per-label slices, each computing every label's metrics
+  pipeline      the shipped config: one slice, per-label-slice numbers from LabelSliceMetrics
+  default_auc   the shipped config with AUC at TFMA's default number of thresholds
+  no_auc        the shipped config without AUC
 """
 import argparse
 import glob
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -21,17 +29,18 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import evaluator_data  # noqa: E402
+
+VARIANTS = ("sliced", "pipeline", "default_auc", "no_auc")
+
 
 def variant_config(name: str, num_labels: int):
-    from pipeline.config import PipelineConfig
-    from pipeline.pipeline import PROBABILITIES, eval_config
+    """The EvalConfig of variant ``name`` (see the module docstring)."""
+    from pipeline.pipeline import PROBABILITIES
 
-    config = eval_config(PipelineConfig(pipeline_name="bench", pipeline_root="", data_root="", serving_dir="",
-                                        label_map="", num_labels=num_labels))
-    # No baseline here: a change threshold would make TFMA refuse to run.
-    for spec in config.metrics_specs:
-        for metric in spec.metrics:
-            metric.threshold.ClearField("change_threshold")
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    config = evaluator_data.pipeline_eval_config(num_labels, labels_slices=name == "sliced")
     auc_specs = [s for s in config.metrics_specs if PROBABILITIES in s.output_names]
     if name == "default_auc":
         auc_specs[0].metrics[0].config = ""
@@ -41,13 +50,34 @@ def variant_config(name: str, num_labels: int):
 
 
 def per_label_auc(result) -> dict:
-    """{(slice, class_id): auc} from a TFMA result."""
-    out = {}
-    for slice_key, metrics in result.slicing_metrics:
-        for sub_key, values in metrics.get("probabilities", {}).items():
-            if "auc" in values and sub_key:
-                out[(slice_key, sub_key)] = values["auc"]["doubleValue"]
-    return out
+    """{class sub key: auc} of the overall slice of a TFMA result."""
+    overall = dict(result.slicing_metrics).get((), {})
+    return {sub_key: values["auc"]["doubleValue"]
+            for sub_key, values in overall.get("probabilities", {}).items() if "auc" in values and sub_key}
+
+
+def _generated(work: str, examples: int, labels: int):
+    lists = evaluator_data.long_tailed_label_lists(examples, labels)
+    data = os.path.join(work, "examples.tfrecord")
+    rows = evaluator_data.write_examples(data, lists)
+    return evaluator_data.export_tiny_model(work, rows, labels), data, lists
+
+
+def _from_pipeline_benchmark(parser, work: str, pipeline_work: str, examples: int):
+    import tensorflow as tf
+
+    models = sorted(glob.glob(os.path.join(pipeline_work, "pipeline", "Trainer", "model", "*", "Format-Serving")),
+                    key=os.path.getmtime)
+    files = glob.glob(os.path.join(pipeline_work, "data", "validation", "*.tfrecord.gz"))
+    if not models or not files:
+        parser.error(f"no trained model or validation data in {pipeline_work}: run benchmarks/pipeline_benchmark.py")
+    data = os.path.join(work, "examples.tfrecord")
+    lists = []
+    with tf.io.TFRecordWriter(data) as writer:
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(examples):
+            writer.write(record.numpy())
+            lists.append(list(tf.train.Example.FromString(record.numpy()).features.feature["labels"].int64_list.value))
+    return models[-1], data, lists
 
 
 def main(argv=None):
@@ -56,42 +86,51 @@ def main(argv=None):
     import tensorflow_model_analysis as tfma
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="/tmp/imat-bench", help="a pipeline_benchmark.py --work folder")
-    parser.add_argument("--examples", type=int, default=20)
-    parser.add_argument("--variants", default="pipeline,default_auc,no_auc")
+    parser.add_argument("--examples", type=int, default=200)
+    parser.add_argument("--labels", type=int, default=228, help="generated data only")
+    parser.add_argument("--work", help="a pipeline_benchmark.py --work folder (default: generated data)")
+    parser.add_argument("--variants", default="sliced,pipeline")
     args = parser.parse_args(argv)
-    models = sorted(glob.glob(os.path.join(args.work, "pipeline", "Trainer", "model", "*", "Format-Serving")),
-                    key=os.path.getmtime)
-    files = glob.glob(os.path.join(args.work, "data", "validation", "*.tfrecord.gz"))
-    if not models or not files:
-        parser.error(f"no trained model or validation data in {args.work}: run benchmarks/pipeline_benchmark.py")
-    model = models[-1]
-    num_labels = int(tf.saved_model.load(model).signatures["evaluate"].structured_outputs["probabilities"].shape[-1])
+    names = args.variants.split(",")
+    for name in names:
+        if name not in VARIANTS:
+            parser.error(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
     work = tempfile.mkdtemp(prefix="evaluator-bench-")
-    data = os.path.join(work, "examples.tfrecord")
-    with tf.io.TFRecordWriter(data) as writer:
-        for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(args.examples):
+    if args.work:
+        model, data, lists = _from_pipeline_benchmark(parser, work, args.work, args.examples)
+    else:
+        model, data, lists = _generated(work, args.examples, args.labels)
+    num_labels = int(tf.saved_model.load(model).signatures["evaluate"].structured_outputs["probabilities"].shape[-1])
+    warm_up = os.path.join(work, "warm-up.tfrecord")
+    with tf.io.TFRecordWriter(warm_up) as writer:
+        for record in tf.data.TFRecordDataset(data).take(3):
             writer.write(record.numpy())
-    results = {}
-    for name in args.variants.split(","):
+
+    def run(name, data_location, output):
         config = variant_config(name, num_labels)
-        start = time.monotonic()
-        output = os.path.join(work, name)
         tfma.run_model_analysis(tfma.default_eval_shared_model(model, eval_config=config), config,
-                                data_location=data, output_path=output)
-        results[name] = (time.monotonic() - start, per_label_auc(tfma.load_eval_result(output)))
-        print(f"{name:12s} {results[name][0]:7.1f} s", flush=True)
-    reference = results.get("default_auc", (0, {}))[1]
-    print(f"\n{args.examples} examples, {num_labels} labels, model {model}")
-    # |AUC - AUC at the default thresholds|: per label on the whole split, and over every
-    # (slice, label); tiny per-label slices have near-tied scores that coarse buckets merge.
-    print(f"{'variant':12s} {'seconds':>8s} {'max gap, whole split':>21s} {'mean gap, all slices':>21s}")
-    for name, (seconds, aucs) in results.items():
+                                data_location=data_location, output_path=output)
+
+    for name in names:  # one-off costs (loading the model, tracing) out of the timings
+        run(name, warm_up, os.path.join(work, f"warm-up-{name}"))
+    results = {}
+    for name in names:
+        output = os.path.join(work, name)
+        wall, cpu = time.monotonic(), time.process_time()
+        run(name, data, output)
+        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+        results[name] = (wall, cpu, per_label_auc(tfma.load_eval_result(output)))
+        print(f"{name:12s} {wall:8.1f} s wall {cpu:8.1f} s CPU", flush=True)
+    per_example = np.mean([len(ids) for ids in lists])
+    print(f"\n{args.examples} examples, {num_labels} labels, {per_example:.1f} labels per example, model {model}")
+    reference = results.get("default_auc", (0, 0, {}))[2]
+    first_wall, first_cpu = results[names[0]][:2]
+    print(f"{'variant':12s} {'wall s':>8s} {'CPU s':>8s} {'speedup (CPU)':>14s} {'max AUC gap':>12s}")
+    for name, (wall, cpu, aucs) in results.items():
         common = [k for k in aucs if k in reference and not np.isnan(aucs[k]) and not np.isnan(reference[k])]
-        gaps = {k: abs(aucs[k] - reference[k]) for k in common}
-        overall = max((g for (slice_key, _), g in gaps.items() if slice_key == ()), default=float("nan"))
-        mean = float(np.mean(list(gaps.values()))) if gaps else float("nan")
-        print(f"{name:12s} {seconds:8.1f} {overall:21.4f} {mean:21.4f}")
+        gap = max((abs(aucs[k] - reference[k]) for k in common), default=float("nan"))
+        print(f"{name:12s} {wall:8.1f} {cpu:8.1f} {first_cpu / cpu:13.1f}x {gap:12.4f}")
+    print(f"peak RSS of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":

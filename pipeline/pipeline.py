@@ -22,7 +22,7 @@ from components.similar.component import SimilarityIndexer
 from components.validation_gate import ValidationGate
 from pipeline import run_parameters
 from pipeline.config import PipelineConfig
-from trainer import features
+from pipeline.label_metrics import LabelSliceMetrics
 from trainer.exporter import DECISIONS, PROBABILITIES
 from trainer.preprocessing import LABELS_FEATURE
 
@@ -72,6 +72,12 @@ def _run_values(config: PipelineConfig, deployment: Deployment) -> Dict[str, Any
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """TFMA: a micro-F1 gate on the thresholded decisions, and per-label metrics with no gate.
 
+    One slice, the whole eval split. What per-label slices (``feature_keys=["labels"]``) gave, the
+    example count and micro precision, recall and F1 of the images carrying label k, comes from
+    ``pipeline.label_metrics.LabelSliceMetrics`` under ``classId:k``: TFMA 0.47 computes every
+    metric in every slice, so per-label slices re-computed all labels' metrics for each label
+    (examples x (1 + labels per example) x labels; benchmarks/evaluator_benchmark.py).
+
     The model's ``transform_features`` signature turns the raw label-id list into the dense
     multi-hot vector TFMA needs (a variable-length list gives silently wrong metrics).
     """
@@ -102,11 +108,13 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                              metrics=[tfma.MetricConfig(class_name="AUC",
                                                         config=f'{{"num_thresholds": {AUC_NUM_THRESHOLDS}}}')],
                              binarize=per_label),
-            # In the per-label slices this is each label's support in the eval split.
-            tfma.MetricsSpec(output_names=[DECISIONS], metrics=[tfma.MetricConfig(class_name="ExampleCount")]),
+            # The split's size, and per label k the images carrying k: count (k's support) and
+            # micro precision / recall / F1 of their decisions, linear in examples x labels.
+            tfma.MetricsSpec(output_names=[DECISIONS], metrics=[
+                tfma.MetricConfig(class_name="ExampleCount"),
+                tfma.MetricConfig(class_name=LabelSliceMetrics.__name__, module=LabelSliceMetrics.__module__)]),
         ],
-        # One slice per label value (the examples that carry label k), and the whole set.
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABELS_KEY])],
+        slicing_specs=[tfma.SlicingSpec()],
         # Default metrics would re-compute the model's compiled tf_keras metrics: off.
         options=tfma.Options(include_default_metrics={"value": False}),
     )

@@ -8,7 +8,7 @@ thresholds, one global threshold and 0.5 on the eval split, which one serves, an
 baseline beside them. Then metrics from the newest TFMA evaluation in the pipeline's metadata
 (the same numbers ``tfma.load_eval_result`` shows in a notebook): the gated micro-F1 of the
 served decisions, each label's precision, recall and F1 at its served threshold, its AUC, and
-its support (the eval examples carrying it, from TFMA's per-label slice). Rows are grouped by
+its support (the eval examples carrying it, from ``pipeline.label_metrics``). Rows are grouped by
 task and sorted by support. Then where SchemaGen's guess from the data differs from the curated
 schema. The label distribution and co-occurrence are counted from ExampleGen's examples,
 reading only the label feature.
@@ -30,6 +30,8 @@ from trainer.features import LABELS_KEY, LabelMap
 
 DEFAULT_WORKDIR = "imat-demo"
 _DECISIONS, _PROBABILITIES = "decisions", "probabilities"
+# pipeline.label_metrics.EXAMPLE_COUNT, spelled out: importing that module imports Beam and TFMA.
+LABEL_SLICE_EXAMPLE_COUNT = "label_slice_example_count"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +66,9 @@ def label_rows(slicing_metrics: Sequence[Tuple[tuple, dict]], label_map: Optiona
 
     Args:
       slicing_metrics: ``[(slice_key, {output: {sub_key: {metric: {"doubleValue": v}}}})]``;
-        the overall slice holds per-class metrics under ``classId:k`` (label id k+1), and the
-        slice ``(("labels", k),)`` holds the example count of label k.
+        the overall slice holds per-class metrics under ``classId:k`` (label id k+1), the
+        support among them (``label_slice_example_count``); evaluations from before that metric
+        hold it in the slice ``(("labels", k+1),)`` as ``example_count``.
       label_map: names and tasks, or None.
       num_labels: width of the multi-hot vector.
     """
@@ -79,8 +82,10 @@ def label_rows(slicing_metrics: Sequence[Tuple[tuple, dict]], label_map: Optiona
             continue  # a gap in the label ids
         decisions = overall.get(_DECISIONS, {}).get(f"classId:{index}", {})
         probabilities = overall.get(_PROBABILITIES, {}).get(f"classId:{index}", {})
-        label_slice = by_slice.get(((LABELS_KEY, label_id),), {})
-        support = _value(label_slice.get(_DECISIONS, {}).get("", {}), "example_count")
+        support = _value(decisions, LABEL_SLICE_EXAMPLE_COUNT)
+        if math.isnan(support):  # an evaluation from before LabelSliceMetrics: per-label slices
+            label_slice = by_slice.get(((LABELS_KEY, label_id),), {})
+            support = _value(label_slice.get(_DECISIONS, {}).get("", {}), "example_count")
         label = names.get(label_id)
         rows.append(LabelRow(label_id, label.name if label else str(label_id), label.task if label else "",
                              0 if math.isnan(support) else int(support), _value(decisions, "precision"),

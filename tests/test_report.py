@@ -20,11 +20,16 @@ def _metrics(**values):
 
 SLICING_METRICS = [
     ((), {"decisions": {"": _metrics(**{"micro_average: true\n_micro_f1": 0.75}),
-                        "classId:0": _metrics(precision=0.5, recall=1.0, f1_score=2 / 3),
-                        "classId:1": _metrics(precision="NaN", recall=0.0, f1_score=0.0),
-                        "classId:2": _metrics(precision=1.0, recall=0.5, f1_score=2 / 3)},
+                        "classId:0": _metrics(precision=0.5, recall=1.0, f1_score=2 / 3, label_slice_example_count=4),
+                        "classId:1": _metrics(precision="NaN", recall=0.0, f1_score=0.0, label_slice_example_count=9),
+                        "classId:2": _metrics(precision=1.0, recall=0.5, f1_score=2 / 3, label_slice_example_count=2)},
           "probabilities": {"classId:0": _metrics(auc=0.9), "classId:1": _metrics(auc=0.4),
                             "classId:2": _metrics(auc=0.8)}}),
+]
+# An evaluation from before LabelSliceMetrics: the supports in per-label slices.
+SLICED_METRICS = [
+    ((), {output: {sub_key: {k: v for k, v in metrics.items() if k != "label_slice_example_count"}
+                   for sub_key, metrics in by_sub_key.items()} for output, by_sub_key in SLICING_METRICS[0][1].items()}),
     ((("labels", 1),), {"decisions": {"": _metrics(example_count=4)}}),
     ((("labels", 2),), {"decisions": {"": _metrics(example_count=9)}}),
     ((("labels", 3),), {"decisions": {"": _metrics(example_count=2)}}),
@@ -37,6 +42,7 @@ def test_rows_carry_each_labels_metrics_and_support():
     assert math.isnan(rows[2].precision) and rows[2].support == 9
     assert rows[3].name == "red" and rows[3].f1 == pytest.approx(2 / 3)
     assert report.micro_f1(SLICING_METRICS) == 0.75
+    assert [r.support for r in report.label_rows(SLICED_METRICS, LABEL_MAP, 3)] == [4, 9, 2]
 
 
 def test_grouped_by_task_and_sorted_by_support():
