@@ -99,6 +99,7 @@ def test_crop_windows_keep_80_to_100_percent_inside_the_image(photos):
     assert len(set(map(tuple, windows))) > 100  # random, not one fixed crop
 
 
+@pytest.mark.slow
 def test_augmented_batches_are_inception_images_and_vary(transform_output):
     _, tf_transform_output, pattern = transform_output
     kwargs = dict(batch_size=8, training=True, shuffle_buffer=1, cycle_length=1, seed=3)

@@ -75,6 +75,8 @@ def augment_jpeg(jpeg: tf.Tensor, image_size: int, seed: Optional[int] = None) -
 
 def augment_batch(jpegs: tf.Tensor, image_size: int, seed: Optional[int] = None) -> tf.Tensor:
     """A batch of JPEG strings (any shape, one per example) -> augmented float images [batch, size, size, 3]."""
+    if isinstance(jpegs, tf.SparseTensor):  # a schema without the feature's shape parses it sparse
+        jpegs = tf.sparse.to_dense(jpegs, default_value="")
     return tf.map_fn(lambda jpeg: augment_jpeg(jpeg, image_size, seed), tf.reshape(jpegs, [-1]),
                      fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
