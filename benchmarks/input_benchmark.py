@@ -149,7 +149,7 @@ def prepare(args) -> dict:
 
 
 def build(variant: str, args):
-    """The dataset of one variant; the last two of each group are trainer.data.input_fn itself."""
+    """The dataset of one variant; the two "now shipped" rows are trainer.data.input_fn itself."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
