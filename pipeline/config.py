@@ -41,6 +41,9 @@ class PipelineConfig:
     # crop/zoom. Both chosen by benchmarks/input_ablation.py (README, "Training input").
     shuffle_buffer: int = 10_000
     augment: bool = False
+    # A tf.data service dispatcher (grpc://host:port) whose workers read, decode and augment
+    # the training input when the Trainer's own CPUs cannot feed its GPUs (README, "Feeding a GPU").
+    data_service_address: str = ""
     seed: int = 0  # weight initialisation and the input's shuffles
     min_positives: int = 5  # labels with fewer calibration positives get the global threshold
     micro_f1_lower_bound: float = 0.3  # the Evaluator blesses a model at or above this micro-F1
@@ -57,7 +60,7 @@ class PipelineConfig:
             "mixed_precision": self.mixed_precision, "batch_norm_momentum": self.batch_norm_momentum,
             "min_positives": self.min_positives, "calibration_folds": self.calibration_folds,
             "label_map": self.label_map, "augment": self.augment, "shuffle_buffer": self.shuffle_buffer,
-            "seed": self.seed,
+            "data_service_address": self.data_service_address, "seed": self.seed,
         }
 
     def transform_custom_config(self) -> dict:

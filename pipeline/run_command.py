@@ -21,7 +21,8 @@ DEFAULT_WORKDIR = "imat-demo"
 OVERRIDABLE = ("image_size", "weights", "train_steps", "eval_steps", "batch_size", "head_steps_fraction",
                "head_learning_rate", "fine_tune_learning_rate", "fine_tune_from", "distribution",
                "mixed_precision", "batch_norm_momentum", "micro_f1_lower_bound", "dropout", "augment",
-               "shuffle_buffer", "seed", "calibration_percent", "calibration_folds", "min_positives")
+               "shuffle_buffer", "seed", "calibration_percent", "calibration_folds", "min_positives",
+               "data_service_address")
 
 
 def add_config_flags(parser) -> None:

@@ -1,7 +1,9 @@
 """tf.data input: raw JPEG examples -> Transform graph -> (augmented) batches.
 
 Augmentation belongs here, not in Transform: Transform's graph is also the serving graph,
-and serving must see the image as it is.
+and serving must see the image as it is. It crops while decoding (``decode_crop_resize``)
+and ends in Transform's own resize and scaling, so a full-image crop is Transform's image.
+CPU per image at 299 px, variant by variant: benchmarks/input_benchmark.py.
 
 Mixing matters more than anything else in this file. Catalogues are usually listed in
 product-id order, which clusters categories and colours; reading two shard files at a time
@@ -16,7 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import features
-from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE
+from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, resize_and_scale
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Serialized examples held for shuffling. At 299 px a stored JPEG is about 20-40 KB, so
@@ -27,14 +29,58 @@ DEFAULT_SHUFFLE_BUFFER = 10_000
 MAX_OPEN_FILES = 64
 
 
-def augment(image: tf.Tensor, seed: Optional[int] = None) -> tf.Tensor:
-    """Random horizontal flip and a random crop/zoom of 80-100 % of the side, resized back."""
-    size = tf.shape(image)[0]
-    image = tf.image.random_flip_left_right(image, seed=seed)
-    scale = tf.random.uniform([], 0.8, 1.0, seed=seed)
-    crop = tf.cast(tf.cast(size, tf.float32) * scale, tf.int32)
-    image = tf.image.random_crop(image, [crop, crop, 3], seed=seed)
-    return tf.image.resize(image, [size, size])
+# Augmentation's crop keeps 80-100 % of each side (the aspect ratio of the photo).
+MIN_CROP_FRACTION = 0.8
+
+
+def _op_seed(seed: Optional[int], k: int) -> Optional[int]:
+    # Random ops given the same op seed draw the same stream: each draw gets its own.
+    return None if seed is None else seed + k
+
+
+def random_crop_window(jpeg: tf.Tensor, seed: Optional[int] = None) -> tf.Tensor:
+    """A random [y, x, height, width] window of 80-100 % of each side of the JPEG's image.
+
+    Reads only the JPEG header for the image's size.
+    """
+    shape = tf.image.extract_jpeg_shape(jpeg)
+    height, width = shape[0], shape[1]
+    fraction = tf.random.uniform([], MIN_CROP_FRACTION, 1.0, seed=_op_seed(seed, 0))
+    crop_h = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * fraction), tf.int32))
+    crop_w = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * fraction), tf.int32))
+    y = tf.random.uniform([], 0, height - crop_h + 1, dtype=tf.int32, seed=_op_seed(seed, 1))
+    x = tf.random.uniform([], 0, width - crop_w + 1, dtype=tf.int32, seed=_op_seed(seed, 2))
+    return tf.stack([y, x, crop_h, crop_w])
+
+
+def decode_crop_resize(jpeg: tf.Tensor, window: tf.Tensor, flip: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Decodes only ``window`` of the JPEG, mirrors it if ``flip``, then resizes and scales it.
+
+    The pixels stay uint8 until the resize, and the resize and scaling are Transform's
+    own (``preprocessing.resize_and_scale``): with the whole image as the window and no
+    flip, the result is Transform's image.
+    """
+    image = tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
+    image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+    return resize_and_scale(image, image_size)
+
+
+def augment_jpeg(jpeg: tf.Tensor, image_size: int, seed: Optional[int] = None) -> tf.Tensor:
+    """One JPEG -> a random 80-100 % crop, mirrored half the time, as a float image in [-1, 1].
+
+    The same crop as zooming the squashed square image by 1-1.25x, done before decoding:
+    one resize instead of two, and a quarter of the bytes moved until then.
+    """
+    flip = tf.random.uniform([], 0.0, 1.0, seed=_op_seed(seed, 3)) < 0.5
+    return decode_crop_resize(jpeg, random_crop_window(jpeg, seed), flip, image_size)
+
+
+def augment_batch(jpegs: tf.Tensor, image_size: int, seed: Optional[int] = None) -> tf.Tensor:
+    """A batch of JPEG strings (any shape, one per example) -> augmented float images [batch, size, size, 3]."""
+    if isinstance(jpegs, tf.SparseTensor):  # a schema without the feature's shape parses it sparse
+        jpegs = tf.sparse.to_dense(jpegs, default_value="")
+    return tf.map_fn(lambda jpeg: augment_jpeg(jpeg, image_size, seed), tf.reshape(jpegs, [-1]),
+                     fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 
 def list_files(file_pattern: Union[str, List[str]]) -> List[str]:
@@ -83,25 +129,60 @@ def raw_dataset(file_pattern: Union[str, List[str]], feature_spec: Dict[str, tf.
     return dataset.map(lambda x: tf.io.parse_example(x, feature_spec), num_parallel_calls=AUTOTUNE)
 
 
+def image_size_of(tf_transform_output: tft.TFTransformOutput) -> int:
+    """The side of the square images the Transform graph produces."""
+    return int(tf_transform_output.transformed_feature_spec()[IMAGE_FEATURE].shape[0])
+
+
 def input_fn(file_pattern, tf_transform_output: tft.TFTransformOutput, batch_size: int, training: bool,
              augment_images: bool = False, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, cycle_length: int = 0,
-             seed: Optional[int] = None) -> tf.data.Dataset:
+             seed: Optional[int] = None, data_service_address: Optional[str] = None) -> tf.data.Dataset:
     """(image, multi-hot labels) batches; repeated, mixed and optionally augmented for training.
 
-    Transform's graph decodes and resizes the JPEGs here (it was not materialised), inside
-    tf.data's parallel map, so decoding overlaps training. See ``raw_dataset`` for the
-    reading arguments.
+    Without augmentation, Transform's graph decodes and resizes the JPEGs here (it was not
+    materialised), inside tf.data's parallel map, so decoding overlaps training. With
+    augmentation (training only), the labels still come from Transform's graph, and the
+    images from a fused decode-and-crop (``augment_jpeg``) that ends in Transform's own
+    resize and scaling. See ``raw_dataset`` for the reading arguments.
+
+    Args:
+      data_service_address: training only: a tf.data service dispatcher
+        (``grpc://host:port``). Reading, decoding and augmentation then run on the
+        service's workers, and this process only receives batches. Each worker reads the
+        whole split in its own random order (the shuffles are not seeded there), which
+        for an endless training stream is still a uniform sample.
+
+    Raises:
+      ValueError: for ``data_service_address`` without ``training``.
     """
+    if data_service_address and not training:
+        raise ValueError("data_service_address is for the training input only; evaluation reads each record once")
     tft_layer = tf_transform_output.transform_features_layer()
-    keys = [features.IMAGE_KEY, features.LABELS_KEY]
-
-    def transform(raw):
-        transformed = tft_layer({k: raw[k] for k in keys})
-        return transformed[IMAGE_FEATURE], transformed[LABELS_FEATURE]
-
-    dataset = raw_dataset(file_pattern, tf_transform_output.raw_feature_spec(), batch_size, shuffle=training,
-                          shuffle_buffer=shuffle_buffer, cycle_length=cycle_length, seed=seed)
-    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE)
     if training and augment_images:
-        dataset = dataset.map(lambda images, labels: (tf.map_fn(augment, images), labels), num_parallel_calls=AUTOTUNE)
+        image_size = image_size_of(tf_transform_output)
+
+        def transform(raw):
+            # Only the labels go through Transform's graph: its image decode is pruned away.
+            labels = tft_layer({features.LABELS_KEY: raw[features.LABELS_KEY]})[LABELS_FEATURE]
+            return augment_batch(raw[features.IMAGE_KEY], image_size, seed), labels
+    else:
+        keys = [features.IMAGE_KEY, features.LABELS_KEY]
+
+        def transform(raw):
+            transformed = tft_layer({k: raw[k] for k in keys})
+            return transformed[IMAGE_FEATURE], transformed[LABELS_FEATURE]
+
+    # Identical workers would send identical batches: unseeded, each shuffles its own way.
+    reading_seed = None if data_service_address else seed
+    dataset = raw_dataset(file_pattern, tf_transform_output.raw_feature_spec(), batch_size, shuffle=training,
+                          shuffle_buffer=shuffle_buffer, cycle_length=cycle_length, seed=reading_seed)
+    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    if training:
+        options = tf.data.Options()
+        # Training batches are shuffled anyway: let whichever parallel call ends first go first.
+        options.deterministic = False
+        dataset = dataset.with_options(options)
+    if data_service_address:
+        dataset = dataset.apply(tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.OFF, service=data_service_address))
     return dataset.prefetch(AUTOTUNE)

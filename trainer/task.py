@@ -55,7 +55,8 @@ def run_fn(fn_args):
     keras.utils.set_random_seed(seed)
     train = data.input_fn(fn_args.train_files, tf_transform_output, batch_size, training=True,
                           augment_images=bool(config.get("augment", False)),
-                          shuffle_buffer=int(config.get("shuffle_buffer", data.DEFAULT_SHUFFLE_BUFFER)), seed=seed)
+                          shuffle_buffer=int(config.get("shuffle_buffer", data.DEFAULT_SHUFFLE_BUFFER)), seed=seed,
+                          data_service_address=config.get("data_service_address") or None)
 
     strategy = distribution_strategy(config.get("distribution", "default"))
     with strategy.scope():
