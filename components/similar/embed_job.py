@@ -10,7 +10,10 @@ image ids repeat across splits.
   imat index --workdir imat-demo        # newest pushed model, imat-demo/data/<split>/*.tfrecord.gz,
                                         # writes imat-demo/similar/<model version>
   imat index --model serving/1700000000 --examples train='data/train/*.tfrecord.gz' \\
-      --output similar/1700000000 --backend faiss-hnsw
+      --output similar/1700000000 --backend faiss-ivfpq --shards 64
+
+The backend is "auto" unless named: HNSW below ``backends.COMPRESSED_FROM`` items, the compressed
+IVF-PQ from there on, which many workers build (``sharded_build.py``) instead of one.
 
 Flags this job does not know are passed to Beam (``--runner=DataflowRunner ...``); the model,
 the files and the output may then be on ``gs://``.
