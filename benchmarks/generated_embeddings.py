@@ -65,8 +65,8 @@ class EmbeddingModel:
         return self.sample(n, seed=QUERY_SEED)
 
 
-def exact_top_k(model: EmbeddingModel, n: int, queries: np.ndarray, k: int = 10) -> np.ndarray:
-    """Rows of the exact k nearest catalogue items per query (inner product), streamed over chunks."""
+def exact_top_k(model: EmbeddingModel, n: int, queries: np.ndarray, k: int = 10) -> Tuple[np.ndarray, np.ndarray]:
+    """(rows, cosines) of the exact k nearest catalogue items per query, best first, streamed over chunks."""
     best_scores = np.full((len(queries), k), -np.inf, np.float32)
     best_rows = np.zeros((len(queries), k), np.int64)
     for first, chunk in model.chunks(n):
@@ -75,7 +75,18 @@ def exact_top_k(model: EmbeddingModel, n: int, queries: np.ndarray, k: int = 10)
                                                           (len(queries), len(chunk)))], axis=1)
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         best_scores, best_rows = np.take_along_axis(scores, top, 1), np.take_along_axis(rows, top, 1)
-    return best_rows
+    return best_rows, best_scores
+
+
+def cosines_of(model: EmbeddingModel, n: int, queries: np.ndarray, found: dict) -> dict:
+    """Exact cosines of each query with the rows an index found (key -> [queries, k] rows), in one pass."""
+    out = {key: np.zeros(rows.shape, np.float32) for key, rows in found.items()}
+    for first, chunk in model.chunks(n):
+        for key, rows in found.items():
+            hit = (rows >= first) & (rows < first + len(chunk))
+            q, j = np.nonzero(hit)
+            out[key][q, j] = np.einsum("ij,ij->i", queries[q], chunk[rows[q, j] - first])
+    return out
 
 
 def describe(model: EmbeddingModel, queries: np.ndarray, n: int = 20_000) -> dict:
