@@ -39,11 +39,11 @@ import generated_embeddings as gen  # noqa: E402
 
 # label -> (backend, build parameters, search knob, its values); the default setting comes first.
 CANDIDATES = {
-    "HNSW": ("faiss-hnsw", {}, "ef_search", [32, 16, 64]),
     "IVF-PQ m=64": ("faiss-ivfpq", {"m": 64}, "nprobe", [32, 16, 64]),
     "IVF-PQ m=128": ("faiss-ivfpq", {"m": 128}, "nprobe", [32, 16, 64]),
     "IVF-PQ m=256": ("faiss-ivfpq", {"m": 256}, "nprobe", [32, 16, 64]),
     "IVF-PQ m=512": ("faiss-ivfpq", {"m": 512}, "nprobe", [32, 16, 64]),
+    "HNSW": ("faiss-hnsw", {}, "ef_search", [32, 16, 64]),
 }
 MB = 1 << 20
 
@@ -60,11 +60,15 @@ def reset_peak() -> float:
     return rss_mb()
 
 
+PEAKS = []  # every step's peak RSS in MB: resetting the peak for a step hides the earlier ones
+
+
 def step(fn, *args):
     """(result, CPU seconds, peak RSS growth MB) of fn(*args)."""
     before, cpu = reset_peak(), time.process_time()
     result = fn(*args)
-    return result, time.process_time() - cpu, rss_mb("VmHWM") - before
+    PEAKS.append(rss_mb("VmHWM"))
+    return result, time.process_time() - cpu, PEAKS[-1] - before
 
 
 def _items(model, n, shard, shards):
@@ -117,8 +121,12 @@ def build_ivfpq(model, n, params, shards):
                      "parts_mb": sum(len(p["index"]) for p in parts) / MB, "shards": shards}
 
 
-def measure(label, n, queries, truth, shards, gather, out):
-    """One backend at one size, in a child process: writes its result as JSON to ``out``."""
+def _index_path(work, label, n):
+    return os.path.join(work, f"{label.replace(' ', '_').replace('=', '')}-{n}.faiss")
+
+
+def measure(label, n, queries, truth, shards, gather, work):
+    """One backend at one size, in a child process: builds it, writes the index file and its result JSON."""
     import faiss
 
     from components.similar.index import recall_at_k
@@ -130,19 +138,48 @@ def measure(label, n, queries, truth, shards, gather, out):
     backend, steps = (build_hnsw(model, n, params, gather) if name == "faiss-hnsw"
                       else build_ivfpq(model, n, params, shards))
     result = {"label": label, "backend": name, "n": n, "build_cpu_s": time.process_time() - cpu,
-              "build_wall_s": time.time() - wall, "peak_growth_mb": rss_mb("VmHWM") - start_rss,
-              "index_mb": len(backend.to_bytes()) / MB, "params": dict(backend.params), **steps, "settings": []}
+              "build_wall_s": time.time() - wall, "peak_growth_mb": max([rss_mb("VmHWM")] + PEAKS) - start_rss,
+              "params": dict(backend.params), **steps, "settings": []}
+    path = _index_path(work, label, n)
+    faiss.write_index(backend._index, path)  # straight to the file: to_bytes() would copy 8 GB of HNSW
+    result["index_mb"] = os.path.getsize(path) / MB
     for value in values:
         backend.params[knob] = value
         found = backend.search(queries, 10)[1]
-        done, t0 = 0, time.process_time()
-        while time.process_time() - t0 < 2.0 or done < 50:
-            backend.search(queries[done % len(queries)][None], 10)
-            done += 1
         result["settings"].append({"setting": f"{knob}={value}", "recall@10": recall_at_k(found, truth),
-                                   "qps_1_cpu": done / (time.process_time() - t0), "found": found.tolist()})
-    with open(out, "w") as f:
+                                   "found": found.tolist()})
+    with open(path + ".json", "w") as f:
         json.dump(result, f, indent=1)
+
+
+def search_speed(labels, n, queries, work, rounds, seconds):
+    """Queries/s of every backend and setting at one size, one query at a time, taking turns ``rounds``
+    times in one process (so load from elsewhere falls on all alike); medians to ``work``/speed-n.json."""
+    import faiss
+
+    from components.similar.backends import make_backend
+
+    faiss.omp_set_num_threads(1)
+    backends = {}
+    for label in labels:
+        name, params, knob, values = CANDIDATES[label]
+        with open(_index_path(work, label, n) + ".json") as f:
+            backend = make_backend(name, gen.DIM, **json.load(f)["params"])
+        backend._index = faiss.read_index(_index_path(work, label, n))
+        backends[label] = backend
+    rates = {}
+    for _ in range(rounds):
+        for label, backend in backends.items():
+            _, _, knob, values = CANDIDATES[label]
+            for value in values:
+                backend.params[knob] = value
+                done, t0 = 0, time.process_time()
+                while time.process_time() - t0 < seconds or done < 20:
+                    backend.search(queries[done % len(queries)][None], 10)
+                    done += 1
+                rates.setdefault(f"{label} {knob}={value}", []).append(done / (time.process_time() - t0))
+    with open(os.path.join(work, f"speed-{n}.json"), "w") as f:
+        json.dump({key: float(np.median(r)) for key, r in rates.items()}, f)
 
 
 def add_similarity_kept(model, n, queries, truth_cosines, results) -> None:
@@ -154,6 +191,14 @@ def add_similarity_kept(model, n, queries, truth_cosines, results) -> None:
         del results[i]["settings"][j]["found"]  # kept in the backend's own JSON file
 
 
+def run_child(ctx, target, *args):
+    child = ctx.Process(target=target, args=args)
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"{target.__name__}{args[:2]} failed (exit {child.exitcode})")
+
+
 def table(results) -> str:
     """Markdown: one row per backend and search setting; sizes and build figures on the default's row."""
     lines = ["| items | backend | setting | recall@10 | similarity kept | queries/s (1 thread) "
@@ -163,7 +208,8 @@ def table(results) -> str:
             build = (f"{r['index_mb'] * 1e6 / r['n']:,.0f} | {r['build_cpu_s']:,.0f} | {r['peak_growth_mb']:,.0f}"
                      if i == 0 else " | | ")
             lines.append(f"| {r['n']:,} | {r['label']} | {s['setting']} | {s['recall@10']:.3f} | "
-                         f"{s.get('similarity_kept', float('nan')):.3f} | {s['qps_1_cpu']:,.0f} | {build} |")
+                         f"{s.get('similarity_kept', float('nan')):.3f} | {s.get('qps_1_cpu', float('nan')):,.0f} | "
+                         f"{build} |")
     return "\n".join(lines)
 
 
@@ -193,22 +239,25 @@ def main(argv=None):
         for label in args.candidates:
             if (label, n) in done:
                 continue  # a rerun resumes where it stopped
-            out = os.path.join(args.work, f"{label.replace(' ', '_')}-{n}.json")
             gather = CANDIDATES[label][0] == "faiss-hnsw" and n <= args.gather_max
-            child = ctx.Process(target=measure, args=(label, n, queries, truth, args.shards, gather, out))
-            child.start()
-            child.join()
-            if child.exitcode != 0:
-                raise SystemExit(f"{label} at {n:,} failed (exit {child.exitcode})")
-            with open(out) as f:
+            run_child(ctx, measure, label, n, queries, truth, args.shards, gather, args.work)
+            with open(_index_path(args.work, label, n) + ".json") as f:
                 results.append(json.load(f))
             with open(results_path, "w") as f:
                 json.dump(results, f, indent=1)
-            print(table(results[-1:]), flush=True)
-        pending = [r for r in results if r["n"] == n and "similarity_kept" not in r["settings"][0]]
-        add_similarity_kept(model, n, queries, truth_cosines, pending)  # one pass over the vectors for all
+        sized = [r for r in results if r["n"] == n]
+        add_similarity_kept(model, n, queries, truth_cosines, [r for r in sized if "found" in r["settings"][0]])
+        if any("qps_1_cpu" not in r["settings"][0] for r in sized):
+            run_child(ctx, search_speed, [r["label"] for r in sized], n, queries, args.work, 3, 1.0)
+            with open(os.path.join(args.work, f"speed-{n}.json")) as f:
+                speed = json.load(f)
+            for r in sized:
+                for s in r["settings"]:
+                    s["qps_1_cpu"] = speed[f"{r['label']} {s['setting']}"]
+                os.remove(_index_path(args.work, r["label"], n))  # HNSW's is 8 GB at 1M
         with open(results_path, "w") as f:
             json.dump(results, f, indent=1)
+        print(table(sized), flush=True)
     print(table(results))
     print(f"results: {results_path}")
 

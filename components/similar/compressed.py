@@ -18,7 +18,10 @@ import numpy as np
 
 from components.similar.backend_base import FaissBackend
 
-ADD_CHUNK = 8192  # vectors encoded per FAISS call: bounds the working copy to 64 MB at 2048-d
+# Vectors encoded per FAISS call. Encoding n vectors with m sub-quantizers of 32 or 16 dimensions
+# allocates n x 256 x m floats of distance tables (512 MB for 8,192 vectors at m=64): 1,024 keep it
+# under 128 MB at m=128.
+ADD_CHUNK = 1024
 MIN_POINTS_PER_CENTROID = 39  # below this FAISS's k-means warns that the cells are poorly trained
 
 
