@@ -113,22 +113,25 @@ def test_beam_sharded_build_equals_one_build(tmp_path):
     assert _hits(sharded, queries) == _hits(one, queries)  # same training sample, same codes, same neighbours
 
 
-def test_auto_backend_follows_the_catalogue_size(tmp_path, monkeypatch):
+def test_auto_backend_follows_the_catalogue_size():
     assert choose_backend("auto", backends.COMPRESSED_FROM - 1) == "faiss-hnsw"
     assert choose_backend("auto", backends.COMPRESSED_FROM) == "faiss-ivfpq"
     assert choose_backend("hnswlib", 10 ** 7) == "hnswlib"
     with pytest.raises(ValueError, match="unknown index backend 'annoy'.*'auto'"):
         choose_backend("annoy", 1)
+
+
+@pytest.mark.parametrize("backend, n, expected", [("auto", 799, "faiss-hnsw"), ("auto", 800, "faiss-ivfpq"),
+                                                  ("faiss-ivfpq", 300, "faiss-ivfpq"), ("exact", 900, "exact")])
+def test_the_job_writes_with_the_backend_chosen(backend, n, expected, tmp_path, monkeypatch):
     monkeypatch.setattr(backends, "COMPRESSED_FROM", 800)  # a small "large" catalogue, to run it here
     monkeypatch.setitem(FaissIVFPQBackend.defaults, "m", 16)
-    built = {}
-    for n in (799, 800):
-        out = str(tmp_path / str(n))
-        with beam.Pipeline(options=PipelineOptions(BEAM)) as p:
-            written = p | beam.Create(_items(clustered(n, 64, 10, seed=4))) | WriteIndex(out, "auto", MODEL, {}, {})
-            assert_that(written, equal_to([n]))
-        built[n] = SimilarityIndex.load(out).manifest["backend"]
-    assert built == {799: "faiss-hnsw", 800: "faiss-ivfpq"}
+    out = str(tmp_path / "index")
+    with beam.Pipeline(options=PipelineOptions(BEAM)) as p:
+        written = p | beam.Create(_items(clustered(n, 64, 10, seed=4))) | WriteIndex(out, backend, MODEL, {}, {})
+        assert_that(written, equal_to([n]))
+    index = SimilarityIndex.load(out)
+    assert index.manifest["backend"] == expected and index.count == n
 
 
 def test_imat_index_offers_the_compressed_backend():
