@@ -20,7 +20,7 @@ from components.similar.backend_base import FaissBackend
 
 # Vectors encoded per FAISS call. Encoding n vectors with m sub-quantizers of 32 or 16 dimensions
 # allocates n x 256 x m floats of distance tables (512 MB for 8,192 vectors at m=64): 1,024 keep it
-# under 128 MB at m=128.
+# under 128 MB at m=128 (m=256's 8-dimension sub-vectors are encoded without the tables).
 ADD_CHUNK = 1024
 MIN_POINTS_PER_CENTROID = 39  # below this FAISS's k-means warns that the cells are poorly trained
 
@@ -55,7 +55,7 @@ class FaissIVFPQBackend(FaissBackend):
     lossy = True
     trains_on_sample = True
     # Chosen by benchmarks/index_scale_benchmark.py (README, "Similar products at a million items").
-    defaults = {"nlist": 0, "m": 64, "nbits": 0, "nprobe": 32, "train_size": 65536}
+    defaults = {"nlist": 0, "m": 256, "nbits": 0, "nprobe": 32, "train_size": 65536}
 
     def train(self, sample: np.ndarray, count: int) -> None:
         """Trains an empty index on ``sample`` for a catalogue of ``count`` items.
