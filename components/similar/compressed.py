@@ -55,7 +55,7 @@ class FaissIVFPQBackend(FaissBackend):
     lossy = True
     trains_on_sample = True
     # Chosen by benchmarks/index_scale_benchmark.py (README, "Similar products at a million items").
-    defaults = {"nlist": 0, "m": 256, "nbits": 0, "nprobe": 16, "train_size": 65536}
+    defaults = {"nlist": 0, "m": 512, "nbits": 0, "nprobe": 16, "train_size": 65536}
 
     def train(self, sample: np.ndarray, count: int) -> None:
         """Trains an empty index on ``sample`` for a catalogue of ``count`` items.

@@ -8,8 +8,8 @@
      and one is kept); each shard's worker streams its items into a copy of the trained
      index, ``compressed.ADD_CHUNK`` vectors at a time, and emits the codes.
   4. Merge: one worker merges the parts one after another (``merge_from``; rows numbered
-     part after part) and writes the index folder. It holds the codes (~264 bytes an item
-     at m=256), the items' ids, URLs and labels, and the thumbnails, never the vectors.
+     part after part) and writes the index folder. It holds the codes (~520 bytes an item
+     at m=512), the items' ids, URLs and labels, and the thumbnails, never the vectors.
 
 The functions under the DoFns (``train_template``, ``encode_part``, ``merge_parts``) are what
 ``benchmarks/index_scale_benchmark.py`` measures step by step.
