@@ -66,7 +66,9 @@ def test_brute_force_and_recall_helpers():
 def test_index_round_trips_through_save_and_load(vectors, backend, tmp_path):
     items = _items(len(vectors))
     thumbnails = [bytes([i % 256]) * (i % 5) for i in range(len(items))]  # some items without one
-    index = SimilarityIndex.build(vectors, items, MODEL, backend=backend, thumbnails=thumbnails,
+    # IVF-PQ's default code (512 sub-quantizers) is for 2048-d embeddings; these vectors are narrower.
+    params = {"m": 16} if backend == "faiss-ivfpq" else None
+    index = SimilarityIndex.build(vectors, items, MODEL, backend=backend, params=params, thumbnails=thumbnails,
                                   label_names={1: ("category", "dress")}, extra={"catalogue": ["a/*.gz"]})
     path = str(tmp_path / "index")
     index.save(path)
