@@ -1,4 +1,4 @@
-"""Nearest-neighbour backends behind one small interface: exact numpy, FAISS (HNSW, IVF), hnswlib.
+"""Nearest-neighbour backends behind one small interface: exact numpy, FAISS (HNSW, IVF, IVF-PQ), hnswlib.
 
 Every backend indexes L2-normalised float32 vectors by row number (0..n-1) and scores by
 inner product, which for unit vectors is the cosine similarity. The index (``index.py``)
@@ -9,49 +9,12 @@ numpy-only ``exact`` backend works without them.
 import io
 import os
 import tempfile
-from typing import Dict, Tuple, Type
+from typing import Dict, Type
 
 import numpy as np
 
-
-class Backend:
-    """A k-NN structure over unit vectors; rows are the vectors' positions at build time."""
-
-    name = ""
-    defaults: Dict[str, int] = {}
-
-    def __init__(self, dim: int, **params: int):
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise ValueError(f"backend {self.name!r} has no parameter(s) {sorted(unknown)}; "
-                             f"it takes {sorted(self.defaults) or 'none'}")
-        self.dim = dim
-        self.params = {**self.defaults, **{k: int(v) for k, v in params.items()}}
-        self.threads = -1  # -1: the library's default (all cores)
-
-    def set_threads(self, threads: int) -> None:
-        """Threads for building and searching, so the benchmark compares backends at equal threads.
-
-        numpy's BLAS (the exact backend) is limited by the caller, e.g. with threadpoolctl.
-        """
-        self.threads = threads
-
-    def build(self, vectors: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(scores, rows), each [num_queries, k], best first; row -1 where fewer were found."""
-        raise NotImplementedError
-
-    def vectors(self, rows: np.ndarray) -> np.ndarray:
-        """The stored vectors of the given rows."""
-        raise NotImplementedError
-
-    def to_bytes(self) -> bytes:
-        raise NotImplementedError
-
-    def load_bytes(self, data: bytes) -> None:
-        raise NotImplementedError
+from components.similar.backend_base import Backend, FaissBackend
+from components.similar.compressed import FaissIVFPQBackend
 
 
 class ExactBackend(Backend):
@@ -82,40 +45,7 @@ class ExactBackend(Backend):
         self._vectors = np.load(io.BytesIO(data), allow_pickle=False)
 
 
-class _FaissBackend(Backend):
-    def search(self, queries, k):
-        self._set_search_params(k)
-        scores, rows = self._index.search(np.ascontiguousarray(queries, np.float32), k)
-        return scores, rows
-
-    def vectors(self, rows):
-        return np.stack([self._index.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.dim))
-
-    def to_bytes(self):
-        import faiss
-
-        return faiss.serialize_index(self._index).tobytes()
-
-    def load_bytes(self, data):
-        import faiss
-
-        self._index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
-        self._after_load()
-
-    def set_threads(self, threads):
-        import faiss
-
-        super().set_threads(threads)
-        faiss.omp_set_num_threads(threads if threads > 0 else os.cpu_count() or 1)  # process-wide in FAISS
-
-    def _set_search_params(self, k: int) -> None:
-        pass
-
-    def _after_load(self) -> None:
-        pass
-
-
-class FaissHNSWBackend(_FaissBackend):
+class FaissHNSWBackend(FaissBackend):
     """FAISS ``IndexHNSWFlat`` on inner product: a graph index, vectors kept exactly."""
 
     name = "faiss-hnsw"
@@ -130,12 +60,16 @@ class FaissHNSWBackend(_FaissBackend):
         self._index.hnsw.efConstruction = self.params["ef_construction"]
         self._index.add(np.ascontiguousarray(vectors, np.float32))
 
+    def add(self, vectors: np.ndarray) -> None:
+        """Adds vectors after those already there: a large set can be added a chunk at a time."""
+        self._index.add(np.ascontiguousarray(vectors, np.float32))
+
     def _set_search_params(self, k):
         # The candidate list must hold at least k, or fewer than k neighbours come back.
         self._index.hnsw.efSearch = max(self.params["ef_search"], k)
 
 
-class FaissIVFBackend(_FaissBackend):
+class FaissIVFBackend(FaissBackend):
     """FAISS ``IndexIVFFlat``: k-means cells, ``nprobe`` of them scanned per query.
 
     ``nlist`` 0 picks about sqrt(n) cells, kept at or below n / 39 where FAISS would
@@ -211,12 +145,20 @@ class HnswlibBackend(Backend):
             self._index.load_index(path)
 
 
+# "auto" picks by catalogue size. Below COMPRESSED_FROM items, FAISS HNSW (benchmarks/similar_benchmark.py:
+# it tied hnswlib on recall and answered and built faster; IVF-Flat needed 8 probes for the same
+# recall and was then 4x slower). From there on the compressed IVF-PQ (benchmarks/
+# index_scale_benchmark.py): HNSW keeps ~8.5 KB an item, so 200k items already take 1.7 GB on the
+# machine that serves them and ~3x that on the one Beam worker that builds them.
+AUTO_BACKEND, SMALL_BACKEND, LARGE_BACKEND = "auto", "faiss-hnsw", "faiss-ivfpq"
+COMPRESSED_FROM = 200_000
 BACKENDS: Dict[str, Type[Backend]] = {b.name: b for b in (ExactBackend, FaissHNSWBackend, FaissIVFBackend,
-                                                           HnswlibBackend)}
+                                                           HnswlibBackend, FaissIVFPQBackend)}
 
 
 def make_backend(name: str, dim: int, **params: int) -> Backend:
-    """A backend by name (``exact``, ``faiss-hnsw``, ``faiss-ivf``, ``hnswlib``) for ``dim``-wide vectors.
+    """A backend by name (``exact``, ``faiss-hnsw``, ``faiss-ivf``, ``hnswlib``, ``faiss-ivfpq``) for ``dim``-wide
+    vectors.
 
     Raises:
       ValueError: an unknown backend or parameter.
@@ -224,3 +166,16 @@ def make_backend(name: str, dim: int, **params: int) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown index backend {name!r}: use one of {sorted(BACKENDS)}")
     return BACKENDS[name](dim, **params)
+
+
+def choose_backend(name: str, count: int) -> str:
+    """The backend for a catalogue of ``count`` items: ``name`` itself unless it is "auto".
+
+    Raises:
+      ValueError: an unknown backend name.
+    """
+    if name == AUTO_BACKEND:
+        return LARGE_BACKEND if count >= COMPRESSED_FROM else SMALL_BACKEND
+    if name not in BACKENDS:
+        raise ValueError(f"unknown index backend {name!r}: use one of {[AUTO_BACKEND] + sorted(BACKENDS)}")
+    return name

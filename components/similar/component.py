@@ -96,7 +96,8 @@ def SimilarityIndexer(
       examples: the catalogue (ExampleGen's output); ``splits`` picks splits ("" all).
       pushed_model: Pusher's output; nothing is built when it was not pushed.
       index: the index folder.
-      backend: the k-NN library (``components/similar/backends.py``).
+      backend: the k-NN library (``components/similar/backends.py``); "auto" (the default) picks
+        HNSW for small catalogues and the compressed IVF-PQ for large ones.
       label_map: label_map.csv, so results print names and tasks.
       index_destination: also copy the index to ``<this>/<model version>``.
       batch_size: images per model call; thumbnail_size: thumbnails' longer side (0: none).

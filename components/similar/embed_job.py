@@ -10,7 +10,10 @@ image ids repeat across splits.
   imat index --workdir imat-demo        # newest pushed model, imat-demo/data/<split>/*.tfrecord.gz,
                                         # writes imat-demo/similar/<model version>
   imat index --model serving/1700000000 --examples train='data/train/*.tfrecord.gz' \\
-      --output similar/1700000000 --backend faiss-hnsw
+      --output similar/1700000000 --backend faiss-ivfpq --shards 64
+
+The backend is "auto" unless named: HNSW below ``backends.COMPRESSED_FROM`` items, the compressed
+IVF-PQ from there on, which many workers build (``sharded_build.py``) instead of one.
 
 Flags this job does not know are passed to Beam (``--runner=DataflowRunner ...``); the model,
 the files and the output may then be on ``gs://``.
@@ -32,13 +35,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components.similar.backends import BACKENDS
-from components.similar.index import (DEFAULT_BACKEND, EmptyCatalogueError, Item, MANIFEST, NORM_TOLERANCE,
-                                      SimilarError, SimilarityIndex, model_info, read_bytes)
+from components.similar.backends import AUTO_BACKEND, BACKENDS, COMPRESSED_FROM, choose_backend
+from components.similar.index import (DEFAULT_BACKEND, EmptyCatalogueError, MANIFEST, NORM_TOLERANCE, SimilarError,
+                                      model_info, read_bytes)
+from components.similar.sharded_build import DEFAULT_SHARDS, NAMESPACE
+from components.similar.write_index import WriteIndex
 from trainer import features
 
 log = logging.getLogger(__name__)
-NAMESPACE = "imat_similar"
 EMBED_SIGNATURE, EMBED_INPUT, EMBED_OUTPUT = "embed_images", "images", "embedding"
 LOCAL_RUNNER_ARGS = ["--runner=FnApiRunner"]
 DEFAULT_WORKDIR = "imat-demo"
@@ -50,11 +54,12 @@ class IndexSettings:
     model_dir: str  # a SavedModel with the embed_images signature
     catalogue: Dict[str, str]  # split name -> file pattern of (gzip) TFRecords of tf.Examples
     output: str  # the index folder
-    backend: str = DEFAULT_BACKEND
+    backend: str = DEFAULT_BACKEND  # "auto": by the catalogue's size (backends.choose_backend)
     batch_size: int = 32
     thumbnail_size: int = 96  # longer side of the stored thumbnails; 0 stores none
     label_map: str = ""  # label_map.csv, so results print label names and tasks
     model_version: str = ""  # Pusher's version of the model; "" takes the folder's name when it is a number
+    shards: int = DEFAULT_SHARDS  # parts the compressed index is encoded in, one worker each
 
 
 def _counter(name: str):
@@ -153,33 +158,6 @@ class EmbedBatchFn(beam.DoFn):
             return b""
 
 
-class WriteIndexFn(beam.DoFn):
-    """All embedded items -> the index folder; of items with the same id, one is kept (counted)."""
-
-    def __init__(self, settings: IndexSettings, model, label_names: dict, build_id: str):
-        self._settings, self._model, self._label_names, self._build_id = settings, model, label_names, build_id
-        self._duplicates, self._indexed = _counter("duplicate_ids"), _counter("items_indexed")
-
-    def process(self, items: List[dict]):
-        if not items:
-            return  # the launcher reports the empty catalogue, with the counters
-        unique: Dict[str, dict] = {}
-        for item in sorted(items, key=lambda i: i["id"]):
-            if item["id"] in unique:
-                self._duplicates.inc()
-                log.warning("%s: id repeated in the catalogue; one item is kept", item["id"])
-            else:
-                unique[item["id"]] = item
-        rows = list(unique.values())
-        index = SimilarityIndex.build(
-            np.stack([r["vector"] for r in rows]), [Item(r["id"], r["url"], r["labels"]) for r in rows], self._model,
-            backend=self._settings.backend, thumbnails=[r["thumbnail"] for r in rows], label_names=self._label_names,
-            extra={"catalogue": self._settings.catalogue, "build_id": self._build_id})
-        index.save(self._settings.output)
-        self._indexed.inc(index.count)
-        yield index.count
-
-
 class ReadCatalogue(beam.PTransform):
     """Split name -> TFRecord pattern, to item dicts (gzip is recognised by the .gz suffix)."""
 
@@ -237,8 +215,10 @@ def index_catalogue(pipeline: beam.Pipeline, settings: IndexSettings) -> dict:
       SimilarError: the model is not a SavedModel, or an unknown backend.
       EmptyCatalogueError: no file matches, or no record of them could be indexed.
     """
-    if settings.backend not in BACKENDS:
-        raise SimilarError(f"unknown index backend {settings.backend!r}: use one of {sorted(BACKENDS)}")
+    try:
+        choose_backend(settings.backend, 0)  # an unknown name fails before anything runs
+    except ValueError as e:
+        raise SimilarError(str(e)) from None
     model = model_info(settings.model_dir)  # before the run: a wrong --model fails at once
     if settings.model_version:
         model = dataclasses.replace(model, version=settings.model_version)
@@ -249,8 +229,8 @@ def index_catalogue(pipeline: beam.Pipeline, settings: IndexSettings) -> dict:
     _ = (pipeline
          | "ReadCatalogue" >> ReadCatalogue(settings.catalogue)
          | "EmbedItems" >> EmbedItems(settings.model_dir, settings.batch_size, settings.thumbnail_size)
-         | "AllItems" >> beam.combiners.ToList()
-         | "WriteIndex" >> beam.ParDo(WriteIndexFn(settings, model, label_names, build_id)))
+         | "WriteIndex" >> WriteIndex(settings.output, settings.backend, model, label_names,
+                                      {"catalogue": settings.catalogue, "build_id": build_id}, settings.shards))
     result = pipeline.run()
     result.wait_until_finish()
     counts = {}
@@ -293,7 +273,11 @@ def parse_args(argv: Optional[List[str]]):
     parser.add_argument("--examples", action="append", metavar="SPLIT=PATTERN",
                         help="TFRecords of a catalogue split; repeat per split; default: WORKDIR/data/<split>/")
     parser.add_argument("--output", help="index folder; default: WORKDIR/similar/<model version>")
-    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS))
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=[AUTO_BACKEND] + sorted(BACKENDS),
+                        help="auto (default): faiss-hnsw below %d items, the compressed faiss-ivfpq from there on"
+                        % COMPRESSED_FROM)
+    parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS,
+                        help="faiss-ivfpq: parts encoded in parallel, then merged")
     parser.add_argument("--label_map", help="default: WORKDIR/source/label_map.csv if present")
     parser.add_argument("--batch_size", type=int, default=IndexSettings.batch_size)
     parser.add_argument("--thumbnail_size", type=int, default=IndexSettings.thumbnail_size,
@@ -319,9 +303,10 @@ def settings_from_args(parser, args) -> IndexSettings:
     output = args.output or os.path.join(args.workdir, "similar", index_version(model_dir))
     default_map = os.path.join(args.workdir, "source", "label_map.csv")
     label_map = args.label_map or (default_map if os.path.exists(default_map) else "")
-    if args.batch_size < 1 or args.thumbnail_size < 0:
-        parser.error("--batch_size must be at least 1 and --thumbnail_size at least 0")
-    return IndexSettings(model_dir, catalogue, output, args.backend, args.batch_size, args.thumbnail_size, label_map)
+    if args.batch_size < 1 or args.thumbnail_size < 0 or args.shards < 1:
+        parser.error("--batch_size and --shards must be at least 1 and --thumbnail_size at least 0")
+    return IndexSettings(model_dir, catalogue, output, args.backend, args.batch_size, args.thumbnail_size, label_map,
+                         shards=args.shards)
 
 
 def run(argv: Optional[List[str]] = None) -> dict:

@@ -26,14 +26,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from components.similar.backends import Backend, make_backend
+from components.similar.backends import AUTO_BACKEND, Backend, choose_backend, make_backend
+from components.similar.compressed import training_rows
 
 FORMAT, FORMAT_VERSION = "imat-similar-index", 1
 MANIFEST, ITEMS, INDEX, THUMBNAILS = "manifest.json", "items.jsonl", "index.bin", "thumbnails.bin"
-# Chosen by benchmarks/similar_benchmark.py: FAISS HNSW and hnswlib tie on recall; FAISS answered
-# single queries ~7 % faster and built ~9 % faster on the 10k set, in both runs; IVF needs
-# 8 probes for the same recall and is then 4x slower per query.
-DEFAULT_BACKEND = "faiss-hnsw"
+DEFAULT_BACKEND = AUTO_BACKEND  # by the catalogue's size: backends.choose_backend
 NORM_TOLERANCE = 1e-3
 
 
@@ -182,7 +180,7 @@ class SimilarityIndex:
           vectors: float [n, dim], each row of norm 1 (the model's ``embed_images`` output).
           items: n items, in the rows' order, with unique ids.
           model: the model that embedded them.
-          backend: a name from ``backends.BACKENDS``; params: its parameters.
+          backend: a name from ``backends.BACKENDS``, or "auto" (``choose_backend``); params: its parameters.
           thumbnails: n small JPEGs (b"" where there is none), for contact sheets.
           label_names: label id -> (task, name), stored so results print without a label map.
           extra: more manifest fields (e.g. the catalogue's files and skipped records).
@@ -202,22 +200,38 @@ class SimilarityIndex:
             raise SimilarError(f"item ids must be unique; repeated: {repeated}")
         _check_unit(vectors, "catalogue vectors")
         start = time.monotonic()
-        index_backend = make_backend(backend, vectors.shape[1], **(params or {}))
-        index_backend.build(vectors)
+        index_backend = make_backend(choose_backend(backend, len(items)), vectors.shape[1], **(params or {}))
+        if index_backend.trains_on_sample:
+            # The same sample as the Beam job's sharded build: the items first in sample_key order.
+            index_backend.build(vectors, training_rows([item.item_id for item in items],
+                                                       index_backend.params["train_size"]))
+        else:
+            index_backend.build(vectors)
+        return cls.assemble(index_backend, items, model, thumbnails, label_names, extra,
+                            build_seconds=time.monotonic() - start)
+
+    @classmethod
+    def assemble(cls, backend: Backend, items: Sequence[Item], model: ModelInfo,
+                 thumbnails: Optional[Sequence[bytes]] = None, label_names: Optional[Dict[int, Tuple[str, str]]] = None,
+                 extra: Optional[dict] = None, build_seconds: float = 0.0) -> "SimilarityIndex":
+        """An index around a backend already filled with the items' vectors, row i being ``items[i]``.
+
+        ``build`` uses it; so does the Beam job, which fills the backend in parts on several workers.
+        """
         thumbnails = list(thumbnails) if thumbnails is not None else [b""] * len(items)
         spans, offset = [], 0
         for thumb in thumbnails:
             spans.append((offset, len(thumb)))
             offset += len(thumb)
         manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "backend": backend, "params": index_backend.params,
-            "metric": "cosine", "dim": int(vectors.shape[1]), "count": len(items),
-            "model": dataclasses.asdict(model), "build_seconds": round(time.monotonic() - start, 3),
+            "format": FORMAT, "format_version": FORMAT_VERSION, "backend": backend.name, "params": backend.params,
+            "metric": "cosine", "dim": int(backend.dim), "count": len(items),
+            "model": dataclasses.asdict(model), "build_seconds": round(build_seconds, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "labels": {str(k): {"task": t, "name": n} for k, (t, n) in sorted((label_names or {}).items())},
             **(extra or {}),
         }
-        return cls(index_backend, items, model, manifest, b"".join(thumbnails), spans)
+        return cls(backend, items, model, manifest, b"".join(thumbnails), spans)
 
     def check_model(self, fingerprint: str, model_path: str = "") -> None:
         """Raises IndexMismatchError unless ``fingerprint`` is the index's model's."""
