@@ -13,7 +13,8 @@ local runner runs components one after another in one process).
 
 Then, per component, a least-squares fit ``cpu = a + b * n`` over the sizes, where n is what the
 component's work is driven by (all records; the eval split; the calibration split; the
-catalogue), the log-log slope between the two largest sizes (1 is linear, 2 quadratic), and the
+catalogue), the marginal CPU per image in the lower and the upper range of sizes (equal when
+the work is linear, growing when it is worse), and the
 projection to the competition's counts (1,014,544 train, 9,897 validation images). Components
 that run the network (calibration in the Trainer, the Evaluator, the similar-product index) are
 scaled from 75 to 299 px by the ratio of InceptionV3's CPU seconds per image at the two sizes,
@@ -47,11 +48,12 @@ CALIBRATION_SHARE = 0.5
 # Component -> what its work is driven by (a count of images), as a function of the split sizes.
 DRIVERS = {
     "ImportExampleGen": lambda t, v: t + v, "StatisticsGen": lambda t, v: t + v,
-    "ExampleValidator": lambda t, v: t + v, "ValidationGate": lambda t, v: t + v,
-    "SchemaGen": lambda t, v: t + v, "Transform": lambda t, v: t + v,
+    "Transform": lambda t, v: t + v,
     "Trainer": lambda t, v: v * CALIBRATION_SHARE, "Evaluator": lambda t, v: v * (1 - CALIBRATION_SHARE),
-    "SimilarityIndexer": lambda t, v: t + v, "Pusher": lambda t, v: 1.0,
+    "SimilarityIndexer": lambda t, v: t + v,
 }
+# Everything else reads statistics, schemas or one model, whatever the data's size: a fixed cost.
+FIXED = lambda t, v: 1.0  # noqa: E731
 NETWORK_COMPONENTS = ("Trainer", "Evaluator", "SimilarityIndexer")
 
 
@@ -116,7 +118,7 @@ def run_size(work: str, train: int, train_steps: int) -> dict:
     return {"train": train, "validation": validation, "generate_s": round(generated, 1), "components": rows}
 
 
-def network_cpu_ratio(batches: int = 3, batch: int = 16) -> dict:
+def network_cpu_ratio(batches: int = 6, batch: int = 16) -> dict:
     """CPU seconds per image of InceptionV3's forward pass at 75 and 299 px, and their ratio."""
     import numpy as np
 
@@ -206,25 +208,30 @@ def _in_child(script_args, work: str, out: str, what: str = "", size: int = 0) -
 
 
 def fit(points):
-    """Least-squares (a, b) of y = a + b n, and the log-log slope between the two largest n."""
+    """Least-squares (a, b) of y = a + b n, and the marginal cost per unit in the lower and upper range.
+
+    The two marginal costs tell the growth apart from the fixed cost: equal for linear work,
+    the upper one a little higher for n log n, about (n3 + n2) / (n2 + n1) times higher for quadratic.
+    """
+    points = sorted(points)
     n = [p[0] for p in points]
     y = [p[1] for p in points]
     mean_n, mean_y = sum(n) / len(n), sum(y) / len(y)
     var = sum((x - mean_n) ** 2 for x in n)
     b = sum((x - mean_n) * (v - mean_y) for x, v in zip(n, y)) / var if var else 0.0
-    (n1, y1), (n2, y2) = sorted(points)[-2:]
-    slope = math.log(max(y2, 1e-6) / max(y1, 1e-6)) / math.log(n2 / n1) if n2 > n1 else 0.0
-    return mean_y - b * mean_n, b, slope
+    (n1, y1), (n2, y2), (n3, y3) = points[0], points[-2], points[-1]
+    low = (y2 - y1) / (n2 - n1) if n2 > n1 else 0.0
+    high = (y3 - y2) / (n3 - n2) if n3 > n2 else 0.0
+    return mean_y - b * mean_n, b, low, high
 
 
-def growth_name(slope: float) -> str:
-    if slope < 0.3:
-        return "fixed cost dominates"
-    if slope < 1.2:
+def growth_name(b: float, low: float, high: float, fixed: float) -> str:
+    """Names the growth from the fit: per-unit work too small to see, linear, or faster."""
+    if b <= 0 or b * 10_000 < 0.05 * max(fixed, 1.0):  # under 5 % of the fixed cost per 10,000 images
+        return "fixed cost only"
+    if low <= 0 or high <= 1.5 * low:  # a negative range is noise in the fixed cost
         return "linear"
-    if slope < 1.5:
-        return "n log n or a little worse"
-    return "worse than n log n"
+    return "faster than linear"
 
 
 def project(results: dict, args) -> dict:
@@ -235,20 +242,23 @@ def project(results: dict, args) -> dict:
     rows = []
     names = [r["component"] for r in sizes[0]["components"]]
     for name in names:
-        driver = DRIVERS.get(name, lambda t, v: t + v)
+        driver = DRIVERS.get(name, FIXED)
         points = [(driver(s["train"], s["validation"]),
                    next(r["cpu_s"] for r in s["components"] if r["component"] == name)) for s in sizes]
-        a, b, slope = fit(points)
+        a, b, low, high = fit(points)
         n_comp = driver(comp_t, comp_v)
         scale = ratio if name in NETWORK_COMPONENTS else 1.0
-        # Linear growth projects by the fit; worse growth by the power law through the largest size.
-        n_top, y_top = max(points)
+        growth = growth_name(b, low, high, a)
         # The network's share (per image) grows with the pixels; the fixed cost (tracing, loading) does not.
-        cpu = a + b * n_comp * scale if slope < 1.2 else a + (y_top - a) * (n_comp / n_top) ** slope * scale
+        cpu = a + max(b, 0.0) * n_comp * scale if growth != "fixed cost only" else max(a, 0.0)
+        if growth == "faster than linear":  # the upper range's marginal cost held to the end: a lower bound
+            n_top, y_top = max(points)
+            cpu = y_top + high * (n_comp - n_top) * scale
         peaks = [next(r["peak_mb"] for r in s["components"] if r["component"] == name) for s in sizes]
         rows.append({"component": name, "driver_at_sizes": [p[0] for p in points], "cpu_s": [p[1] for p in points],
                      "peak_mb": peaks, "fixed_s": round(a, 1), "per_image_ms": round(1000 * b, 3),
-                     "slope": round(slope, 2), "growth": growth_name(slope), "competition_driver": n_comp,
+                     "marginal_ms": [round(1000 * low, 3), round(1000 * high, 3)], "growth": growth,
+                     "competition_driver": n_comp,
                      "projected_cpu_h": round(max(cpu, 0.0) / 3600, 2)})
     # The download job, from its per-image CPU cost (the fetch is network time on top).
     all_images = sum(COMPETITION.values())
@@ -275,15 +285,16 @@ def project(results: dict, args) -> dict:
 def markdown(results: dict) -> str:
     sizes = results["sizes"]
     head = " | ".join(f"N={s['train']:,}: CPU s / peak MB" for s in sizes)
-    lines = [f"| component | {head} | growth (log-log slope) | competition: CPU h |",
-             "|---|" + "---|" * len(sizes) + "---|---|"]
+    lines = [f"| component | {head} | CPU ms per image, lower / upper range | growth | competition: CPU h |",
+             "|---|" + "---|" * len(sizes) + "---|---|---|"]
     for r in results["projection"]["components"]:
         if "cpu_s" not in r:
             lines.append(f"| {r['component']} | " + " | ".join("" for _ in sizes)
-                         + f" | {r['per_image_ms']} ms per image | {r['projected_cpu_h']} |")
+                         + f" | {r['per_image_ms']} | measured per image | {r['projected_cpu_h']} |")
             continue
         cells = " | ".join(f"{c:.1f} / {m:,}" for c, m in zip(r["cpu_s"], r["peak_mb"]))
-        lines.append(f"| {r['component']} | {cells} | {r['growth']} ({r['slope']}) | {r['projected_cpu_h']} |")
+        low, high = r["marginal_ms"]
+        lines.append(f"| {r['component']} | {cells} | {low} / {high} | {r['growth']} | {r['projected_cpu_h']} |")
     p, net, plan = results["projection"], results["network"], results.get("plan")
     lines += ["", f"InceptionV3 forward, CPU s per image: {net['cpu_s_per_image_75']:.4f} at 75 px, "
                   f"{net['cpu_s_per_image_299']:.4f} at 299 px (x{net['ratio']:.1f}, applied to "

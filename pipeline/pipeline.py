@@ -172,6 +172,11 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN, materialize=False,
+        # Statistics of the transformed features would decode and resize every image of every
+        # split once more, only to describe 268,203 floats per image at 299 px: it was most of Transform's CPU
+        # and, in the local runner, memory that grew with the data (benchmarks/scale_benchmark.py).
+        # StatisticsGen already describes the raw data that the schema checks.
+        disable_statistics=True,
         custom_config=config.transform_custom_config())
     return {"example_gen": example_gen, "statistics_gen": statistics_gen, "schema_gen": schema_gen,
             "schema_importer": schema_importer, "example_validator": example_validator, "gate": gate,

@@ -135,3 +135,7 @@ def test_an_out_of_domain_label_stops_the_run_before_transform_unless_warn_only(
 
     states = _run_front(dataclasses.replace(config, warn_only=True))
     assert states["ValidationGate"] == "COMPLETE" and states["Transform"] == "COMPLETE"
+    # Transform analyses (the label counts) without re-describing every decoded image.
+    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    assert runs.latest_output_uri(metadata, "Transform", "TransformGraph")
+    assert runs.latest_output_uri(metadata, "Transform", "ExampleStatistics") is None
