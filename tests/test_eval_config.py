@@ -46,7 +46,8 @@ def data(tmp_path_factory):
                                                     DECISIONS: decisions[i].tolist()})))
     schema = schema_utils.schema_from_feature_spec({
         LABELS_KEY: tf.io.VarLenFeature(tf.int64),
-        **{name: tf.io.FixedLenFeature([NUM_LABELS], tf.float32) for name in (LABELS_FEATURE, PROBABILITIES, DECISIONS)}})
+        **{name: tf.io.FixedLenFeature([NUM_LABELS], tf.float32)
+           for name in (LABELS_FEATURE, PROBABILITIES, DECISIONS)}})
     return path, schema, labels, decisions
 
 
@@ -106,7 +107,8 @@ def test_label_slice_metrics_are_the_per_label_slices_numbers(results, data):
         values = {name: float(v["doubleValue"]) for name, v in overall[f"classId:{index}"].items()}
         carriers = labels[:, index] > 0
         old_slice = old_slices.get(((LABELS_KEY, index + 1),), {}).get(DECISIONS, {}).get("", {})
-        assert values[EXAMPLE_COUNT] == carriers.sum() == float(old_slice.get("example_count", {}).get("doubleValue", 0))
+        old_count = float(old_slice.get("example_count", {}).get("doubleValue", 0))
+        assert values[EXAMPLE_COUNT] == carriers.sum() == old_count
         if not carriers.any():
             assert math.isnan(values[MICRO_F1])
             continue

@@ -29,7 +29,8 @@ SLICING_METRICS = [
 # An evaluation from before LabelSliceMetrics: the supports in per-label slices.
 SLICED_METRICS = [
     ((), {output: {sub_key: {k: v for k, v in metrics.items() if k != "label_slice_example_count"}
-                   for sub_key, metrics in by_sub_key.items()} for output, by_sub_key in SLICING_METRICS[0][1].items()}),
+                   for sub_key, metrics in by_sub_key.items()}
+          for output, by_sub_key in SLICING_METRICS[0][1].items()}),
     ((("labels", 1),), {"decisions": {"": _metrics(example_count=4)}}),
     ((("labels", 2),), {"decisions": {"": _metrics(example_count=9)}}),
     ((("labels", 3),), {"decisions": {"": _metrics(example_count=2)}}),
