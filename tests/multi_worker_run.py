@@ -3,9 +3,11 @@
 TF_CONFIG comes from the environment, as on Vertex AI Training; ARGS.json holds the FnArgs
 fields. Runs the real ``trainer.task.run_fn``.
 """
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -16,7 +18,9 @@ def main(path: str) -> None:
 
     from trainer import task
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # TFX's imports install absl's handler on the root logger first; force ours (to stderr).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
+    faulthandler.register(signal.SIGUSR1)  # the test dumps the stacks of a worker that hangs
     with open(path) as f:
         task.run_fn(FnArgs(**json.load(f)))
 

@@ -19,6 +19,8 @@ from trainer import data, features, model as model_lib, multi_worker
 from trainer.multi_worker import WorkerRole, role_from_cluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 75
+NUM_LABELS = max(label.label_id for label in demo_data.label_table())
 
 
 @pytest.mark.parametrize("cluster, task_type, task_id, expected", [
@@ -98,3 +100,85 @@ def test_plain_copy_has_the_trained_weights_after_unfreezing():
     np.testing.assert_allclose(copy(images, training=False).numpy(), model(images, training=False).numpy(), atol=1e-6)
     assert multi_worker.fingerprint(multi_worker.read_weights(copy, tf.distribute.get_strategy())) == \
         multi_worker.fingerprint(weights)
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _tiny_examples(root, tft_dir):
+    """Train (two files: one per worker), calibration and eval splits of demo garments, and their transform graph."""
+    rng = random.Random(7)
+    rows = []
+    for _ in range(40):
+        im, labels = demo_data.render(rng, 90)
+        rows.append({features.IMAGE_KEY: [jpeg(im)], features.LABELS_KEY: labels})
+    splits = {"train": rows[:24], "calibration": rows[24:32], "eval": rows[32:]}
+    for split, split_rows in splits.items():
+        folder = os.path.join(root, f"Split-{split}")
+        os.makedirs(folder)
+        halves = (split_rows[::2], split_rows[1::2]) if split == "train" else (split_rows,)
+        for i, part in enumerate(halves):
+            write_examples(part, os.path.join(folder, f"data_tfrecord-{i:05d}-of-{len(halves):05d}.gz"))
+    transform(splits["train"], tft_dir, NUM_LABELS, SIZE)
+    return [os.path.join(root, "Split-train", "*")], [os.path.join(root, f"Split-{s}", "*")
+                                                      for s in ("calibration", "eval")]
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_model_and_only_the_chief_exports(tmp_path):
+    train_files, eval_files = _tiny_examples(str(tmp_path / "examples"), str(tmp_path / "transform"))
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    custom_config = {
+        "num_labels": NUM_LABELS, "image_size": SIZE, "weights": "none", "dropout": 0.0,
+        "head_learning_rate": 1e-3, "fine_tune_learning_rate": 1e-3, "fine_tune_from": "mixed9",
+        "head_steps_fraction": 0.0, "batch_size": 4, "eval_batch_size": 8, "distribution": "multi_worker",
+        "min_positives": 1, "calibration_folds": 2, "label_map": "", "shuffle_buffer": 16, "seed": 3}
+    workers = []
+    for index in range(2):
+        folder = tmp_path / f"worker{index}"  # each its own output folders, to see who wrote what
+        args = {"train_files": train_files, "eval_files": eval_files, "transform_output": str(tmp_path / "transform"),
+                "serving_model_dir": str(folder / "serving"), "model_run_dir": str(folder / "logs"),
+                "train_steps": 2, "eval_steps": 0, "custom_config": custom_config}
+        (tmp_path / f"args{index}.json").write_text(json.dumps(args))
+        # A clean environment but for what the worker needs: one thread each on a busy machine.
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "PYTHONPATH": REPO,
+               "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "1",
+               "TF_NUM_INTEROP_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        log = open(tmp_path / f"worker{index}.log", "w")
+        workers.append((subprocess.Popen([sys.executable, "-m", "tests.multi_worker_run", str(tmp_path / f"args{index}.json")],
+                                         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    deadline = time.monotonic() + 600
+    try:
+        for process, _ in workers:
+            process.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        for process, log in workers:
+            if process.poll() is None:
+                process.kill()
+            log.close()
+    logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+    for (process, _), text in zip(workers, logs):
+        assert process.returncode == 0, text[-3000:]
+    # Both trained as one: the same weights after training, from different halves of the data.
+    fingerprints = [re.findall(r"worker (\d): trained weights sha256 ([0-9a-f]{64})", text) for text in logs]
+    assert [f[0][0] for f in fingerprints] == ["0", "1"]
+    assert fingerprints[0][0][1] == fingerprints[1][0][1]
+    # One export, by the chief (worker 0), thresholds included; the other worker wrote nothing.
+    chief, other = tmp_path / "worker0", tmp_path / "worker1"
+    assert (chief / "serving" / "saved_model.pb").exists()
+    report = json.loads((chief / "serving" / "assets.extra" / "thresholds.json").read_text())
+    assert len(report["thresholds"]) == NUM_LABELS
+    assert any((chief / "logs").rglob("events.out.tfevents.*"))
+    assert not other.exists(), sorted(str(p) for p in other.rglob("*"))
+    loaded = tf.saved_model.load(str(chief / "serving"))
+    probabilities = loaded.signatures["predict_images"](images=tf.constant([jpeg(demo_data.render(random.Random(1), 90)[0])]))
+    assert probabilities["probabilities"].shape == (1, NUM_LABELS)
