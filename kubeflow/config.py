@@ -61,7 +61,8 @@ class TrainerResources:
         if self.workers < 0:
             found.append(f"trainer workers must be 0 or more, not {self.workers}")
         if self.workers and self.is_tpu:
-            found.append(f"trainer workers run MultiWorkerMirroredStrategy on CPUs or GPUs, not {self.accelerator_type}")
+            found.append("trainer workers run MultiWorkerMirroredStrategy on CPUs or GPUs, "
+                         f"not {self.accelerator_type}")
         return found
 
     def worker_pool_specs(self, image: str) -> List[Dict[str, Any]]:

@@ -47,10 +47,11 @@ def pipeline_config(cloud: CloudConfig, num_labels: int, pipeline_name: str = "i
     if cloud.vertex_training and cloud.trainer.workers:
         # Each replica takes an equal share of the global batch; the trainer would refuse it
         # after the machines had started.
-        replicas = (cloud.trainer.workers + 1) * (cloud.trainer.accelerator_count if cloud.trainer.accelerator_type else 1)
+        trainer = cloud.trainer
+        replicas = (trainer.workers + 1) * (trainer.accelerator_count if trainer.accelerator_type else 1)
         if config.batch_size % replicas:
             raise CloudConfigError(f"--batch_size {config.batch_size} does not divide among the {replicas} training "
-                                   f"replicas of {cloud.trainer.workers + 1} machines: use a multiple of {replicas}")
+                                   f"replicas of {trainer.workers + 1} machines: use a multiple of {replicas}")
     return config
 
 

@@ -3,6 +3,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -53,8 +54,9 @@ def _id_files(folder, sizes):
         path = os.path.join(folder, f"part-{i}.tfrecord.gz")
         with tf.io.TFRecordWriter(path, options="GZIP") as writer:
             for _ in range(size):
-                writer.write(tf.train.Example(features=tf.train.Features(feature={features.IMAGE_ID_KEY: tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[str(next_id).encode()]))})).SerializeToString())
+                image_id = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(next_id).encode()]))
+                writer.write(tf.train.Example(features=tf.train.Features(
+                    feature={features.IMAGE_ID_KEY: image_id})).SerializeToString())
                 next_id += 1
         paths.append(path)
     return paths, next_id
@@ -154,16 +156,25 @@ def test_two_workers_train_one_model_and_only_the_chief_exports(tmp_path):
                "TF_NUM_INTEROP_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         log = open(tmp_path / f"worker{index}.log", "w")
-        workers.append((subprocess.Popen([sys.executable, "-m", "tests.multi_worker_run", str(tmp_path / f"args{index}.json")],
-                                         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-    deadline = time.monotonic() + 600
+        command = [sys.executable, "-m", "tests.multi_worker_run", str(tmp_path / f"args{index}.json")]
+        workers.append((subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    # About 4 CPU minutes per worker; the wall time depends on what else shares the cores.
+    deadline = time.monotonic() + 1500
     try:
         for process, _ in workers:
-            process.wait(timeout=max(1, deadline - time.monotonic()))
+            try:
+                process.wait(timeout=max(1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                break
     finally:
+        hung = [process for process, _ in workers if process.poll() is None]
+        for process in hung:
+            process.send_signal(signal.SIGUSR1)  # each writes its threads' stacks into its log
+        time.sleep(2 if hung else 0)
         for process, log in workers:
             if process.poll() is None:
                 process.kill()
+                process.wait()
             log.close()
     logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
     for (process, _), text in zip(workers, logs):
@@ -180,5 +191,6 @@ def test_two_workers_train_one_model_and_only_the_chief_exports(tmp_path):
     assert any((chief / "logs").rglob("events.out.tfevents.*"))
     assert not other.exists(), sorted(str(p) for p in other.rglob("*"))
     loaded = tf.saved_model.load(str(chief / "serving"))
-    probabilities = loaded.signatures["predict_images"](images=tf.constant([jpeg(demo_data.render(random.Random(1), 90)[0])]))
-    assert probabilities["probabilities"].shape == (1, NUM_LABELS)
+    image = jpeg(demo_data.render(random.Random(1), 90)[0])
+    outputs = loaded.signatures["predict_images"](images=tf.constant([image]))
+    assert outputs["probabilities"].shape == (1, NUM_LABELS)
