@@ -134,6 +134,7 @@ def _tiny_examples(root, tft_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_two_workers_train_one_model_and_only_the_chief_exports(tmp_path):
     train_files, eval_files = _tiny_examples(str(tmp_path / "examples"), str(tmp_path / "transform"))
     ports = _free_ports(2)
