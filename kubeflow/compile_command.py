@@ -5,7 +5,8 @@
       --serving_dir gs://B/imat/serving --num_labels 228 --output_dir build/ --kfp_yaml
 
 The Trainer runs on Vertex AI Training (--trainer_accelerator NVIDIA_TESLA_T4, count 1 by default;
-several GPUs mirror, TPU_V3 takes 8 cores on machine type cloud-tpu); the Beam components run on
+several GPUs mirror, TPU_V3 takes 8 cores on machine type cloud-tpu; --trainer_workers N adds N
+machines like the chief and trains with MultiWorkerMirroredStrategy); the Beam components run on
 Dataflow. Training steps, both learning rates and the micro-F1 bound are pipeline parameters:
 change them per run with ``imat submit --param NAME=VALUE``.
 """
@@ -46,6 +47,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     train.add_argument("--trainer_accelerator_count", type=int,
                        help="GPUs on the machine (1), or TPU cores (8)")
     train.add_argument("--trainer_machine_type", help=f"{TrainerResources.machine_type}, or cloud-tpu for TPU_V2/V3")
+    train.add_argument("--trainer_workers", type=int, default=0,
+                       help="machines beside the chief, each like it: MultiWorkerMirroredStrategy (0: the chief "
+                       "alone); --batch_size is the global batch, split between them")
     train.add_argument("--no_vertex_training", action="store_true",
                        help="train inside the Trainer component's own container instead (small runs)")
 
@@ -78,7 +82,8 @@ def trainer_resources(args: argparse.Namespace) -> TrainerResources:
     if count is None:
         count = 8 if tpu else (1 if accelerator else 0)
     machine = args.trainer_machine_type or (TPU_MACHINE_TYPE if tpu else TrainerResources.machine_type)
-    return TrainerResources(machine_type=machine, accelerator_type=accelerator, accelerator_count=count)
+    return TrainerResources(machine_type=machine, accelerator_type=accelerator, accelerator_count=count,
+                            workers=args.trainer_workers)
 
 
 def cloud_config(args: argparse.Namespace) -> CloudConfig:

@@ -23,15 +23,18 @@ class CloudConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TrainerResources:
-    """The Vertex AI Training worker pool of the Trainer: one machine, with GPUs or a TPU.
+    """The Vertex AI Training worker pools of the Trainer: a chief, with GPUs or a TPU, and workers.
 
-    The distribution strategy follows from it (trainer/task.py's ``distribution``):
-    several GPUs: ``mirrored``; a TPU: ``tpu``; one GPU or none: ``default``.
+    The distribution strategy follows from it (trainer/task.py's ``distribution``): workers
+    beside the chief: ``multi_worker``; several GPUs: ``mirrored``; a TPU: ``tpu``; one GPU or
+    none: ``default``.
     """
 
     machine_type: str = "n1-standard-8"
     accelerator_type: str = "NVIDIA_TESLA_T4"  # "" for CPU only; TPU_V2 / TPU_V3 for a TPU
     accelerator_count: int = 1
+    # Machines beside the chief, each like it (Vertex AI's second worker pool); 0: the chief alone.
+    workers: int = 0
 
     @property
     def is_tpu(self) -> bool:
@@ -42,6 +45,8 @@ class TrainerResources:
         """The trainer's distribution strategy for this machine."""
         if self.is_tpu:
             return "tpu"
+        if self.workers:
+            return "multi_worker"
         return "mirrored" if self.accelerator_type and self.accelerator_count > 1 else "default"
 
     def problems(self) -> List[str]:
@@ -53,17 +58,28 @@ class TrainerResources:
             found.append(f"{self.accelerator_type} needs machine type {TPU_MACHINE_TYPE!r}, not {self.machine_type!r}")
         if self.accelerator_type in CLOUD_TPUS and self.accelerator_count != 8:
             found.append(f"{self.accelerator_type} on Vertex AI Training comes as 8 cores, not {self.accelerator_count}")
+        if self.workers < 0:
+            found.append(f"trainer workers must be 0 or more, not {self.workers}")
+        if self.workers and self.is_tpu:
+            found.append("trainer workers run MultiWorkerMirroredStrategy on CPUs or GPUs, "
+                         f"not {self.accelerator_type}")
         return found
 
     def worker_pool_specs(self, image: str) -> List[Dict[str, Any]]:
-        """Vertex AI CustomJob worker pool specs: one replica of the pipeline image.
+        """Vertex AI CustomJob worker pool specs: the chief, then ``workers`` replicas like it.
 
-        TFX sets the container command (``python -m tfx.scripts.run_executor ...``).
+        All run the pipeline image; TFX sets the container command (``python -m
+        tfx.scripts.run_executor ...``), the same for every pool, and Vertex AI gives each
+        replica a TF_CONFIG naming it ``chief`` (first pool) or ``worker`` (second pool).
         """
         machine_spec: Dict[str, Any] = {"machine_type": self.machine_type}
         if self.accelerator_type:
             machine_spec.update(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
-        return [{"machine_spec": machine_spec, "replica_count": 1, "container_spec": {"image_uri": image}}]
+        pools = [{"machine_spec": machine_spec, "replica_count": 1, "container_spec": {"image_uri": image}}]
+        if self.workers:
+            pools.append({"machine_spec": dict(machine_spec), "replica_count": self.workers,
+                          "container_spec": {"image_uri": image}})
+        return pools
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,21 +25,34 @@ def pipeline_config(cloud: CloudConfig, num_labels: int, pipeline_name: str = "i
     The curated schema defaults to ``schema.pbtxt`` beside the label map (``imat schema`` writes it).
 
     Raises:
-      CloudConfigError: bad cloud settings, or a ``distribution`` the trainer's machine cannot use.
+      CloudConfigError: bad cloud settings, a ``distribution`` the trainer's machine cannot use,
+        or a batch that does not divide among the training replicas of several machines.
     """
     cloud.validate()
     overrides.setdefault("schema_path", posixpath.join(posixpath.dirname(cloud.label_map), "schema.pbtxt"))
     if cloud.vertex_training:
-        # The strategy follows from the worker pool: several GPUs mirror, a TPU needs TPUStrategy.
-        wanted = cloud.trainer.distribution()
+        # The strategy follows from the worker pools: workers beside the chief train with
+        # MultiWorkerMirroredStrategy, several GPUs mirror, a TPU needs TPUStrategy.
+        trainer = cloud.trainer
+        wanted = trainer.distribution()
         if overrides.get("distribution", wanted) != wanted:
+            workers = f" and {trainer.workers} worker(s)" if trainer.workers else ""
             raise CloudConfigError(f"distribution {overrides['distribution']!r} does not fit the trainer's "
-                                   f"{cloud.trainer.accelerator_count} x {cloud.trainer.accelerator_type or 'CPU'}: "
+                                   f"{trainer.accelerator_count} x {trainer.accelerator_type or 'CPU'}{workers}: "
                                    f"it needs {wanted!r}")
         overrides["distribution"] = wanted
-    return PipelineConfig(pipeline_name=pipeline_name, pipeline_root=cloud.pipeline_root, data_root=cloud.data_root,
-                          serving_dir=cloud.serving_dir, label_map=cloud.label_map, num_labels=num_labels,
-                          beam_pipeline_args=cloud.beam_pipeline_args(), **overrides)
+    config = PipelineConfig(pipeline_name=pipeline_name, pipeline_root=cloud.pipeline_root, data_root=cloud.data_root,
+                            serving_dir=cloud.serving_dir, label_map=cloud.label_map, num_labels=num_labels,
+                            beam_pipeline_args=cloud.beam_pipeline_args(), **overrides)
+    if cloud.vertex_training and cloud.trainer.workers:
+        # Each replica takes an equal share of the global batch; the trainer would refuse it
+        # after the machines had started.
+        trainer = cloud.trainer
+        replicas = (trainer.workers + 1) * (trainer.accelerator_count if trainer.accelerator_type else 1)
+        if config.batch_size % replicas:
+            raise CloudConfigError(f"--batch_size {config.batch_size} does not divide among the {replicas} training "
+                                   f"replicas of {trainer.workers + 1} machines: use a multiple of {replicas}")
+    return config
 
 
 def deployment(cloud: CloudConfig) -> Deployment:

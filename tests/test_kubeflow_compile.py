@@ -137,6 +137,18 @@ def test_tpu_variant_and_vertex_endpoint(tmp_path):
         executors["Transform_executor"]["container"]["args"]
 
 
+def test_trainer_workers_give_a_chief_pool_and_a_worker_pool_training_multi_worker(tmp_path):
+    job, _ = compile_to(tmp_path, "--serving_dir", "gs://bkt/s", "--trainer_workers", "3",
+                        "--trainer_machine_type", "n1-standard-16", "--trainer_accelerator_count", "2",
+                        "--batch_size", "64")
+    custom_config = json.loads(constant(job, "Trainer", "custom_config"))
+    machine = {"machine_type": "n1-standard-16", "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 2}
+    assert custom_config["ai_platform_training_args"]["job_spec"]["worker_pool_specs"] == [
+        {"machine_spec": machine, "replica_count": 1, "container_spec": {"image_uri": IMAGE}},  # the chief
+        {"machine_spec": machine, "replica_count": 3, "container_spec": {"image_uri": IMAGE}}]
+    assert custom_config["distribution"] == "multi_worker" and custom_config["batch_size"] == 64
+
+
 def test_without_vertex_training_the_trainer_trains_in_its_component(tmp_path):
     job, _ = compile_to(tmp_path, "--serving_dir", "gs://bkt/s", "--no_vertex_training", "--no_dataflow_pipeline_image")
     custom_config = json.loads(constant(job, "Trainer", "custom_config"))
@@ -156,6 +168,13 @@ def test_without_vertex_training_the_trainer_trains_in_its_component(tmp_path):
      "TPU_V3 needs machine type 'cloud-tpu'"),
     (["--serving_dir", "gs://bkt/s", "--trainer_accelerator_count", "2", "--distribution", "default"],
      "distribution 'default' does not fit the trainer's 2 x NVIDIA_TESLA_T4: it needs 'mirrored'"),
+    (["--serving_dir", "gs://bkt/s", "--trainer_workers", "1", "--distribution", "mirrored"],
+     "distribution 'mirrored' does not fit the trainer's 1 x NVIDIA_TESLA_T4 and 1 worker(s): it needs 'multi_worker'"),
+    (["--serving_dir", "gs://bkt/s", "--trainer_workers", "2", "--batch_size", "32"],
+     "--batch_size 32 does not divide among the 3 training replicas of 3 machines: use a multiple of 3"),
+    (["--serving_dir", "gs://bkt/s", "--trainer_workers", "2", "--trainer_accelerator", "TPU_V3"],
+     "trainer workers run MultiWorkerMirroredStrategy on CPUs or GPUs, not TPU_V3"),
+    (["--serving_dir", "gs://bkt/s", "--trainer_workers", "-1"], "trainer workers must be 0 or more, not -1"),
 ])
 def test_bad_settings_stop_with_a_message_naming_them(tmp_path, flags, message):
     with pytest.raises(SystemExit) as e:

@@ -1,30 +1,17 @@
 """Transform's preprocessing_fn, the model, and the serving signatures, on a few real JPEGs."""
-import io
-import os
 import random
 
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 import tf_keras as keras
-from PIL import Image
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from pipeline import demo_data
+from tests.trainer_helpers import jpeg, transform
 from trainer import calibration, exporter, features, model as model_lib, trivial_baseline
-from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, multi_hot, preprocessing_fn
+from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, multi_hot
 
 SIZE, NUM_LABELS = 75, 18
-RAW_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
-
-
-def _jpeg(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=92)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +20,7 @@ def raw_examples():
     rows = []
     for _ in range(6):
         im, labels = demo_data.render(rng, 120)
-        rows.append({features.IMAGE_KEY: [_jpeg(im.resize((120, 90)))], features.LABELS_KEY: labels})
+        rows.append({features.IMAGE_KEY: [jpeg(im.resize((120, 90)))], features.LABELS_KEY: labels})
     rows[-1][features.LABELS_KEY] = []  # an example without labels
     return rows
 
@@ -41,15 +28,7 @@ def raw_examples():
 @pytest.fixture(scope="module")
 def transformed(raw_examples, tmp_path_factory):
     """(transformed rows, TFTransformOutput) from tft_beam.AnalyzeAndTransformDataset."""
-    out = str(tmp_path_factory.mktemp("tft"))
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
-        fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": NUM_LABELS, "image_size": SIZE})  # noqa: E731
-        (rows, _), transform_fn = (raw_examples, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            fn, output_record_batches=False)
-        _ = transform_fn | tft_beam.WriteTransformFn(out)
-    metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
-    return rows, tft.TFTransformOutput(out)
+    return transform(raw_examples, str(tmp_path_factory.mktemp("tft")), NUM_LABELS, SIZE)
 
 
 def test_preprocessing_gives_inception_images_and_dense_multi_hot(raw_examples, transformed):

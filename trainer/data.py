@@ -98,7 +98,8 @@ def list_files(file_pattern: Union[str, List[str]]) -> List[str]:
 
 def raw_dataset(file_pattern: Union[str, List[str]], feature_spec: Dict[str, tf.io.FixedLenFeature],
                 batch_size: int, shuffle: bool, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-                cycle_length: int = 0, seed: Optional[int] = None) -> tf.data.Dataset:
+                cycle_length: int = 0, seed: Optional[int] = None, num_shards: int = 1,
+                shard_index: int = 0) -> tf.data.Dataset:
     """Batches of parsed raw features from gzip TFRecords of tf.Examples.
 
     Args:
@@ -112,19 +113,36 @@ def raw_dataset(file_pattern: Union[str, List[str]], feature_spec: Dict[str, tf.
       cycle_length: shard files read at once in training; 0 reads all of them, up to
         ``MAX_OPEN_FILES``.
       seed: seeds the file and record shuffles.
+      num_shards: input pipelines reading disjoint parts of the data (multi-worker training: one
+        per worker); ``shard_index`` is this one's, in ``[0, num_shards)``.
+
+    Raises:
+      ValueError: ``shard_index`` outside ``[0, num_shards)``.
     """
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index {shard_index} is not in [0, {num_shards})")
     files = list_files(file_pattern)
+    # Whole files per shard when there are enough of them: each worker reads only its own.
+    # Otherwise every shard reads every file and keeps every num_shards-th record, before parsing
+    # and decoding, so no worker decodes an image another one trains on.
+    by_record = num_shards > 1 and len(files) < num_shards
+    if num_shards > 1 and not by_record:
+        files = files[shard_index::num_shards]
+
+    def read(f):
+        records = tf.data.TFRecordDataset(f, compression_type="GZIP")
+        return records.shard(num_shards, shard_index) if by_record else records
+
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         dataset = dataset.shuffle(len(files), seed=seed).repeat()
         cycle = cycle_length or min(len(files), MAX_OPEN_FILES)
         # block_length 1: one record from each open file in turn, so one batch spans many shards.
-        dataset = dataset.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-                                     cycle_length=cycle, block_length=1, num_parallel_calls=AUTOTUNE,
+        dataset = dataset.interleave(read, cycle_length=cycle, block_length=1, num_parallel_calls=AUTOTUNE,
                                      deterministic=False)
         dataset = dataset.shuffle(max(1, shuffle_buffer), seed=seed)
     else:
-        dataset = tf.data.TFRecordDataset(dataset, compression_type="GZIP")
+        dataset = dataset.flat_map(read)
     dataset = dataset.batch(batch_size, drop_remainder=shuffle)
     return dataset.map(lambda x: tf.io.parse_example(x, feature_spec), num_parallel_calls=AUTOTUNE)
 
@@ -136,7 +154,8 @@ def image_size_of(tf_transform_output: tft.TFTransformOutput) -> int:
 
 def input_fn(file_pattern, tf_transform_output: tft.TFTransformOutput, batch_size: int, training: bool,
              augment_images: bool = False, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, cycle_length: int = 0,
-             seed: Optional[int] = None, data_service_address: Optional[str] = None) -> tf.data.Dataset:
+             seed: Optional[int] = None, data_service_address: Optional[str] = None, num_shards: int = 1,
+             shard_index: int = 0) -> tf.data.Dataset:
     """(image, multi-hot labels) batches; repeated, mixed and optionally augmented for training.
 
     Without augmentation, Transform's graph decodes and resizes the JPEGs here (it was not
@@ -175,7 +194,8 @@ def input_fn(file_pattern, tf_transform_output: tft.TFTransformOutput, batch_siz
     # Identical workers would send identical batches: unseeded, each shuffles its own way.
     reading_seed = None if data_service_address else seed
     dataset = raw_dataset(file_pattern, tf_transform_output.raw_feature_spec(), batch_size, shuffle=training,
-                          shuffle_buffer=shuffle_buffer, cycle_length=cycle_length, seed=reading_seed)
+                          shuffle_buffer=shuffle_buffer, cycle_length=cycle_length, seed=reading_seed,
+                          num_shards=num_shards, shard_index=shard_index)
     dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=not training)
     if training:
         options = tf.data.Options()

@@ -9,6 +9,7 @@
 ``eval_files`` hold the calibration split (tunes the thresholds and picks the rule) and the
 eval split (only scored); ``trainer/calibration.py`` keeps them apart.
 """
+import functools
 import logging
 import time
 
@@ -17,7 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import calibration, data, exporter, model as model_lib
+from trainer import calibration, data, exporter, model as model_lib, multi_worker
 from trainer.features import load_label_map
 from trainer.rules import THRESHOLDS_FILE  # noqa: F401  (where readers have imported it from)
 
@@ -41,8 +42,19 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def run_fn(fn_args):
-    """TFX Trainer entry point."""
+    """TFX Trainer entry point.
+
+    Under ``distribution`` "multi_worker" every worker trains; only the chief tunes the
+    thresholds and writes (TensorBoard logs, the export, ``thresholds.json``): see
+    ``trainer/multi_worker.py``.
+    """
     config = fn_args.custom_config
+    # First: MultiWorkerMirroredStrategy configures collective ops, which must happen before
+    # TensorFlow runs anything.
+    strategy = distribution_strategy(config.get("distribution", "default"))
+    role = multi_worker.worker_role(strategy)
+    if role.num_workers > 1:
+        log.info("worker %d of %d%s", role.index, role.num_workers, " (chief)" if role.is_chief else "")
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     model_config = model_lib.ModelConfig(
         num_labels=int(config["num_labels"]), image_size=int(config["image_size"]), weights=config["weights"],
@@ -53,12 +65,15 @@ def run_fn(fn_args):
     batch_size = int(config["batch_size"])
     seed = int(config.get("seed", 0))
     keras.utils.set_random_seed(seed)
-    train = data.input_fn(fn_args.train_files, tf_transform_output, batch_size, training=True,
-                          augment_images=bool(config.get("augment", False)),
-                          shuffle_buffer=int(config.get("shuffle_buffer", data.DEFAULT_SHUFFLE_BUFFER)), seed=seed,
-                          data_service_address=config.get("data_service_address") or None)
+    make_train = functools.partial(
+        data.input_fn, fn_args.train_files, tf_transform_output, training=True,
+        augment_images=bool(config.get("augment", False)),
+        shuffle_buffer=int(config.get("shuffle_buffer", data.DEFAULT_SHUFFLE_BUFFER)), seed=seed,
+        data_service_address=config.get("data_service_address") or None)
+    # Several workers: each reads its own shard with its share of the (global) batch.
+    train = multi_worker.sharded_input(make_train, batch_size, strategy.num_replicas_in_sync) \
+        if role.num_workers > 1 else make_train(batch_size=batch_size)
 
-    strategy = distribution_strategy(config.get("distribution", "default"))
     with strategy.scope():
         model = model_lib.build_model(model_config)
         model_lib.compile_for_head(model, model_config)
@@ -66,7 +81,7 @@ def run_fn(fn_args):
     # head_steps_fraction 0 skips phase one: from scratch, a frozen random backbone teaches the head nothing.
     head_steps = min(total, int(round(total * float(config["head_steps_fraction"]))))
     callbacks = [keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")] \
-        if fn_args.model_run_dir else []
+        if fn_args.model_run_dir and role.is_chief else []
     start = time.monotonic()
     if head_steps:
         log.info("phase 1: head only, %d steps at lr %g", head_steps, model_config.head_learning_rate)
@@ -80,8 +95,23 @@ def run_fn(fn_args):
                  model_config.fine_tune_from or "the first layer", total - head_steps,
                  model_config.fine_tune_learning_rate)
         model.fit(train, steps_per_epoch=total - head_steps, epochs=1, callbacks=callbacks, verbose=2)
+    log.info("training took %.0f s", time.monotonic() - start)
 
-    log.info("training took %.0f s; choosing the decision rule on the calibration split", time.monotonic() - start)
+    if role.num_workers > 1:
+        weights = multi_worker.read_weights(model, strategy)  # a collective step: every worker
+        log.info("worker %d: trained weights sha256 %s", role.index, multi_worker.fingerprint(weights))
+        if not role.is_chief:
+            multi_worker.barrier(strategy)  # returns once the chief has exported
+            return
+        model = multi_worker.plain_copy(weights, model_config)
+    _calibrate_and_export(model, model_config, fn_args, tf_transform_output, config)
+    if role.num_workers > 1:
+        multi_worker.barrier(strategy)
+
+
+def _calibrate_and_export(model, model_config: model_lib.ModelConfig, fn_args, tf_transform_output,
+                          config: dict) -> None:
+    log.info("choosing the decision rule on the calibration split")
     label_map = load_label_map(config["label_map"]) if config.get("label_map") else None
     report = calibration.calibrate(model, fn_args, tf_transform_output, config, label_map)
     label_names = None
