@@ -12,34 +12,10 @@ import argparse
 import dataclasses
 import os
 import sys
-import threading
 import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-class RssSampler:
-    def __init__(self, period_s: float = 0.2):
-        import psutil
-
-        self._process, self._period = psutil.Process(), period_s
-        self.samples = []  # (epoch seconds, bytes)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.samples.append((time.time(), self._process.memory_info().rss))
-            time.sleep(self._period)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def main(argv=None):
@@ -52,7 +28,9 @@ def main(argv=None):
     parser.add_argument("--work", default="/tmp/imat-profile")
     parser.add_argument("--num_images", type=int, default=300)
     args = parser.parse_args(argv)
-    with RssSampler() as sampler:
+    from scale_benchmark import Sampler
+
+    with Sampler() as sampler:
         start = time.time()
         download_demo(args.work, args.num_images)
         downloaded = time.time()
@@ -63,12 +41,12 @@ def main(argv=None):
     rows += [(e.component, e.started, e.seconds) for e in runs.last_run(metadata)]
     print(f"{'component':32s} {'seconds':>8s} {'peak RSS MB':>12s} {'growth MB':>10s}")
     for name, began, seconds in rows:
-        window = [rss for t, rss in sampler.samples if began <= t <= began + seconds + 0.2]
-        before = [rss for t, rss in sampler.samples if t < began]
+        window = [rss for t, rss, _ in sampler.samples if began <= t <= began + seconds + 0.2]
+        before = [rss for t, rss, _ in sampler.samples if t < began]
         base = before[-1] if before else (window[0] if window else 0)
         peak = max(window) if window else base
         print(f"{name:32s} {seconds:8.1f} {peak / 2**20:12.0f} {(peak - base) / 2**20:10.0f}")
-    print(f"{'whole run':32s} {time.time() - start:8.1f} {max(r for _, r in sampler.samples) / 2**20:12.0f}")
+    print(f"{'whole run':32s} {time.time() - start:8.1f} {max(r for _, r, _ in sampler.samples) / 2**20:12.0f}")
 
 
 if __name__ == "__main__":

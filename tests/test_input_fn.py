@@ -5,17 +5,13 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 from PIL import Image
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
+from tests import trainer_helpers
 from trainer import data, features
-from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, preprocessing_fn, resize_and_scale
+from trainer.preprocessing import IMAGE_FEATURE, resize_and_scale
 
 SIZE, NUM_LABELS = 75, 6
-RAW_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
 # (width, height): both sides shrink, one shrinks, both grow, unchanged.
 PHOTO_SIZES = [(120, 90), (60, 80), (50, 60), (75, 75)]
 
@@ -40,25 +36,11 @@ def photos():
 @pytest.fixture(scope="module")
 def transform_output(photos, tmp_path_factory):
     """(transformed rows, TFTransformOutput, shard pattern) for the photos at 75 px."""
-    out = str(tmp_path_factory.mktemp("tft"))
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
-        fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": NUM_LABELS, "image_size": SIZE})  # noqa: E731
-        (rows, _), transform_fn = (photos, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            fn, output_record_batches=False)
-        _ = transform_fn | tft_beam.WriteTransformFn(out)
-    metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
+    rows, tf_transform_output = trainer_helpers.transform(photos, str(tmp_path_factory.mktemp("tft")), NUM_LABELS, SIZE)
     shards = str(tmp_path_factory.mktemp("shards"))
     for shard in range(2):
-        with tf.io.TFRecordWriter(os.path.join(shards, f"part-{shard}.tfrecord.gz"), "GZIP") as writer:
-            for photo in photos[shard::2]:
-                writer.write(tf.train.Example(features=tf.train.Features(feature={
-                    features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
-                        value=photo[features.IMAGE_KEY])),
-                    features.LABELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(
-                        value=photo[features.LABELS_KEY])),
-                })).SerializeToString())
-    return rows, tft.TFTransformOutput(out), os.path.join(shards, "*.tfrecord.gz")
+        trainer_helpers.write_examples(photos[shard::2], os.path.join(shards, f"part-{shard}.tfrecord.gz"))
+    return rows, tf_transform_output, os.path.join(shards, "*.tfrecord.gz")
 
 
 def test_a_full_image_crop_is_transforms_image(photos, transform_output):
