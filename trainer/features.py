@@ -7,7 +7,7 @@ This module imports neither TensorFlow nor Beam so light tools can use it.
 import csv
 import dataclasses
 import io
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Sequence
 
 # Raw features, as written by the download job (components/download).
 IMAGE_ID_KEY = "image_id"  # bytes: the competition's imageId, unique within a split
@@ -19,9 +19,6 @@ URL_KEY = "image/url"  # bytes: the URL the image was fetched from
 LABELS_KEY = "labels"  # int64 list: the competition's labelIds (1-based), sorted, unique
 
 RAW_FEATURE_KEYS = (IMAGE_ID_KEY, IMAGE_KEY, HEIGHT_KEY, WIDTH_KEY, SHA256_KEY, URL_KEY, LABELS_KEY)
-
-# Splits the competition ships, in the names the download job writes them under.
-SPLITS = ("train", "validation", "test")
 
 
 class LabelMapError(ValueError):
@@ -114,9 +111,3 @@ def write_label_map(labels: Iterable[Label], path: str) -> None:
         writer.writerow(REQUIRED_COLUMNS)
         for label in labels:
             writer.writerow([label.label_id, label.task_id, label.name, label.task])
-
-
-def label_names(label_map: Optional[LabelMap], label_ids: Iterable[int]) -> List[str]:
-    """Names for label ids, falling back to the id where no map or no entry exists."""
-    names = label_map.by_id() if label_map else {}
-    return [names[i].name if i in names else str(i) for i in label_ids]

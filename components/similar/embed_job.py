@@ -75,7 +75,8 @@ class ParseItemFn(beam.DoFn):
         self._no_id, self._no_image = _counter("records_without_id"), _counter("records_without_image")
 
     def process(self, record: bytes):
-        from tensorflow.core.example import example_pb2  # the proto only: no TensorFlow runtime here
+        # Importing the proto module loads TensorFlow too; this DoFn runs where the model does anyway.
+        from tensorflow.core.example import example_pb2
 
         self._read.inc()
         try:

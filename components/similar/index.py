@@ -233,10 +233,6 @@ class SimilarityIndex:
         }
         return cls(backend, items, model, manifest, b"".join(thumbnails), spans)
 
-    def check_model(self, fingerprint: str, model_path: str = "") -> None:
-        """Raises IndexMismatchError unless ``fingerprint`` is the index's model's."""
-        check_fingerprint(self.model, fingerprint, model_path)
-
     def check_k(self, k: int, excluded: int = 0) -> None:
         """Raises SimilarError unless 1 <= k <= the items left after ``excluded`` are left out."""
         if k < 1:
