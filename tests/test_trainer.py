@@ -95,6 +95,15 @@ def test_one_training_step_lowers_the_loss():
     assert model.output_shape == (None, NUM_LABELS)
 
 
+def test_mixed_precision_stays_inside_the_model():
+    config = model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none", mixed_precision="mixed_bfloat16")
+    model = model_lib.build_model(config)
+    assert keras.mixed_precision.global_policy().name == "float32"  # the process is as it was
+    conv = next(layer for layer in model_lib.backbone_of(model).layers if isinstance(layer, keras.layers.Conv2D))
+    assert conv.compute_dtype == "bfloat16"
+    assert model.get_layer(model_lib.PROBABILITIES).compute_dtype == "float32"
+
+
 def test_fine_tuning_unfreezes_only_the_top_blocks():
     model = _model()
     config = model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none", fine_tune_from="mixed9")

@@ -43,9 +43,22 @@ def _backbone_weights(weights: str):
 
 
 def build_model(config: ModelConfig) -> keras.Model:
-    """Builds the network; the backbone starts frozen (phase one trains the head)."""
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy(config.mixed_precision)
+    """Builds the network; the backbone starts frozen (phase one trains the head).
+
+    With ``config.mixed_precision`` the layers are built under that policy, and the process's
+    global policy is put back afterwards: the model keeps its own, nothing else changes.
+    """
+    if not config.mixed_precision:
+        return _build(config)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    try:
+        return _build(config)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _build(config: ModelConfig) -> keras.Model:
     inputs = keras.Input(shape=(config.image_size, config.image_size, 3), name=IMAGE_FEATURE)
     backbone = keras.applications.InceptionV3(include_top=False, weights=_backbone_weights(config.weights),
                                               input_shape=(config.image_size, config.image_size, 3), pooling="avg")
