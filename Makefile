@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10; do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$p && break; done)
 
-.PHONY: install demo test test-fast lock clean
+.PHONY: install demo lint test test-fast lock clean
 
 $(VENV)/.installed: setup.py requirements.lock
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 is needed (tfx 1.16 supports 3.9-3.10)"; exit 1; }
@@ -22,10 +22,13 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/imat run
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install lint
 	$(PY) -m pytest
 
-test-fast: install
+test-fast: install lint
 	$(PY) -m pytest -m "not slow"
 
 # Re-resolve the lock after changing setup.py's requirements.

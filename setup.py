@@ -30,7 +30,7 @@ setuptools.setup(
         "kubeflow": ["kfp>=2,<3", "kfp-pipeline-spec>=0.2.2", "protobuf>=3.20.3,<3.21"],
         # Approximate nearest-neighbour indexes for similar-product search (compared in benchmarks/).
         "similar": ["faiss-cpu", "hnswlib"],
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "ruff"],
     },
     entry_points={"console_scripts": ["imat=pipeline.cli:main"]},
 )

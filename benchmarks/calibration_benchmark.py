@@ -18,7 +18,7 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def score_validation(model_dir: str, pattern: str, num_labels: int, batch_size: int = 64):

@@ -29,7 +29,7 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import evaluator_data  # noqa: E402
+from benchmarks import evaluator_data
 
 VARIANTS = ("sliced", "pipeline", "default_auc", "no_auc")
 

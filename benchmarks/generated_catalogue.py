@@ -135,5 +135,5 @@ def write_competition_json(path: str, count: int, seed: int = 0) -> None:
         f.write('], "annotations": [')
         for i in range(1, count + 1):
             sep = "," if i > 1 else ""
-            f.write(f'{sep}{{"labelId": {json.dumps([str(l) for l in sampler.draw()])}, "imageId": "{i}"}}')
+            f.write(f'{sep}{{"labelId": {json.dumps([str(k) for k in sampler.draw()])}, "imageId": "{i}"}}')
         f.write("]}")

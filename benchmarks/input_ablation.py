@@ -24,7 +24,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402  after the Keras switch above
+import numpy as np
 
 # name -> (shard order, shuffle buffer, shards read at once (0: all), augmentation, feed)
 VARIANTS = {

@@ -30,9 +30,9 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from trainer.features import load_label_map  # noqa: E402  after the Keras switch above
+from trainer.features import load_label_map
 
 
 def prepare(dataset_dir: str, work: str) -> str:

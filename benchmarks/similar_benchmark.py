@@ -131,7 +131,7 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, resamples: int = 2000) ->
 
 def chance_precision(query_labels, labels, task_ids: set) -> float:
     """Precision of k items drawn at random from the catalogue."""
-    return float(np.mean([np.mean([bool(l & q & task_ids) for l in labels]) for q in query_labels if q & task_ids]))
+    return float(np.mean([np.mean([bool(item & q & task_ids) for item in labels]) for q in query_labels if q & task_ids]))
 
 
 def augmented(jpegs, variants: int, seed: int = 0):

@@ -46,7 +46,7 @@ def label_table() -> List[Label]:
 
 
 def _label_id(task: str, name: str) -> int:
-    return next(l.label_id for l in label_table() if l.task == task and l.name == name)
+    return next(label.label_id for label in label_table() if label.task == task and label.name == name)
 
 
 def _pattern(draw: ImageDraw.ImageDraw, box, pattern: str, ink) -> None:
@@ -157,7 +157,7 @@ def write_json(out_dir: str, base_url: str) -> Dict[str, str]:
     paths = {}
     for name, items in splits.items():
         doc = {"images": [{"imageId": i, "url": f"{base}images/{i}.jpg"} for i, _ in items]}
-        annotations = [{"imageId": i, "labelId": [str(l) for l in labels]} for i, labels in items]
+        annotations = [{"imageId": i, "labelId": [str(k) for k in labels]} for i, labels in items]
         if name == "test":
             with open(os.path.join(out_dir, "test_labels.json"), "w") as f:
                 json.dump({"annotations": annotations}, f)

@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline import runs
 # The label data (counts, pairs) lives in its own module; imported here for `imat report`'s callers.
-from pipeline.label_stats import LabelStats, count_labels, format_distribution, read_label_lists  # noqa: F401
+from pipeline.label_stats import LabelStats, count_labels, format_distribution, read_label_lists
 from trainer.features import LABELS_KEY, LabelMap
 
 DEFAULT_WORKDIR = "imat-demo"

@@ -4,9 +4,9 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.fault_server import FaultServer  # noqa: E402
+from tests.fault_server import FaultServer
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ def write_json(path, urls: Dict[str, str], labels: Dict[str, List[int]] = None) 
     """Writes a competition JSON of image id -> URL (and id -> label ids, when given); returns its path."""
     doc = {"images": [{"imageId": i, "url": u} for i, u in urls.items()]}
     if labels is not None:
-        doc["annotations"] = [{"imageId": i, "labelId": [str(l) for l in ls]} for i, ls in labels.items()]
+        doc["annotations"] = [{"imageId": i, "labelId": [str(k) for k in ls]} for i, ls in labels.items()]
     with open(path, "w") as f:
         json.dump(doc, f)
     return str(path)

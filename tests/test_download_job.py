@@ -31,7 +31,7 @@ def _labels(image_id):
 
 def _write_split(tmp_path, server, name="train.json", extra_images=(), extra_annotations=()):
     images = [{"imageId": i, "url": server.url(p)} for i, (p, _) in CASES.items()] + list(extra_images)
-    annotations = [{"imageId": i, "labelId": [str(l) for l in _labels(i)]} for i in CASES] + list(extra_annotations)
+    annotations = [{"imageId": i, "labelId": [str(k) for k in _labels(i)]} for i in CASES] + list(extra_annotations)
     path = tmp_path / name
     path.write_text(json.dumps({"images": images, "annotations": annotations}))
     return str(path)

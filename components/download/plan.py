@@ -18,12 +18,12 @@ import dataclasses
 import hashlib
 import json
 import logging
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from components.download.records import BadRecord, ImageRecord, iter_images, read_annotations
+from components.download.records import BadRecord, iter_images, read_annotations
 from components.download.shard import ShardSpec
 from trainer.features import LabelMap
 
@@ -111,7 +111,7 @@ def plan_split(split: str, source: str, out_dir: str, images_per_shard: int,
                              status="duplicate_id"), item.labels)
             continue
         seen.add(item.image_id)
-        unknown = [l for l in item.labels if known is not None and l not in known]
+        unknown = [k for k in item.labels if known is not None and k not in known]
         if unknown:
             reject(BadRecord(item.image_id, f"{source}: imageId {item.image_id} has label ids {unknown} "
                                             f"that the label map does not list", status="unknown_label"), item.labels)
@@ -135,7 +135,7 @@ def plan_split(split: str, source: str, out_dir: str, images_per_shard: int,
     unlabelled = [i for i in seen if i not in labels]
     if labels and unlabelled:
         log.warning("%s: %d images have no annotation; they are kept with no labels", source, len(unlabelled))
-    orphans = sum(1 for i, l in labels.items() if l is not None and i not in seen)
+    orphans = sum(1 for i, ids in labels.items() if ids is not None and i not in seen)
     if orphans:
         log.warning("%s: %d annotations name an imageId that has no image record", source, orphans)
     return SplitPlan(split, source, specs, len(lines), rejected, digest.hexdigest())
