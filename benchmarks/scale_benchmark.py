@@ -188,11 +188,12 @@ def plan_at_competition_size(work: str, records: int) -> dict:
 
 
 def _child(args) -> None:
-    result = {"size": run_size(args.child_work, args.child_size, args.train_steps)} if args.child_size else {}
     if args.child_what == "network":
         result = {**network_cpu_ratio(), "download_cpu_s_per_image": download_cpu_per_image()}
     elif args.child_what == "plan":
         result = plan_at_competition_size(args.child_work, args.plan_records)
+    else:
+        result = {"size": run_size(args.child_work, args.child_size, args.train_steps)}
     with open(args.child_out, "w") as f:
         json.dump(result, f)
 
@@ -358,8 +359,7 @@ def main(argv=None):
         results["network"] = _in_child(passed, work, os.path.join(work, "result.json"), what="network")
     if args.plan_records and results.get("plan", {}).get("records") != args.plan_records:
         print(f"download plan at {args.plan_records:,} records ...", flush=True)
-        work = os.path.join(args.work, "plan")
-        results["plan"] = _in_child(passed, args.work, os.path.join(work, "result.json"), what="plan")
+        results["plan"] = _in_child(passed, args.work, os.path.join(args.work, "plan_result.json"), what="plan")
     results["projection"] = project(results, args)
     results["settings"] = {k: v for k, v in vars(args).items() if not k.startswith("child")}
     json.dump(results, open(results_path, "w"), indent=1)

@@ -196,7 +196,7 @@ def input_fn(file_pattern, tf_transform_output: tft.TFTransformOutput, batch_siz
     dataset = raw_dataset(file_pattern, tf_transform_output.raw_feature_spec(), batch_size, shuffle=training,
                           shuffle_buffer=shuffle_buffer, cycle_length=cycle_length, seed=reading_seed,
                           num_shards=num_shards, shard_index=shard_index)
-    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE)
     if training:
         options = tf.data.Options()
         # Training batches are shuffled anyway: let whichever parallel call ends first go first.
