@@ -24,7 +24,11 @@ class PipelineConfig:
     calibration_folds: int = 5  # k of the cross-validation on calibration that picks the decision rule
     warn_only: bool = False  # data that breaks the schema: log it and go on, instead of stopping before Transform
     image_size: int = 299
-    weights: str = "imagenet"  # or "none", or a local InceptionV3 no-top .h5 file
+    weights: str = "imagenet"  # or "none", or a local no-top .h5 file of the backbone
+    backbone: str = "inception_v3"  # trainer/backbones.py: xception, resnet50, efficientnetv2b0, mobilenetv3small
+    pooling: str = "avg"  # avg | max | avgmax
+    head_units: int = 0  # >0: a dense ReLU layer in the head
+    loss: str = "bce"  # bce | focal | asl (trainer/losses.py)
     train_steps: int = 2000
     eval_steps: int = 0  # 0: the whole eval split
     head_steps_fraction: float = 0.3  # phase one (backbone frozen) share of train_steps
@@ -33,7 +37,7 @@ class PipelineConfig:
     dropout: float = 0.3
     head_learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
-    fine_tune_from: str = "mixed9"
+    fine_tune_from: str = "auto"  # the backbone's last blocks (InceptionV3: mixed9); "" the whole backbone
     distribution: str = "default"  # default | mirrored | multi_worker | tpu
     mixed_precision: str = ""  # "" | mixed_bfloat16 | mixed_float16
     batch_norm_momentum: float = 0.0  # 0: Keras' 0.99; lower for short from-scratch training
@@ -55,6 +59,7 @@ class PipelineConfig:
             "num_labels": self.num_labels, "image_size": self.image_size, "weights": self.weights,
             "dropout": self.dropout, "head_learning_rate": self.head_learning_rate,
             "fine_tune_learning_rate": self.fine_tune_learning_rate, "fine_tune_from": self.fine_tune_from,
+            "backbone": self.backbone, "pooling": self.pooling, "head_units": self.head_units, "loss": self.loss,
             "head_steps_fraction": self.head_steps_fraction, "batch_size": self.batch_size,
             "eval_batch_size": self.eval_batch_size, "distribution": self.distribution,
             "mixed_precision": self.mixed_precision, "batch_norm_momentum": self.batch_norm_momentum,

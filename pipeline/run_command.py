@@ -19,7 +19,8 @@ from pipeline.config import PipelineConfig, demo_config
 DEFAULT_WORKDIR = "imat-demo"
 # PipelineConfig fields settable on the command line (imat run and imat compile).
 OVERRIDABLE = ("image_size", "weights", "train_steps", "eval_steps", "batch_size", "head_steps_fraction",
-               "head_learning_rate", "fine_tune_learning_rate", "fine_tune_from", "distribution",
+               "head_learning_rate", "fine_tune_learning_rate", "fine_tune_from", "backbone", "pooling",
+               "head_units", "loss", "distribution",
                "mixed_precision", "batch_norm_momentum", "micro_f1_lower_bound", "dropout", "augment",
                "shuffle_buffer", "seed", "calibration_percent", "calibration_folds", "min_positives",
                "data_service_address")

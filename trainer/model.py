@@ -1,9 +1,10 @@
-"""InceptionV3 with one sigmoid per label, trained in two phases (head, then top blocks)."""
+"""A backbone (InceptionV3 by default) with one sigmoid per label, trained in two phases (head, then top blocks)."""
 import dataclasses
 import os
 
 import tf_keras as keras
 
+from trainer import backbones, losses
 from trainer.preprocessing import IMAGE_FEATURE
 
 PROBABILITIES = "probabilities"
@@ -18,9 +19,14 @@ class ModelConfig:
     dropout: float = 0.3
     head_learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
-    # Layers from this one on are unfrozen in phase two; "" trains the whole backbone.
-    # "mixed9" leaves the last two Inception blocks trainable, as the competition's fastest teams did.
-    fine_tune_from: str = "mixed9"
+    # Layers from this one on are unfrozen in phase two; "" trains the whole backbone; "auto" is
+    # the backbone's last blocks (InceptionV3: "mixed9", the last two Inception blocks, as the
+    # competition's fastest teams did).
+    fine_tune_from: str = backbones.AUTO
+    backbone: str = backbones.DEFAULT_BACKBONE  # a name in trainer.backbones.BACKBONES
+    pooling: str = "avg"  # of the backbone's last feature map: "avg", "max" or "avgmax" (both, concatenated)
+    head_units: int = 0  # >0: a ReLU dense layer of this width (and dropout) between pooling and the sigmoids
+    loss: str = "bce"  # "bce", "focal" or "asl" (trainer/losses.py)
     mixed_precision: str = ""  # "", "mixed_bfloat16" (CPU AMX, TPU) or "mixed_float16" (GPU)
     # Moving-average momentum of the backbone's batch norms; Keras' 0.99 tracks too slowly
     # for the few hundred steps of a from-scratch demo (0.9 there). 0: leave Keras' value.
@@ -30,6 +36,13 @@ class ModelConfig:
     def pretrained(self) -> bool:
         return self.weights not in ("none", "", None)
 
+    @property
+    def first_fine_tuned_layer(self) -> str:
+        """``fine_tune_from`` with "auto" resolved to the backbone's default."""
+        if self.fine_tune_from == backbones.AUTO:
+            return backbones.get_backbone(self.backbone).fine_tune_from
+        return self.fine_tune_from
+
 
 def _backbone_weights(weights: str):
     if weights in ("imagenet",):
@@ -37,7 +50,7 @@ def _backbone_weights(weights: str):
     if weights in ("none", "", None):
         return None
     if not os.path.exists(weights) and not weights.startswith("gs://"):
-        raise FileNotFoundError(f"InceptionV3 weights file {weights!r} does not exist "
+        raise FileNotFoundError(f"backbone weights file {weights!r} does not exist "
                                 f"(use 'imagenet', 'none' or a local no-top .h5 file)")
     return weights
 
@@ -58,10 +71,25 @@ def build_model(config: ModelConfig) -> keras.Model:
         keras.mixed_precision.set_global_policy(previous)
 
 
+_POOLING = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
+
+
+def _pool(features, pooling: str):
+    if pooling in _POOLING:
+        return _POOLING[pooling]()(features)
+    if pooling == "avgmax":
+        return keras.layers.Concatenate()([layer()(features) for layer in _POOLING.values()])
+    raise ValueError(f"unknown pooling {pooling!r}: use avg, max or avgmax")
+
+
 def _build(config: ModelConfig) -> keras.Model:
+    spec = backbones.get_backbone(config.backbone)
+    losses.get_loss(config.loss)  # an unknown loss fails here, before any training
+    if config.image_size < spec.min_size:
+        raise ValueError(f"image_size {config.image_size} is below {config.backbone}'s minimum of {spec.min_size}")
     inputs = keras.Input(shape=(config.image_size, config.image_size, 3), name=IMAGE_FEATURE)
-    backbone = keras.applications.InceptionV3(include_top=False, weights=_backbone_weights(config.weights),
-                                              input_shape=(config.image_size, config.image_size, 3), pooling="avg")
+    backbone = spec.build(include_top=False, weights=_backbone_weights(config.weights),
+                          input_shape=(config.image_size, config.image_size, 3))
     backbone.trainable = False
     if config.batch_norm_momentum:
         for layer in backbone.layers:
@@ -70,12 +98,15 @@ def _build(config: ModelConfig) -> keras.Model:
     # Pretrained: training=False keeps the batch-norm statistics frozen while fine-tuning (Keras'
     # guidance). From scratch there are no statistics to keep: batch norm must learn them, or
     # the network barely trains (measured on the demo data: micro-F1 0.41 against 0.86).
-    pooled = backbone(inputs, training=False if config.pretrained else None)
-    embedding = keras.layers.Activation("linear", name=EMBEDDING_LAYER, dtype="float32")(pooled)
+    features = backbone(spec.scale(inputs), training=False if config.pretrained else None)
+    embedding = keras.layers.Activation("linear", name=EMBEDDING_LAYER, dtype="float32")(
+        _pool(features, config.pooling))
     x = keras.layers.Dropout(config.dropout)(embedding)
+    if config.head_units:
+        x = keras.layers.Dropout(config.dropout)(keras.layers.Dense(config.head_units, activation="relu")(x))
     # float32 output keeps the sigmoid and the loss stable under mixed precision.
     outputs = keras.layers.Dense(config.num_labels, activation="sigmoid", dtype="float32", name=PROBABILITIES)(x)
-    return keras.Model(inputs, outputs, name="imat_inceptionv3")
+    return keras.Model(inputs, outputs, name=f"imat_{config.backbone}")
 
 
 def backbone_of(model: keras.Model) -> keras.Model:
@@ -84,7 +115,7 @@ def backbone_of(model: keras.Model) -> keras.Model:
 
 def compile_for_head(model: keras.Model, config: ModelConfig) -> None:
     backbone_of(model).trainable = False
-    _compile(model, config.head_learning_rate)
+    _compile(model, config.head_learning_rate, config.loss)
 
 
 def compile_for_fine_tuning(model: keras.Model, config: ModelConfig) -> None:
@@ -92,17 +123,18 @@ def compile_for_fine_tuning(model: keras.Model, config: ModelConfig) -> None:
     backbone = backbone_of(model)
     backbone.trainable = True
     names = [layer.name for layer in backbone.layers]
-    if config.fine_tune_from and config.fine_tune_from not in names:
-        raise ValueError(f"fine_tune_from={config.fine_tune_from!r} is not a layer of InceptionV3 "
-                         f"(e.g. mixed0 .. mixed10)")
-    start = names.index(config.fine_tune_from) if config.fine_tune_from else 0
+    first = config.first_fine_tuned_layer
+    if first and first not in names:
+        raise ValueError(f"fine_tune_from={first!r} is not a layer of {config.backbone} "
+                         f"(its default: {backbones.get_backbone(config.backbone).fine_tune_from!r})")
+    start = names.index(first) if first else 0
     for layer in backbone.layers[:start]:
         layer.trainable = False
-    _compile(model, config.fine_tune_learning_rate)
+    _compile(model, config.fine_tune_learning_rate, config.loss)
 
 
-def _compile(model: keras.Model, learning_rate: float) -> None:
+def _compile(model: keras.Model, learning_rate: float, loss: str) -> None:
     # No F1 metric compiled in: TFMA would re-compute compiled metrics and a compiled
     # F1Score crashes it. Evaluation metrics live in the Evaluator's config.
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.BinaryCrossentropy(),
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses.get_loss(loss),
                   metrics=[keras.metrics.AUC(name="auc", multi_label=True)])

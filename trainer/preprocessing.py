@@ -13,11 +13,11 @@ import tensorflow_transform as tft
 from trainer import features
 from trainer.trivial_baseline import LABEL_FREQUENCIES
 
-IMAGE_FEATURE = "image"  # float32 [size, size, 3] in [-1, 1], as InceptionV3 expects
+IMAGE_FEATURE = "image"  # float32 [size, size, 3] in [-1, 1]; each backbone rescales it (trainer/backbones.py)
 LABELS_FEATURE = "labels_multi_hot"  # float32 [num_labels]; label id k at index k - 1
 
 DEFAULT_IMAGE_SIZE = 299
-MIN_IMAGE_SIZE = 75  # InceptionV3's smallest input
+MIN_IMAGE_SIZE = 32  # the smallest input of any backbone; the model checks its own (trainer/backbones.py)
 
 
 def resize_and_scale(image: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -92,7 +92,7 @@ def preprocessing_fn(inputs, custom_config):
     """
     image_size = int(custom_config.get("image_size", DEFAULT_IMAGE_SIZE))
     if image_size < MIN_IMAGE_SIZE:
-        raise ValueError(f"image_size {image_size} is below InceptionV3's minimum of {MIN_IMAGE_SIZE}")
+        raise ValueError(f"image_size {image_size} is below the smallest backbone input, {MIN_IMAGE_SIZE}")
     jpegs = inputs[features.IMAGE_KEY]
     if isinstance(jpegs, tf.SparseTensor):
         jpegs = tf.sparse.to_dense(jpegs, default_value="")

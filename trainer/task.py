@@ -2,13 +2,14 @@
 
 ``custom_config`` keys (all set from pipeline.config.PipelineConfig):
   num_labels, image_size, weights, dropout, head_learning_rate, fine_tune_learning_rate,
-  fine_tune_from, head_steps_fraction, batch_size, eval_batch_size, distribution,
+  fine_tune_from, backbone, pooling, head_units, loss, head_steps_fraction, batch_size, eval_batch_size, distribution,
   mixed_precision, batch_norm_momentum, min_positives, calibration_folds, label_map, augment,
   shuffle_buffer, seed
 
 ``eval_files`` hold the calibration split (tunes the thresholds and picks the rule) and the
 eval split (only scored); ``trainer/calibration.py`` keeps them apart.
 """
+import dataclasses
 import functools
 import logging
 import time
@@ -41,6 +42,22 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown distribution {name!r}: use default, mirrored, multi_worker or tpu")
 
 
+def model_config_from(custom_config: dict) -> model_lib.ModelConfig:
+    """The ``ModelConfig`` fields found in ``custom_config``, cast to their types; the rest default.
+
+    Raises:
+      KeyError: ``num_labels`` is missing.
+    """
+    values = {}
+    for field in dataclasses.fields(model_lib.ModelConfig):
+        if field.name in custom_config:
+            cast = type(field.default) if field.default is not dataclasses.MISSING else int
+            values[field.name] = cast(custom_config[field.name])
+    if "num_labels" not in values:
+        raise KeyError("the Trainer's custom_config has no num_labels")
+    return model_lib.ModelConfig(**values)
+
+
 def run_fn(fn_args):
     """TFX Trainer entry point.
 
@@ -56,12 +73,7 @@ def run_fn(fn_args):
     if role.num_workers > 1:
         log.info("worker %d of %d%s", role.index, role.num_workers, " (chief)" if role.is_chief else "")
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    model_config = model_lib.ModelConfig(
-        num_labels=int(config["num_labels"]), image_size=int(config["image_size"]), weights=config["weights"],
-        dropout=float(config["dropout"]), head_learning_rate=float(config["head_learning_rate"]),
-        fine_tune_learning_rate=float(config["fine_tune_learning_rate"]), fine_tune_from=config["fine_tune_from"],
-        mixed_precision=config.get("mixed_precision", ""),
-        batch_norm_momentum=float(config.get("batch_norm_momentum", 0.0)))
+    model_config = model_config_from(config)
     batch_size = int(config["batch_size"])
     seed = int(config.get("seed", 0))
     keras.utils.set_random_seed(seed)
@@ -92,7 +104,7 @@ def run_fn(fn_args):
         with strategy.scope():
             model_lib.compile_for_fine_tuning(model, model_config)
         log.info("phase 2 (after %.0f s of phase 1): from %s on, %d steps at lr %g", time.monotonic() - start,
-                 model_config.fine_tune_from or "the first layer", total - head_steps,
+                 model_config.first_fine_tuned_layer or "the first layer", total - head_steps,
                  model_config.fine_tune_learning_rate)
         model.fit(train, steps_per_epoch=total - head_steps, epochs=1, callbacks=callbacks, verbose=2)
     log.info("training took %.0f s", time.monotonic() - start)
