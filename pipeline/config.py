@@ -1,7 +1,13 @@
 """The pipeline's one configuration object: frozen, no side effects, shared by every runner."""
 import dataclasses
 import os
-from typing import Tuple
+from typing import List, Tuple
+
+# The settings an ensemble member may change (PipelineConfig.ensemble): the Trainer's own.
+# Not image_size: every member reads the one Transform graph.
+MEMBER_SETTINGS = ("weights", "backbone", "pooling", "head_units", "loss", "dropout", "head_learning_rate",
+                   "fine_tune_learning_rate", "fine_tune_from", "head_steps_fraction", "batch_size",
+                   "mixed_precision", "batch_norm_momentum", "augment", "shuffle_buffer", "seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +57,11 @@ class PipelineConfig:
     seed: int = 0  # weight initialisation and the input's shuffles
     min_positives: int = 5  # labels with fewer calibration positives get the global threshold
     micro_f1_lower_bound: float = 0.3  # the Evaluator blesses a model at or above this micro-F1
+    # Several Trainers, combined by the Ensembler (components/ensembler.py) into the model the
+    # Evaluator gates: one member per entry, "key=value,..." over this config's MEMBER_SETTINGS,
+    # e.g. ("backbone=inception_v3", "backbone=xception,seed=1"); empty: one Trainer.
+    ensemble: Tuple[str, ...] = ()
+    ensemble_method: str = "weights"  # weights (hill climbing on calibration) | stacker
     beam_pipeline_args: Tuple[str, ...] = ("--runner=FnApiRunner",)
     enable_cache: bool = True
 
@@ -68,8 +79,39 @@ class PipelineConfig:
             "data_service_address": self.data_service_address, "seed": self.seed,
         }
 
+    def member_configs(self) -> List["PipelineConfig"]:
+        """This config as seen by each ensemble member's Trainer; empty without an ensemble.
+
+        Raises:
+          ValueError: naming the member and the setting that cannot be read.
+        """
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        members = []
+        for number, spec in enumerate(self.ensemble, start=1):
+            overrides = {}
+            for item in filter(None, (part.strip() for part in spec.split(","))):
+                key, sep, value = item.partition("=")
+                key = key.strip()
+                if not sep or key not in MEMBER_SETTINGS:
+                    raise ValueError(f"ensemble member {number} ({spec!r}): {item!r} is not key=value with a key "
+                                     f"in {', '.join(MEMBER_SETTINGS)}")
+                overrides[key] = _typed(fields[key].default, value.strip(), f"ensemble member {number}, {key}")
+            members.append(dataclasses.replace(self, ensemble=(), **overrides))
+        return members
+
     def transform_custom_config(self) -> dict:
         return {"num_labels": self.num_labels, "image_size": self.image_size}
+
+
+def _typed(default, text: str, where: str):
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{where}: {text!r} is not true or false")
+        return text.lower() in ("true", "1")
+    try:
+        return type(default)(text)
+    except ValueError:
+        raise ValueError(f"{where}: {text!r} is not a {type(default).__name__}") from None
 
 
 def demo_config(workdir: str, num_labels: int, **overrides) -> PipelineConfig:

@@ -3,7 +3,8 @@
 ImportExampleGen (train, calibration, eval) -> StatisticsGen -> ExampleValidator against the
 imported schema (ImportSchemaGen) -> ValidationGate (stops here on bad data) -> Transform ->
 Trainer (thresholds on calibration) -> Evaluator on eval (baseline: the latest blessed model)
--> Pusher -> SimilarityIndexer. SchemaGen's inferred schema is kept to compare against.
+-> Pusher -> SimilarityIndexer. With ``config.ensemble``: one Trainer per member, and the
+Ensembler's combined model in the Trainer's place. SchemaGen's inferred schema is kept to compare against.
 The preprocessing and run functions are referenced by import path, not module file: TFX
 would otherwise hash (and on Vertex upload) every file beside the module.
 What a runner may change besides roots and Beam args is in ``Deployment``.
@@ -18,6 +19,7 @@ from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import La
 
 from components import baseline
 from components.calibration_split import CALIBRATION, EVAL, TRAIN, calibration_example_gen
+from components.ensembler import Ensembler, member_key
 from components.similar.component import SimilarityIndexer
 from components.validation_gate import ValidationGate
 from pipeline import run_parameters
@@ -183,6 +185,22 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
             "transform": transform}
 
 
+def _trainer(config: PipelineConfig, front: Dict[str, Any], run_values: Dict[str, Any], deployment: Deployment):
+    return run_parameters.Trainer(
+        run_fn=RUN_FN,
+        examples=front["example_gen"].outputs["examples"],
+        transform_graph=front["transform"].outputs["transform_graph"],
+        schema=front["gate"].outputs["validated_schema"],
+        train_args=tfx.proto.TrainArgs(splits=[TRAIN], num_steps=config.train_steps),
+        # Calibration tunes the thresholds and picks the rule; eval is only scored for the report.
+        eval_args=tfx.proto.EvalArgs(splits=[CALIBRATION, EVAL], num_steps=config.eval_steps),
+        custom_config={**config.trainer_custom_config(), **(deployment.vertex_training or {})},
+        train_steps=run_values[run_parameters.TRAIN_STEPS],
+        head_learning_rate=run_values[run_parameters.HEAD_LEARNING_RATE],
+        fine_tune_learning_rate=run_values[run_parameters.FINE_TUNE_LEARNING_RATE],
+        vertex=deployment.vertex_training is not None)
+
+
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
                     beam_pipeline_args: Optional[list] = None,
                     deployment: Deployment = Deployment()) -> tfx.dsl.Pipeline:
@@ -196,20 +214,19 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
     """
     run_values = _run_values(config, deployment)
     front = data_components(config)
-    example_gen, transform = front["example_gen"], front["transform"]
-    trainer = run_parameters.Trainer(
-        run_fn=RUN_FN,
-        examples=example_gen.outputs["examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=front["gate"].outputs["validated_schema"],
-        train_args=tfx.proto.TrainArgs(splits=[TRAIN], num_steps=config.train_steps),
-        # Calibration tunes the thresholds and picks the rule; eval is only scored for the report.
-        eval_args=tfx.proto.EvalArgs(splits=[CALIBRATION, EVAL], num_steps=config.eval_steps),
-        custom_config={**config.trainer_custom_config(), **(deployment.vertex_training or {})},
-        train_steps=run_values[run_parameters.TRAIN_STEPS],
-        head_learning_rate=run_values[run_parameters.HEAD_LEARNING_RATE],
-        fine_tune_learning_rate=run_values[run_parameters.FINE_TUNE_LEARNING_RATE],
-        vertex=deployment.vertex_training is not None)
+    example_gen = front["example_gen"]
+    members = config.member_configs()
+    trainers = [_trainer(member, front, run_values, deployment).with_id(f"Trainer_{i}")
+                for i, member in enumerate(members, start=1)] or [_trainer(config, front, run_values, deployment)]
+    trained = trainers
+    if members:
+        ensembler = Ensembler(examples=example_gen.outputs["examples"],
+                              **{member_key(i): t.outputs["model"] for i, t in enumerate(trainers)},
+                              method=config.ensemble_method, min_positives=config.min_positives,
+                              calibration_folds=config.calibration_folds, eval_batch_size=config.eval_batch_size,
+                              seed=config.seed)
+        trained = trainers + [ensembler]
+    trainer = trained[-1]  # the model the Evaluator gates: the single Trainer's, or the ensemble
     model_resolver = _baseline_resolver(trainer, deployment)
     evaluator = run_parameters.Evaluator(
         examples=example_gen.outputs["examples"],
@@ -229,7 +246,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=list(front.values()) + [trainer, model_resolver, evaluator, pusher, indexer],
+        components=list(front.values()) + trained + [model_resolver, evaluator, pusher, indexer],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args if beam_pipeline_args is not None else config.beam_pipeline_args),

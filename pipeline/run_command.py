@@ -23,7 +23,7 @@ OVERRIDABLE = ("image_size", "weights", "train_steps", "eval_steps", "batch_size
                "head_units", "loss", "distribution",
                "mixed_precision", "batch_norm_momentum", "micro_f1_lower_bound", "dropout", "augment",
                "shuffle_buffer", "seed", "calibration_percent", "calibration_folds", "min_positives",
-               "data_service_address")
+               "data_service_address", "ensemble", "ensemble_method")
 
 
 def add_config_flags(parser) -> None:
@@ -31,7 +31,10 @@ def add_config_flags(parser) -> None:
     fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
     for name in OVERRIDABLE:
         default = fields[name].default
-        if isinstance(default, bool):
+        if isinstance(default, tuple):
+            parser.add_argument(f"--{name}", action="append", default=None, metavar="KEY=VALUE,...",
+                                help="repeat: one per ensemble member, e.g. backbone=xception,seed=1")
+        elif isinstance(default, bool):
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None,
                                 help=f"default: {'on' if default else 'off'}")
         else:
@@ -40,7 +43,8 @@ def add_config_flags(parser) -> None:
 
 def config_overrides(args) -> dict:
     """The ``OVERRIDABLE`` fields given on the command line."""
-    return {name: getattr(args, name) for name in OVERRIDABLE if getattr(args, name) is not None}
+    return {name: tuple(value) if isinstance(value, list) else value
+            for name, value in ((name, getattr(args, name)) for name in OVERRIDABLE) if value is not None}
 
 
 def parse_args(argv: Optional[List[str]]):

@@ -20,6 +20,9 @@ def _flags_for_every_field():
         if isinstance(default, bool):
             argv.append(f"--{name}" if not default else f"--no-{name}")
             expected[name] = not default
+        elif isinstance(default, tuple):  # repeated: one value per use
+            argv += [f"--{name}", "backbone=xception", f"--{name}", "loss=asl,seed=2"]
+            expected[name] = ("backbone=xception", "loss=asl,seed=2")
         else:
             value = default + "x" if isinstance(default, str) else default + (3 if isinstance(default, int) else 0.25)
             argv += [f"--{name}", str(value)]
@@ -50,3 +53,17 @@ def test_training_input_settings_reach_the_trainer():
                             num_labels=5, augment=True, shuffle_buffer=777, seed=3)
     custom = config.trainer_custom_config()
     assert (custom["augment"], custom["shuffle_buffer"], custom["seed"]) == (True, 777, 3)
+
+
+def test_ensemble_members_override_only_trainer_settings_with_their_types():
+    config = PipelineConfig(pipeline_name="p", pipeline_root="r", data_root="d", serving_dir="s", label_map="l.csv",
+                            num_labels=5, dropout=0.3, ensemble=("backbone=xception, seed=2", "loss=asl,augment=true"))
+    first, second = config.member_configs()
+    assert (first.backbone, first.seed, first.loss, first.dropout) == ("xception", 2, "bce", 0.3)
+    assert (second.backbone, second.loss, second.augment) == ("inception_v3", "asl", True)
+    assert first.ensemble == () and first.trainer_custom_config()["backbone"] == "xception"
+    for spec, message in (("image_size=96", "not key=value with a key in"), ("seed=two", "seed: 'two' is not a int"),
+                          ("augment=maybe", "is not true or false"), ("backbone", "not key=value")):
+        with pytest.raises(ValueError, match=f"ensemble member 1.*{message}"):
+            dataclasses.replace(config, ensemble=(spec,)).member_configs()
+    assert dataclasses.replace(config, ensemble=()).member_configs() == []

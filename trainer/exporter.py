@@ -25,6 +25,18 @@ PROBABILITIES, DECISIONS, LABEL_IDS, LABEL_NAMES, EMBEDDING = (
     "probabilities", "decisions", "label_ids", "label_names", "embedding")
 
 
+def decide(probabilities: tf.Tensor, thresholds: tf.Tensor, label_names: tf.Tensor) -> dict:
+    """The serving outputs of probabilities [batch, labels]: decisions at ``thresholds``, their ids and names."""
+    decided = probabilities >= thresholds
+    ids = tf.range(1, tf.shape(probabilities)[1] + 1, dtype=tf.int64)
+    return {
+        PROBABILITIES: probabilities,
+        DECISIONS: tf.cast(decided, tf.float32),
+        LABEL_IDS: tf.where(decided, ids, tf.zeros_like(ids)),
+        LABEL_NAMES: tf.where(decided, label_names, tf.fill(tf.shape(decided), "")),
+    }
+
+
 class ServingModule(tf.Module):
     """Holds the model, the Transform layer, thresholds and label names for export."""
 
@@ -57,15 +69,7 @@ class ServingModule(tf.Module):
         return self.tft_layer({features.IMAGE_KEY: tf.reshape(images, [-1, 1])})[IMAGE_FEATURE]
 
     def _outputs(self, image):
-        probabilities = tf.cast(self._infer(image)[0], tf.float32)
-        decided = probabilities >= self.thresholds
-        ids = tf.range(1, tf.shape(probabilities)[1] + 1, dtype=tf.int64)
-        return {
-            PROBABILITIES: probabilities,
-            DECISIONS: tf.cast(decided, tf.float32),
-            LABEL_IDS: tf.where(decided, ids, tf.zeros_like(ids)),
-            LABEL_NAMES: tf.where(decided, self.label_names, tf.fill(tf.shape(decided), "")),
-        }
+        return decide(tf.cast(self._infer(image)[0], tf.float32), self.thresholds, self.label_names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, examples):
