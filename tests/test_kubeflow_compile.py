@@ -221,3 +221,26 @@ def test_local_and_kubeflow_compile_the_same_dag():
     assert local_trainer["train_steps"].field_value.int_value == PipelineConfig.train_steps
     assert json.loads(local_nodes["Evaluator"].parameters.parameters["eval_config"].field_value.string_value) == \
         json.loads(constant(job, "Evaluator", "eval_config"))
+
+
+def test_an_ensemble_trains_each_member_as_its_own_vertex_job_and_the_evaluator_gates_the_combination(tmp_path):
+    job, _ = compile_to(tmp_path, "--serving_dir", "gs://bkt/s", "--ensemble", "backbone=inception_v3",
+                        "--ensemble", "backbone=xception,loss=asl,seed=1", "--ensemble_method", "stacker")
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert set(tasks) == TASKS - {"Trainer"} | {"Trainer_1", "Trainer_2", "Ensembler"}
+    for name, backbone, loss in (("Trainer_1", "inception_v3", "bce"), ("Trainer_2", "xception", "asl")):
+        custom_config = json.loads(constant(job, name, "custom_config"))
+        assert (custom_config["backbone"], custom_config["loss"]) == (backbone, loss)
+        # Each member is a Vertex AI Training job of its own, with its own worker pool.
+        assert custom_config["ai_platform_enable_vertex"] is True
+        assert custom_config["ai_platform_training_args"]["job_spec"]["worker_pool_specs"][0]["machine_spec"] == {
+            "machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 1}
+        # The runtime parameters reach every member.
+        assert task_parameters(job, name)["train_steps"]["componentInputParameter"] == "train_steps"
+    ensembler = tasks["Ensembler"]
+    assert {key: value["taskOutputArtifact"]["producerTask"]
+            for key, value in ensembler["inputs"]["artifacts"].items() if key.startswith("model_")} == {
+        "model_1": "Trainer_1", "model_2": "Trainer_2"}
+    assert constant(job, "Ensembler", "method") == "stacker"
+    for consumer in ("Evaluator", "Pusher"):
+        assert tasks[consumer]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "Ensembler"

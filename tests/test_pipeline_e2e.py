@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
@@ -15,7 +16,7 @@ from components.download import job
 from pipeline import demo_data, local_runner, predict, report, runs, submission
 from pipeline.config import demo_config
 from pipeline.run_command import summary_lines
-from trainer import rules
+from trainer import ensemble, ensemble_export, rules
 
 COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
               "ValidationGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher",
@@ -136,3 +137,37 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys):
     assert any(name.endswith("micro_f1_diff") for name in overall), overall  # compared with the baseline
     assert runs.latest_pushed_model(config.serving_dir) == pushed
     assert any("no model pushed by this run" in line for line in summary_lines(strict))
+
+
+@pytest.mark.slow
+def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(workdir, tmp_path):
+    config = demo_config(workdir, num_labels=18, image_size=75, train_steps=4, batch_size=8, eval_batch_size=16,
+                         micro_f1_lower_bound=0.0, pipeline_root=str(tmp_path / "pipeline"),
+                         serving_dir=str(tmp_path / "serving"), ensemble_method="stacker",
+                         ensemble=("backbone=mobilenetv3small", "backbone=mobilenetv3small,loss=asl,seed=1"))
+    local_runner.run(config)
+    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    states = {e.component: e.state for e in runs.last_run(metadata)}
+    assert set(states) == COMPONENTS - {"Trainer"} | {"Trainer_1", "Trainer_2", "Ensembler"}
+    assert all(state == "COMPLETE" for state in states.values()), states
+    pushed = runs.latest_pushed_model(config.serving_dir)
+    assert pushed is not None
+    trained = runs.training_report(pushed)
+    assert trained["ensemble"]["method"] == "stacker" and len(trained["ensemble"]["members"]) == 2
+
+    # The pushed model serves what the members' own exports and the stacker give outside it.
+    members = [tf.saved_model.load(d) for d in trained["ensemble"]["members"]]
+    examples = runs.latest_artifact_uri(metadata, "Examples")
+    stacker = ensemble.fit_stacker(*ensemble_export.score(members, ensemble_export.examples_files(examples,
+                                                                                                  "calibration")))
+    eval_files = ensemble_export.examples_files(examples, "eval")
+    probabilities, _ = ensemble_export.score(members, eval_files)
+    expected = ensemble.stacker_predict(stacker, probabilities)
+    batch = tf.constant([r.numpy() for r in tf.data.TFRecordDataset(eval_files, compression_type="GZIP")])
+    served = tf.saved_model.load(pushed).signatures["serving_default"](examples=batch)
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+    # The Evaluator gated the ensemble on eval: its micro-F1 is the one the ensemble's report gives.
+    evaluation_result = tfma.load_eval_result(runs.latest_artifact_uri(metadata, "ModelEvaluation"))
+    assert report.micro_f1(evaluation_result.slicing_metrics) == pytest.approx(
+        trained["micro_f1"][trained["served_rule"]]["eval"], abs=1e-6)
+    assert os.path.isfile(os.path.join(str(tmp_path), "similar", os.path.basename(pushed), "manifest.json"))

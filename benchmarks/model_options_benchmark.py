@@ -1,0 +1,203 @@
+"""Losses, backbones, pooling, the ensemble and the stacker, side by side, on real photos, out of sample.
+
+  .venv/bin/python benchmarks/model_options_benchmark.py --dataset PATH/TO/fashion-products-2k \
+      --work /tmp/imat-models --train_steps 600
+
+1. Data: as ``benchmarks/pipeline_benchmark.py`` (the dataset served on loopback, written in the
+   iMaterialist layout, downloaded by the download job) and the same training settings (from
+   scratch, no pretrained weights offline, 75 px, batch 32, 600 steps).
+2. One pipeline run with an ensemble of eight members, one per variant (``VARIANTS``): the
+   default (InceptionV3, binary cross-entropy, average pooling) and the same with one thing
+   changed. The pipeline trains each member (its own Trainer), the Ensembler combines them with
+   hill-climbed weights, the Evaluator gates the ensemble.
+3. Every member is scored on the calibration split, the eval split and the test split (the
+   dataset's test photos, labels from ``test_labels.json``; no step of the pipeline reads them).
+   Each single model gets its decision rule fitted on calibration as its Trainer does it; the
+   ensemble (hill-climbed weights) and the stacker (k-fold on calibration) are fitted on
+   calibration by the Ensembler's own functions. Rows: eval and test micro-F1, and the paired
+   bootstrap 95 % interval (resampling images) of each row minus the default.
+
+The eval split is where a default would be chosen; the test split is scored for confirmation.
+One training seed: the intervals cover which images were drawn, not training noise.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+
+DEFAULT = "default"
+# Variant name -> its ensemble member's settings (PipelineConfig.ensemble syntax).
+VARIANTS = {
+    DEFAULT: "",
+    "loss=focal": "loss=focal",
+    "loss=asl": "loss=asl",
+    "pooling=max": "pooling=max",
+    "backbone=xception": "backbone=xception",
+    "backbone=resnet50": "backbone=resnet50",
+    "backbone=efficientnetv2b0": "backbone=efficientnetv2b0",
+    "backbone=mobilenetv3small": "backbone=mobilenetv3small",
+}
+
+
+def per_image_counts(decisions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[examples, 3]: each image's true positives, false positives and false negatives."""
+    d, t = np.asarray(decisions) > 0.5, np.asarray(labels) > 0.5
+    return np.stack([(d & t).sum(1), (d & ~t).sum(1), (~d & t).sum(1)], axis=1).astype(np.float64)
+
+
+def _f1(counts: np.ndarray) -> np.ndarray:
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    denominator = 2 * tp + fp + fn
+    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+
+
+def micro_f1(counts: np.ndarray) -> float:
+    return float(_f1(counts.sum(axis=0)))
+
+
+def bootstrap_difference(a: np.ndarray, b: np.ndarray, reps: int = 2000, seed: int = 0):
+    """95 % interval of micro-F1(a) - micro-F1(b), images resampled with replacement (paired).
+
+    ``a`` and ``b`` are ``per_image_counts`` of the same images.
+    """
+    n = len(a)
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=reps)  # [reps, images]
+    differences = _f1(weights @ a) - _f1(weights @ b)
+    return float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))
+
+
+def test_split(config, source: str, models):
+    """(member probabilities [members, images, labels], multi-hot labels) of the test photos."""
+    import tensorflow as tf
+
+    from benchmarks.pipeline_benchmark import load_split
+    from pipeline.submission import read_labels
+
+    _, _, ids, jpegs = load_split(config.data_root, "test", config.image_size, config.num_labels)
+    truth = read_labels(os.path.join(source, "test_labels.json"))
+    labels = np.zeros((len(ids), config.num_labels), np.float32)
+    for row, image_id in enumerate(ids):
+        labels[row, [k - 1 for k in truth[image_id.decode()]]] = 1
+    probabilities = [np.concatenate([m.signatures["predict_images"](images=tf.constant(jpegs[i:i + 64]))
+                                     ["probabilities"].numpy() for i in range(0, len(jpegs), 64)]) for m in models]
+    return np.stack(probabilities), labels
+
+
+def evaluate(config, trained: dict, source: str) -> dict:
+    """Every variant, the ensemble, the stacker and the baseline: decisions on eval and test, and their scores."""
+    import tensorflow as tf
+
+    from pipeline import runs
+    from trainer import ensemble, ensemble_export, rules
+
+    member_dirs = trained["ensemble"]["members"]
+    models = [tf.saved_model.load(d) for d in member_dirs]
+    examples = runs.latest_artifact_uri(os.path.join(config.pipeline_root, "metadata.sqlite"), "Examples")
+    splits = {split: ensemble_export.score(models, ensemble_export.examples_files(examples, split))
+              for split in ("calibration", "eval")}
+    splits["test"] = test_split(config, source, models)
+    baseline = trained["baseline"]["label_ids"]
+    decided = {}  # row -> {split: decisions}
+    served = {}
+    for i, name in enumerate(VARIANTS):
+        report = rules.decision_report((splits["calibration"][0][i], splits["calibration"][1]),
+                                       (splits["eval"][0][i], splits["eval"][1]), config.min_positives,
+                                       config.calibration_folds, baseline)
+        cut = np.asarray(report["thresholds"], np.float32)
+        decided[name] = {s: splits[s][0][i] >= cut for s in ("eval", "test")}
+        served[name] = report["served_rule"]
+    backbones = [i for i, name in enumerate(VARIANTS) if name == DEFAULT or name.startswith("backbone=")]
+    combinations = {"ensemble of all 8 (hill-climbed weights)": (ensemble.WEIGHTS, list(range(len(VARIANTS)))),
+                    "ensemble of the 5 backbones (hill-climbed weights)": (ensemble.WEIGHTS, backbones),
+                    "stacker over all 8 (k-fold on calibration)": (ensemble.STACKER, list(range(len(VARIANTS))))}
+    fitted = {}
+    for name, (method, chosen) in combinations.items():
+        start = time.process_time()
+        combination = ensemble.fit_combination(
+            method, (splits["calibration"][0][chosen], splits["calibration"][1]),
+            (splits["eval"][0][chosen], splits["eval"][1]), config.min_positives, config.calibration_folds, baseline)
+        cut = np.asarray(combination.report["thresholds"], np.float32)
+        decided[name] = {s: combination.apply(splits[s][0][chosen]) >= cut for s in ("eval", "test")}
+        served[name] = combination.report["served_rule"]
+        fitted[name] = {"weights": dict(zip([list(VARIANTS)[i] for i in chosen], combination.weights))
+                        if method == ensemble.WEIGHTS else None, "cpu_seconds": time.process_time() - start}
+    row = rules.baseline_decisions(baseline, config.num_labels)
+    decided["trivial baseline"] = {s: np.broadcast_to(row, splits[s][1].shape) > 0.5 for s in ("eval", "test")}
+    counts = {name: {s: per_image_counts(d[s], splits[s][1]) for s in d} for name, d in decided.items()}
+    result = {"images": {s: int(len(splits[s][1])) for s in splits}, "rows": {}, "fitted": fitted}
+    for name, by_split in counts.items():
+        result["rows"][name] = {"served_rule": served.get(name)}
+        for split, c in by_split.items():
+            result["rows"][name][split] = micro_f1(c)
+            if name != DEFAULT:
+                result["rows"][name][f"{split}_minus_default"] = micro_f1(c) - micro_f1(counts[DEFAULT][split])
+                result["rows"][name][f"{split}_interval_95"] = bootstrap_difference(c, counts[DEFAULT][split])
+    return result
+
+
+def format_table(result: dict, seconds: dict) -> str:
+    lines = [f"| micro-F1 (eval {result['images']['eval']} / test {result['images']['test']} photos) | eval | "
+             "eval minus default (95 % interval) | test | test minus default (95 % interval) | rule | Trainer s |",
+             "|---|---|---|---|---|---|---|"]
+    for name, row in result["rows"].items():
+        cells = [name]
+        for split in ("eval", "test"):
+            cells.append(f"{row[split]:.3f}")
+            cells.append("" if name == DEFAULT else
+                         f"{row[split + '_minus_default']:+.3f} ({row[split + '_interval_95'][0]:+.3f} to "
+                         f"{row[split + '_interval_95'][1]:+.3f})")
+        cells += [row["served_rule"] or "", f"{seconds[name]:.0f}" if name in seconds else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, help="the fashion-products-2k folder")
+    parser.add_argument("--work", default="/tmp/imat-models")
+    parser.add_argument("--image_size", type=int, default=75)
+    parser.add_argument("--train_steps", type=int, default=600)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.makedirs(args.work, exist_ok=True)
+
+    from benchmarks.pipeline_benchmark import pipeline_config, prepare
+    from pipeline import local_runner, runs
+
+    label_map = prepare(os.path.abspath(args.dataset), args.work)
+    config = dataclasses.replace(pipeline_config(args, label_map, args.seed), ensemble=tuple(VARIANTS.values()),
+                                 ensemble_method="weights")
+    start = time.monotonic()
+    local_runner.run(config)  # cached when nothing changed: rerunning only re-scores
+    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    executions = {e.component: e for e in runs.last_run(metadata)}
+    seconds = {name: executions[f"Trainer_{i}"].seconds for i, name in enumerate(VARIANTS, start=1)}
+    trained = runs.training_report(os.path.join(runs.latest_output_uri(metadata, "Ensembler", "Model"),
+                                                "Format-Serving"))
+    print(f"pipeline: {time.monotonic() - start:.0f} s; components: "
+          + ", ".join(f"{c} {e.seconds:.0f} s ({e.state})" for c, e in executions.items()), flush=True)
+    result = evaluate(config, trained, os.path.dirname(label_map))
+    result.update(config={"image_size": args.image_size, "train_steps": args.train_steps, "seed": args.seed,
+                          "batch_size": args.batch_size, "num_labels": config.num_labels},
+                  trainer_seconds=seconds, pipeline_ensemble={"weights": trained["ensemble"]["weights"],
+                                                              "micro_f1": trained["micro_f1"],
+                                                              "served_rule": trained["served_rule"]})
+    table = format_table(result, seconds)
+    print(table)
+    with open(os.path.join(args.work, "model_options.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(args.work, "model_options.md"), "w") as f:
+        f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
