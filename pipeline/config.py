@@ -7,7 +7,8 @@ from typing import List, Tuple
 # Not image_size: every member reads the one Transform graph.
 MEMBER_SETTINGS = ("weights", "backbone", "pooling", "head_units", "loss", "dropout", "head_learning_rate",
                    "fine_tune_learning_rate", "fine_tune_from", "head_steps_fraction", "batch_size",
-                   "mixed_precision", "batch_norm_momentum", "augment", "shuffle_buffer", "seed")
+                   "mixed_precision", "batch_norm_momentum", "augment", "shuffle_buffer", "seed",
+                   "progressive_image_size", "progressive_fraction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,8 @@ class PipelineConfig:
     pooling: str = "avg"  # avg | max | avgmax
     head_units: int = 0  # >0: a dense ReLU layer in the head
     loss: str = "bce"  # bce | focal | asl (trainer/losses.py)
+    progressive_image_size: int = 0  # >0: the first progressive_fraction of train_steps on images this size
+    progressive_fraction: float = 0.5
     train_steps: int = 2000
     eval_steps: int = 0  # 0: the whole eval split
     head_steps_fraction: float = 0.3  # phase one (backbone frozen) share of train_steps
@@ -71,6 +74,7 @@ class PipelineConfig:
             "dropout": self.dropout, "head_learning_rate": self.head_learning_rate,
             "fine_tune_learning_rate": self.fine_tune_learning_rate, "fine_tune_from": self.fine_tune_from,
             "backbone": self.backbone, "pooling": self.pooling, "head_units": self.head_units, "loss": self.loss,
+            "progressive_image_size": self.progressive_image_size, "progressive_fraction": self.progressive_fraction,
             "head_steps_fraction": self.head_steps_fraction, "batch_size": self.batch_size,
             "eval_batch_size": self.eval_batch_size, "distribution": self.distribution,
             "mixed_precision": self.mixed_precision, "batch_norm_momentum": self.batch_norm_momentum,

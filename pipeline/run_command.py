@@ -20,7 +20,7 @@ DEFAULT_WORKDIR = "imat-demo"
 # PipelineConfig fields settable on the command line (imat run and imat compile).
 OVERRIDABLE = ("image_size", "weights", "train_steps", "eval_steps", "batch_size", "head_steps_fraction",
                "head_learning_rate", "fine_tune_learning_rate", "fine_tune_from", "backbone", "pooling",
-               "head_units", "loss", "distribution",
+               "head_units", "loss", "progressive_image_size", "progressive_fraction", "distribution",
                "mixed_precision", "batch_norm_momentum", "micro_f1_lower_bound", "dropout", "augment",
                "shuffle_buffer", "seed", "calibration_percent", "calibration_folds", "min_positives",
                "data_service_address", "ensemble", "ensemble_method")

@@ -99,3 +99,27 @@ def test_the_trainers_custom_config_rebuilds_the_model_config_with_types():
     assert config.first_fine_tuned_layer == "block13_sepconv1_act"
     with pytest.raises(KeyError, match="num_labels"):
         task.model_config_from({"image_size": 75})
+
+
+def test_training_segments_split_at_the_phase_and_the_size_change():
+    assert task.training_segments(100, 30, 0) == [(0, 30), (30, 100)]
+    assert task.training_segments(100, 0, 50) == [(0, 50), (50, 100)]
+    assert task.training_segments(100, 30, 50) == [(0, 30), (30, 50), (50, 100)]
+    assert task.training_segments(100, 100, 0) == [(0, 100)]
+    assert task.training_segments(10, 0, 10) == [(0, 10)]
+
+
+def test_progressive_resizing_trains_on_small_images_then_serves_full_size():
+    config = model_lib.ModelConfig(NUM_LABELS, 75, "none", progressive_image_size=48, backbone="mobilenetv3small")
+    model = model_lib.build_model(config)
+    model_lib.compile_for_fine_tuning(model, config)
+    labels = np.eye(NUM_LABELS, dtype=np.float32)[:2]
+    full = tf.data.Dataset.from_tensors((np.random.default_rng(1).uniform(-1, 1, (2, 75, 75, 3)).astype(np.float32),
+                                         labels)).repeat()
+    small = task.resized(full, 48)
+    assert next(iter(small))[0].shape == (2, 48, 48, 3)
+    for dataset in (small, full):
+        assert np.isfinite(model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0).history["loss"][0])
+    with pytest.raises(ValueError, match="progressive_image_size 24 is below mobilenetv3small's minimum of 32"):
+        model_lib.build_model(model_lib.ModelConfig(NUM_LABELS, 75, "none", progressive_image_size=24,
+                                                    backbone="mobilenetv3small"))

@@ -27,6 +27,10 @@ class ModelConfig:
     pooling: str = "avg"  # of the backbone's last feature map: "avg", "max" or "avgmax" (both, concatenated)
     head_units: int = 0  # >0: a ReLU dense layer of this width (and dropout) between pooling and the sigmoids
     loss: str = "bce"  # "bce", "focal" or "asl" (trainer/losses.py)
+    # Progressive resizing: >0 trains the first ``progressive_fraction`` of the steps on images
+    # resized to this size; the model then takes any size (serving still gets image_size).
+    progressive_image_size: int = 0
+    progressive_fraction: float = 0.5
     mixed_precision: str = ""  # "", "mixed_bfloat16" (CPU AMX, TPU) or "mixed_float16" (GPU)
     # Moving-average momentum of the backbone's batch norms; Keras' 0.99 tracks too slowly
     # for the few hundred steps of a from-scratch demo (0.9 there). 0: leave Keras' value.
@@ -85,11 +89,13 @@ def _pool(features, pooling: str):
 def _build(config: ModelConfig) -> keras.Model:
     spec = backbones.get_backbone(config.backbone)
     losses.get_loss(config.loss)  # an unknown loss fails here, before any training
-    if config.image_size < spec.min_size:
-        raise ValueError(f"image_size {config.image_size} is below {config.backbone}'s minimum of {spec.min_size}")
-    inputs = keras.Input(shape=(config.image_size, config.image_size, 3), name=IMAGE_FEATURE)
-    backbone = spec.build(include_top=False, weights=_backbone_weights(config.weights),
-                          input_shape=(config.image_size, config.image_size, 3))
+    for name in ("image_size", "progressive_image_size"):
+        size = getattr(config, name)
+        if (size or name == "image_size") and size < spec.min_size:
+            raise ValueError(f"{name} {size} is below {config.backbone}'s minimum of {spec.min_size}")
+    side = None if config.progressive_image_size else config.image_size  # None: any size
+    inputs = keras.Input(shape=(side, side, 3), name=IMAGE_FEATURE)
+    backbone = spec.build(include_top=False, weights=_backbone_weights(config.weights), input_shape=(side, side, 3))
     backbone.trainable = False
     if config.batch_norm_momentum:
         for layer in backbone.layers:

@@ -2,7 +2,8 @@
 
 ``custom_config`` keys (all set from pipeline.config.PipelineConfig):
   num_labels, image_size, weights, dropout, head_learning_rate, fine_tune_learning_rate,
-  fine_tune_from, backbone, pooling, head_units, loss, head_steps_fraction, batch_size, eval_batch_size, distribution,
+  fine_tune_from, backbone, pooling, head_units, loss, progressive_image_size,
+  progressive_fraction, head_steps_fraction, batch_size, eval_batch_size, distribution,
   mixed_precision, batch_norm_momentum, min_positives, calibration_folds, label_map, augment,
   shuffle_buffer, seed
 
@@ -13,6 +14,7 @@ import dataclasses
 import functools
 import logging
 import time
+from typing import List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -58,6 +60,21 @@ def model_config_from(custom_config: dict) -> model_lib.ModelConfig:
     return model_lib.ModelConfig(**values)
 
 
+def training_segments(total: int, head_steps: int, small_steps: int) -> List[Tuple[int, int]]:
+    """[first, last) step ranges of one phase and one image size each, in order.
+
+    Phase one (the head) covers steps [0, head_steps), progressive resizing [0, small_steps).
+    """
+    cuts = sorted({0, total} | {c for c in (head_steps, small_steps) if 0 < c < total})
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def resized(dataset: tf.data.Dataset, size: int) -> tf.data.Dataset:
+    """(images, labels) batches with the images resized to ``size`` (progressive resizing)."""
+    return dataset.map(lambda images, labels: (tf.image.resize(images, [size, size], antialias=True), labels),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def run_fn(fn_args):
     """TFX Trainer entry point.
 
@@ -92,21 +109,26 @@ def run_fn(fn_args):
     total = int(fn_args.train_steps)
     # head_steps_fraction 0 skips phase one: from scratch, a frozen random backbone teaches the head nothing.
     head_steps = min(total, int(round(total * float(config["head_steps_fraction"]))))
+    small_steps = min(total, int(round(total * model_config.progressive_fraction))) \
+        if model_config.progressive_image_size else 0
     callbacks = [keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")] \
         if fn_args.model_run_dir and role.is_chief else []
     start = time.monotonic()
-    if head_steps:
-        log.info("phase 1: head only, %d steps at lr %g", head_steps, model_config.head_learning_rate)
+    for first, last in training_segments(total, head_steps, small_steps):
+        if first == head_steps and first > 0:
+            with strategy.scope():
+                model_lib.compile_for_fine_tuning(model, model_config)
+        phase = "phase 1: head only" if first < head_steps else \
+            f"phase 2: from {model_config.first_fine_tuned_layer or 'the first layer'} on"
+        small = first < small_steps
+        size = model_config.progressive_image_size if small else model_config.image_size
+        lr = model_config.head_learning_rate if first < head_steps else model_config.fine_tune_learning_rate
+        log.info("%s, steps %d-%d of %d at lr %g, %d px (%.0f s so far)", phase, first + 1, last, total, lr, size,
+                 time.monotonic() - start)
         # No validation inside fit: it would trace the network twice more; the calibration and
         # eval splits are scored once, after training.
-        model.fit(train, steps_per_epoch=head_steps, epochs=1, callbacks=callbacks, verbose=2)
-    if total > head_steps:
-        with strategy.scope():
-            model_lib.compile_for_fine_tuning(model, model_config)
-        log.info("phase 2 (after %.0f s of phase 1): from %s on, %d steps at lr %g", time.monotonic() - start,
-                 model_config.first_fine_tuned_layer or "the first layer", total - head_steps,
-                 model_config.fine_tune_learning_rate)
-        model.fit(train, steps_per_epoch=total - head_steps, epochs=1, callbacks=callbacks, verbose=2)
+        model.fit(resized(train, size) if small else train, steps_per_epoch=last - first, epochs=1,
+                  callbacks=callbacks, verbose=2)
     log.info("training took %.0f s", time.monotonic() - start)
 
     if role.num_workers > 1:
