@@ -119,6 +119,10 @@ def test_the_exported_ensemble_serves_the_combination_computed_outside_it(member
     assert report["ensemble"]["method"] == method and len(report["ensemble"]["weights"]) == 2
     assert report["baseline"]["label_ids"] == [1, 4]  # the members' trivial baseline, carried over
     assert ensemble_export.member_report(out) == report
+    printed = rules.format_report(report)
+    assert f"  an ensemble of 2 ({method}); each member's own served rule, eval / calibration:" in printed
+    assert sum(line.startswith("    member ") for line in printed) == 2
+    assert any(", weight " in line for line in printed) == (method == ensemble.WEIGHTS)
 
     members = [tf.saved_model.load(d) for d in dirs]
     eval_files = ensemble_export.examples_files(examples, "eval")

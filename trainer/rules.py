@@ -174,4 +174,11 @@ def format_report(report: dict) -> List[str]:
     baseline = scores[BASELINE]
     lines.append(f"  {'baseline: most frequent train label per task':42s} {baseline['eval']:6.3f} "
                  f"{baseline['calibration']:11.3f}")
+    ensemble = report.get("ensemble")
+    if ensemble:  # written by the Ensembler (trainer/ensemble_export.py)
+        lines.append(f"  an ensemble of {len(ensemble['members'])} ({ensemble['method']}); each member's own "
+                     f"served rule, eval / calibration:")
+        for i, (weight, own) in enumerate(zip(ensemble["weights"], ensemble["member_micro_f1"]), start=1):
+            name = f"member {i}" + (f", weight {weight:.2f}" if ensemble["method"] == "weights" else "")
+            lines.append(f"    {name:40s} {own['eval']:6.3f} {cv(own['calibration']):>11s}")
     return lines
