@@ -67,6 +67,12 @@ def micro_f1(slicing_metrics: Sequence[Tuple[tuple, dict]]) -> float:
     return _micro_f1(dict(slicing_metrics).get((), {}))
 
 
+def num_labels(slicing_metrics: Sequence[Tuple[tuple, dict]]) -> int:
+    """The width of the multi-hot vector: the per-class sub keys of the overall slice's decisions."""
+    overall = dict(slicing_metrics).get((), {})
+    return len([k for k in overall.get(_DECISIONS, {}) if k.startswith("classId:")])
+
+
 def label_rows(slicing_metrics: Sequence[Tuple[tuple, dict]], label_map: Optional[LabelMap],
                num_labels: int) -> List[LabelRow]:
     """One row per label from TFMA's slicing metrics (``EvalResult.slicing_metrics``).
@@ -186,19 +192,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     label_map_path = args.label_map or os.path.join(args.workdir, "source", "label_map.csv")
     label_map = load_label_map(label_map_path) if os.path.exists(label_map_path) else None
     result = tfma.load_eval_result(evaluation)
-    overall = dict(result.slicing_metrics).get((), {})
-    num_labels = len([k for k in overall.get(_DECISIONS, {}) if k.startswith("classId:")])
-    rows = label_rows(result.slicing_metrics, label_map, num_labels)
+    width = num_labels(result.slicing_metrics)
+    rows = label_rows(result.slicing_metrics, label_map, width)
     rule_lines, baseline = model_rules(metadata)
     print("\n".join(rule_lines))
     print(f"evaluation: {evaluation}")
     print("\n".join(format_metrics(rows, micro_f1(result.slicing_metrics), baseline)))
-    print("\n".join(format_slices(rows, args.worst)))
+    slice_lines = format_slices(rows, args.worst)
+    if slice_lines:  # none where no label slice has a defined micro-F1
+        print("\n".join(slice_lines))
     print("\n".join(schema_lines(metadata)))
     stats = None
     if examples:
         pattern = os.path.join(examples, f"Split-{args.split}", "*")
-        stats = count_labels(read_label_lists(pattern, args.max_examples), num_labels)
+        stats = count_labels(read_label_lists(pattern, args.max_examples), width)
         print("\n".join(format_distribution(stats, label_map, args.split)))
     out = args.html or os.path.join(args.workdir, "report.html")
     write_html(out, rows, micro_f1(result.slicing_metrics), stats, label_map, rule_lines=rule_lines, baseline=baseline)

@@ -47,7 +47,7 @@ def test_rows_carry_each_labels_metrics_and_support():
     assert rows[1].support == 4 and rows[1].precision == 0.5 and rows[1].auc == 0.9 and rows[1].task == "category"
     assert math.isnan(rows[2].precision) and rows[2].support == 9
     assert rows[3].name == "red" and rows[3].f1 == pytest.approx(2 / 3)
-    assert report.micro_f1(SLICING_METRICS) == 0.75
+    assert report.micro_f1(SLICING_METRICS) == 0.75 and report.num_labels(SLICING_METRICS) == 3
     assert rows[1].slice_f1 == 0.6 and rows[1].slice_recall == 0.7 and math.isnan(rows[3].slice_f1)
     old = report.label_rows(SLICED_METRICS, LABEL_MAP, 3)
     assert [r.support for r in old] == [4, 9, 2] and old[0].slice_f1 == 0.6 and math.isnan(old[1].slice_f1)
