@@ -15,6 +15,8 @@ REQUIRED = [
     "ijson",
     "google-crc32c",
     "aiohttp",
+    # imat report's charts: self-contained HTML with plotly.js inlined.
+    "plotly>=7.1,<8",
 ]
 
 setuptools.setup(
@@ -30,7 +32,9 @@ setuptools.setup(
         "kubeflow": ["kfp>=2,<3", "kfp-pipeline-spec>=0.2.2", "protobuf>=3.20.3,<3.21"],
         # Approximate nearest-neighbour indexes for similar-product search (compared in benchmarks/).
         "similar": ["faiss-cpu", "hnswlib"],
-        "test": ["pytest", "pytest-timeout", "ruff"],
+        # playwright drives the system's Chromium (its own browser download is not used);
+        # nbclient and ipykernel execute notebooks/ headless.
+        "test": ["pytest", "pytest-timeout", "ruff", "playwright>=1.65,<2", "nbclient>=0.10", "ipykernel>=6"],
     },
     entry_points={"console_scripts": ["imat=pipeline.cli:main"]},
 )

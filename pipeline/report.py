@@ -9,19 +9,19 @@ baseline beside them. Then metrics from the newest TFMA evaluation in the pipeli
 (the same numbers ``tfma.load_eval_result`` shows in a notebook): the gated micro-F1 of the
 served decisions, each label's precision, recall and F1 at its served threshold, its AUC, and
 its support (the eval examples carrying it, from ``pipeline.label_metrics``). Rows are grouped by
-task and sorted by support. Then where SchemaGen's guess from the data differs from the curated
-schema. The label distribution and co-occurrence are counted from ExampleGen's examples,
-reading only the label feature.
+task and sorted by support. Then the label slices with the lowest micro-F1 (``--worst``): for
+label k, the eval images carrying it and the micro-F1 and recall of all the served decisions on
+them. Then where SchemaGen's guess from the data differs from the curated schema. The label
+distribution and co-occurrence are counted from ExampleGen's examples, reading only the label
+feature. ``report.html`` holds all of it with plotly charts and every label slice in a table.
 """
 import argparse
 import collections
 import dataclasses
-import html
 import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 
 from pipeline import runs
 # The label data (counts, pairs) lives in its own module; imported here for `imat report`'s callers.
@@ -30,8 +30,9 @@ from trainer.features import LABELS_KEY, LabelMap
 
 DEFAULT_WORKDIR = "imat-demo"
 _DECISIONS, _PROBABILITIES = "decisions", "probabilities"
-# pipeline.label_metrics.EXAMPLE_COUNT, spelled out: importing that module imports Beam and TFMA.
+# pipeline.label_metrics' names, spelled out: importing that module imports Beam and TFMA.
 LABEL_SLICE_EXAMPLE_COUNT = "label_slice_example_count"
+LABEL_SLICE_MICRO_RECALL, LABEL_SLICE_MICRO_F1 = "label_slice_micro_recall", "label_slice_micro_f1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,9 @@ class LabelRow:
     recall: float
     f1: float
     auc: float
+    # Of all the served decisions on the eval images carrying the label (its slice): micro recall and F1.
+    slice_recall: float = math.nan
+    slice_f1: float = math.nan
 
 
 def _value(metrics: dict, name: str) -> float:
@@ -51,13 +55,22 @@ def _value(metrics: dict, name: str) -> float:
     return float(value)  # TFMA writes NaN as the string "NaN"
 
 
-def micro_f1(slicing_metrics: Sequence[Tuple[tuple, dict]]) -> float:
-    """The gated micro-F1 of the overall slice."""
-    overall = dict(slicing_metrics).get((), {})
-    for name, value in overall.get(_DECISIONS, {}).get("", {}).items():
+def _micro_f1(metrics: dict) -> float:
+    for name, value in metrics.get(_DECISIONS, {}).get("", {}).items():
         if name.endswith("micro_f1"):
             return float(value["doubleValue"])
     return math.nan
+
+
+def micro_f1(slicing_metrics: Sequence[Tuple[tuple, dict]]) -> float:
+    """The gated micro-F1 of the overall slice."""
+    return _micro_f1(dict(slicing_metrics).get((), {}))
+
+
+def num_labels(slicing_metrics: Sequence[Tuple[tuple, dict]]) -> int:
+    """The width of the multi-hot vector: the per-class sub keys of the overall slice's decisions."""
+    overall = dict(slicing_metrics).get((), {})
+    return len([k for k in overall.get(_DECISIONS, {}) if k.startswith("classId:")])
 
 
 def label_rows(slicing_metrics: Sequence[Tuple[tuple, dict]], label_map: Optional[LabelMap],
@@ -83,14 +96,16 @@ def label_rows(slicing_metrics: Sequence[Tuple[tuple, dict]], label_map: Optiona
         decisions = overall.get(_DECISIONS, {}).get(f"classId:{index}", {})
         probabilities = overall.get(_PROBABILITIES, {}).get(f"classId:{index}", {})
         support = _value(decisions, LABEL_SLICE_EXAMPLE_COUNT)
+        slice_recall, slice_f1 = _value(decisions, LABEL_SLICE_MICRO_RECALL), _value(decisions, LABEL_SLICE_MICRO_F1)
         if math.isnan(support):  # an evaluation from before LabelSliceMetrics: per-label slices
             label_slice = by_slice.get(((LABELS_KEY, label_id),), {})
             support = _value(label_slice.get(_DECISIONS, {}).get("", {}), "example_count")
+            slice_f1 = _micro_f1(label_slice)
         label = names.get(label_id)
         rows.append(LabelRow(label_id, label.name if label else str(label_id), label.task if label else "",
                              0 if math.isnan(support) else int(support), _value(decisions, "precision"),
                              _value(decisions, "recall"), _value(decisions, "f1_score"),
-                             _value(probabilities, "auc")))
+                             _value(probabilities, "auc"), slice_recall, slice_f1))
     return rows
 
 
@@ -123,65 +138,32 @@ def format_metrics(rows: Sequence[LabelRow], overall_micro_f1: float, baseline: 
     return lines
 
 
-def _bars_svg(values: Sequence[Tuple[str, Sequence[float]]], colors: Sequence[str], width: int = 360) -> str:
-    """Horizontal grouped bars in [0, 1], one row per (label, values)."""
-    row = 8 * len(colors) + 6
-    parts = [f'<svg width="{width + 200}" height="{row * len(values) + 4}">']
-    for i, (label, vals) in enumerate(values):
-        y = i * row + 2
-        parts.append(f'<text x="195" y="{y + row / 2 + 3}" text-anchor="end" font-size="11">{html.escape(label)}</text>')
-        for j, (v, color) in enumerate(zip(vals, colors)):
-            w = 0 if math.isnan(v) else max(0.0, min(1.0, v)) * width
-            parts.append(f'<rect x="200" y="{y + 8 * j}" width="{w:.1f}" height="7" fill="{color}"/>')
-    parts.append("</svg>")
-    return "".join(parts)
+def format_slices(rows: Sequence[LabelRow], worst: int = 10) -> List[str]:
+    """The label slices with the lowest micro-F1: per label, its eval images and the decisions on them.
 
-
-def _heatmap_svg(stats: LabelStats, label_ids: Sequence[int], names: Dict[int, str], cell: int = 14) -> str:
-    n = len(label_ids)
-    parts = [f'<svg width="{200 + n * cell}" height="{200 + n * cell}">']
-    for a, la in enumerate(label_ids):
-        parts.append(f'<text x="195" y="{200 + a * cell + cell - 3}" text-anchor="end" font-size="10">'
-                     f'{html.escape(names.get(la, str(la)))}</text>')
-        parts.append(f'<text transform="translate({200 + a * cell + cell - 3},195) rotate(-60)" font-size="10">'
-                     f'{html.escape(names.get(la, str(la)))}</text>')
-        for b, lb in enumerate(label_ids):
-            # P(b | a): how often label b comes with label a.
-            p = stats.cooccurrence[la - 1, lb - 1] / max(stats.counts[la - 1], 1)
-            parts.append(f'<rect x="{200 + b * cell}" y="{200 + a * cell}" width="{cell - 1}" height="{cell - 1}" '
-                         f'fill="rgb({int(255 - 200 * p)},{int(255 - 120 * p)},255)"><title>'
-                         f'{html.escape(names.get(la, str(la)))} -> {html.escape(names.get(lb, str(lb)))}: '
-                         f'{p:.2f}</title></rect>')
-    parts.append("</svg>")
-    return "".join(parts)
+    Labels without eval images, or whose slice has no defined micro-F1, are left out.
+    """
+    scored = sorted((r for r in rows if r.support > 0 and not math.isnan(r.slice_f1)),
+                    key=lambda r: (r.slice_f1, -r.support, r.label_id))
+    if not scored:
+        return []
+    lines = [f"label slices (the eval images carrying each label; micro-F1 and recall of all the served decisions "
+             f"on them), the {min(worst, len(scored))} worst of {len(scored)}; all in the HTML table:",
+             f"  {'label':26s} {'task':12s} {'images':>6s} {'mF1':>5s} {'mRec':>5s}   label's own F1"]
+    lines += [f"  {r.name[:26]:26s} {r.task[:12]:12s} {r.support:6d} {_fmt(r.slice_f1)} {_fmt(r.slice_recall)}   "
+              f"{_fmt(r.f1)}" for r in scored[:worst]]
+    return lines
 
 
 def write_html(path: str, rows: Sequence[LabelRow], overall_micro_f1: float, stats: Optional[LabelStats],
                label_map: Optional[LabelMap], max_heatmap_labels: int = 40, rule_lines: Sequence[str] = (),
                baseline: float = math.nan) -> None:
-    """A self-contained HTML page: the decision rules, per-label P/R/F1 bars by task, label counts, co-occurrence."""
-    names = {label.label_id: label.name for label in label_map.labels} if label_map else {}
-    body = [f"<h1>imat report</h1><p>{html.escape(_headline(overall_micro_f1, baseline))}</p>",
-            f"<pre>{html.escape(chr(10).join(rule_lines))}</pre>" if rule_lines else "",
-            '<p><span style="color:#4c72b0">&#9632; precision</span> <span style="color:#dd8452">&#9632; recall'
-            '</span> <span style="color:#55a868">&#9632; F1</span> at each label\'s served threshold; sorted by support '
-            "(n)</p>"]
-    for task, group in by_task(rows).items():
-        body.append(f"<h2>{html.escape(task or 'labels')}</h2>")
-        body.append(_bars_svg([(f"{r.name} (n={r.support})", (r.precision, r.recall, r.f1)) for r in group],
-                              ("#4c72b0", "#dd8452", "#55a868")))
-    if stats is not None and stats.examples:
-        top = [int(k) + 1 for k in np.argsort(-stats.counts, kind="stable") if stats.counts[k] > 0]
-        biggest = max(int(stats.counts.max()), 1)
-        body.append(f"<h2>Label distribution ({stats.examples} examples)</h2>")
-        body.append(_bars_svg([(f"{names.get(k, k)} ({stats.counts[k - 1]})", (stats.counts[k - 1] / biggest,))
-                               for k in top], ("#8172b2",)))
-        body.append(f"<h2>Co-occurrence: P(column | row), the {min(len(top), max_heatmap_labels)} most frequent"
-                    " labels</h2>")
-        body.append(_heatmap_svg(stats, top[:max_heatmap_labels], names))
-    with open(path, "w") as f:
-        f.write("<!doctype html><meta charset='utf-8'><title>imat report</title>"
-                "<body style='font-family:sans-serif'>" + "".join(body) + "</body>")
+    """A self-contained HTML page (``pipeline.report_html``): rules, charts by task, the slice table, label data."""
+    from pipeline import report_html
+
+    groups = by_task(rows)
+    report_html.write_html(path, [r for group in groups.values() for r in group], _headline(overall_micro_f1, baseline),
+                           stats, label_map, groups, max_heatmap_labels=max_heatmap_labels, rule_lines=rule_lines)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -196,6 +178,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--split", default="train", help="ExampleGen split to count labels on (train or eval)")
     parser.add_argument("--max_examples", type=int, default=200_000,
                         help="count labels on at most this many examples of --split")
+    parser.add_argument("--worst", type=int, default=10,
+                        help="print this many label slices, lowest micro-F1 first (the HTML has them all)")
     args = parser.parse_args(argv)
     metadata = os.path.join(args.workdir, "pipeline", "metadata.sqlite")
     try:
@@ -208,18 +192,20 @@ def main(argv: Optional[List[str]] = None) -> None:
     label_map_path = args.label_map or os.path.join(args.workdir, "source", "label_map.csv")
     label_map = load_label_map(label_map_path) if os.path.exists(label_map_path) else None
     result = tfma.load_eval_result(evaluation)
-    overall = dict(result.slicing_metrics).get((), {})
-    num_labels = len([k for k in overall.get(_DECISIONS, {}) if k.startswith("classId:")])
-    rows = label_rows(result.slicing_metrics, label_map, num_labels)
+    width = num_labels(result.slicing_metrics)
+    rows = label_rows(result.slicing_metrics, label_map, width)
     rule_lines, baseline = model_rules(metadata)
     print("\n".join(rule_lines))
     print(f"evaluation: {evaluation}")
     print("\n".join(format_metrics(rows, micro_f1(result.slicing_metrics), baseline)))
+    slice_lines = format_slices(rows, args.worst)
+    if slice_lines:  # none where no label slice has a defined micro-F1
+        print("\n".join(slice_lines))
     print("\n".join(schema_lines(metadata)))
     stats = None
     if examples:
         pattern = os.path.join(examples, f"Split-{args.split}", "*")
-        stats = count_labels(read_label_lists(pattern, args.max_examples), num_labels)
+        stats = count_labels(read_label_lists(pattern, args.max_examples), width)
         print("\n".join(format_distribution(stats, label_map, args.split)))
     out = args.html or os.path.join(args.workdir, "report.html")
     write_html(out, rows, micro_f1(result.slicing_metrics), stats, label_map, rule_lines=rule_lines, baseline=baseline)

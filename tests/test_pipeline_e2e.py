@@ -16,6 +16,7 @@ from components.download import job
 from pipeline import demo_data, local_runner, predict, report, runs, submission
 from pipeline.config import demo_config
 from pipeline.run_command import summary_lines
+from tests.browser import open_page
 from trainer import ensemble, ensemble_export, rules
 
 COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
@@ -42,6 +43,23 @@ def workdir(tmp_path_factory):
                 + [f"--output={os.path.join(work, 'data')}", f"--label_map={os.path.join(source, 'label_map.csv')}",
                    "--allow_private_networks"])
     return work
+
+
+NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks", "evaluation.ipynb")
+
+
+def _execute_notebook(workdir, monkeypatch):
+    """Runs notebooks/evaluation.ipynb headless on this run; returns its outputs by cell."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("IMAT_WORKDIR", workdir)
+    # The kernel is a new process: it imports this checkout's packages, as pytest does.
+    monkeypatch.setenv("PYTHONPATH", os.path.dirname(os.path.dirname(NOTEBOOK)))
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}).execute()
+    return [cell.get("outputs", []) for cell in notebook.cells if cell.cell_type == "code"]
 
 
 def _split_ids(examples_uri, split):
@@ -72,7 +90,7 @@ def _check_calibration_and_rules(workdir, metadata, pushed):
 
 
 @pytest.mark.slow
-def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys):
+def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys, monkeypatch):
     config = demo_config(workdir, num_labels=18, image_size=75, train_steps=4, batch_size=8, eval_batch_size=16,
                          micro_f1_lower_bound=0.0)
     metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
@@ -123,7 +141,14 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys):
     assert "<- served" in printed and "(trivial baseline " in printed
     # SchemaGen guessed fixed-length labels from this data; the contract keeps them variable.
     assert "labels: shape [3], contract variable" in printed
-    assert os.path.getsize(os.path.join(workdir, "report.html")) > 1000
+    assert "label slices (the eval images carrying each label" in printed
+    assert open_page(os.path.join(workdir, "report.html")) == []  # no script error in Chromium
+    # The notebook opens this evaluation: TFMA's viewer on the overall slice, a table of every label.
+    opened, viewer, table = _execute_notebook(workdir, monkeypatch)
+    assert runs.latest_artifact_uri(metadata, "ModelEvaluation") in "".join(o.get("text", "") for o in opened)
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in viewer)
+    html_table = next(o["data"]["text/html"] for o in table if o["output_type"] == "execute_result")
+    assert html_table.split("<tbody>")[1].count("<tr") == 18  # one row per label
 
     # A retrained model against a gate no model can pass: evaluated against the first model as
     # its baseline, not blessed, and nothing is pushed.
