@@ -73,13 +73,7 @@ class EnsembleModule(tf.Module):
         return self.members[0].signatures["embed_images"](images=images)
 
     def signatures(self):
-        return {
-            "serving_default": self.serve_examples.get_concrete_function(),
-            "predict_images": self.serve_images.get_concrete_function(),
-            "evaluate": self.evaluate.get_concrete_function(),
-            "transform_features": self.transform_features.get_concrete_function(),
-            "embed_images": self.embed_images.get_concrete_function(),
-        }
+        return exporter.signatures_of(self)
 
 
 def examples_files(examples_uri: str, split: str) -> List[str]:

@@ -37,6 +37,16 @@ def decide(probabilities: tf.Tensor, thresholds: tf.Tensor, label_names: tf.Tens
     }
 
 
+# Signature name -> the serving module's method; the ensemble's module has the same methods.
+SIGNATURES = {"serving_default": "serve_examples", "predict_images": "serve_images", "evaluate": "evaluate",
+              "transform_features": "transform_features", "embed_images": "embed_images"}
+
+
+def signatures_of(module: tf.Module) -> dict:
+    """The module's serving signatures (``SIGNATURES``), traced."""
+    return {name: getattr(module, method).get_concrete_function() for name, method in SIGNATURES.items()}
+
+
 class ServingModule(tf.Module):
     """Holds the model, the Transform layer, thresholds and label names for export."""
 
@@ -94,13 +104,7 @@ class ServingModule(tf.Module):
         return {EMBEDDING: tf.math.l2_normalize(embedding, axis=-1)}
 
     def signatures(self):
-        return {
-            "serving_default": self.serve_examples.get_concrete_function(),
-            "predict_images": self.serve_images.get_concrete_function(),
-            "evaluate": self.evaluate.get_concrete_function(),
-            "transform_features": self.transform_features.get_concrete_function(),
-            "embed_images": self.embed_images.get_concrete_function(),
-        }
+        return signatures_of(self)
 
 
 def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, thresholds: np.ndarray,
