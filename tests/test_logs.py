@@ -1,0 +1,53 @@
+"""The commands' logging: a progress line per component from TFX's records, and the global -v flag."""
+import io
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import logging as absl_logging
+
+from pipeline import logs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def quiet_absl():
+    """The ``absl`` logger at WARNING, as a command leaves it without -v."""
+    logger = absl_logging.get_absl_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield logger
+    logger.setLevel(level)
+
+
+def test_component_progress_prints_a_line_per_start_and_end_and_keeps_the_rest_quiet(quiet_absl, caplog):
+    out = io.StringIO()
+    with logs.component_progress(out):
+        # What LocalDagRunner logs around a component, with library INFO and a warning between.
+        absl_logging.info("Component %s is running.", "Trainer")
+        absl_logging.info("Using deployment config:\n %s", "executor_specs { ... }")
+        absl_logging.warning("something to act on")
+        absl_logging.info("Component %s is finished.", "Trainer")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "Trainer ..." and len(lines) == 2
+    assert lines[1].startswith("Trainer done in ") and lines[1].endswith(" s")
+    assert [r.getMessage() for r in caplog.records if r.name == "absl"] == ["something to act on"]
+    assert quiet_absl.level == logging.WARNING and not quiet_absl.filters  # put back as it was
+
+
+def test_component_progress_passes_library_info_on_when_verbose(quiet_absl, caplog):
+    quiet_absl.setLevel(logging.INFO)
+    with logs.component_progress(io.StringIO()):
+        absl_logging.info("Using deployment config: %s", "x")
+    assert [r.getMessage() for r in caplog.records if r.name == "absl"] == ["Using deployment config: x"]
+
+
+@pytest.mark.parametrize("argv", [["-v", "demo-data"], ["demo-data", "--verbose"]], ids=["before", "after"])
+def test_verbose_flag_is_global(tmp_path, argv):
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli"] + argv + ["--out", str(tmp_path), "--num_images=3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("wrote 3 images in ")
