@@ -8,23 +8,19 @@ import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 import tf_keras as keras
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from components.similar import embed_job
 from components.similar.index import EmptyCatalogueError, SimilarityIndex, model_fingerprint
 from pipeline import demo_data, similar_command
+from tests import helpers
 from trainer import exporter, features, model as model_lib
-from trainer.preprocessing import IMAGE_FEATURE, preprocessing_fn
+from trainer.preprocessing import IMAGE_FEATURE
 
 SIZE, NUM_LABELS, VERSION = 75, 18, "1700000000"
-RAW_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
 BEAM = ["--runner=FnApiRunner"]
 
 
@@ -53,17 +49,11 @@ def _write(path: str, records) -> None:
 
 def export_tiny_model(out: str, seed: int = 0) -> keras.Model:
     """InceptionV3 at 75 px with random weights, exported with the Transform graph like the Trainer does."""
-    tft_dir = os.path.join(out, "tft")
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
     rows = [{features.IMAGE_KEY: [_jpeg(Image.new("RGB", (8, 8)))], features.LABELS_KEY: [1]}]
-    with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
-        fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": NUM_LABELS, "image_size": SIZE})  # noqa: E731
-        transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(fn)
-        _ = transform_fn | tft_beam.WriteTransformFn(tft_dir)
-    metadata_io.write_metadata(metadata, os.path.join(tft_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+    _, tf_transform_output = helpers.transform(rows, os.path.join(out, "tft"), NUM_LABELS, SIZE)
     keras.utils.set_random_seed(seed)
     model = model_lib.build_model(model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none"))
-    exporter.export(model, tft.TFTransformOutput(tft_dir), np.full(NUM_LABELS, 0.5, np.float32),
+    exporter.export(model, tf_transform_output, np.full(NUM_LABELS, 0.5, np.float32),
                     os.path.join(out, "serving", VERSION))
     return model
 
