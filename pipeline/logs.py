@@ -18,13 +18,15 @@ LIBRARY_LOGGERS = ("absl", "tensorflow", "tfx", "apache_beam", "tensorflow_trans
 # TFX 1.16's input resolution logs these on every run of a resolver node; they ask nothing of the user.
 _HARMLESS_WARNINGS = frozenset({"ArtifactQuery.property_predicate is not supported.",
                                 "ContextQuery.property_predicate is not supported."})
+# TensorFlow's notices that a library (TFMA, TFT) calls a deprecated API: for that library's authors.
+_DEPRECATION = "is deprecated and will be removed"
 # What TFX's LocalDagRunner logs (through absl) around each component it launches.
 _RUNNING, _FINISHED = "Component %s is running.", "Component %s is finished."
 
 
 class _DropHarmless(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg not in _HARMLESS_WARNINGS
+        return record.msg not in _HARMLESS_WARNINGS and _DEPRECATION not in str(record.msg)
 
 
 def configure(verbose: bool = False) -> None:
@@ -49,6 +51,7 @@ def configure(verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.INFO)
     if not verbose:
         absl_logging.get_absl_logger().addFilter(_DropHarmless())
+        logging.getLogger("tensorflow").addFilter(_DropHarmless())
     # Google's client libraries warn at import that Python 3.10 or google-cloud-storage 2 is old;
     # TFX 1.16 needs both.
     for module in (r"google\.api_core", r"google\.cloud\.aiplatform"):

@@ -51,3 +51,30 @@ def test_verbose_flag_is_global(tmp_path, argv):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("wrote 3 images in ")
+
+
+CONFIGURE_AND_LOG = """
+import logging, sys
+from absl import logging as absl_logging
+from pipeline import logs
+logs.configure(verbose=sys.argv[1] == "verbose")
+absl_logging.info("Using deployment config: %s", "a protobuf dump")
+logging.getLogger("apache_beam.typehints").info("Using Any for unsupported type")
+logging.getLogger("tensorflow").warning("From %s: f (from m) is deprecated and will be removed in a future version.", "x.py")
+absl_logging.warning("ArtifactQuery.property_predicate is not supported.")
+logging.getLogger("tensorflow").warning("a warning to act on")
+logging.getLogger("components.download.shard").info("train shard 1/3 written")
+"""
+
+
+@pytest.mark.parametrize("mode", ["quiet", "verbose"])
+def test_configure_keeps_warnings_and_own_info_and_drops_library_info_unless_verbose(mode):
+    result = subprocess.run([sys.executable, "-c", CONFIGURE_AND_LOG, mode], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert sum("a warning to act on" in x for x in lines) == 1 and sum("shard 1/3 written" in x for x in lines) == 1
+    library = ("protobuf dump", "unsupported type", "is deprecated", "property_predicate")
+    assert [any(x in line for line in lines) for x in library] == [mode == "verbose"] * len(library)
+    if mode == "quiet":
+        assert len(lines) == 2, lines
