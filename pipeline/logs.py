@@ -47,6 +47,9 @@ def configure(verbose: bool = False) -> None:
     logging.getLogger().setLevel(level)  # also when something configured the root logger first
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(level)
+    # absl's level also through its flag: TensorFlow's SavedModel writer silences absl and then
+    # restores the flag's level, not the logger's.
+    absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
     if not verbose:
@@ -88,13 +91,18 @@ def component_progress(stream: Optional[TextIO] = None) -> Iterator[None]:
     """While open, each component TFX's LocalDagRunner launches prints a line as it starts and one
     with its elapsed seconds as it ends (to ``stream``, default stderr); other logging is unchanged.
     """
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
+    from absl import logging as absl_logging
+
+    absl_logger = absl_logging.get_absl_logger()
+    level, verbosity = absl_logger.level, absl_logging.get_verbosity()
     progress = _ComponentProgress(stream or sys.stderr, pass_level=absl_logger.getEffectiveLevel())
     absl_logger.addFilter(progress)
-    absl_logger.setLevel(min(logging.INFO, progress._pass_level))
+    # Through the flag (absl's levels grow with verbosity), which is what TensorFlow restores after
+    # each SavedModel it writes: a plain setLevel would be undone by the first Transform.
+    absl_logging.set_verbosity(max(verbosity, absl_logging.INFO))
     try:
         yield
     finally:
         absl_logger.removeFilter(progress)
+        absl_logging.set_verbosity(verbosity)
         absl_logger.setLevel(level)

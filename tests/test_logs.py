@@ -17,9 +17,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def quiet_absl():
     """The ``absl`` logger at WARNING, as a command leaves it without -v."""
     logger = absl_logging.get_absl_logger()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
+    level, verbosity = logger.level, absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.WARNING)
     yield logger
+    absl_logging.set_verbosity(verbosity)
     logger.setLevel(level)
 
 
@@ -30,6 +31,10 @@ def test_component_progress_prints_a_line_per_start_and_end_and_keeps_the_rest_q
         absl_logging.info("Component %s is running.", "Trainer")
         absl_logging.info("Using deployment config:\n %s", "executor_specs { ... }")
         absl_logging.warning("something to act on")
+        # What TensorFlow does around every SavedModel it writes (Transform, Trainer).
+        verbosity = absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.FATAL)
+        absl_logging.set_verbosity(verbosity)
         absl_logging.info("Component %s is finished.", "Trainer")
     lines = out.getvalue().splitlines()
     assert lines[0] == "Trainer ..." and len(lines) == 2
