@@ -58,6 +58,7 @@ def export_tiny_model(out: str, seed: int = 0) -> keras.Model:
     return model
 
 
+# About 2 minutes to build on 2 busy cores (the tiny model's export): every test that uses it is slow.
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A workdir: a pushed tiny model, a catalogue of 10 + 4 good records and 4 bad ones, a label map."""
@@ -93,6 +94,7 @@ def built(work):
     return summary
 
 
+@pytest.mark.slow
 def test_embed_signature_is_the_normalised_pooled_features_and_deterministic(work):
     loaded = tf.saved_model.load(work["model_dir"])
     jpegs = [j for _, j, _ in work["good"]["train"][:3]]
@@ -112,6 +114,7 @@ def test_embed_signature_is_the_normalised_pooled_features_and_deterministic(wor
     np.testing.assert_allclose(first, pooled / np.linalg.norm(pooled, axis=1, keepdims=True), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_embed_transforms_keep_good_items_and_drop_bad_ones(work):
     catalogue = {"train": os.path.join(work["dir"], "data", "train", "*.tfrecord.gz")}
     expected = sorted(f"train/{i}" for i, _, _ in work["good"]["train"])
@@ -122,6 +125,7 @@ def test_embed_transforms_keep_good_items_and_drop_bad_ones(work):
         assert_that(summaries, equal_to([(i, 1.0, True) for i in expected]))
 
 
+@pytest.mark.slow
 def test_index_job_indexes_the_catalogue_and_counts_bad_records(work, built):
     assert built["items"] == 14 and built["records_read"] == 18
     assert built["skipped"] == {"images_undecodable": 1, "records_without_image": 1, "records_without_id": 1,
@@ -142,6 +146,7 @@ def test_index_job_indexes_the_catalogue_and_counts_bad_records(work, built):
         np.testing.assert_allclose([h.score for h in found], 1.0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_imat_similar_prints_neighbours_and_writes_a_contact_sheet(work, built, capsys, tmp_path):
     photo = str(tmp_path / "shopper.png")  # not a JPEG: normalised as the download job stores images
     Image.open(io.BytesIO(work["good"]["train"][3][1])).save(photo)
@@ -170,6 +175,7 @@ def test_imat_similar_prints_neighbours_and_writes_a_contact_sheet(work, built, 
     (["train/555"], "train/555: no such image file, and no catalogue item with that id"),
     ([".."], "..: a folder, not an image file"),
 ])
+@pytest.mark.slow
 def test_imat_similar_explains_bad_input(work, built, argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("size guide: S M L")
@@ -180,6 +186,7 @@ def test_imat_similar_explains_bad_input(work, built, argv, message, capsys, tmp
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_imat_similar_refuses_an_index_of_another_model(work, built, capsys, tmp_path):
     other = str(tmp_path / "serving" / "1800000000")
     shutil.copytree(work["model_dir"], other)
@@ -196,6 +203,7 @@ def test_imat_similar_refuses_an_index_of_another_model(work, built, capsys, tmp
     assert f"no index for model {other}" in err and "imat index --model" in err
 
 
+@pytest.mark.slow
 def test_imat_index_explains_an_empty_catalogue(work, capsys, tmp_path):
     with pytest.raises(SystemExit):
         embed_job.main(["--workdir", work["dir"], "--examples", f"train={tmp_path}/nothing-*.tfrecord.gz",
@@ -209,6 +217,7 @@ def test_imat_index_explains_an_empty_catalogue(work, capsys, tmp_path):
     assert not os.path.exists(str(tmp_path / "i"))
 
 
+@pytest.mark.slow
 def test_component_indexes_the_pushed_model_after_pusher(work, tmp_path):
     from tfx import v1 as tfx
 
