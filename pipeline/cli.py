@@ -12,17 +12,21 @@
   imat demo        generate the embedded demo data, serve it on loopback, download it
   imat demo-data   only generate the demo images, JSON and label map
   imat download    the download job (see ``imat download --help``)
+
+  -v, --verbose    (before or after the command) the libraries' INFO logs too: TensorFlow, TFX,
+                   Beam, absl; without it a command prints its own output, progress and warnings
 """
 import argparse
 import importlib
-import logging
 import os
 import shutil
 import sys
-import warnings
 from typing import Callable, List, Optional, Sequence
 
+from pipeline import logs
+
 DEFAULT_WORKDIR = "imat-demo"
+VERBOSE_FLAGS = ("-v", "--verbose")
 
 
 def _demo_data(argv: List[str]) -> None:
@@ -89,13 +93,13 @@ COMMANDS = {**{name: _module_main(module) for name, module in _MODULES.items()},
 
 def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    # The one global flag, anywhere on the line (`imat -v run`, `imat run -v`): no command has a -v.
+    verbose = any(arg in VERBOSE_FLAGS for arg in argv)
+    argv = [arg for arg in argv if arg not in VERBOSE_FLAGS]
     if not argv or argv[0] not in COMMANDS:
         print(__doc__.strip(), file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's start-up INFO lines hide the output
-    # Google's client libraries warn at import that Python 3.10 is old; TFX 1.16 needs it.
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core")
+    logs.configure(verbose)
     from components.download.plan import PlanMismatchError
     from components.download.records import ManifestError
     from components.validation import DataValidationError

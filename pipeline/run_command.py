@@ -127,7 +127,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
             download_demo(args.workdir, args.num_images)
     config = build_config(args)
-    from pipeline import local_runner
+    from pipeline import local_runner, logs
 
-    config = local_runner.run(config)
+    with logs.component_progress():
+        config = local_runner.run(config)
     print("\n".join(summary_lines(config)))

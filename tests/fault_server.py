@@ -2,45 +2,19 @@
 import collections
 import contextlib
 import http.server
-import io
 import threading
 import time
 import urllib.parse
 from typing import Dict, Iterator
 
-from PIL import Image
-
 from pipeline.demo_data import LoopbackServer
-
-
-def jpeg_bytes(width: int, height: int, color=(200, 30, 40), quality: int = 92) -> bytes:
-    im = Image.new("RGB", (width, height), color)
-    # A gradient so a wrong resize or channel order would show in pixel checks.
-    for x in range(0, width, max(1, width // 8)):
-        im.paste((x * 255 // width, 80, 160), (x, 0, x + 2, height))
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def png_rgba_bytes(width: int, height: int) -> bytes:
-    im = Image.new("RGBA", (width, height), (0, 0, 255, 0))
-    im.paste((0, 0, 255, 255), (width // 4, height // 4, 3 * width // 4, 3 * height // 4))
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def bomb_png(side: int) -> bytes:
-    """A tiny file that claims ``side * side`` pixels."""
-    buf = io.BytesIO()
-    Image.new("1", (side, side)).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
+from tests.helpers import bomb_png, jpeg_bytes, png_rgba_bytes
 
 
 GOOD_SIZE = (400, 300)  # bigger than the tests' max_size, so resizing is exercised
 STALL_S = 3.0
 SLOW_S = 0.5
+HOLD_MAX_S = 300.0  # a held request is answered at the latest after this, should a test never release it
 HUGE_BYTES = 3 * 1024 * 1024
 FAKE_BODY = b"<html><body>internal admin console, secret token 1234</body></html>"
 
@@ -50,6 +24,7 @@ class FaultServer:
 
     /good/<name>.jpg   200 JPEG 400x300            /png/<name>.png   200 RGBA PNG
     /slow/<name>.jpg   200 JPEG after SLOW_S
+    /held/<name>.jpg   200 JPEG; after hold_after(n), the (n+1)th and later wait for release()
     /missing           404                          /gone             410
     /flaky/<name>      500 on the first hit, then 200 JPEG
     /busy              429 always (Retry-After: 0)
@@ -70,6 +45,10 @@ class FaultServer:
         self.good = jpeg_bytes(*GOOD_SIZE)
         self.png = png_rgba_bytes(120, 90)
         self.bomb = bomb_png(4000)
+        self._serve_before_holding = None
+        self._held_requests = 0
+        self.holding = threading.Event()  # set when a /held/ request starts waiting for release()
+        self._released = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -100,6 +79,11 @@ class FaultServer:
                     self._send(200, server.good)
                 elif path.startswith("/slow/"):
                     time.sleep(SLOW_S)
+                    self._send(200, server.good)
+                elif path.startswith("/held/"):
+                    if server._must_hold():
+                        server.holding.set()
+                        server._released.wait(HOLD_MAX_S)
                     self._send(200, server.good)
                 elif path.startswith("/png/"):
                     self._send(200, server.png, "image/png")
@@ -144,6 +128,19 @@ class FaultServer:
         self._httpd = LoopbackServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
+    def hold_after(self, n: int) -> None:
+        """Serves the first ``n`` requests of /held/ URLs; holds the later ones until ``release()``."""
+        self._serve_before_holding = n
+
+    def release(self) -> None:
+        """Lets every held request, and every later one, through."""
+        self._released.set()
+
+    def _must_hold(self) -> bool:
+        with self._lock:
+            self._held_requests += 1
+            return self._serve_before_holding is not None and self._held_requests > self._serve_before_holding
+
     def url(self, path: str) -> str:
         return self.base + path
 
@@ -161,5 +158,6 @@ class FaultServer:
         try:
             yield self
         finally:
+            self.release()
             self._httpd.shutdown()
             self._httpd.server_close()

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.download_helpers import read_examples
+from tests.helpers import read_examples
 from trainer import features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

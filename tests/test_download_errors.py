@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from components.download import job
-from tests.download_helpers import FAST, write_json
+from tests.helpers import FAST, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,6 +1,6 @@
 """The download job's private-network guard and opt-out headers, against the loopback fault server."""
 from components.download import job
-from tests.download_helpers import FAST, FAST_GUARDED, example_ids, read_examples, statuses, write_json
+from tests.helpers import FAST, FAST_GUARDED, example_ids, read_examples, statuses, write_json
 
 
 def _run(tmp_path, urls, extra):

@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.download_helpers import FAST, example_ids, read_examples, write_json
+from tests.helpers import FAST, example_ids, read_examples, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N, PER_SHARD = 12, 4
@@ -19,24 +18,30 @@ N, PER_SHARD = 12, 4
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killed_mid_shard_then_rerun_stores_every_image_exactly_once(tmp_path, fault_server, sig):
-    source = write_json(tmp_path / "train.json", {str(i): fault_server.url(f"/slow/{i}.jpg") for i in range(N)},
+    # One shard's images are served; the next image's request waits until the test lets it go.
+    fault_server.hold_after(PER_SHARD)
+    source = write_json(tmp_path / "train.json", {str(i): fault_server.url(f"/held/{i}.jpg") for i in range(N)},
                         {str(i): [i % 4 + 1] for i in range(N)})
     out = str(tmp_path / "out")
+    # A held request must outlive the wait for the signal, however loaded the machine.
     cmd = [sys.executable, "-m", "components.download.job", f"--input=train={source}", f"--output={out}",
-           f"--images_per_shard={PER_SHARD}", "--concurrency=1"] + FAST
+           f"--images_per_shard={PER_SHARD}", "--concurrency=1"] + FAST + ["--deadline_s=300",
+                                                                           "--attempt_timeout_s=300"]
     # As from a terminal: a runner started in the background (nohup, `&`) hands its children
     # SIGINT ignored, and then Python never raises KeyboardInterrupt.
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     status_glob = os.path.join(out, "_status", "train", "part-*.jsonl")
     partial_glob = os.path.join(out, "_tmp", "train", "*.partial")
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        if glob.glob(status_glob) and glob.glob(partial_glob):
-            break  # one shard is finished and the next is being written
-        time.sleep(0.02)
+    # One fetch at a time, and a shard's files are in place before the next shard's first request:
+    # its status file renamed in, the next shard's partial file open.
+    assert fault_server.holding.wait(timeout=300), "the job never asked for the next shard's first image"
+    assert len(glob.glob(status_glob)) == 1 and glob.glob(partial_glob)
     proc.send_signal(sig)
-    stderr = proc.communicate(timeout=60)[1]
+    try:
+        stderr = proc.communicate(timeout=60)[1]
+    finally:
+        fault_server.release()
     assert proc.returncode != 0, "the job finished before the signal; nothing was interrupted"
 
     done = len(glob.glob(status_glob))
@@ -49,11 +54,11 @@ def test_killed_mid_shard_then_rerun_stores_every_image_exactly_once(tmp_path, f
         assert last.startswith(f"python -m components.download.job: error: interrupted: {done} of 3 shards are "
                                f"finished and kept in {out} ({done * PER_SHARD} images stored); rerun the same "
                                f"command to resume: python -m components.download.job --input=train={source}"), last
-    hits_before = sum(v for k, v in fault_server.hits.items() if k.startswith("/slow/"))
+    hits_before = sum(v for k, v in fault_server.hits.items() if k.startswith("/held/"))
 
     rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    hits_after = sum(v for k, v in fault_server.hits.items() if k.startswith("/slow/"))
+    hits_after = sum(v for k, v in fault_server.hits.items() if k.startswith("/held/"))
     assert hits_after - hits_before == PER_SHARD * (N // PER_SHARD - done)  # only the unfinished shards
     assert example_ids(read_examples(out, "train")) == sorted(str(i) for i in range(N))  # each exactly once
     assert glob.glob(partial_glob) == []

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from components.download import job
 from components.download.plan import PlanMismatchError
-from tests.download_helpers import FAST, read_examples, statuses
+from tests.helpers import FAST, read_examples, statuses
 from tests.fault_server import FAKE_BODY
 from trainer import features
 

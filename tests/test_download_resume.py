@@ -11,7 +11,7 @@ import tensorflow as tf
 from components.download import job
 from components.download import plan as plan_lib
 from components.download.plan import PlanMismatchError
-from tests.download_helpers import FAST, example_ids, read_examples, statuses, write_json
+from tests.helpers import FAST, example_ids, read_examples, statuses, write_json
 
 
 def test_a_changed_setting_is_refused_naming_it_with_both_values(tmp_path, fault_server):

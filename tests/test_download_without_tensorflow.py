@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from pipeline import demo_data
-from tests.download_helpers import read_examples
+from tests.helpers import read_examples
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Any import of TensorFlow or Keras fails; a library that tries one and copes is fine, one that needs it is not.

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from pipeline import demo_data
-from tests.trainer_helpers import jpeg, transform, write_examples
+from tests.helpers import jpeg, transform, write_examples
 from trainer import ensemble, ensemble_export, exporter, features, model as model_lib, rules
 
 NUM_LABELS, SIZE = 6, 32

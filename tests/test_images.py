@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from components.download.images import ImageError, ImageSettings, process_image, sniff_format, target_size
-from tests.fault_server import bomb_png, jpeg_bytes, png_rgba_bytes
+from tests.helpers import bomb_png, jpeg_bytes, png_rgba_bytes
 
 
 @pytest.mark.parametrize("size,max_size,expected", [

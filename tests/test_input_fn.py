@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tests import trainer_helpers
+from tests import helpers
 from trainer import data, features
 from trainer.preprocessing import IMAGE_FEATURE, resize_and_scale
 
@@ -36,10 +36,10 @@ def photos():
 @pytest.fixture(scope="module")
 def transform_output(photos, tmp_path_factory):
     """(transformed rows, TFTransformOutput, shard pattern) for the photos at 75 px."""
-    rows, tf_transform_output = trainer_helpers.transform(photos, str(tmp_path_factory.mktemp("tft")), NUM_LABELS, SIZE)
+    rows, tf_transform_output = helpers.transform(photos, str(tmp_path_factory.mktemp("tft")), NUM_LABELS, SIZE)
     shards = str(tmp_path_factory.mktemp("shards"))
     for shard in range(2):
-        trainer_helpers.write_examples(photos[shard::2], os.path.join(shards, f"part-{shard}.tfrecord.gz"))
+        helpers.write_examples(photos[shard::2], os.path.join(shards, f"part-{shard}.tfrecord.gz"))
     return rows, tf_transform_output, os.path.join(shards, "*.tfrecord.gz")
 
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from pipeline import demo_data
-from tests.trainer_helpers import jpeg, transform, write_examples
+from tests.helpers import jpeg, transform, write_examples
 from trainer import data, features, model as model_lib, multi_worker
 from trainer.multi_worker import WorkerRole, role_from_cluster
 

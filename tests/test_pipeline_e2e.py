@@ -4,8 +4,12 @@ Every image carries exactly three labels (category, colour, pattern): the data o
 SchemaGen's guess made ``labels`` fixed-length and Transform failed, before the curated schema.
 """
 import dataclasses
+import io
 import json
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,12 +17,13 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 from components.download import job
-from pipeline import demo_data, local_runner, predict, report, runs, submission
+from pipeline import demo_data, local_runner, logs, predict, report, runs, submission
 from pipeline.config import demo_config
 from pipeline.run_command import summary_lines
 from tests.browser import open_page
 from trainer import ensemble, ensemble_export, rules
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
               "ValidationGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher",
               "SimilarityIndexer"}
@@ -89,13 +94,19 @@ def _check_calibration_and_rules(workdir, metadata, pushed):
     return report_
 
 
-@pytest.mark.slow
-def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys, monkeypatch):
+@pytest.fixture(scope="module")
+def first_run(workdir):
+    """The pipeline run once on the workdir's data, with a gate every model passes; its config."""
     config = demo_config(workdir, num_labels=18, image_size=75, train_steps=4, batch_size=8, eval_batch_size=16,
                          micro_f1_lower_bound=0.0)
-    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
-
     local_runner.run(config)
+    return config
+
+
+@pytest.mark.slow
+def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsys, monkeypatch):
+    config = first_run
+    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
     first = runs.last_run(metadata)
     assert {e.component for e in first} == COMPONENTS
     assert all(e.state == "COMPLETE" for e in first), first
@@ -127,9 +138,16 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys, monkeypa
     # SimilarityIndexer indexed the catalogue with the pushed model, where `imat similar` looks.
     assert os.path.isfile(os.path.join(workdir, "similar", os.path.basename(pushed), "manifest.json"))
 
-    local_runner.run(config)  # nothing changed: every execution is reused
+    progress = io.StringIO()
+    with logs.component_progress(progress):
+        local_runner.run(config)  # nothing changed: every execution is reused
     second = runs.last_run(metadata)
     assert {e.component for e in second} == COMPONENTS
+    # imat run's progress: a line as each component starts, one with its seconds as it ends.
+    lines = progress.getvalue().splitlines()
+    assert len(lines) == 2 * len(COMPONENTS) and all(re.fullmatch(r"\S+ (\.\.\.|done in \d+\.\d s)", x) for x in lines)
+    assert [x.split()[0] for x in lines[::2]] == [x.split()[0] for x in lines[1::2]]
+    assert {x.split()[0] for x in lines} == COMPONENTS
     assert all(e.state == "CACHED" for e in second if e.component != "latest_blessed_model_resolver"), second
     assert len(os.listdir(config.serving_dir)) == 1  # the same model is not pushed twice
 
@@ -162,6 +180,18 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, capsys, monkeypa
     assert any(name.endswith("micro_f1_diff") for name in overall), overall  # compared with the baseline
     assert runs.latest_pushed_model(config.serving_dir) == pushed
     assert any("no model pushed by this run" in line for line in summary_lines(strict))
+
+
+@pytest.mark.slow
+def test_imat_report_prints_the_report_and_a_handful_of_other_lines(workdir, first_run):
+    # Without the tests' TF_CPP_MIN_LOG_LEVEL: the command's own default is what a user gets.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "report", "--workdir", workdir], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[category]" in result.stdout
+    # The report is stdout; everything else (library logs, warnings) is stderr, and nearly nothing.
+    assert len(result.stderr.splitlines()) <= 5, result.stderr[-3000:]
 
 
 @pytest.mark.slow

@@ -8,23 +8,19 @@ import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 import tf_keras as keras
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from components.similar import embed_job
 from components.similar.index import EmptyCatalogueError, SimilarityIndex, model_fingerprint
 from pipeline import demo_data, similar_command
+from tests import helpers
 from trainer import exporter, features, model as model_lib
-from trainer.preprocessing import IMAGE_FEATURE, preprocessing_fn
+from trainer.preprocessing import IMAGE_FEATURE
 
 SIZE, NUM_LABELS, VERSION = 75, 18, "1700000000"
-RAW_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
 BEAM = ["--runner=FnApiRunner"]
 
 
@@ -53,21 +49,16 @@ def _write(path: str, records) -> None:
 
 def export_tiny_model(out: str, seed: int = 0) -> keras.Model:
     """InceptionV3 at 75 px with random weights, exported with the Transform graph like the Trainer does."""
-    tft_dir = os.path.join(out, "tft")
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
     rows = [{features.IMAGE_KEY: [_jpeg(Image.new("RGB", (8, 8)))], features.LABELS_KEY: [1]}]
-    with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
-        fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": NUM_LABELS, "image_size": SIZE})  # noqa: E731
-        transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(fn)
-        _ = transform_fn | tft_beam.WriteTransformFn(tft_dir)
-    metadata_io.write_metadata(metadata, os.path.join(tft_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+    _, tf_transform_output = helpers.transform(rows, os.path.join(out, "tft"), NUM_LABELS, SIZE)
     keras.utils.set_random_seed(seed)
     model = model_lib.build_model(model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none"))
-    exporter.export(model, tft.TFTransformOutput(tft_dir), np.full(NUM_LABELS, 0.5, np.float32),
+    exporter.export(model, tf_transform_output, np.full(NUM_LABELS, 0.5, np.float32),
                     os.path.join(out, "serving", VERSION))
     return model
 
 
+# About 2 minutes to build on 2 busy cores (the tiny model's export): every test that uses it is slow.
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A workdir: a pushed tiny model, a catalogue of 10 + 4 good records and 4 bad ones, a label map."""
@@ -103,6 +94,7 @@ def built(work):
     return summary
 
 
+@pytest.mark.slow
 def test_embed_signature_is_the_normalised_pooled_features_and_deterministic(work):
     loaded = tf.saved_model.load(work["model_dir"])
     jpegs = [j for _, j, _ in work["good"]["train"][:3]]
@@ -122,6 +114,7 @@ def test_embed_signature_is_the_normalised_pooled_features_and_deterministic(wor
     np.testing.assert_allclose(first, pooled / np.linalg.norm(pooled, axis=1, keepdims=True), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_embed_transforms_keep_good_items_and_drop_bad_ones(work):
     catalogue = {"train": os.path.join(work["dir"], "data", "train", "*.tfrecord.gz")}
     expected = sorted(f"train/{i}" for i, _, _ in work["good"]["train"])
@@ -132,6 +125,7 @@ def test_embed_transforms_keep_good_items_and_drop_bad_ones(work):
         assert_that(summaries, equal_to([(i, 1.0, True) for i in expected]))
 
 
+@pytest.mark.slow
 def test_index_job_indexes_the_catalogue_and_counts_bad_records(work, built):
     assert built["items"] == 14 and built["records_read"] == 18
     assert built["skipped"] == {"images_undecodable": 1, "records_without_image": 1, "records_without_id": 1,
@@ -152,6 +146,7 @@ def test_index_job_indexes_the_catalogue_and_counts_bad_records(work, built):
         np.testing.assert_allclose([h.score for h in found], 1.0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_imat_similar_prints_neighbours_and_writes_a_contact_sheet(work, built, capsys, tmp_path):
     photo = str(tmp_path / "shopper.png")  # not a JPEG: normalised as the download job stores images
     Image.open(io.BytesIO(work["good"]["train"][3][1])).save(photo)
@@ -180,6 +175,7 @@ def test_imat_similar_prints_neighbours_and_writes_a_contact_sheet(work, built, 
     (["train/555"], "train/555: no such image file, and no catalogue item with that id"),
     ([".."], "..: a folder, not an image file"),
 ])
+@pytest.mark.slow
 def test_imat_similar_explains_bad_input(work, built, argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("size guide: S M L")
@@ -190,6 +186,7 @@ def test_imat_similar_explains_bad_input(work, built, argv, message, capsys, tmp
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_imat_similar_refuses_an_index_of_another_model(work, built, capsys, tmp_path):
     other = str(tmp_path / "serving" / "1800000000")
     shutil.copytree(work["model_dir"], other)
@@ -206,6 +203,7 @@ def test_imat_similar_refuses_an_index_of_another_model(work, built, capsys, tmp
     assert f"no index for model {other}" in err and "imat index --model" in err
 
 
+@pytest.mark.slow
 def test_imat_index_explains_an_empty_catalogue(work, capsys, tmp_path):
     with pytest.raises(SystemExit):
         embed_job.main(["--workdir", work["dir"], "--examples", f"train={tmp_path}/nothing-*.tfrecord.gz",
@@ -219,6 +217,7 @@ def test_imat_index_explains_an_empty_catalogue(work, capsys, tmp_path):
     assert not os.path.exists(str(tmp_path / "i"))
 
 
+@pytest.mark.slow
 def test_component_indexes_the_pushed_model_after_pusher(work, tmp_path):
     from tfx import v1 as tfx
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from pipeline import demo_data
-from tests.trainer_helpers import jpeg, transform
+from tests.helpers import jpeg, transform
 from trainer import calibration, exporter, features, model as model_lib, trivial_baseline
 from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, multi_hot
 
@@ -81,6 +81,7 @@ def _model():
     return model_lib.build_model(model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none"))
 
 
+@pytest.mark.slow
 def test_one_training_step_lowers_the_loss():
     config = model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none", dropout=0.0)
     keras.utils.set_random_seed(0)
@@ -112,10 +113,11 @@ def test_fine_tuning_unfreezes_only_the_top_blocks():
     names = [layer.name for layer in backbone.layers]
     assert not any(layer.trainable for layer in backbone.layers[:names.index("mixed9")])
     assert all(layer.trainable for layer in backbone.layers[names.index("mixed9"):])
-    with pytest.raises(ValueError, match="not a layer of InceptionV3"):
+    with pytest.raises(ValueError, match="not a layer of inception_v3"):
         model_lib.compile_for_fine_tuning(model, model_lib.ModelConfig(NUM_LABELS, SIZE, "none", fine_tune_from="nope"))
 
 
+@pytest.mark.slow
 def test_serving_signatures_match_the_model_on_transformed_features(raw_examples, transformed, tmp_path):
     rows, tf_transform_output = transformed
     model = _model()

@@ -1,0 +1,134 @@
+"""Pieces the test modules share: image bytes, the download job's fast settings and output readers,
+and tiny trainer inputs (JPEG rows, a Transform output built with tft_beam, TFRecords of them).
+
+TensorFlow is imported inside the functions that use it: the fixtures' fault server imports this
+module in every test session, and most tests need no TensorFlow.
+"""
+import glob
+import io
+import json
+import os
+from typing import Dict, List
+
+from PIL import Image
+
+from trainer import features
+
+
+# Image bytes
+
+def jpeg_bytes(width: int, height: int, color=(200, 30, 40), quality: int = 92) -> bytes:
+    im = Image.new("RGB", (width, height), color)
+    # A gradient so a wrong resize or channel order would show in pixel checks.
+    for x in range(0, width, max(1, width // 8)):
+        im.paste((x * 255 // width, 80, 160), (x, 0, x + 2, height))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png_rgba_bytes(width: int, height: int) -> bytes:
+    im = Image.new("RGBA", (width, height), (0, 0, 255, 0))
+    im.paste((0, 0, 255, 255), (width // 4, height // 4, 3 * width // 4, 3 * height // 4))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bomb_png(side: int) -> bytes:
+    """A tiny file that claims ``side * side`` pixels."""
+    buf = io.BytesIO()
+    Image.new("1", (side, side)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def jpeg(im: Image.Image) -> bytes:
+    """The image as JPEG bytes."""
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+# The download job
+
+# Small limits so faults resolve in about a second; the guard stays on.
+FAST_GUARDED = ["--max_size=100", "--deadline_s=2.5", "--attempt_timeout_s=1", "--retries=1", "--backoff_s=0.05",
+                "--max_bytes=1000000", "--max_pixels=1000000", "--progress_s=1"]
+# The fault server listens on loopback, which the guard refuses unless told otherwise.
+FAST = FAST_GUARDED + ["--allow_private_networks"]
+
+
+def write_json(path, urls: Dict[str, str], labels: Dict[str, List[int]] = None) -> str:
+    """Writes a competition JSON of image id -> URL (and id -> label ids, when given); returns its path."""
+    doc = {"images": [{"imageId": i, "url": u} for i, u in urls.items()]}
+    if labels is not None:
+        doc["annotations"] = [{"imageId": i, "labelId": [str(k) for k in ls]} for i, ls in labels.items()]
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return str(path)
+
+
+def read_examples(out_dir, split):
+    """Every tf.Example the pipeline would read: the pattern ``<split>/*.tfrecord.gz``, dotfiles included."""
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(os.path.join(out_dir, split, "*.tfrecord.gz")))
+    return [tf.train.Example.FromString(record.numpy())
+            for record in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def example_ids(examples) -> List[str]:
+    return sorted(e.features.feature[features.IMAGE_ID_KEY].bytes_list.value[0].decode() for e in examples)
+
+
+def statuses(out_dir, split) -> Dict[str, dict]:
+    """image id -> its status line (a duplicate's under "<id>/dup")."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(out_dir, "_status", split, "*.jsonl"))):
+        with open(path) as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    return {r["image_id"] + ("/dup" if r["status"] == "duplicate_id" else ""): r for r in rows}
+
+
+# The trainer
+
+def raw_spec() -> dict:
+    """The feature spec of the raw examples: the JPEG bytes and the label ids."""
+    import tensorflow as tf
+
+    return {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
+
+
+def transform(rows: List[Dict], out: str, num_labels: int, image_size: int):
+    """Analyses ``rows`` (raw feature dicts) with ``preprocessing_fn`` and writes the transform graph to ``out``.
+
+    Returns:
+      (transformed rows, ``tft.TFTransformOutput`` of ``out``).
+    """
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+    from trainer.preprocessing import preprocessing_fn
+
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec()))
+    with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
+        fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": num_labels, "image_size": image_size})  # noqa: E731
+        (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            fn, output_record_batches=False)
+        _ = transform_fn | tft_beam.WriteTransformFn(out)
+    metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
+    return transformed, tft.TFTransformOutput(out)
+
+
+def write_examples(rows: List[Dict], path: str) -> None:
+    """Writes raw feature dicts as a gzip TFRecord file of tf.Examples."""
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for row in rows:
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=row[features.IMAGE_KEY])),
+                features.LABELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=row[features.LABELS_KEY])),
+            })).SerializeToString())
