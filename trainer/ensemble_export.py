@@ -17,10 +17,10 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from trainer import ensemble, exporter, rules
+from trainer import calibration, ensemble, exporter, rules
+from trainer.preprocessing import LABELS_FEATURE
 
 log = logging.getLogger(__name__)
-_TRANSFORMED_LABELS = "labels_multi_hot"  # trainer.preprocessing.LABELS_FEATURE, without importing TFT
 
 
 class EnsembleModule(tf.Module):
@@ -97,7 +97,7 @@ def score(models: Sequence, files: Sequence[str], batch_size: int = 64) -> Tuple
     for batch in tf.data.TFRecordDataset(list(files), compression_type="GZIP").batch(batch_size):
         for i, model in enumerate(models):
             probabilities[i].append(model.signatures["evaluate"](examples=batch)[exporter.PROBABILITIES].numpy())
-        labels.append(models[0].signatures["transform_features"](examples=batch)[_TRANSFORMED_LABELS].numpy())
+        labels.append(models[0].signatures["transform_features"](examples=batch)[LABELS_FEATURE].numpy())
     return np.stack([np.concatenate(p) for p in probabilities]), np.concatenate(labels)
 
 
@@ -139,14 +139,5 @@ def combine_and_export(member_dirs: Sequence[str], examples_uri: str, output_dir
         log.info("%s", line)
     module = EnsembleModule(models, combination, np.asarray(report["thresholds"], np.float32))
     tf.saved_model.save(module, output_dir, signatures=module.signatures())
-    extra = os.path.join(output_dir, "assets.extra")
-    tf.io.gfile.makedirs(extra)
-    with tf.io.gfile.GFile(os.path.join(extra, rules.THRESHOLDS_FILE), "w") as f:
-        f.write(json.dumps(report, indent=1, allow_nan=False))
+    calibration.write_report(report, output_dir)
     return report
-
-
-def serving_dir(model_uri: str) -> str:
-    """A Model artifact's SavedModel folder (``Format-Serving``, as the Trainer writes it)."""
-    path = os.path.join(model_uri, "Format-Serving")
-    return path if tf.io.gfile.exists(path) else model_uri
