@@ -92,13 +92,13 @@ def test_pooling_sets_the_embedding_width_and_the_dense_head_sits_after_it(pooli
 
 
 def test_the_trainers_custom_config_rebuilds_the_model_config_with_types():
-    config = task.model_config_from({"num_labels": "7", "image_size": 96.0, "backbone": "xception", "loss": "asl",
+    config = model_lib.ModelConfig.from_custom_config({"num_labels": "7", "image_size": 96.0, "backbone": "xception", "loss": "asl",
                                      "head_units": "32", "dropout": "0.1", "unrelated": 1})
     assert config == model_lib.ModelConfig(num_labels=7, image_size=96, backbone="xception", loss="asl",
                                            head_units=32, dropout=0.1)
     assert config.first_fine_tuned_layer == "block13_sepconv1_act"
     with pytest.raises(KeyError, match="num_labels"):
-        task.model_config_from({"image_size": 75})
+        model_lib.ModelConfig.from_custom_config({"image_size": 75})
 
 
 def test_training_segments_split_at_the_phase_and_the_size_change():

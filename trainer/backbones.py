@@ -49,9 +49,6 @@ BACKBONES = {
     "efficientnetv2b0": Backbone(keras.applications.EfficientNetV2B0, _pixels, 32, "block6a_expand_conv"),
     "mobilenetv3small": Backbone(keras.applications.MobileNetV3Small, _pixels, 32, "expanded_conv_9/expand"),
 }
-DEFAULT_BACKBONE = "inception_v3"
-# ModelConfig.fine_tune_from: the backbone's own default (Backbone.fine_tune_from).
-AUTO = "auto"
 
 
 def get_backbone(name: str) -> Backbone:

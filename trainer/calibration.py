@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from trainer import data, rules, trivial_baseline
 from trainer.features import LabelMap
+from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 CALIBRATION_SPLIT, EVAL_SPLIT = "calibration", "eval"  # ExampleGen's split names (components/calibration_split.py)
@@ -48,9 +49,9 @@ def predict_eval(infer, dataset, steps: int) -> Tuple[np.ndarray, np.ndarray]:
     return np.concatenate(probabilities).astype(np.float32), np.concatenate(labels)
 
 
-def calibrate(model, fn_args, tf_transform_output, custom_config: dict, label_map: Optional[LabelMap]) -> dict:
+def calibrate(model, fn_args, tf_transform_output, settings: TrainerSettings, label_map: Optional[LabelMap]) -> dict:
     """Scores both splits with the trained model and returns the ``thresholds.json`` report."""
-    batch_size, steps = int(custom_config["eval_batch_size"]), int(fn_args.eval_steps or 0)
+    batch_size, steps = settings.eval_batch_size, int(fn_args.eval_steps or 0)
     scored, infer = {}, inference_fn(model)
     for split in (CALIBRATION_SPLIT, EVAL_SPLIT):
         dataset = data.input_fn(split_files(fn_args.eval_files, split), tf_transform_output, batch_size,
@@ -59,8 +60,8 @@ def calibrate(model, fn_args, tf_transform_output, custom_config: dict, label_ma
     baseline = trivial_baseline.most_frequent_per_task(trivial_baseline.read_frequencies(tf_transform_output),
                                                        label_map)
     report = rules.decision_report(scored[CALIBRATION_SPLIT], scored[EVAL_SPLIT],
-                                   int(custom_config.get("min_positives", 5)),
-                                   int(custom_config.get("calibration_folds", 5)), baseline)
+                                   settings.min_positives,
+                                   settings.calibration_folds, baseline)
     for line in rules.format_report(report):
         log.info("%s", line)
     return report

@@ -19,11 +19,9 @@ import tensorflow_transform as tft
 
 from trainer import features
 from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, resize_and_scale
+from trainer.settings import DEFAULT_SHUFFLE_BUFFER
 
 AUTOTUNE = tf.data.AUTOTUNE
-# Serialized examples held for shuffling. At 299 px a stored JPEG is about 20-40 KB, so
-# 10,000 hold 200-400 MB; on the real photos a 128-example buffer cost 0.1 micro-F1.
-DEFAULT_SHUFFLE_BUFFER = 10_000
 # Shard files read at once in training (all of them, up to this). Each open gzip reader
 # holds about 0.5 MB of buffers.
 MAX_OPEN_FILES = 64

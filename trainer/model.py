@@ -6,44 +6,21 @@ import tf_keras as keras
 
 from trainer import backbones, losses
 from trainer.preprocessing import IMAGE_FEATURE
+from trainer.settings import AUTO, TrainerSettings
 
 PROBABILITIES = "probabilities"
 EMBEDDING_LAYER = "embedding"  # the pooled backbone features, used for similarity search
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    num_labels: int
-    image_size: int = 299
-    weights: str = "imagenet"  # "imagenet", "none" (from scratch) or a local .h5 weights file
-    dropout: float = 0.3
-    head_learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-4
-    # Layers from this one on are unfrozen in phase two; "" trains the whole backbone; "auto" is
-    # the backbone's last blocks (InceptionV3: "mixed9", the last two Inception blocks, as the
-    # competition's fastest teams did).
-    fine_tune_from: str = backbones.AUTO
-    backbone: str = backbones.DEFAULT_BACKBONE  # a name in trainer.backbones.BACKBONES
-    pooling: str = "avg"  # of the backbone's last feature map: "avg", "max" or "avgmax" (both, concatenated)
-    head_units: int = 0  # >0: a ReLU dense layer of this width (and dropout) between pooling and the sigmoids
-    loss: str = "bce"  # "bce", "focal" or "asl" (trainer/losses.py)
-    # Progressive resizing: >0 trains the first ``progressive_fraction`` of the steps on images
-    # resized to this size; the model then takes any size (serving still gets image_size).
-    progressive_image_size: int = 0
-    progressive_fraction: float = 0.5
-    mixed_precision: str = ""  # "", "mixed_bfloat16" (CPU AMX, TPU) or "mixed_float16" (GPU)
-    # Moving-average momentum of the backbone's batch norms; Keras' 0.99 tracks too slowly
-    # for the few hundred steps of a from-scratch demo (0.9 there). 0: leave Keras' value.
-    batch_norm_momentum: float = 0.0
-
-    @property
-    def pretrained(self) -> bool:
-        return self.weights not in ("none", "", None)
+class ModelConfig(TrainerSettings):
+    """The Trainer's settings (``trainer/settings.py``, where each is defined with its default),
+    with what the network needs to know of its backbone."""
 
     @property
     def first_fine_tuned_layer(self) -> str:
         """``fine_tune_from`` with "auto" resolved to the backbone's default."""
-        if self.fine_tune_from == backbones.AUTO:
+        if self.fine_tune_from == AUTO:
             return backbones.get_backbone(self.backbone).fine_tune_from
         return self.fine_tune_from
 

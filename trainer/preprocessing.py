@@ -16,7 +16,6 @@ from trainer.trivial_baseline import LABEL_FREQUENCIES
 IMAGE_FEATURE = "image"  # float32 [size, size, 3] in [-1, 1]; each backbone rescales it (trainer/backbones.py)
 LABELS_FEATURE = "labels_multi_hot"  # float32 [num_labels]; label id k at index k - 1
 
-DEFAULT_IMAGE_SIZE = 299
 MIN_IMAGE_SIZE = 32  # the smallest input of any backbone; the model checks its own (trainer/backbones.py)
 
 
@@ -90,7 +89,7 @@ def preprocessing_fn(inputs, custom_config):
       also writes the vocabulary ``train_label_frequencies`` (label id and its count) for the
       trivial baseline (``trainer/trivial_baseline.py``).
     """
-    image_size = int(custom_config.get("image_size", DEFAULT_IMAGE_SIZE))
+    image_size = int(custom_config["image_size"])
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size {image_size} is below the smallest backbone input, {MIN_IMAGE_SIZE}")
     jpegs = inputs[features.IMAGE_KEY]

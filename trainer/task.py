@@ -1,16 +1,11 @@
 """The Trainer's ``run_fn``: two-phase training, the decision rule chosen on calibration, export.
 
-``custom_config`` keys (all set from pipeline.config.PipelineConfig):
-  num_labels, image_size, weights, dropout, head_learning_rate, fine_tune_learning_rate,
-  fine_tune_from, backbone, pooling, head_units, loss, progressive_image_size,
-  progressive_fraction, head_steps_fraction, batch_size, eval_batch_size, distribution,
-  mixed_precision, batch_norm_momentum, min_positives, calibration_folds, label_map, augment,
-  shuffle_buffer, seed
+``custom_config`` is ``trainer.model_config.TrainerSettings`` by name (``PipelineConfig.trainer_custom_config``),
+plus ``label_map``, the path of label_map.csv.
 
 ``eval_files`` hold the calibration split (tunes the thresholds and picks the rule) and the
 eval split (only scored); ``trainer/calibration.py`` keeps them apart.
 """
-import dataclasses
 import functools
 import logging
 import time
@@ -23,7 +18,6 @@ import tf_keras as keras
 
 from trainer import calibration, data, exporter, model as model_lib, multi_worker
 from trainer.features import load_label_map
-from trainer.rules import THRESHOLDS_FILE  # noqa: F401  (where readers have imported it from)
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +36,6 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"unknown distribution {name!r}: use default, mirrored, multi_worker or tpu")
-
-
-def model_config_from(custom_config: dict) -> model_lib.ModelConfig:
-    """The ``ModelConfig`` fields found in ``custom_config``, cast to their types; the rest default.
-
-    Raises:
-      KeyError: ``num_labels`` is missing.
-    """
-    values = {}
-    for field in dataclasses.fields(model_lib.ModelConfig):
-        if field.name in custom_config:
-            cast = type(field.default) if field.default is not dataclasses.MISSING else int
-            values[field.name] = cast(custom_config[field.name])
-    if "num_labels" not in values:
-        raise KeyError("the Trainer's custom_config has no num_labels")
-    return model_lib.ModelConfig(**values)
 
 
 def training_segments(total: int, head_steps: int, small_steps: int) -> List[Tuple[int, int]]:
@@ -83,22 +61,20 @@ def run_fn(fn_args):
     ``trainer/multi_worker.py``.
     """
     config = fn_args.custom_config
+    model_config = model_lib.ModelConfig.from_custom_config(config)
     # First: MultiWorkerMirroredStrategy configures collective ops, which must happen before
     # TensorFlow runs anything.
-    strategy = distribution_strategy(config.get("distribution", "default"))
+    strategy = distribution_strategy(model_config.distribution)
     role = multi_worker.worker_role(strategy)
     if role.num_workers > 1:
         log.info("worker %d of %d%s", role.index, role.num_workers, " (chief)" if role.is_chief else "")
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    model_config = model_config_from(config)
-    batch_size = int(config["batch_size"])
-    seed = int(config.get("seed", 0))
+    batch_size, seed = model_config.batch_size, model_config.seed
     keras.utils.set_random_seed(seed)
     make_train = functools.partial(
         data.input_fn, fn_args.train_files, tf_transform_output, training=True,
-        augment_images=bool(config.get("augment", False)),
-        shuffle_buffer=int(config.get("shuffle_buffer", data.DEFAULT_SHUFFLE_BUFFER)), seed=seed,
-        data_service_address=config.get("data_service_address") or None)
+        augment_images=model_config.augment, shuffle_buffer=model_config.shuffle_buffer, seed=seed,
+        data_service_address=model_config.data_service_address or None)
     # Several workers: each reads its own shard with its share of the (global) batch.
     train = multi_worker.sharded_input(make_train, batch_size, strategy.num_replicas_in_sync) \
         if role.num_workers > 1 else make_train(batch_size=batch_size)
@@ -108,7 +84,7 @@ def run_fn(fn_args):
         model_lib.compile_for_head(model, model_config)
     total = int(fn_args.train_steps)
     # head_steps_fraction 0 skips phase one: from scratch, a frozen random backbone teaches the head nothing.
-    head_steps = min(total, int(round(total * float(config["head_steps_fraction"]))))
+    head_steps = min(total, int(round(total * model_config.head_steps_fraction)))
     small_steps = min(total, int(round(total * model_config.progressive_fraction))) \
         if model_config.progressive_image_size else 0
     callbacks = [keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")] \
@@ -147,7 +123,7 @@ def _calibrate_and_export(model, model_config: model_lib.ModelConfig, fn_args, t
                           config: dict) -> None:
     log.info("choosing the decision rule on the calibration split")
     label_map = load_label_map(config["label_map"]) if config.get("label_map") else None
-    report = calibration.calibrate(model, fn_args, tf_transform_output, config, label_map)
+    report = calibration.calibrate(model, fn_args, tf_transform_output, model_config, label_map)
     label_names = None
     if label_map:
         by_id = label_map.by_id()
