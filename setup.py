@@ -24,7 +24,9 @@ setuptools.setup(
     version="0.1.0",
     description="TFX pipeline for multi-label fashion image classification (iMaterialist 2018 layout)",
     python_requires=">=3.10,<3.11",
-    packages=setuptools.find_packages(include=["pipeline*", "components*", "trainer*", "kubeflow*"]),
+    # kubeflow/ holds the pipeline image (a Dockerfile), no Python: an importable `kubeflow` package
+    # would shadow the Kubeflow SDK's.
+    packages=setuptools.find_packages(include=["imat_common*", "pipeline*", "components*", "trainer*", "cli*"]),
     install_requires=REQUIRED,
     extras_require={
         # Only to compile and submit to Kubeflow Pipelines / Vertex AI. A bare `pip install kfp`
@@ -36,5 +38,5 @@ setuptools.setup(
         # nbclient and ipykernel execute notebooks/ headless.
         "test": ["pytest", "pytest-timeout", "ruff", "playwright>=1.65,<2", "nbclient>=0.10", "ipykernel>=6"],
     },
-    entry_points={"console_scripts": ["imat=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["imat=cli.main:main"]},
 )

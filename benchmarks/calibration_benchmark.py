@@ -15,8 +15,8 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
 
 import numpy as np
 
@@ -25,7 +25,7 @@ def score_validation(model_dir: str, pattern: str, num_labels: int, batch_size: 
     """(probabilities, multi-hot labels) of every example matching ``pattern``, scored by ``model_dir``."""
     import tensorflow as tf
 
-    from trainer import features
+    from imat_common import features
 
     model = tf.saved_model.load(model_dir)
     files = tf.io.gfile.glob(pattern)
@@ -72,9 +72,9 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from pipeline import runs
+    from cli import runs
     from trainer import thresholds
-    from trainer.features import load_label_map
+    from imat_common.features import load_label_map
 
     metadata = os.path.join(args.work, "pipeline", "metadata.sqlite")
     model = os.path.join(runs.latest_artifact_uri(metadata, "Model"), "Format-Serving")

@@ -13,16 +13,18 @@ import dataclasses
 import os
 import sys
 import time
+from imat_common.workdir import metadata_path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
 
 
 def main(argv=None):
-    from pipeline import local_runner, runs
-    from pipeline.cli import download_demo
+    from pipeline import local_runner
+    from cli import runs
+    from cli.main import download_demo
     from pipeline.config import demo_config
-    from trainer.features import load_label_map
+    from imat_common.features import load_label_map
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/imat-profile")
@@ -36,7 +38,7 @@ def main(argv=None):
         downloaded = time.time()
         config = demo_config(args.work, load_label_map(os.path.join(args.work, "source", "label_map.csv")).num_labels)
         local_runner.run(dataclasses.replace(config, enable_cache=False))
-    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    metadata = metadata_path(config.pipeline_root)
     rows = [("download job", start, downloaded - start)]
     rows += [(e.component, e.started, e.seconds) for e in runs.last_run(metadata)]
     print(f"{'component':32s} {'seconds':>8s} {'peak RSS MB':>12s} {'growth MB':>10s}")

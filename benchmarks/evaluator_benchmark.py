@@ -26,8 +26,8 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
 
 from benchmarks import evaluator_data
 

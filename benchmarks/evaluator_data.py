@@ -12,7 +12,7 @@ from typing import Dict, List
 import numpy as np
 
 from components.download.tfrecord import frame_record, serialize_example
-from trainer import features
+from imat_common import features
 
 IMAGE_SIZE = 75  # InceptionV3's smallest input
 

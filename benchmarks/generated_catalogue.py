@@ -22,8 +22,8 @@ import random
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 from components.download.tfrecord import serialize_example, write_records
-from trainer import features
-from trainer.features import Label
+from imat_common import features
+from imat_common.features import Label
 
 # task -> (number of labels, probability an image carries the task, mean count when it does)
 TASKS: Dict[str, Tuple[int, float, float]] = {

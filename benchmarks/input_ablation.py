@@ -20,8 +20,8 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
@@ -55,7 +55,8 @@ def read_split(data_root: str, split: str):
     """(serialized examples, image ids, label id lists) of a split, in file order."""
     import tensorflow as tf
 
-    from trainer import data, features
+    from trainer import data
+    from imat_common import features
 
     spec = {features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
             features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
@@ -101,7 +102,7 @@ def build_transform(out: str, num_labels: int, image_size: int, sample: bytes):
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-    from trainer import features
+    from imat_common import features
     from trainer.preprocessing import preprocessing_fn
 
     if not os.path.exists(os.path.join(out, "transform_fn")):
@@ -175,7 +176,7 @@ def train_and_score(variant, seed, args, patterns, transform_output, memory, cal
 def main(argv=None):
     import pipeline_benchmark
 
-    from trainer.features import load_label_map
+    from imat_common.features import load_label_map
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="the fashion-products-2k folder")

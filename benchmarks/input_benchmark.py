@@ -104,7 +104,8 @@ def prepare(args) -> dict:
 
     from components.download.images import ImageSettings, process_image
     from components.download.tfrecord import serialize_example
-    from trainer import features, preprocessing
+    from trainer import preprocessing
+    from imat_common import features
 
     rng = np.random.default_rng(1)
     records, stored_bytes, sizes = [], 0, set()
@@ -153,7 +154,8 @@ def build(variant: str, args):
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from trainer import data, features
+    from trainer import data
+    from imat_common import features
     from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, resize_and_scale
 
     graph, augmentation, deterministic, parallel_interleave, prefetch = VARIANTS[variant]
@@ -257,8 +259,8 @@ def main():
     summary = prepare(args)
     print(f"data: {json.dumps(summary)}", flush=True)
     threads = str(args.threads)
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS",)}
-    env.update(TF_USE_LEGACY_KERAS="1", TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads,
+    env = dict(os.environ)  # each variant's process chooses Keras 2 itself (imat_common/keras2.py)
+    env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads,
                OMP_NUM_THREADS=threads, TF_CPP_MIN_LOG_LEVEL="2")
     passed = [a for a in sys.argv[1:] if a != "--variants" and a not in variants]
     results = {v: [] for v in variants}

@@ -27,10 +27,12 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
 
 import numpy as np
+from imat_common.workdir import metadata_path
+from imat_common.serving import read_thresholds
 
 DEFAULT = "default"
 # Variant name -> its ensemble member's settings (PipelineConfig.ensemble syntax).
@@ -81,7 +83,7 @@ def test_split(config, source: str, models):
     import tensorflow as tf
 
     from benchmarks.pipeline_benchmark import load_split
-    from pipeline.submission import read_labels
+    from cli.submission import read_labels
 
     _, _, ids, jpegs = load_split(config.data_root, "test", config.image_size, config.num_labels)
     truth = read_labels(os.path.join(source, "test_labels.json"))
@@ -97,12 +99,12 @@ def evaluate(config, trained: dict, source: str) -> dict:
     """Every variant, the ensemble, the stacker and the baseline: decisions on eval and test, and their scores."""
     import tensorflow as tf
 
-    from pipeline import runs
+    from cli import runs
     from trainer import ensemble, ensemble_export, rules
 
     member_dirs = trained["ensemble"]["members"]
     models = [tf.saved_model.load(d) for d in member_dirs]
-    examples = runs.latest_artifact_uri(os.path.join(config.pipeline_root, "metadata.sqlite"), "Examples")
+    examples = runs.latest_artifact_uri(metadata_path(config.pipeline_root), "Examples")
     splits = {split: ensemble_export.score(models, ensemble_export.examples_files(examples, split))
               for split in ("calibration", "eval")}
     splits["test"] = test_split(config, source, models)
@@ -175,19 +177,20 @@ def main(argv=None):
     os.makedirs(args.work, exist_ok=True)
 
     from benchmarks.pipeline_benchmark import pipeline_config, prepare
-    from pipeline import local_runner, runs
+    from pipeline import local_runner
+    from cli import runs
 
     label_map = prepare(os.path.abspath(args.dataset), args.work)
     config = dataclasses.replace(pipeline_config(args, label_map, args.seed), ensemble=tuple(VARIANTS.values()),
                                  ensemble_method="weights")
     start = time.monotonic()
     local_runner.run(config)  # cached when nothing changed: rerunning only re-scores
-    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    metadata = metadata_path(config.pipeline_root)
     executions = {e.component: e for e in runs.last_run(metadata)}
     # A cached Trainer's time is that of the execution that trained it, in an earlier run.
     trained_in = {e.component: e.seconds for e in runs.executions(metadata) if e.state == "COMPLETE"}
     seconds = {name: trained_in.get(f"Trainer_{i}", 0.0) for i, name in enumerate(VARIANTS, start=1)}
-    trained = runs.training_report(os.path.join(runs.latest_output_uri(metadata, "Ensembler", "Model"),
+    trained = read_thresholds(os.path.join(runs.latest_output_uri(metadata, "Ensembler", "Model"),
                                                 "Format-Serving"))
     print(f"pipeline: {time.monotonic() - start:.0f} s; components: "
           + ", ".join(f"{c} {e.seconds:.0f} s ({e.state})" for c, e in executions.items()), flush=True)

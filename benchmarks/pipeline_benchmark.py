@@ -27,18 +27,20 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
 
 import numpy as np
 
-from trainer.features import load_label_map
+from imat_common.features import load_label_map
+from imat_common.workdir import metadata_path
+from imat_common.serving import read_thresholds
 
 
 def prepare(dataset_dir: str, work: str) -> str:
     """Writes the JSON and downloads the images into ``work/data``; returns the label map path."""
     from components.download import job
-    from pipeline import demo_data
+    from cli import demo_data
 
     source = os.path.join(work, "source")
     if os.path.exists(os.path.join(work, "data", "summary.json")):
@@ -69,14 +71,15 @@ def pipeline_config(args, label_map: str, seed: int = 0):
 
 def run_pipeline(config, source: str) -> dict:
     """Runs the pipeline, then scores its model on the test split with ``imat submission``."""
-    from pipeline import local_runner, runs, submission
+    from pipeline import local_runner
+    from cli import runs, submission
 
     start = time.monotonic()
     local_runner.run(config)
     seconds = time.monotonic() - start
-    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    metadata = metadata_path(config.pipeline_root)
     model_dir = os.path.join(runs.latest_artifact_uri(metadata, "Model"), "Format-Serving")
-    report = runs.training_report(model_dir)
+    report = read_thresholds(model_dir)
     test = submission.main(["--model", model_dir, "--examples", os.path.join(config.data_root, "test", "*.tfrecord.gz"),
                             "--output", os.path.join(os.path.dirname(config.pipeline_root), "submission.csv"),
                             "--labels", os.path.join(source, "test_labels.json")])
@@ -154,7 +157,8 @@ def load_split(data_root: str, split: str, image_size: int, num_labels: int):
     """
     import tensorflow as tf
 
-    from trainer import data, features
+    from trainer import data
+    from imat_common import features
 
     files = data.list_files(os.path.join(data_root, split, "*.tfrecord.gz"))
     spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
@@ -265,11 +269,11 @@ def main(argv=None):
     if "quality" not in args.skip:
         results["quality"] = quality(args, label_map)
     if "speed" not in args.skip:
-        from pipeline import runs
+        from cli import runs
 
         if "quality" in args.skip:
             run_pipeline(config, os.path.dirname(label_map))
-        transform = runs.latest_artifact_uri(os.path.join(config.pipeline_root, "metadata.sqlite"), "TransformGraph")
+        transform = runs.latest_artifact_uri(metadata_path(config.pipeline_root), "TransformGraph")
         results["training_images_per_second"] = training_speed(config, transform, args.speed_steps, 5,
                                                                args.speed_reps)
     print(json.dumps(results, indent=1))

@@ -40,7 +40,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import imat_common.keras2  # noqa: F401,E402  (chooses Keras 2 before TensorFlow loads)
+from imat_common.workdir import metadata_path  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 COMPETITION = {"train": 1_014_544, "validation": 9_897, "test": 39_706}
@@ -97,9 +99,10 @@ class Sampler:
 def run_size(work: str, train: int, train_steps: int) -> dict:
     """One size, in this process: generate, run the DAG, measure each component."""
     import generated_catalogue as catalogue
-    from pipeline import local_runner, runs
+    from pipeline import local_runner
+    from cli import runs
     from pipeline.config import demo_config
-    from trainer.features import write_label_map
+    from imat_common.features import write_label_map
 
     validation = max(40, train // 4)
     source = os.path.join(work, "source")
@@ -113,7 +116,7 @@ def run_size(work: str, train: int, train_steps: int) -> dict:
     with Sampler() as sampler:
         config = local_runner.run(config)
     rows = []
-    for e in runs.last_run(os.path.join(config.pipeline_root, "metadata.sqlite")):
+    for e in runs.last_run(metadata_path(config.pipeline_root)):
         rows.append({"component": e.component, "state": e.state, "wall_s": round(e.seconds, 2),
                      **sampler.window(e.started, e.seconds)})
     return {"train": train, "validation": validation, "generate_s": round(generated, 1), "components": rows}
@@ -171,7 +174,7 @@ def plan_at_competition_size(work: str, records: int) -> dict:
     """Times the download job's plan on a generated competition JSON of ``records`` images."""
     import generated_catalogue as catalogue
     from components.download import plan as plan_lib
-    from trainer.features import LabelMap
+    from imat_common.features import LabelMap
 
     source = os.path.join(work, "plan", "train.json")
     os.makedirs(os.path.dirname(source), exist_ok=True)

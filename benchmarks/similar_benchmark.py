@@ -29,13 +29,14 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
+import imat_common.keras2  # noqa: F401,E402  (chooses Keras 2 before TensorFlow loads)
 
 import numpy as np  # noqa: E402
 
 import pipeline_benchmark  # noqa: E402
+from imat_common.workdir import Workdir  # noqa: E402
 
 SWEEP = {"exact": ("", [0]), "faiss-hnsw": ("ef_search", [16, 32, 64, 128]),
          "hnswlib": ("ef_search", [16, 32, 64, 128]), "faiss-ivf": ("nprobe", [1, 4, 8, 16])}
@@ -46,7 +47,7 @@ def read_split(data_root: str, split: str):
     """(ids, JPEG bytes, label id lists) of a split of the download job's output."""
     import tensorflow as tf
 
-    from trainer import features
+    from imat_common import features
 
     spec = {features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
             features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
@@ -84,7 +85,8 @@ def export_untrained(trained_dir: str, label_map: str, out: str, seed: int = 1) 
     import tf_keras as keras
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-    from trainer import exporter, features, model as model_lib
+    from trainer import exporter, model as model_lib
+    from imat_common import features
     from trainer.preprocessing import IMAGE_FEATURE, preprocessing_fn
 
     transform = tf.saved_model.load(trained_dir).signatures["transform_features"]
@@ -108,7 +110,7 @@ def export_untrained(trained_dir: str, label_map: str, out: str, seed: int = 1) 
 
 
 def task_labels(label_map: str, task: str) -> set:
-    from trainer.features import load_label_map
+    from imat_common.features import load_label_map
 
     return {label.label_id for label in load_label_map(label_map).labels if label.task == task}
 
@@ -243,17 +245,16 @@ def main(argv=None):
     parser.add_argument("--skip", action="append", default=[], choices=["backends", "job"])
     args = parser.parse_args(argv)
     from components.similar import embed_job
-    from pipeline import runs
 
     label_map = pipeline_benchmark.prepare(os.path.abspath(args.dataset), args.work)
     data = os.path.join(args.work, "data")
-    model_dir = args.model or runs.latest_pushed_model(os.path.join(args.work, "serving"))
+    model_dir = args.model or Workdir(args.work).latest_pushed_model()
     if not model_dir:
         print("no trained model: running the pipeline to train one", flush=True)
         settings = argparse.Namespace(work=args.work, image_size=args.image_size, train_steps=args.train_steps,
                                       batch_size=32, learning_rate=1e-3)
         pipeline_benchmark.run_pipeline(pipeline_benchmark.pipeline_config(settings, label_map))
-        model_dir = runs.latest_pushed_model(os.path.join(args.work, "serving"))
+        model_dir = Workdir(args.work).latest_pushed_model()
     results = {"model": model_dir}
     scratch = tempfile.mkdtemp(prefix="similar-bench-")
     untrained_dir = export_untrained(model_dir, label_map, scratch, seed=1)

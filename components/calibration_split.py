@@ -26,7 +26,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from trainer import features
+from imat_common import features
 
 TRAIN, CALIBRATION, EVAL = "train", "calibration", "eval"
 _PERCENT_KEY = "calibration_percent"

@@ -34,6 +34,12 @@ def Ensembler(
     examples: InputArtifact[standard_artifacts.Examples],
     model_1: InputArtifact[standard_artifacts.Model],
     model: OutputArtifact[standard_artifacts.Model],
+    # No defaults: the pipeline passes PipelineConfig's (trainer/settings.py defines them).
+    method: Parameter[str],
+    min_positives: Parameter[int],
+    calibration_folds: Parameter[int],
+    eval_batch_size: Parameter[int],
+    seed: Parameter[int],
     model_2: InputArtifact[standard_artifacts.Model] = None,
     model_3: InputArtifact[standard_artifacts.Model] = None,
     model_4: InputArtifact[standard_artifacts.Model] = None,
@@ -41,11 +47,6 @@ def Ensembler(
     model_6: InputArtifact[standard_artifacts.Model] = None,
     model_7: InputArtifact[standard_artifacts.Model] = None,
     model_8: InputArtifact[standard_artifacts.Model] = None,
-    method: Parameter[str] = "weights",
-    min_positives: Parameter[int] = 5,
-    calibration_folds: Parameter[int] = 5,
-    eval_batch_size: Parameter[int] = 64,
-    seed: Parameter[int] = 0,
 ) -> None:
     """Combines the member models (``model_1`` .. ``model_8``) into ``model``."""
     members = [m for m in (model_1, model_2, model_3, model_4, model_5, model_6, model_7, model_8) if m is not None]

@@ -62,7 +62,7 @@ def ValidationGate(
     anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
     schema: InputArtifact[standard_artifacts.Schema],
     validated_schema: OutputArtifact[standard_artifacts.Schema],
-    warn_only: Parameter[int] = 0,
+    warn_only: Parameter[int],  # the pipeline passes PipelineConfig.warn_only
 ) -> None:
     """Stops the run when the examples break the schema; otherwise outputs the schema unchanged.
 

@@ -1,7 +1,3 @@
-"""The TFX pipeline: configuration, DAG, runners and the ``imat`` command line.
-
-Keras 2 (tf-keras) must be chosen before TensorFlow first resolves ``tf.keras``; see trainer/__init__.py.
-"""
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+"""The TFX pipeline: its configuration, the DAG, its custom component wiring and its runners
+(local, Kubeflow Pipelines v2 / Vertex AI). The commands that drive it are in ``cli/``."""
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)

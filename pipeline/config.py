@@ -1,8 +1,8 @@
 """The pipeline's one configuration object: frozen, no side effects, shared by every runner."""
 import dataclasses
-import os
 from typing import List, Tuple
 
+from imat_common.workdir import Workdir
 from trainer.settings import MEMBER_SETTINGS, TrainerSettings, typed
 
 
@@ -72,10 +72,10 @@ def demo_config(workdir: str, num_labels: int, **overrides) -> PipelineConfig:
     network trains from the first step (no head-only phase, ``fine_tune_from=""``), with batch
     norm learning its statistics at a momentum that keeps up with 300 steps.
     """
+    work = Workdir(workdir)
     settings = dict(
-        pipeline_name="imat-demo", pipeline_root=os.path.join(workdir, "pipeline"),
-        data_root=os.path.join(workdir, "data"), serving_dir=os.path.join(workdir, "serving"),
-        label_map=os.path.join(workdir, "source", "label_map.csv"), num_labels=num_labels,
+        pipeline_name="imat-demo", pipeline_root=work.pipeline_root, data_root=work.data,
+        serving_dir=work.serving, label_map=work.label_map, num_labels=num_labels,
         image_size=96, weights="none", train_steps=300, head_steps_fraction=0.0, batch_size=16,
         eval_batch_size=32, fine_tune_from="", head_learning_rate=2e-3, fine_tune_learning_rate=1e-3,
         dropout=0.2, batch_norm_momentum=0.9, min_positives=3, micro_f1_lower_bound=0.5)

@@ -7,6 +7,7 @@ from tfx import v1 as tfx
 from pipeline import schema as schema_lib
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
+from imat_common.workdir import metadata_path
 
 
 def with_staged_schema(config: PipelineConfig) -> PipelineConfig:
@@ -19,7 +20,7 @@ def with_staged_schema(config: PipelineConfig) -> PipelineConfig:
     if config.schema_path:
         schema = schema_lib.read_schema(config.schema_path)
     else:
-        from trainer.features import load_label_map
+        from imat_common.features import load_label_map
 
         schema = schema_lib.build_schema(load_label_map(config.label_map))
     folder = os.path.join(os.path.dirname(os.path.abspath(config.pipeline_root)), "schema")
@@ -28,7 +29,7 @@ def with_staged_schema(config: PipelineConfig) -> PipelineConfig:
 
 def metadata_config(config: PipelineConfig):
     return tfx.orchestration.metadata.sqlite_metadata_connection_config(
-        os.path.join(config.pipeline_root, "metadata.sqlite"))
+        metadata_path(config.pipeline_root))
 
 
 def run(config: PipelineConfig) -> PipelineConfig:

@@ -1,7 +1,7 @@
-"""Shared fixtures. TF_USE_LEGACY_KERAS must be set before anything imports TensorFlow."""
+"""Shared fixtures. Keras 2 is chosen before anything imports TensorFlow."""
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest

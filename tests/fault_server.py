@@ -7,7 +7,7 @@ import time
 import urllib.parse
 from typing import Dict, Iterator
 
-from pipeline.demo_data import LoopbackServer
+from cli.demo_data import LoopbackServer
 from tests.helpers import bomb_png, jpeg_bytes, png_rgba_bytes
 
 

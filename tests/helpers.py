@@ -12,7 +12,7 @@ from typing import Dict, List
 
 from PIL import Image
 
-from trainer import features
+from imat_common import features
 
 
 # Image bytes

@@ -6,11 +6,10 @@ fields. Runs the real ``trainer.task.run_fn``.
 import faulthandler
 import json
 import logging
-import os
 import signal
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
 
 
 def main(path: str) -> None:

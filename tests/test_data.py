@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import data, features
+from trainer import data
+from imat_common import features
 
 NUM_LABELS, SHARDS, PER_SHARD = 4, 8, 200
 SPEC = {features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),

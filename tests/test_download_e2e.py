@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from tests.helpers import read_examples
-from trainer import features
+from imat_common import features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

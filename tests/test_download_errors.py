@@ -85,7 +85,7 @@ def test_a_rerun_with_a_changed_setting(tmp_path, capsys, fault_server):
 @pytest.mark.slow  # a fresh interpreter imports Beam: some 20 s on a busy 2-core machine
 def test_the_imat_command_prints_one_line_and_exits_2(tmp_path):
     missing = tmp_path / "train.json"
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "download", f"--input=train={missing}",
+    result = subprocess.run([sys.executable, "-m", "cli.main", "download", f"--input=train={missing}",
                              f"--output={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 2

@@ -11,7 +11,7 @@ from components.download import job
 from components.download.plan import PlanMismatchError
 from tests.helpers import FAST, read_examples, statuses
 from tests.fault_server import FAKE_BODY
-from trainer import features
+from imat_common import features
 
 # image id -> (path on the fault server, expected status)
 CASES = {

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pipeline import demo_data
+from cli import demo_data
 from tests.helpers import read_examples
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

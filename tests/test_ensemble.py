@@ -8,9 +8,12 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from pipeline import demo_data
+from cli import demo_data
 from tests.helpers import jpeg, transform, write_examples
-from trainer import ensemble, ensemble_export, exporter, features, model as model_lib, rules
+from trainer import ensemble, ensemble_export, exporter, model as model_lib, rules
+from imat_common import features
+from imat_common.serving import read_thresholds
+from imat_common.serving import thresholds_path
 
 NUM_LABELS, SIZE = 6, 32
 
@@ -101,10 +104,10 @@ def members_and_examples(tmp_path_factory):
         model = model_lib.build_model(model_lib.ModelConfig(NUM_LABELS, SIZE, "none", backbone="mobilenetv3small"))
         member = str(work / f"member{seed}")
         exporter.export(model, tft_output, np.full(NUM_LABELS, 0.5, np.float32), member, list("abcdef"))
-        os.makedirs(os.path.join(member, "assets.extra"))
+        os.makedirs(os.path.dirname(thresholds_path(member)))
         report = rules.decision_report((np.full((2, NUM_LABELS), 0.5), np.eye(2, NUM_LABELS)),
                                        (np.full((2, NUM_LABELS), 0.5), np.eye(2, NUM_LABELS)), 1, 2, [1, 4])
-        with open(os.path.join(member, "assets.extra", rules.THRESHOLDS_FILE), "w") as f:
+        with open(thresholds_path(member), "w") as f:
             json.dump(report, f)
         dirs.append(member)
     return dirs, str(examples), rows
@@ -115,10 +118,10 @@ def members_and_examples(tmp_path_factory):
 def test_the_exported_ensemble_serves_the_combination_computed_outside_it(members_and_examples, tmp_path, method):
     dirs, examples, rows = members_and_examples
     out = str(tmp_path / "ensemble")
-    report = ensemble_export.combine_and_export(dirs, examples, out, method, min_positives=1, folds=3)
+    report = ensemble_export.combine_and_export(dirs, examples, out, method, min_positives=1, folds=3, batch_size=64, seed=0)
     assert report["ensemble"]["method"] == method and len(report["ensemble"]["weights"]) == 2
     assert report["baseline"]["label_ids"] == [1, 4]  # the members' trivial baseline, carried over
-    assert ensemble_export.member_report(out) == report
+    assert read_thresholds(out) == report
     printed = rules.format_report(report)
     assert f"  an ensemble of 2 ({method}); each member's own served rule, eval / calibration:" in printed
     assert sum(line.startswith("    member ") for line in printed) == 2

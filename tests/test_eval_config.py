@@ -15,10 +15,10 @@ from tensorflow_transform.tf_metadata import schema_utils
 
 from benchmarks import evaluator_data
 from components.download.tfrecord import frame_record, serialize_example
-from pipeline import report
+from cli import report
 from pipeline.label_metrics import EXAMPLE_COUNT, MICRO_F1, MICRO_PRECISION, MICRO_RECALL
 from pipeline.pipeline import DECISIONS, MICRO_F1 as GATE, PROBABILITIES
-from trainer.features import LABELS_KEY
+from imat_common.features import LABELS_KEY
 from trainer.preprocessing import LABELS_FEATURE
 
 NUM_EXAMPLES, NUM_LABELS = 80, 24

@@ -8,7 +8,8 @@ import tensorflow as tf
 from PIL import Image
 
 from tests import helpers
-from trainer import data, features
+from trainer import data
+from imat_common import features
 from trainer.preprocessing import IMAGE_FEATURE, resize_and_scale
 
 SIZE, NUM_LABELS = 75, 6

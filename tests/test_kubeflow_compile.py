@@ -6,8 +6,8 @@ import sys
 import pytest
 import yaml
 
-from kubeflow import compile_command
-from kubeflow.config import CloudConfig, CloudConfigError
+from cli import compile as compile_command
+from pipeline.cloud_config import CloudConfig, CloudConfigError
 from pipeline.config import PipelineConfig
 
 IMAGE = "us-central1-docker.pkg.dev/my-proj/imat/pipeline:v1"
@@ -202,7 +202,7 @@ def test_local_and_kubeflow_compile_the_same_dag():
     from tfx import v1 as tfx
     from tfx.dsl.compiler import compiler
 
-    from kubeflow import runner
+    from pipeline import kubeflow_v2_runner as runner
     from pipeline.pipeline import create_pipeline
 
     cloud = CloudConfig(project="p", region="r", image=IMAGE, pipeline_root="gs://b/root", data_root="gs://b/data",

@@ -9,7 +9,7 @@ from tfx.proto import trainer_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from kubeflow.config import CloudConfig, TrainerResources
+from pipeline.cloud_config import CloudConfig, TrainerResources
 from pipeline import run_parameters
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import eval_config

@@ -10,7 +10,7 @@ from google.cloud.aiplatform.utils import gcs_utils
 from google.cloud.aiplatform_v1.services.pipeline_service import PipelineServiceClient
 from google.cloud.aiplatform_v1.types import pipeline_job as pipeline_job_pb
 
-from kubeflow import compile_command, submit
+from cli import compile as compile_command, submit
 
 VERTEX = ["--project", "my-proj", "--region", "us-central1"]
 

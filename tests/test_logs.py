@@ -8,7 +8,7 @@ import sys
 import pytest
 from absl import logging as absl_logging
 
-from pipeline import logs
+from cli import logs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,7 +52,7 @@ def test_component_progress_passes_library_info_on_when_verbose(quiet_absl, capl
 
 @pytest.mark.parametrize("argv", [["-v", "demo-data"], ["demo-data", "--verbose"]], ids=["before", "after"])
 def test_verbose_flag_is_global(tmp_path, argv):
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli"] + argv + ["--out", str(tmp_path), "--num_images=3"],
+    result = subprocess.run([sys.executable, "-m", "cli.main"] + argv + ["--out", str(tmp_path), "--num_images=3"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("wrote 3 images in ")
@@ -61,7 +61,7 @@ def test_verbose_flag_is_global(tmp_path, argv):
 CONFIGURE_AND_LOG = """
 import logging, sys
 from absl import logging as absl_logging
-from pipeline import logs
+from cli import logs
 logs.configure(verbose=sys.argv[1] == "verbose")
 absl_logging.info("Using deployment config: %s", "a protobuf dump")
 logging.getLogger("apache_beam.typehints").info("Using Any for unsupported type")

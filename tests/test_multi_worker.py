@@ -14,9 +14,10 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from pipeline import demo_data
+from cli import demo_data
 from tests.helpers import jpeg, transform, write_examples
-from trainer import data, features, model as model_lib, multi_worker
+from trainer import data, model as model_lib, multi_worker
+from imat_common import features
 from trainer.multi_worker import WorkerRole, role_from_cluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +154,7 @@ def test_two_workers_train_one_model_and_only_the_chief_exports(tmp_path):
         (tmp_path / f"args{index}.json").write_text(json.dumps(args))
         # A clean environment but for what the worker needs: one thread each on a busy machine.
         env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "PYTHONPATH": REPO,
-               "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "1",
+               "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "1",
                "TF_NUM_INTEROP_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         log = open(tmp_path / f"worker{index}.log", "w")

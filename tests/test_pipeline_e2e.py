@@ -17,11 +17,14 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 from components.download import job
-from pipeline import demo_data, local_runner, logs, predict, report, runs, submission
+from pipeline import local_runner
+from cli import demo_data, logs, predict, report, runs, submission
 from pipeline.config import demo_config
-from pipeline.run_command import summary_lines
+from cli.run import summary_lines
 from tests.browser import open_page
 from trainer import ensemble, ensemble_export, rules
+from imat_common.workdir import latest_pushed_model, metadata_path
+from imat_common.serving import read_thresholds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
@@ -82,7 +85,7 @@ def _check_calibration_and_rules(workdir, metadata, pushed):
         validation = {image_id for image_id, _ in json.load(f)["validation"]}
     assert calibration and evaluation and not calibration & evaluation
     assert calibration | evaluation == validation
-    report_ = runs.training_report(pushed)
+    report_ = read_thresholds(pushed)
     assert report_["served_rule"] in rules.RULES and len(report_["thresholds"]) == 18
     assert report_["calibration_examples"] == len(calibration) and report_["eval_examples"] == len(evaluation)
     assert set(report_["micro_f1"]) == set(rules.RULES) | {rules.BASELINE}
@@ -106,12 +109,12 @@ def first_run(workdir):
 @pytest.mark.slow
 def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsys, monkeypatch):
     config = first_run
-    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    metadata = metadata_path(config.pipeline_root)
     first = runs.last_run(metadata)
     assert {e.component for e in first} == COMPONENTS
     assert all(e.state == "COMPLETE" for e in first), first
     assert runs.latest_blessing(metadata) is True
-    pushed = runs.latest_pushed_model(config.serving_dir)
+    pushed = latest_pushed_model(config.serving_dir)
     assert pushed is not None
     with open(os.path.join(workdir, "source", "images", "1.jpg"), "rb") as f:
         outputs = tf.saved_model.load(pushed).signatures["predict_images"](images=tf.constant([f.read()]))
@@ -178,7 +181,7 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsy
     evaluation = tfma.load_eval_result(runs.latest_artifact_uri(metadata, "ModelEvaluation"))
     overall = dict(evaluation.slicing_metrics)[()]["decisions"][""]
     assert any(name.endswith("micro_f1_diff") for name in overall), overall  # compared with the baseline
-    assert runs.latest_pushed_model(config.serving_dir) == pushed
+    assert latest_pushed_model(config.serving_dir) == pushed
     assert any("no model pushed by this run" in line for line in summary_lines(strict))
 
 
@@ -186,7 +189,7 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsy
 def test_imat_report_prints_the_report_and_a_handful_of_other_lines(workdir, first_run):
     # Without the tests' TF_CPP_MIN_LOG_LEVEL: the command's own default is what a user gets.
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "report", "--workdir", workdir], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "cli.main", "report", "--workdir", workdir], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[category]" in result.stdout
@@ -204,13 +207,13 @@ def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(w
                          ensemble=("backbone=inception_v3",
                                    "backbone=mobilenetv3small,loss=asl,seed=1,progressive_image_size=48"))
     local_runner.run(config)
-    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    metadata = metadata_path(config.pipeline_root)
     states = {e.component: e.state for e in runs.last_run(metadata)}
     assert set(states) == COMPONENTS - {"Trainer"} | {"Trainer_1", "Trainer_2", "Ensembler"}
     assert all(state == "COMPLETE" for state in states.values()), states
-    pushed = runs.latest_pushed_model(config.serving_dir)
+    pushed = latest_pushed_model(config.serving_dir)
     assert pushed is not None
-    trained = runs.training_report(pushed)
+    trained = read_thresholds(pushed)
     assert trained["ensemble"]["method"] == "stacker" and len(trained["ensemble"]["members"]) == 2
 
     # The pushed model serves what the members' own exports and the stacker give outside it.

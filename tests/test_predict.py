@@ -5,7 +5,7 @@ import random
 import pytest
 from PIL import Image
 
-from pipeline import demo_data, predict
+from cli import demo_data, predict
 
 
 def _images(folder, n):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from components.download.tfrecord import serialize_example, write_records
-from pipeline import report
+from cli import report
 from tests.browser import open_page
-from trainer.features import Label, LabelMap
+from imat_common.features import Label, LabelMap
 
 LABEL_MAP = LabelMap((Label(1, 1, "dress", "category"), Label(2, 1, "shirt", "category"),
                       Label(3, 2, "red", "color")))

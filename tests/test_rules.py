@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from trainer import rules, trivial_baseline
-from trainer.features import Label, LabelMap
+from imat_common.features import Label, LabelMap
 from trainer.thresholds import f1_at
 
 

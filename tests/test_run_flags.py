@@ -1,23 +1,58 @@
-"""imat run and imat compile take every overridable PipelineConfig field, booleans included."""
+"""imat run and imat compile take every PipelineConfig field as a flag, derived from the dataclass."""
+import contextlib
 import dataclasses
+import io
 
 import pytest
 
-from kubeflow import compile_command
-from pipeline import run_command
+from cli import compile as compile_command
+from cli import flags
+from cli import run as run_command
 from pipeline.config import PipelineConfig
+from trainer.settings import TrainerSettings
 
 FIELDS = {f.name: f for f in dataclasses.fields(PipelineConfig)}
 COMPILE_REQUIRED = ["--project", "p", "--region", "r", "--image", "i", "--pipeline_root", "gs://b/p",
                     "--data", "gs://b/d", "--label_map", "gs://b/l.csv", "--serving_dir", "gs://b/s"]
+# Where things are: each command's own flags set these fields.
+LOCATION_FLAGS = {
+    "run": {"pipeline_root": "--workdir", "serving_dir": "--workdir", "data_root": "--data", "label_map": "--label_map",
+            "num_labels": "--label_map", "schema_path": "--schema", "beam_pipeline_args": "--beam_arg",
+            "pipeline_name": "--data"},
+    "compile": {"pipeline_root": "--pipeline_root", "serving_dir": "--serving_dir", "data_root": "--data",
+                "label_map": "--label_map", "num_labels": "--num_labels", "schema_path": "--schema",
+                "beam_pipeline_args": "--dataflow_machine_type", "pipeline_name": "--pipeline_name"},
+}
+PARSERS = {"run": run_command.parse_args, "compile": lambda argv: compile_command.parse_args(COMPILE_REQUIRED + argv)}
+
+
+def _help(command: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        PARSERS[command](["--help"])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("command", ["run", "compile"])
+def test_help_lists_a_flag_for_every_field_of_the_config_booleans_both_ways(command):
+    text = _help(command)
+    for name, field in FIELDS.items():
+        flag = LOCATION_FLAGS[command].get(name, f"--{name}")
+        assert f"{flag} " in text or f"{flag}\n" in text or f"{flag}," in text, f"imat {command}: no flag for {name}"
+        if field.type is bool:
+            assert f"--no-{name}" in text, f"imat {command}: no --no-{name}"
+    # Every trainer setting is a pipeline field, so it has its flag too.
+    assert {f.name for f in dataclasses.fields(TrainerSettings)} <= set(FIELDS)
 
 
 def _flags_for_every_field():
-    """A command line setting each overridable field to a value other than its default."""
+    """A command line setting each flagged field to a value other than its default."""
     argv, expected = [], {}
-    for name in run_command.OVERRIDABLE:
-        default = FIELDS[name].default
-        if isinstance(default, bool):
+    for name, field in FIELDS.items():
+        if name in flags.LOCATION_FIELDS:
+            continue
+        default = field.default
+        if field.type is bool:
             argv.append(f"--{name}" if not default else f"--no-{name}")
             expected[name] = not default
         elif isinstance(default, tuple):  # repeated: one value per use
@@ -30,29 +65,38 @@ def _flags_for_every_field():
     return argv, expected
 
 
-@pytest.mark.parametrize("parse", [run_command.parse_args,
-                                   lambda argv: compile_command.parse_args(COMPILE_REQUIRED + argv)],
-                         ids=["run", "compile"])
-def test_every_overridable_field_is_a_flag_of_its_type(parse):
+@pytest.mark.parametrize("command", ["run", "compile"])
+def test_every_field_parses_to_its_type(command):
     argv, expected = _flags_for_every_field()
-    args = parse(argv)
-    assert run_command.config_overrides(args) == expected
-    assert all(type(v) is type(FIELDS[k].default) for k, v in run_command.config_overrides(args).items())
+    overrides = flags.config_overrides(PARSERS[command](argv))
+    assert overrides == expected
+    assert all(type(v) is type(FIELDS[k].default) for k, v in overrides.items())
+    assert set(flags.LOCATION_FIELDS) <= set(FIELDS)  # a renamed field cannot hide behind the list
 
 
 def test_unset_flags_leave_the_config_alone_and_booleans_parse_both_ways():
-    assert run_command.config_overrides(run_command.parse_args([])) == {}
-    assert run_command.config_overrides(run_command.parse_args(["--augment"])) == {"augment": True}
-    assert run_command.config_overrides(run_command.parse_args(["--no-augment"])) == {"augment": False}
+    assert flags.config_overrides(run_command.parse_args([])) == {}
+    assert flags.config_overrides(run_command.parse_args(["--augment"])) == {"augment": True}
+    assert flags.config_overrides(run_command.parse_args(["--no-augment"])) == {"augment": False}
     with pytest.raises(SystemExit):
         run_command.parse_args(["--augment", "False"])  # a value after a switch is refused, not read as True
 
 
-def test_training_input_settings_reach_the_trainer():
+def test_the_trainer_rebuilds_every_setting_it_was_given_through_json():
+    import json
+
+    from trainer.model import ModelConfig
+
+    changed = {f.name: (not f.default if f.type is bool else f.default + "x" if f.type is str else
+                        f.type(f.default + 3) if f.name != "num_labels" else 5)
+               for f in dataclasses.fields(TrainerSettings)}
     config = PipelineConfig(pipeline_name="p", pipeline_root="r", data_root="d", serving_dir="s", label_map="l.csv",
-                            num_labels=5, augment=True, shuffle_buffer=777, seed=3)
-    custom = config.trainer_custom_config()
-    assert (custom["augment"], custom["shuffle_buffer"], custom["seed"]) == (True, 777, 3)
+                            **changed)
+    custom = json.loads(json.dumps(config.trainer_custom_config()))
+    assert custom["label_map"] == "l.csv"
+    assert ModelConfig.from_custom_config(custom) == ModelConfig(**changed)
+    with pytest.raises(ValueError, match="custom_config\\['augment'\\]: 'yes' is not true or false"):
+        ModelConfig.from_custom_config({**custom, "augment": "yes"})
 
 
 def test_ensemble_members_override_only_trainer_settings_with_their_types():

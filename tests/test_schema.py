@@ -6,9 +6,10 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import schema_utils
 
-from pipeline import demo_data, schema as schema_lib
-from trainer import features
-from trainer.features import Label, LabelMap, write_label_map
+from pipeline import schema as schema_lib
+from cli import demo_data, schema as schema_command
+from imat_common import features
+from imat_common.features import Label, LabelMap, write_label_map
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABEL_MAP = LabelMap(tuple(Label(i, 1 + i // 100, f"l{i}", f"t{1 + i // 100}") for i in range(1, 229)))
@@ -59,12 +60,12 @@ def test_schema_command_writes_and_checks(tmp_path, capsys):
     label_map = str(tmp_path / "label_map.csv")
     write_label_map(LABEL_MAP.labels, label_map)
     out = str(tmp_path / "schema.pbtxt")
-    schema_lib.main(["--label_map", label_map, "--output", out])
-    schema_lib.main(["--label_map", label_map, "--check", out])
+    schema_command.main(["--label_map", label_map, "--output", out])
+    schema_command.main(["--label_map", label_map, "--check", out])
     assert "matches" in capsys.readouterr().out
     write_label_map(LABEL_MAP.labels[:195], label_map)
     with pytest.raises(SystemExit) as exit_info:
-        schema_lib.main(["--label_map", label_map, "--check", out])
+        schema_command.main(["--label_map", label_map, "--check", out])
     assert exit_info.value.code == 1 and "differs from the schema of" in capsys.readouterr().err
     (tmp_path / "bad.pbtxt").write_text("feature { nme: 1 }")
     with pytest.raises(ValueError, match="bad.pbtxt: not a text-format"):

@@ -15,9 +15,10 @@ from PIL import Image
 
 from components.similar import embed_job
 from components.similar.index import EmptyCatalogueError, SimilarityIndex, model_fingerprint
-from pipeline import demo_data, similar_command
+from cli import demo_data, similar as similar_command
 from tests import helpers
-from trainer import exporter, features, model as model_lib
+from trainer import exporter, model as model_lib
+from imat_common import features
 from trainer.preprocessing import IMAGE_FEATURE
 
 SIZE, NUM_LABELS, VERSION = 75, 18, "1700000000"
@@ -80,7 +81,7 @@ def work(tmp_path_factory):
     _write(os.path.join(work, "data", "validation", "part-00000-of-00001.tfrecord.gz"),
            [_example(*g) for g in good["validation"]])
     os.makedirs(os.path.join(work, "source"))
-    from trainer.features import write_label_map
+    from imat_common.features import write_label_map
 
     write_label_map(demo_data.label_table(), os.path.join(work, "source", "label_map.csv"))
     model = export_tiny_model(work)
@@ -222,7 +223,7 @@ def test_component_indexes_the_pushed_model_after_pusher(work, tmp_path):
     from tfx import v1 as tfx
 
     from components.similar.component import SimilarityIndexArtifact, SimilarityIndexer
-    from pipeline import runs
+    from cli import runs
 
     examples = str(tmp_path / "examples")  # laid out as ExampleGen writes its splits
     for split, source in (("train", "train"), ("eval", "validation")):

@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 from components.download.tfrecord import serialize_example, write_records
-from pipeline import batch_scoring, submission
+from cli import batch_scoring, submission
 from trainer import rules
+from imat_common.serving import thresholds_path
 
 NUM_LABELS = 3
 
@@ -37,8 +38,8 @@ def model_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("model"))
     module = _StandIn()
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve.get_concrete_function()})
-    os.makedirs(os.path.join(path, "assets.extra"))
-    with open(os.path.join(path, "assets.extra", rules.THRESHOLDS_FILE), "w") as f:
+    os.makedirs(os.path.dirname(thresholds_path(path)))
+    with open(thresholds_path(path), "w") as f:
         json.dump(_report(), f)
     return path
 

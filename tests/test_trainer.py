@@ -6,9 +6,10 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from pipeline import demo_data
+from cli import demo_data
 from tests.helpers import jpeg, transform
-from trainer import calibration, exporter, features, model as model_lib, trivial_baseline
+from trainer import calibration, exporter, model as model_lib, trivial_baseline
+from imat_common import features
 from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, multi_hot
 
 SIZE, NUM_LABELS = 75, 18

@@ -18,10 +18,12 @@ from tfx import v1 as tfx
 
 from components import calibration_split, validation
 from components.download.tfrecord import serialize_example, write_records
-from pipeline import demo_data, local_runner, runs, schema as schema_lib
+from pipeline import local_runner, schema as schema_lib
+from cli import demo_data, runs
 from pipeline.config import demo_config
 from pipeline.pipeline import create_pipeline, data_components
-from trainer.features import LabelMap, write_label_map
+from imat_common.features import LabelMap, write_label_map
+from imat_common.workdir import metadata_path
 
 SCHEMA = schema_lib.build_schema(LabelMap(tuple(demo_data.label_table())))  # labels 1..18
 
@@ -105,7 +107,7 @@ def _run_front(config):
                                 metadata_connection_config=local_runner.metadata_config(config),
                                 beam_pipeline_args=list(config.beam_pipeline_args))
     tfx.orchestration.LocalDagRunner().run(pipeline)
-    return {e.component: e.state for e in runs.last_run(os.path.join(config.pipeline_root, "metadata.sqlite"))}
+    return {e.component: e.state for e in runs.last_run(metadata_path(config.pipeline_root))}
 
 
 @pytest.mark.slow
@@ -123,11 +125,11 @@ def test_an_out_of_domain_label_stops_the_run_before_transform_unless_warn_only(
     with pytest.raises(validation.DataValidationError,
                        match=r"split 'calibration', feature 'labels': Out-of-range values.*19.*allows 1\.\.18"):
         _run_front(config)
-    states = {e.component: e.state for e in runs.last_run(os.path.join(config.pipeline_root, "metadata.sqlite"))}
+    states = {e.component: e.state for e in runs.last_run(metadata_path(config.pipeline_root))}
     assert states["ValidationGate"] == "FAILED" and "Transform" not in states
 
     # ExampleGen cut the validation folder into calibration and eval: disjoint, nothing lost.
-    examples = runs.latest_artifact_uri(os.path.join(config.pipeline_root, "metadata.sqlite"), "Examples")
+    examples = runs.latest_artifact_uri(metadata_path(config.pipeline_root), "Examples")
     calibration, evaluation = _split_ids(examples, "calibration"), _split_ids(examples, "eval")
     assert calibration and evaluation and not set(calibration) & set(evaluation)
     assert sorted(calibration + evaluation) == sorted(r["image_id"].decode() for r in validation_rows)
@@ -136,6 +138,6 @@ def test_an_out_of_domain_label_stops_the_run_before_transform_unless_warn_only(
     states = _run_front(dataclasses.replace(config, warn_only=True))
     assert states["ValidationGate"] == "COMPLETE" and states["Transform"] == "COMPLETE"
     # Transform analyses (the label counts) without re-describing every decoded image.
-    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    metadata = metadata_path(config.pipeline_root)
     assert runs.latest_output_uri(metadata, "Transform", "TransformGraph")
     assert runs.latest_output_uri(metadata, "Transform", "ExampleStatistics") is None

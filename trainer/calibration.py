@@ -13,7 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import data, rules, trivial_baseline
-from trainer.features import LabelMap
+from imat_common import serving
+from imat_common.features import LabelMap
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,8 @@ def calibrate(model, fn_args, tf_transform_output, settings: TrainerSettings, la
 
 def write_report(report: dict, serving_model_dir: str) -> str:
     """Writes ``assets.extra/thresholds.json`` into the exported model; returns its path."""
-    extra = os.path.join(serving_model_dir, "assets.extra")
-    tf.io.gfile.makedirs(extra)
-    path = os.path.join(extra, rules.THRESHOLDS_FILE)
+    path = serving.thresholds_path(serving_model_dir)
+    tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(report, indent=1, allow_nan=False))
     return path

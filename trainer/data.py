@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Union
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import features
+from imat_common import features
 from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, resize_and_scale
 from trainer.settings import DEFAULT_SHUFFLE_BUFFER
 

@@ -9,7 +9,6 @@ are the combination (``trainer/ensemble.py``); its decisions use thresholds tune
 combination's calibration predictions. Embeddings and ``transform_features`` are the first
 member's (every member shares the pipeline's Transform graph).
 """
-import json
 import logging
 import os
 from typing import List, Sequence, Tuple
@@ -19,6 +18,7 @@ import tensorflow as tf
 
 from trainer import calibration, ensemble, exporter, rules
 from trainer.preprocessing import LABELS_FEATURE
+from imat_common.serving import read_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +101,8 @@ def score(models: Sequence, files: Sequence[str], batch_size: int = 64) -> Tuple
     return np.stack([np.concatenate(p) for p in probabilities]), np.concatenate(labels)
 
 
-def member_report(member_dir: str) -> dict:
-    """A member's ``thresholds.json`` (its own decision rules), read for the baseline and the report."""
-    with tf.io.gfile.GFile(os.path.join(member_dir, "assets.extra", rules.THRESHOLDS_FILE)) as f:
-        return json.load(f)
-
-
 def combine_and_export(member_dirs: Sequence[str], examples_uri: str, output_dir: str, method: str,
-                       min_positives: int, folds: int, batch_size: int = 64, seed: int = 0) -> dict:
+                       min_positives: int, folds: int, batch_size: int, seed: int) -> dict:
     """Scores the members on calibration and eval, fits ``method`` on calibration, exports the ensemble.
 
     Args:
@@ -127,7 +121,7 @@ def combine_and_export(member_dirs: Sequence[str], examples_uri: str, output_dir
     for split in ("calibration", "eval"):
         scored[split] = score(models, examples_files(examples_uri, split), batch_size)
         log.info("scored %d %s examples with %d members", scored[split][1].shape[0], split, len(models))
-    reports = [member_report(d) for d in member_dirs]
+    reports = [read_thresholds(d) for d in member_dirs]
     combination = ensemble.fit_combination(method, scored["calibration"], scored["eval"], min_positives, folds,
                                            reports[0].get(rules.BASELINE, {}).get("label_ids", ()), seed)
     report = dict(combination.report)

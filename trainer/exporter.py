@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import features
+from imat_common import features
 from trainer.model import EMBEDDING_LAYER
 from trainer.preprocessing import IMAGE_FEATURE
 

@@ -10,7 +10,7 @@ training and serving cannot drift apart.
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import features
+from imat_common import features
 from trainer.trivial_baseline import LABEL_FREQUENCIES
 
 IMAGE_FEATURE = "image"  # float32 [size, size, 3] in [-1, 1]; each backbone rescales it (trainer/backbones.py)

@@ -31,13 +31,13 @@ import numpy as np
 
 from trainer import thresholds as thresholds_lib
 from trainer.thresholds import DEFAULT_THRESHOLD
+from imat_common.serving import THRESHOLDS_FILE
 
 PER_LABEL, GLOBAL, FIXED = "per_label", "global", "fixed_0.5"
 RULES = (PER_LABEL, GLOBAL, FIXED)
 # On a tie, the simpler rule serves: it has less to get wrong on new data.
 _SIMPLICITY = {FIXED: 2, GLOBAL: 1, PER_LABEL: 0}
 REPORT_FORMAT = 2
-THRESHOLDS_FILE = "thresholds.json"  # in the exported model's assets.extra/
 BASELINE = "baseline"
 BASELINE_RULE = "each task's most frequent train label, for every image"
 

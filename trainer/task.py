@@ -17,7 +17,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from trainer import calibration, data, exporter, model as model_lib, multi_worker
-from trainer.features import load_label_map
+from imat_common.features import load_label_map
 
 log = logging.getLogger(__name__)
 

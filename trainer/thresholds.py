@@ -8,6 +8,8 @@ from typing import Tuple
 
 import numpy as np
 
+from trainer.settings import TrainerSettings
+
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -67,7 +69,7 @@ def tune_global_threshold(probabilities: np.ndarray, labels: np.ndarray,
     return _threshold_for_cut(scores[order], i)
 
 
-def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, min_positives: int = 5,
+def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, min_positives: int = TrainerSettings.min_positives,
                     default: float = DEFAULT_THRESHOLD, max_passes: int = 10) -> Tuple[np.ndarray, np.ndarray]:
     """Finds per-label thresholds that maximise micro-averaged F1.
 

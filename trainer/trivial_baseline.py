@@ -9,7 +9,7 @@ the images in the Trainer.
 import collections
 from typing import Dict, Iterable, List, Mapping, Optional
 
-from trainer.features import LabelMap
+from imat_common.features import LabelMap
 
 LABEL_FREQUENCIES = "train_label_frequencies"  # the vocabulary's name in the transform output
 

@@ -18,7 +18,7 @@ from components.download.budget import ByteBudget
 from components.download.images import ImageError, ImageSettings, process_image
 from components.download.records import ImageRecord
 from components.download.tfrecord import serialize_example
-from trainer import features
+from imat_common import features
 
 # Pillow releases the GIL while decoding, resizing and encoding, so threads use every core.
 _CPU_POOL: Optional[concurrent.futures.ThreadPoolExecutor] = None

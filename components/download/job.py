@@ -44,7 +44,7 @@ from components.download.fetch import FetchSettings
 from components.download.images import ImageSettings
 from components.download.records import ManifestError
 from components.download.shard import ShardSpec, download_shard, read_statuses, retry_shard
-from trainer.features import LabelMapError
+from imat_common.features import LabelMapError
 
 log = logging.getLogger(__name__)
 LOCAL_RUNNER_ARGS = ["--runner=FnApiRunner"]

@@ -13,7 +13,7 @@ from components.download import netguard
 from components.download.fetch import DEFAULT_USER_AGENT, FetchSettings
 from components.download.images import ImageSettings
 from components.download.resume import normalise_path
-from trainer.features import LabelMap, parse_label_map
+from imat_common.features import LabelMap, parse_label_map
 
 
 class UserError(ValueError):

@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from components.download.records import BadRecord, iter_images, read_annotations
 from components.download.shard import ShardSpec
-from trainer.features import LabelMap
+from imat_common.features import LabelMap
 
 log = logging.getLogger(__name__)
 # Changing the salt reorders every plan: a folder planned with another salt refuses to resume.

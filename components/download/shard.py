@@ -24,7 +24,7 @@ from components.download.batch import fetch_all
 from components.download.images import ImageSettings
 from components.download.records import ImageRecord
 from components.download.tfrecord import bytes_feature, frame_record, read_framed
-from trainer import features
+from imat_common import features
 
 log = logging.getLogger(__name__)
 TEMP_SUFFIX = ".partial"

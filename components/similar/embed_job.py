@@ -40,12 +40,12 @@ from components.similar.index import (DEFAULT_BACKEND, EmptyCatalogueError, MANI
                                       model_info, read_bytes)
 from components.similar.sharded_build import DEFAULT_SHARDS, NAMESPACE
 from components.similar.write_index import WriteIndex
-from trainer import features
+from imat_common import features
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir
 
 log = logging.getLogger(__name__)
 EMBED_SIGNATURE, EMBED_INPUT, EMBED_OUTPUT = "embed_images", "images", "embedding"
 LOCAL_RUNNER_ARGS = ["--runner=FnApiRunner"]
-DEFAULT_WORKDIR = "imat-demo"
 SUMMARY = "build_summary.json"
 
 
@@ -288,11 +288,10 @@ def parse_args(argv: Optional[List[str]]):
 
 
 def settings_from_args(parser, args) -> IndexSettings:
-    from pipeline import runs
-
-    model_dir = args.model or runs.latest_pushed_model(os.path.join(args.workdir, "serving"))
+    work = Workdir(args.workdir)
+    model_dir = args.model or work.latest_pushed_model()
     if not model_dir:
-        parser.error(f"no pushed model in {os.path.join(args.workdir, 'serving')}: run `imat run` first, "
+        parser.error(f"no pushed model in {work.serving}: run `imat run` first, "
                      f"or pass --model")
     catalogue = {}
     for item in args.examples or []:
@@ -300,10 +299,9 @@ def settings_from_args(parser, args) -> IndexSettings:
         if not sep or not split or not pattern:
             parser.error(f"--examples takes SPLIT=PATTERN, got {item!r}")
         catalogue[split] = pattern
-    catalogue = catalogue or default_catalogue(os.path.join(args.workdir, "data"))
-    output = args.output or os.path.join(args.workdir, "similar", index_version(model_dir))
-    default_map = os.path.join(args.workdir, "source", "label_map.csv")
-    label_map = args.label_map or (default_map if os.path.exists(default_map) else "")
+    catalogue = catalogue or default_catalogue(work.data)
+    output = args.output or os.path.join(work.similar, index_version(model_dir))
+    label_map = args.label_map or (work.label_map if os.path.exists(work.label_map) else "")
     if args.batch_size < 1 or args.thumbnail_size < 0 or args.shards < 1:
         parser.error("--batch_size and --shards must be at least 1 and --thumbnail_size at least 0")
     return IndexSettings(model_dir, catalogue, output, args.backend, args.batch_size, args.thumbnail_size, label_map,

@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 import yaml
 from tfx import v1 as tfx
 
-from kubeflow.config import CloudConfig, CloudConfigError
+from pipeline.cloud_config import CloudConfig, CloudConfigError
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import Deployment, create_pipeline, runtime_parameter_defaults
 

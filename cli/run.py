@@ -8,44 +8,15 @@ Without --schema the schema is generated from the label map. Data that breaks it
 before Transform, naming the split and feature; --warn_only logs the problems and goes on.
 """
 import argparse
-import dataclasses
 import json
 import os
 from typing import List, Optional
 
-from pipeline import runs
+from cli import runs
+from cli.flags import add_config_flags, config_overrides
 from pipeline.config import PipelineConfig, demo_config
-
-DEFAULT_WORKDIR = "imat-demo"
-# PipelineConfig fields settable on the command line (imat run and imat compile).
-OVERRIDABLE = ("image_size", "weights", "train_steps", "eval_steps", "batch_size", "head_steps_fraction",
-               "head_learning_rate", "fine_tune_learning_rate", "fine_tune_from", "backbone", "pooling",
-               "head_units", "loss", "progressive_image_size", "progressive_fraction", "distribution",
-               "mixed_precision", "batch_norm_momentum", "micro_f1_lower_bound", "dropout", "augment",
-               "shuffle_buffer", "seed", "calibration_percent", "calibration_folds", "min_positives",
-               "data_service_address", "ensemble", "ensemble_method")
-
-
-def add_config_flags(parser) -> None:
-    """One flag per ``OVERRIDABLE`` field, typed as the field; booleans as --name / --no-name."""
-    fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
-    for name in OVERRIDABLE:
-        default = fields[name].default
-        if isinstance(default, tuple):
-            parser.add_argument(f"--{name}", action="append", default=None, metavar="KEY=VALUE,...",
-                                help="repeat: one per ensemble member, e.g. backbone=xception,seed=1")
-        elif isinstance(default, bool):
-            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None,
-                                help=f"default: {'on' if default else 'off'}")
-        else:
-            parser.add_argument(f"--{name}", type=type(default), default=None, help=f"default: {default!r}")
-
-
-def config_overrides(args) -> dict:
-    """The ``OVERRIDABLE`` fields given on the command line."""
-    return {name: tuple(value) if isinstance(value, list) else value
-            for name, value in ((name, getattr(args, name)) for name in OVERRIDABLE) if value is not None}
-
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir, latest_pushed_model, metadata_path
+from imat_common.serving import read_thresholds
 
 def parse_args(argv: Optional[List[str]]):
     parser = argparse.ArgumentParser(prog="imat run", description=__doc__,
@@ -54,8 +25,6 @@ def parse_args(argv: Optional[List[str]]):
     parser.add_argument("--data", help="a download job's --output; without it the demo data is downloaded")
     parser.add_argument("--label_map", help="label_map.csv of --data")
     parser.add_argument("--schema", help="the curated schema (text Schema proto); default: generated from the label map")
-    parser.add_argument("--warn_only", action="store_true",
-                        help="data that breaks the schema: log the problems and continue instead of stopping")
     parser.add_argument("--num_images", type=int, default=300, help="demo images to generate (without --data)")
     parser.add_argument("--redownload", action="store_true", help="generate and download the demo data again")
     add_config_flags(parser.add_argument_group(
@@ -69,17 +38,15 @@ def parse_args(argv: Optional[List[str]]):
 
 
 def build_config(args) -> PipelineConfig:
-    from trainer.features import load_label_map
+    from imat_common.features import load_label_map
 
     overrides = config_overrides(args)
     if args.beam_arg:
         overrides["beam_pipeline_args"] = tuple(args.beam_arg)
     if args.schema:
         overrides["schema_path"] = os.path.abspath(args.schema)
-    if args.warn_only:
-        overrides["warn_only"] = True
     if not args.data:
-        label_map = os.path.join(args.workdir, "source", "label_map.csv")
+        label_map = Workdir(args.workdir).label_map
         return demo_config(args.workdir, load_label_map(label_map).num_labels, **overrides)
     workdir = os.path.abspath(args.workdir)
     return PipelineConfig(pipeline_name="imat", pipeline_root=os.path.join(workdir, "pipeline"),
@@ -90,9 +57,9 @@ def build_config(args) -> PipelineConfig:
 
 def summary_lines(config: PipelineConfig) -> List[str]:
     """What the last run did, its micro-F1 and where the model went."""
-    metadata = os.path.join(config.pipeline_root, "metadata.sqlite")
+    metadata = metadata_path(config.pipeline_root)
     lines = ["components:"] + [f"  {e.component:32s} {e.state:9s} {e.seconds:7.1f} s" for e in runs.last_run(metadata)]
-    pushed = runs.latest_pushed_model(config.serving_dir)
+    pushed = latest_pushed_model(config.serving_dir)
     blessed = runs.latest_blessing(metadata)
     lines.append(f"evaluator: {'blessed' if blessed else 'NOT blessed'} (gate: micro-F1 >= {config.micro_f1_lower_bound} "
                  f"and not worse than the last blessed model)")
@@ -100,7 +67,7 @@ def summary_lines(config: PipelineConfig) -> List[str]:
     if trainer_model:
         from trainer.rules import format_report
 
-        lines += format_report(runs.training_report(os.path.join(trainer_model, "Format-Serving")))
+        lines += format_report(read_thresholds(os.path.join(trainer_model, "Format-Serving")))
     lines.append(f"pushed model: {pushed}" if pushed and blessed else
                  f"no model pushed by this run; newest pushed: {pushed or 'none'}")
     return lines
@@ -123,11 +90,12 @@ def main(argv: Optional[List[str]] = None) -> None:
             # Downloading again would serve on a new port, change every URL and so every cache key.
             print(f"reusing the demo data in {os.path.join(args.workdir, 'data')} (--redownload to fetch it again)")
         else:
-            from pipeline.cli import download_demo
+            from cli.demo import download_demo
 
             download_demo(args.workdir, args.num_images)
     config = build_config(args)
-    from pipeline import local_runner, logs
+    from pipeline import local_runner
+    from cli import logs
 
     with logs.component_progress():
         config = local_runner.run(config)

@@ -11,9 +11,8 @@ import sys
 import time
 from typing import Iterable, Iterator, List, Optional, Tuple
 
-from pipeline import runs
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir
 
-DEFAULT_WORKDIR = "imat-demo"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 
 
@@ -124,7 +123,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
-    model_dir = args.model or runs.latest_pushed_model(os.path.join(args.workdir, "serving"))
+    model_dir = args.model or Workdir(args.workdir).latest_pushed_model()
     if not model_dir or not os.path.isdir(model_dir):
         parser.error(f"no pushed model in {os.path.join(args.workdir, 'serving')}: run `imat run` first, or pass --model")
     paths = expand(args.images)
@@ -132,9 +131,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error(f"no image files in {args.images}")
     import tensorflow as tf
 
-    from trainer.features import load_label_map
+    from imat_common.features import load_label_map
 
-    label_map_path = args.label_map or os.path.join(args.workdir, "source", "label_map.csv")
+    label_map_path = args.label_map or Workdir(args.workdir).label_map
     labels = load_label_map(label_map_path).by_id() if os.path.exists(label_map_path) else {}
     model = tf.saved_model.load(model_dir)
     print(f"model: {model_dir}")

@@ -16,7 +16,9 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from trainer import features, rules
+from trainer import rules
+from imat_common import features
+from imat_common.serving import THRESHOLDS_FILE
 
 CSV_HEADER = "image_id,label_id"
 SUBMISSION = "submission"
@@ -30,7 +32,7 @@ def rule_thresholds(report: Mapping[str, Any]) -> Dict[str, np.ndarray]:
       ValueError: the report predates the calibration split (no rules to compare).
     """
     if report.get("format") != rules.REPORT_FORMAT:
-        raise ValueError(f"the model's {rules.THRESHOLDS_FILE} is not format {rules.REPORT_FORMAT} "
+        raise ValueError(f"the model's {THRESHOLDS_FILE} is not format {rules.REPORT_FORMAT} "
                          "(trained before the calibration split): retrain it to compare the decision rules")
     fitted = rules.FittedRules(np.asarray(report["per_label_thresholds"], np.float32),
                                np.asarray(report["tuned"], bool), float(report["global_threshold"]))

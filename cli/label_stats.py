@@ -4,7 +4,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from trainer.features import LABELS_KEY, LabelMap
+from imat_common.features import LABELS_KEY, LabelMap
 
 
 @dataclasses.dataclass

@@ -10,8 +10,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from pipeline.label_stats import LabelStats
-from trainer.features import LabelMap
+from cli.label_stats import LabelStats
+from imat_common.features import LabelMap
 
 _ROW_PX = 22  # height per label in the bar charts: three bars and a readable tick label
 _COLORS = {"precision": "#4c72b0", "recall": "#dd8452", "F1": "#55a868"}

@@ -10,9 +10,8 @@ import os
 from typing import List, Optional
 
 from components.similar.index import Hit, SimilarError, SimilarityIndex, model_fingerprint
-from pipeline import runs
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir
 
-DEFAULT_WORKDIR = "imat-demo"
 TILE, CAPTION = 160, 46  # contact sheet: image square and caption height, pixels
 
 
@@ -93,7 +92,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}")
-    model_dir = args.model or runs.latest_pushed_model(os.path.join(args.workdir, "serving"))
+    model_dir = args.model or Workdir(args.workdir).latest_pushed_model()
     if not model_dir or not os.path.isdir(model_dir):
         parser.error(f"no model at {model_dir or os.path.join(args.workdir, 'serving')}: run `imat run` first, "
                      f"or pass --model")
@@ -108,7 +107,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             query_jpeg = index.thumbnail(index.row_of(item_id))
             hits = index.search(index.vector_of(item_id)[None], args.k, exclude=[item_id])[0]
         elif os.path.isfile(args.query):
-            from pipeline.predict import load_images
+            from cli.predict import load_images
 
             index.check_k(args.k)  # before loading the model: a k too large fails at once
             try:

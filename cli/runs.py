@@ -1,7 +1,5 @@
 """Reads what a local run did from its ML Metadata store: executions, blessing, pushed model."""
 import dataclasses
-import glob
-import json
 import os
 from typing import List, Optional
 
@@ -48,21 +46,6 @@ def last_run(metadata_path: str) -> List[Execution]:
         return []
     latest = all_executions[-1].run_id
     return [e for e in all_executions if e.run_id == latest]
-
-
-def latest_pushed_model(serving_dir: str) -> Optional[str]:
-    """The newest versioned folder Pusher wrote, or None."""
-    versions = sorted((p for p in glob.glob(os.path.join(serving_dir, "*")) if os.path.basename(p).isdigit()),
-                      key=lambda p: int(os.path.basename(p)))
-    return versions[-1] if versions else None
-
-
-def training_report(model_dir: str) -> dict:
-    """The model's ``assets.extra/thresholds.json``: its decision rules and their micro-F1 (``trainer/rules.py``)."""
-    from trainer.rules import THRESHOLDS_FILE
-
-    with open(os.path.join(model_dir, "assets.extra", THRESHOLDS_FILE)) as f:
-        return json.load(f)
 
 
 def latest_artifact_uri(metadata_path: str, type_name: str) -> Optional[str]:

@@ -22,7 +22,8 @@ from typing import Dict, Iterator, List, Tuple
 
 from PIL import Image, ImageDraw
 
-from trainer.features import Label, write_label_map
+from imat_common.features import Label, write_label_map
+from imat_common.workdir import LABEL_MAP_FILE
 
 CATEGORIES = ["t-shirt", "dress", "trousers", "skirt", "jacket"]
 COLORS = {
@@ -139,7 +140,7 @@ def write_images(out_dir: str, num_images: int = 300, size: int = 160, seed: int
         image_id = str(index + 1)
         im.save(os.path.join(out_dir, "images", f"{image_id}.jpg"), quality=92)
         splits[_split_of(index, num_images)].append((image_id, labels))
-    write_label_map(label_table(), os.path.join(out_dir, "label_map.csv"))
+    write_label_map(label_table(), os.path.join(out_dir, LABEL_MAP_FILE))
     with open(os.path.join(out_dir, "splits.json"), "w") as f:
         json.dump(splits, f)
     return splits

@@ -13,8 +13,8 @@ change them per run with ``imat submit --param NAME=VALUE``.
 import argparse
 from typing import List, Optional
 
-from kubeflow.config import CLOUD_TPUS, TPU_MACHINE_TYPE, CloudConfig, CloudConfigError, DataflowSettings, TrainerResources
-from pipeline.run_command import add_config_flags, config_overrides
+from pipeline.cloud_config import CLOUD_TPUS, TPU_MACHINE_TYPE, CloudConfig, CloudConfigError, DataflowSettings, TrainerResources
+from cli.flags import add_config_flags, config_overrides
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -30,7 +30,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     where.add_argument("--schema", default="", help="gs:// path of the curated schema (`imat schema` writes it; "
                        "give each version its own path: ImportSchemaGen caches by path); default: "
                        "schema.pbtxt beside --label_map")
-    where.add_argument("--warn_only", action="store_true", help="data that breaks the schema: warn, do not stop")
     where.add_argument("--num_labels", type=int, help="the label map's highest id; read from --label_map "
                        "when left out (which needs GCS access)")
     where.add_argument("--serving_dir", default="", help="gs:// folder the Pusher writes model versions to")
@@ -67,7 +66,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", default=".", help="where <pipeline_name>.json (and .yaml) go")
     out.add_argument("--kfp_yaml", action="store_true", help="also write the KFP v2 pipeline spec YAML")
-    out.add_argument("--no_cache", action="store_true", help="compile with caching off")
 
     model = parser.add_argument_group("pipeline settings (defaults as in imat run; see pipeline/config.py)")
     add_config_flags(model)
@@ -104,7 +102,7 @@ def cloud_config(args: argparse.Namespace) -> CloudConfig:
 def _num_labels(args: argparse.Namespace) -> int:
     if args.num_labels is not None:
         return args.num_labels
-    from trainer.features import load_label_map
+    from imat_common.features import load_label_map
 
     try:
         return load_label_map(args.label_map).num_labels
@@ -121,16 +119,13 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     except ImportError:
         raise SystemExit("imat compile: error: kfp is not installed: pip install -e '.[kubeflow]' "
                          "(kfp 2.x with protobuf 3.20.x; a bare `pip install kfp` breaks TensorFlow)") from None
-    from kubeflow import runner  # TFX is heavy: only after the flags are known to parse
+    from pipeline import kubeflow_v2_runner as runner  # TFX is heavy: only after the flags are known to parse
 
     try:
         cloud = cloud_config(args)
         overrides = config_overrides(args)
-        if args.no_cache:
-            overrides["enable_cache"] = False
         if args.schema:
             overrides["schema_path"] = args.schema
-        overrides["warn_only"] = args.warn_only
         config = runner.pipeline_config(cloud, _num_labels(args), pipeline_name=args.pipeline_name, **overrides)
     except CloudConfigError as e:
         raise SystemExit(f"imat compile: error: {e}") from None

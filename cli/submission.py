@@ -11,7 +11,7 @@ with ``annotations``) the command prints the submission's micro-F1, each decisio
 the trivial baseline's on those images, and writes them to ``<output>_scores.json``. A
 labelled image with no example (not downloaded) counts as all its labels missed.
 
-Batch inference is a Beam RunInference job (``pipeline/batch_scoring.py``) rather than TFX's
+Batch inference is a Beam RunInference job (``cli/batch_scoring.py``) rather than TFX's
 BulkInferrer: the test split stays outside the training pipeline (nothing in it ever sees
 the test images), and any pushed model can score any split, here or on Dataflow.
 """
@@ -20,10 +20,10 @@ import json
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from pipeline import runs
 from trainer import rules
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir
+from imat_common.serving import thresholds_path
 
-DEFAULT_WORKDIR = "imat-demo"
 
 
 def read_labels(path: str) -> Dict[str, Tuple[int, ...]]:
@@ -56,7 +56,7 @@ def read_submission_ids(path: str) -> Set[str]:
 
 def scores(counts: Mapping[str, object], labels: Mapping[str, Sequence[int]], submitted: Set[str]) -> dict:
     """Micro-F1 per rule from the job's counts; labelled images without a row add their labels as misses."""
-    from pipeline.batch_scoring import SCORED, UNLABELLED
+    from cli.batch_scoring import SCORED, UNLABELLED
 
     missing = sorted(set(labels) - submitted)
     missed = sum(len(labels[i]) for i in missing)
@@ -94,7 +94,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     parser.add_argument("--labels", help="competition JSON with annotations for these images: print the scores")
     parser.add_argument("--batch_size", type=int, default=64, help="examples per model call")
     args, beam_args = parser.parse_known_args(argv)
-    model_dir = args.model or runs.latest_pushed_model(os.path.join(args.workdir, "serving"))
+    model_dir = args.model or Workdir(args.workdir).latest_pushed_model()
     if not model_dir:
         parser.error(f"no pushed model in {os.path.join(args.workdir, 'serving')}: run `imat run` first, or pass --model")
     examples = args.examples or os.path.join(args.workdir, "data", "test", "*.tfrecord.gz")
@@ -103,11 +103,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline import batch_scoring
+    from cli import batch_scoring
 
     if not tf.io.gfile.glob(examples):
         parser.error(f"no examples match {examples}")
-    report_path = os.path.join(model_dir, "assets.extra", rules.THRESHOLDS_FILE)
+    report_path = thresholds_path(model_dir)
     try:
         with tf.io.gfile.GFile(report_path) as f:
             report = json.load(f)

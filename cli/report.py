@@ -23,12 +23,13 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 
-from pipeline import runs
+from cli import runs
 # The label data (counts, pairs) lives in its own module; imported here for `imat report`'s callers.
-from pipeline.label_stats import LabelStats, count_labels, format_distribution, read_label_lists
-from trainer.features import LABELS_KEY, LabelMap
+from cli.label_stats import LabelStats, count_labels, format_distribution, read_label_lists
+from imat_common.features import LABELS_KEY, LabelMap
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir
+from imat_common.serving import read_thresholds
 
-DEFAULT_WORKDIR = "imat-demo"
 _DECISIONS, _PROBABILITIES = "decisions", "probabilities"
 # pipeline.label_metrics' names, spelled out: importing that module imports Beam and TFMA.
 LABEL_SLICE_EXAMPLE_COUNT = "label_slice_example_count"
@@ -158,8 +159,8 @@ def format_slices(rows: Sequence[LabelRow], worst: int = 10) -> List[str]:
 def write_html(path: str, rows: Sequence[LabelRow], overall_micro_f1: float, stats: Optional[LabelStats],
                label_map: Optional[LabelMap], max_heatmap_labels: int = 40, rule_lines: Sequence[str] = (),
                baseline: float = math.nan) -> None:
-    """A self-contained HTML page (``pipeline.report_html``): rules, charts by task, the slice table, label data."""
-    from pipeline import report_html
+    """A self-contained HTML page (``cli.report_html``): rules, charts by task, the slice table, label data."""
+    from cli import report_html
 
     groups = by_task(rows)
     report_html.write_html(path, [r for group in groups.values() for r in group], _headline(overall_micro_f1, baseline),
@@ -168,7 +169,7 @@ def write_html(path: str, rows: Sequence[LabelRow], overall_micro_f1: float, sta
 
 def main(argv: Optional[List[str]] = None) -> None:
     import tensorflow_model_analysis as tfma
-    from trainer.features import load_label_map
+    from imat_common.features import load_label_map
 
     parser = argparse.ArgumentParser(prog="imat report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,7 +182,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--worst", type=int, default=10,
                         help="print this many label slices, lowest micro-F1 first (the HTML has them all)")
     args = parser.parse_args(argv)
-    metadata = os.path.join(args.workdir, "pipeline", "metadata.sqlite")
+    metadata = Workdir(args.workdir).metadata
     try:
         evaluation = runs.latest_artifact_uri(metadata, "ModelEvaluation")
         examples = runs.latest_artifact_uri(metadata, "Examples")
@@ -189,7 +190,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error(str(e))
     if not evaluation:
         parser.error(f"no evaluation in {metadata}: the pipeline has not reached the Evaluator yet")
-    label_map_path = args.label_map or os.path.join(args.workdir, "source", "label_map.csv")
+    label_map_path = args.label_map or Workdir(args.workdir).label_map
     label_map = load_label_map(label_map_path) if os.path.exists(label_map_path) else None
     result = tfma.load_eval_result(evaluation)
     width = num_labels(result.slicing_metrics)
@@ -219,7 +220,7 @@ def model_rules(metadata: str) -> Tuple[List[str], float]:
     model = runs.latest_artifact_uri(metadata, "Model")
     if not model:
         return [], math.nan
-    report = runs.training_report(os.path.join(model, "Format-Serving"))
+    report = read_thresholds(os.path.join(model, "Format-Serving"))
     baseline = report.get("micro_f1", {}).get(BASELINE, {}).get("eval", math.nan)
     return [f"decision rules of {model}:"] + format_report(report), baseline
 

@@ -1,0 +1,65 @@
+"""``imat``: the project's command line.
+
+  imat run         download the demo data (or use --data) and run the TFX pipeline locally
+  imat predict     tag images with the last pushed model
+  imat report      per-label metrics of the last evaluation, the decision rules, the label distribution
+  imat submission  score a split (the competition's test file) in batch and write the submission CSV
+  imat schema      write the curated schema from a label map, or check a schema file against one
+  imat similar     the catalogue items most like an image or an item id (needs an index)
+  imat index       embed a catalogue of TFRecords and build the similar-product index (Beam)
+  imat compile     compile the pipeline for Vertex AI Pipelines / Kubeflow Pipelines v2
+  imat submit      submit a compiled pipeline to Vertex AI or a KFP endpoint
+  imat demo        generate the embedded demo data, serve it on loopback, download it
+  imat demo-data   only generate the demo images, JSON and label map
+  imat download    the download job (see ``imat download --help``)
+
+  -v, --verbose    (before or after the command) the libraries' INFO logs too: TensorFlow, TFX,
+                   Beam, absl; without it a command prints its own output, progress and warnings
+"""
+import importlib
+import sys
+from typing import Callable, List, Optional
+
+from cli import logs
+
+VERBOSE_FLAGS = ("-v", "--verbose")
+
+
+# Imported only when chosen: most commands pull in TensorFlow or Beam, `imat --help` should not.
+_MODULES = {"run": "cli.run", "predict": "cli.predict", "report": "cli.report", "submission": "cli.submission",
+            "schema": "cli.schema", "similar": "cli.similar", "index": "cli.index", "compile": "cli.compile",
+            "submit": "cli.submit", "demo": "cli.demo", "demo-data": "cli.demo:data_main", "download": "cli.download"}
+
+
+def _module_main(spec: str) -> Callable[[List[str]], None]:
+    module, _, function = spec.partition(":")
+    return lambda argv: getattr(importlib.import_module(module), function or "main")(argv)
+
+
+COMMANDS = {name: _module_main(spec) for name, spec in _MODULES.items()}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    # The one global flag, anywhere on the line (`imat -v run`, `imat run -v`): no command has a -v.
+    verbose = any(arg in VERBOSE_FLAGS for arg in argv)
+    argv = [arg for arg in argv if arg not in VERBOSE_FLAGS]
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__.strip(), file=sys.stderr)
+        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    logs.configure(verbose)
+    from components.download.plan import PlanMismatchError
+    from components.download.records import ManifestError
+    from components.validation import DataValidationError
+    from imat_common.features import LabelMapError
+
+    try:
+        COMMANDS[argv[0]](argv[1:])
+    except (ManifestError, LabelMapError, PlanMismatchError, DataValidationError) as e:
+        # Bad input is the user's to fix: say what and where, without a traceback.
+        print(f"imat {argv[0]}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

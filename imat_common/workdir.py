@@ -1,0 +1,63 @@
+"""The layout of a local work folder (``imat run --workdir``), written by the demo and the
+local pipeline and read by every command."""
+import dataclasses
+import glob
+import os
+from typing import Optional
+
+DEFAULT_WORKDIR = "imat-demo"
+LABEL_MAP_FILE = "label_map.csv"  # labelId,taskId,labelName,taskName
+METADATA_FILE = "metadata.sqlite"  # in the pipeline root
+
+
+@dataclasses.dataclass(frozen=True)
+class Workdir:
+    root: str = DEFAULT_WORKDIR
+
+    @property
+    def source(self) -> str:
+        """The demo's images, competition JSON and label map."""
+        return os.path.join(self.root, "source")
+
+    @property
+    def label_map(self) -> str:
+        return os.path.join(self.source, LABEL_MAP_FILE)
+
+    @property
+    def data(self) -> str:
+        """The download job's output: ``<split>/*.tfrecord.gz``."""
+        return os.path.join(self.root, "data")
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.root, "pipeline")
+
+    @property
+    def metadata(self) -> str:
+        """The local runs' ML Metadata store."""
+        return metadata_path(self.pipeline_root)
+
+    @property
+    def serving(self) -> str:
+        """The Pusher's destination: one numbered folder per blessed model."""
+        return os.path.join(self.root, "serving")
+
+    @property
+    def similar(self) -> str:
+        """Similar-product indexes, one folder per model version."""
+        return os.path.join(self.root, "similar")
+
+    def latest_pushed_model(self) -> Optional[str]:
+        return latest_pushed_model(self.serving)
+
+
+def latest_pushed_model(serving_dir: str) -> Optional[str]:
+    """The newest versioned folder the Pusher wrote, or None."""
+    versions = sorted((p for p in glob.glob(os.path.join(serving_dir, "*")) if os.path.basename(p).isdigit()),
+                      key=lambda p: int(os.path.basename(p)))
+    return versions[-1] if versions else None
+
+
+def metadata_path(pipeline_root: str) -> str:
+    """The local ML Metadata store of a pipeline root."""
+    return os.path.join(pipeline_root, METADATA_FILE)
