@@ -18,6 +18,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 
 from trainer import rules
 from imat_common import features
+from imat_common import serving
 from imat_common.serving import THRESHOLDS_FILE
 
 CSV_HEADER = "image_id,label_id"
@@ -83,8 +84,8 @@ class ServingModelHandler(ModelHandler):
     def run_inference(self, batch: Sequence[bytes], model, inference_args=None) -> Iterable[PredictionResult]:
         import tensorflow as tf
 
-        outputs = model.signatures["serving_default"](examples=tf.constant(list(batch)))
-        probabilities, label_ids = outputs["probabilities"].numpy(), outputs["label_ids"].numpy()
+        outputs = model.signatures[serving.SERVING_DEFAULT](examples=tf.constant(list(batch)))
+        probabilities, label_ids = outputs[serving.PROBABILITIES].numpy(), outputs[serving.LABEL_IDS].numpy()
         return [PredictionResult(example, (probabilities[i], [int(k) for k in label_ids[i] if k]))
                 for i, example in enumerate(batch)]
 

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Iterable, Iterator, List, Optional, Tuple
 
+from imat_common import serving
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
@@ -91,7 +92,7 @@ def predict(model_dir_or_model, jpegs: List[bytes]) -> dict:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(model_dir_or_model) if isinstance(model_dir_or_model, str) else model_dir_or_model
-    outputs = loaded.signatures["predict_images"](images=tf.constant(jpegs))
+    outputs = loaded.signatures[serving.PREDICT_IMAGES](images=tf.constant(jpegs))
     return {k: v.numpy() for k, v in outputs.items()}
 
 
@@ -142,8 +143,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         for chunk, jpegs in batches(paths, args.batch_size):
             outputs = predict(model, jpegs)
             for i, path in enumerate(chunk):
-                print("\n".join(format_image(path, outputs["probabilities"][i], outputs["label_ids"][i],
-                                             outputs["label_names"][i], labels, args.top)))
+                print("\n".join(format_image(path, outputs[serving.PROBABILITIES][i], outputs[serving.LABEL_IDS][i],
+                                             outputs[serving.LABEL_NAMES][i], labels, args.top)))
             sys.stdout.flush()
             progress.update(len(chunk))
     except ValueError as e:

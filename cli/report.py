@@ -28,9 +28,10 @@ from cli import runs
 from cli.label_stats import LabelStats, count_labels, format_distribution, read_label_lists
 from imat_common.features import LABELS_KEY, LabelMap
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir
+from imat_common import serving
 from imat_common.serving import read_thresholds
 
-_DECISIONS, _PROBABILITIES = "decisions", "probabilities"
+_DECISIONS, _PROBABILITIES = serving.DECISIONS, serving.PROBABILITIES
 # pipeline.label_metrics' names, spelled out: importing that module imports Beam and TFMA.
 LABEL_SLICE_EXAMPLE_COUNT = "label_slice_example_count"
 LABEL_SLICE_MICRO_RECALL, LABEL_SLICE_MICRO_F1 = "label_slice_micro_recall", "label_slice_micro_f1"

@@ -27,6 +27,7 @@ from pipeline.config import PipelineConfig
 from pipeline.label_metrics import LabelSliceMetrics
 from trainer.exporter import DECISIONS, PROBABILITIES
 from trainer.preprocessing import LABELS_FEATURE
+from imat_common import serving
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
@@ -86,7 +87,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     per_label = tfma.BinarizationOptions(class_ids={"values": list(range(config.num_labels))})
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
-            signature_name="evaluate", preprocessing_function_names=["transform_features"],
+            signature_name=serving.EVALUATE, preprocessing_function_names=[serving.TRANSFORM_FEATURES],
             label_keys={DECISIONS: LABELS_FEATURE, PROBABILITIES: LABELS_FEATURE})],
         metrics_specs=[
             # The gate, alone in its spec: a threshold next to binarize would gate every label.

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from trainer import calibration, ensemble, exporter, rules
 from trainer.preprocessing import LABELS_FEATURE
+from imat_common import serving
 from imat_common.serving import read_thresholds
 
 log = logging.getLogger(__name__)
@@ -53,24 +54,24 @@ class EnsembleModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, examples):
-        return exporter.decide(self._members("evaluate", examples=examples), self.thresholds, self.label_names)
+        return exporter.decide(self._members(serving.EVALUATE, examples=examples), self.thresholds, self.label_names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve_images(self, images):
-        return exporter.decide(self._members("predict_images", images=images), self.thresholds, self.label_names)
+        return exporter.decide(self._members(serving.PREDICT_IMAGES, images=images), self.thresholds, self.label_names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate(self, examples):
-        outputs = exporter.decide(self._members("evaluate", examples=examples), self.thresholds, self.label_names)
+        outputs = exporter.decide(self._members(serving.EVALUATE, examples=examples), self.thresholds, self.label_names)
         return {exporter.PROBABILITIES: outputs[exporter.PROBABILITIES], exporter.DECISIONS: outputs[exporter.DECISIONS]}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(self, examples):
-        return self.members[0].signatures["transform_features"](examples=examples)
+        return self.members[0].signatures[serving.TRANSFORM_FEATURES](examples=examples)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def embed_images(self, images):
-        return self.members[0].signatures["embed_images"](images=images)
+        return self.members[0].signatures[serving.EMBED_IMAGES](images=images)
 
     def signatures(self):
         return exporter.signatures_of(self)
@@ -96,8 +97,8 @@ def score(models: Sequence, files: Sequence[str], batch_size: int = 64) -> Tuple
     probabilities, labels = [[] for _ in models], []
     for batch in tf.data.TFRecordDataset(list(files), compression_type="GZIP").batch(batch_size):
         for i, model in enumerate(models):
-            probabilities[i].append(model.signatures["evaluate"](examples=batch)[exporter.PROBABILITIES].numpy())
-        labels.append(models[0].signatures["transform_features"](examples=batch)[LABELS_FEATURE].numpy())
+            probabilities[i].append(model.signatures[serving.EVALUATE](examples=batch)[exporter.PROBABILITIES].numpy())
+        labels.append(models[0].signatures[serving.TRANSFORM_FEATURES](examples=batch)[LABELS_FEATURE].numpy())
     return np.stack([np.concatenate(p) for p in probabilities]), np.concatenate(labels)
 
 

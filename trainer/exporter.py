@@ -20,9 +20,9 @@ import tf_keras as keras
 from imat_common import features
 from trainer.model import EMBEDDING_LAYER
 from trainer.preprocessing import IMAGE_FEATURE
+from imat_common.serving import (DECISIONS, EMBED_IMAGES, EMBEDDING, EVALUATE, LABEL_IDS, LABEL_NAMES, PREDICT_IMAGES,
+                                 PROBABILITIES, SERVING_DEFAULT, TRANSFORM_FEATURES)
 
-PROBABILITIES, DECISIONS, LABEL_IDS, LABEL_NAMES, EMBEDDING = (
-    "probabilities", "decisions", "label_ids", "label_names", "embedding")
 
 
 def decide(probabilities: tf.Tensor, thresholds: tf.Tensor, label_names: tf.Tensor) -> dict:
@@ -38,8 +38,8 @@ def decide(probabilities: tf.Tensor, thresholds: tf.Tensor, label_names: tf.Tens
 
 
 # Signature name -> the serving module's method; the ensemble's module has the same methods.
-SIGNATURES = {"serving_default": "serve_examples", "predict_images": "serve_images", "evaluate": "evaluate",
-              "transform_features": "transform_features", "embed_images": "embed_images"}
+SIGNATURES = {SERVING_DEFAULT: "serve_examples", PREDICT_IMAGES: "serve_images", EVALUATE: "evaluate",
+              TRANSFORM_FEATURES: "transform_features", EMBED_IMAGES: "embed_images"}
 
 
 def signatures_of(module: tf.Module) -> dict:

@@ -4,12 +4,12 @@ import os
 
 import tf_keras as keras
 
+from imat_common.serving import EMBEDDING, PROBABILITIES
 from trainer import backbones, losses
 from trainer.preprocessing import IMAGE_FEATURE
 from trainer.settings import AUTO, TrainerSettings
 
-PROBABILITIES = "probabilities"
-EMBEDDING_LAYER = "embedding"  # the pooled backbone features, used for similarity search
+EMBEDDING_LAYER = EMBEDDING  # the pooled backbone features, used for similarity search
 
 
 @dataclasses.dataclass(frozen=True)

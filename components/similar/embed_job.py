@@ -40,11 +40,11 @@ from components.similar.index import (DEFAULT_BACKEND, EmptyCatalogueError, MANI
                                       model_info, read_bytes)
 from components.similar.sharded_build import DEFAULT_SHARDS, NAMESPACE
 from components.similar.write_index import WriteIndex
-from imat_common import features
+from imat_common import features, serving
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir
 
 log = logging.getLogger(__name__)
-EMBED_SIGNATURE, EMBED_INPUT, EMBED_OUTPUT = "embed_images", "images", "embedding"
+EMBED_SIGNATURE, EMBED_INPUT, EMBED_OUTPUT = serving.EMBED_IMAGES, serving.IMAGES, serving.EMBEDDING
 LOCAL_RUNNER_ARGS = ["--runner=FnApiRunner"]
 SUMMARY = "build_summary.json"
 
