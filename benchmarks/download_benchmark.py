@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from cli import demo_data  # noqa: E402
+from cli import demo_data
 
 
 def make_images(folder: str, n: int, size: int) -> None:

@@ -33,9 +33,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before numpy loads: one thread everywhere, children included
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads must not spin on a shared machine
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import generated_embeddings as gen  # noqa: E402
+import generated_embeddings as gen
 
 # label -> (backend, build parameters, search knob, its values); the default setting comes first.
 CANDIDATES = {

@@ -277,7 +277,7 @@ def main():
     print("|---|---|---|---|---|")
     for variant, runs in results.items():
         per_cpu = [r["images_per_cpu_s"] for r in runs]
-        med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+        med = lambda key: statistics.median(r[key] for r in runs)
         print(f"| {variant.strip()} | {med('images_per_cpu_s'):.0f} ({min(per_cpu):.0f}-{max(per_cpu):.0f}) | "
               f"{med('cpu_ms_per_image'):.2f} | {med('images_per_wall_s'):.0f} | {med('peak_rss_mb'):.0f} |")
 

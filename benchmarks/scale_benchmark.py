@@ -40,8 +40,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, HERE]
-import imat_common.keras2  # noqa: F401,E402  (chooses Keras 2 before TensorFlow loads)
-from imat_common.workdir import metadata_path  # noqa: E402
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
+from imat_common.workdir import metadata_path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -56,7 +56,7 @@ DRIVERS = {
     "SimilarityIndexer": lambda t, v: t + v,
 }
 # Everything else reads statistics, schemas or one model, whatever the data's size: a fixed cost.
-FIXED = lambda t, v: 1.0  # noqa: E731
+FIXED = lambda t, v: 1.0
 NETWORK_COMPONENTS = ("Trainer", "Evaluator", "SimilarityIndexer")
 
 

@@ -31,12 +31,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
-import imat_common.keras2  # noqa: F401,E402  (chooses Keras 2 before TensorFlow loads)
+import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import pipeline_benchmark  # noqa: E402
-from imat_common.workdir import Workdir  # noqa: E402
+import pipeline_benchmark
+from imat_common.workdir import Workdir
 
 SWEEP = {"exact": ("", [0]), "faiss-hnsw": ("ef_search", [16, 32, 64, 128]),
          "hnswlib": ("ef_search", [16, 32, 64, 128]), "faiss-ivf": ("nprobe", [1, 4, 8, 16])}
@@ -96,7 +96,7 @@ def export_untrained(trained_dir: str, label_map: str, out: str, seed: int = 1) 
             features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
     with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
-        fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": num_labels, "image_size": image_size})  # noqa
+        fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": num_labels, "image_size": image_size})
         transform_fn = ([{features.IMAGE_KEY: [b""], features.LABELS_KEY: [1]}], metadata) \
             | tft_beam.AnalyzeDataset(fn)
         _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(out, "transform"))

@@ -68,7 +68,7 @@ def _pattern(draw: ImageDraw.ImageDraw, box, pattern: str, ink) -> None:
 
 def _silhouette(draw, category: str, sleeve: str, cx: int, top: int, s: float, fill, detail) -> None:
     """Draws the garment shape; ``s`` is pixels per unit of a 100-unit garment."""
-    u = lambda v: int(round(v * s))  # noqa: E731
+    u = lambda v: int(round(v * s))
     if category in ("t-shirt", "jacket", "dress"):
         body_bottom = top + u(60 if category != "dress" else 95)
         if category == "dress":

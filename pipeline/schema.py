@@ -124,7 +124,7 @@ def differences(curated: schema_pb2.Schema, other: schema_pb2.Schema) -> List[st
             lines.append(f"{name}: not in the contract")
         else:
             a, b = mine[name], theirs[name]
-            shape = lambda f: [d.size for d in f.shape.dim] if f.HasField("shape") else "variable"  # noqa: E731
+            shape = lambda f: [d.size for d in f.shape.dim] if f.HasField("shape") else "variable"
             if a.type != b.type:
                 lines.append(f"{name}: type {schema_pb2.FeatureType.Name(b.type)}, "
                              f"contract {schema_pb2.FeatureType.Name(a.type)}")

@@ -114,7 +114,7 @@ def transform(rows: List[Dict], out: str, num_labels: int, image_size: int):
 
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec()))
     with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
-        fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": num_labels, "image_size": image_size})  # noqa: E731
+        fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": num_labels, "image_size": image_size})
         (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
             fn, output_record_batches=False)
         _ = transform_fn | tft_beam.WriteTransformFn(out)

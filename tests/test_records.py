@@ -71,7 +71,7 @@ def test_a_refused_annotation_is_not_undone_by_a_later_good_one(tmp_path):
 def _malformed(tmp_path, text: bytes) -> str:
     path = tmp_path / "split.json"
     path.write_bytes(text)
-    open_fn = lambda: open(path, "rb")  # noqa: E731
+    open_fn = lambda: open(path, "rb")
     with pytest.raises(ManifestError) as err:
         labels = read_annotations(open_fn, str(path), lambda bad: None)
         list(iter_images(open_fn, str(path), labels))

@@ -99,7 +99,7 @@ def built(work):
 def test_embed_signature_is_the_normalised_pooled_features_and_deterministic(work):
     loaded = tf.saved_model.load(work["model_dir"])
     jpegs = [j for _, j, _ in work["good"]["train"][:3]]
-    embed = lambda images: loaded.signatures["embed_images"](images=tf.constant(images))["embedding"].numpy()  # noqa
+    embed = lambda images: loaded.signatures["embed_images"](images=tf.constant(images))["embedding"].numpy()
     first, again = embed(jpegs), embed(jpegs)
     assert first.shape == (3, 2048) and first.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)

@@ -160,7 +160,7 @@ def format_report(report: dict) -> List[str]:
     if report.get("format") != REPORT_FORMAT:
         return [f"(this model's {THRESHOLDS_FILE} predates the calibration split: retrain to compare the rules)"]
     scores = report["micro_f1"]
-    cv = lambda v: "    -" if v is None else f"{v:.3f}"  # noqa: E731
+    cv = lambda v: "    -" if v is None else f"{v:.3f}"
     lines = [f"micro-F1 on the eval split ({report['eval_examples']} images, never used for tuning); "
              f"rule chosen by {report['calibration_folds']}-fold micro-F1 on the calibration split "
              f"({report['calibration_examples']} images):",

@@ -97,7 +97,7 @@ def plan_split(split: str, source: str, out_dir: str, images_per_shard: int,
     def reject(bad: BadRecord, labels=()):
         rejected.append({"image_id": bad.image_id, "status": bad.status, "reason": bad.reason, "labels": list(labels)})
 
-    opener = lambda: FileSystems.open(source, compression_type=CompressionTypes.AUTO)  # noqa: E731
+    opener = lambda: FileSystems.open(source, compression_type=CompressionTypes.AUTO)
     labels = read_annotations(opener, source, reject)
     known = set(label_map.ids) if label_map else None
     seen = set()
