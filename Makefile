@@ -24,6 +24,7 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: install lint
 	$(PY) -m pytest

@@ -2,6 +2,7 @@
 
 Also serves as Dataflow's ``--setup_file``: workers install the same packages.
 """
+
 import setuptools
 
 REQUIRED = [

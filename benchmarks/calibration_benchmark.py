@@ -10,6 +10,7 @@ validation images and scoring on the same images (the pipeline before the calibr
 have reported. Prints mean and standard deviation over the repeats, and how often the rule the
 k-fold cross-validation chose was also the best of the three on eval.
 """
+
 import argparse
 import json
 import os
@@ -50,17 +51,25 @@ def simulate(probabilities, labels, share: float, repeats: int, min_positives: i
     served, per_rule, chose_best = [], {rule: [] for rule in rules.RULES}, []
     for _ in range(repeats):
         calibration = np.zeros(n, bool)
-        calibration[rng.permutation(n)[:int(round(share * n))]] = True
-        report = rules.decision_report((probabilities[calibration], labels[calibration]),
-                                       (probabilities[~calibration], labels[~calibration]), min_positives, folds)
+        calibration[rng.permutation(n)[: int(round(share * n))]] = True
+        report = rules.decision_report(
+            (probabilities[calibration], labels[calibration]),
+            (probabilities[~calibration], labels[~calibration]),
+            min_positives,
+            folds,
+        )
         scores = {rule: report["micro_f1"][rule]["eval"] for rule in rules.RULES}
         served.append(scores[report["served_rule"]])
         for rule, value in scores.items():
             per_rule[rule].append(value)
         chose_best.append(scores[report["served_rule"]] >= max(scores.values()) - 1e-12)
-    return {"served_eval_mean": float(np.mean(served)), "served_eval_sd": float(np.std(served)),
-            "per_rule_eval_mean": {rule: float(np.mean(v)) for rule, v in per_rule.items()},
-            "chose_eval_best": float(np.mean(chose_best)), "eval_images": n - int(round(share * n))}
+    return {
+        "served_eval_mean": float(np.mean(served)),
+        "served_eval_sd": float(np.std(served)),
+        "per_rule_eval_mean": {rule: float(np.mean(v)) for rule, v in per_rule.items()},
+        "chose_eval_best": float(np.mean(chose_best)),
+        "eval_images": n - int(round(share * n)),
+    }
 
 
 def main(argv=None):
@@ -79,21 +88,31 @@ def main(argv=None):
     metadata = os.path.join(args.work, "pipeline", "metadata.sqlite")
     model = os.path.join(runs.latest_artifact_uri(metadata, "Model"), "Format-Serving")
     num_labels = load_label_map(os.path.join(args.work, "source", "label_map.csv")).num_labels
-    probabilities, labels = score_validation(model, os.path.join(args.work, "data", "validation", "*.tfrecord.gz"),
-                                             num_labels)
+    probabilities, labels = score_validation(
+        model, os.path.join(args.work, "data", "validation", "*.tfrecord.gz"), num_labels
+    )
     tuned, _ = thresholds.tune_thresholds(probabilities, labels, args.min_positives)
-    results = {"model": model, "validation_images": len(labels),
-               "in_sample_per_label": thresholds.f1_at(probabilities, labels, tuned),
-               "in_sample_at_0.5": thresholds.f1_at(probabilities, labels, np.full(num_labels, 0.5)), "shares": {}}
-    print(f"{len(labels)} validation images; tuned and scored on all of them (in sample): per-label "
-          f"{results['in_sample_per_label']:.3f}, 0.5 {results['in_sample_at_0.5']:.3f}")
+    results = {
+        "model": model,
+        "validation_images": len(labels),
+        "in_sample_per_label": thresholds.f1_at(probabilities, labels, tuned),
+        "in_sample_at_0.5": thresholds.f1_at(probabilities, labels, np.full(num_labels, 0.5)),
+        "shares": {},
+    }
+    print(
+        f"{len(labels)} validation images; tuned and scored on all of them (in sample): per-label "
+        f"{results['in_sample_per_label']:.3f}, 0.5 {results['in_sample_at_0.5']:.3f}"
+    )
     for share in (float(s) for s in args.shares.split(",")):
         result = simulate(probabilities, labels, share, args.repeats, args.min_positives, args.folds)
         results["shares"][str(share)] = result
-        print(f"calibration {share:.0%}: served rule on eval {result['served_eval_mean']:.3f} "
-              f"(sd {result['served_eval_sd']:.3f}, {result['eval_images']} eval images); per rule "
-              + ", ".join(f"{rule} {value:.3f}" for rule, value in result["per_rule_eval_mean"].items())
-              + f"; k-fold chose the eval-best rule {result['chose_eval_best']:.0%} of the time", flush=True)
+        print(
+            f"calibration {share:.0%}: served rule on eval {result['served_eval_mean']:.3f} "
+            f"(sd {result['served_eval_sd']:.3f}, {result['eval_images']} eval images); per rule "
+            + ", ".join(f"{rule} {value:.3f}" for rule, value in result["per_rule_eval_mean"].items())
+            + f"; k-fold chose the eval-best rule {result['chose_eval_best']:.0%} of the time",
+            flush=True,
+        )
     with open(os.path.join(args.work, "calibration_results.json"), "w") as f:
         json.dump(results, f, indent=1)
 

@@ -8,6 +8,7 @@ caching off so every component executes), sampling the process's resident memory
 component's figure is the peak resident memory of the whole process while it ran (memory
 that earlier components left allocated included), and its growth over the level it started at.
 """
+
 import argparse
 import dataclasses
 import os

@@ -15,6 +15,7 @@ in benchmarks/img2dataset.lock), then run both tools with a clean environment:
 then:
   .venv/bin/python benchmarks/download_benchmark.py --images 2000 --reps 3
 """
+
 import argparse
 import glob
 import json
@@ -112,8 +113,18 @@ def run_timed(cmd, env=None) -> float:
 
 
 def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
-    cmd = [sys.executable, "-m", "components.download.job", f"--input=train={urls_json}", f"--output={out}",
-           f"--images_per_shard={shard}", "--max_size=299", "--jpeg_quality=90", "--allow_private_networks", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "components.download.job",
+        f"--input=train={urls_json}",
+        f"--output={out}",
+        f"--images_per_shard={shard}",
+        "--max_size=299",
+        "--jpeg_quality=90",
+        "--allow_private_networks",
+        *extra,
+    ]
     seconds = run_timed(cmd, env=clean_env(PYTHONPATH=ROOT))
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
@@ -122,10 +133,33 @@ def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
 
 
 def img2dataset(binary: str, urls_txt: str, out: str, shard: int, output_format: str = "tfrecord") -> tuple:
-    cmd = [binary, "--url_list", urls_txt, "--input_format", "txt", "--output_folder", out,
-           "--output_format", output_format, "--processes_count", "2", "--thread_count", "64",
-           "--image_size", "299", "--resize_mode", "keep_ratio", "--resize_only_if_bigger", "True",
-           "--encode_quality", "90", "--number_sample_per_shard", str(shard), "--enable_wandb", "False"]
+    cmd = [
+        binary,
+        "--url_list",
+        urls_txt,
+        "--input_format",
+        "txt",
+        "--output_folder",
+        out,
+        "--output_format",
+        output_format,
+        "--processes_count",
+        "2",
+        "--thread_count",
+        "64",
+        "--image_size",
+        "299",
+        "--resize_mode",
+        "keep_ratio",
+        "--resize_only_if_bigger",
+        "True",
+        "--encode_quality",
+        "90",
+        "--number_sample_per_shard",
+        str(shard),
+        "--enable_wandb",
+        "False",
+    ]
     seconds = run_timed(cmd, env=clean_env(NO_ALBUMENTATIONS_UPDATE="1", TF_CPP_MIN_LOG_LEVEL="3"))
     ok = 0
     for stats in glob.glob(os.path.join(out, "*_stats.json")):
@@ -161,14 +195,19 @@ def main():
 
     contenders = {
         "this job (1 process, threads)": lambda out: ours(urls_json, out, args.shard),
-        "this job (2 worker processes)": lambda out: ours(urls_json, out, args.shard, [
-            "--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]),
+        "this job (2 worker processes)": lambda out: ours(
+            urls_json,
+            out,
+            args.shard,
+            ["--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+        ),
     }
     if os.path.exists(args.img2dataset):
         contenders["img2dataset (2 processes)"] = lambda out: img2dataset(args.img2dataset, urls_txt, out, args.shard)
         # Its fastest output (no TensorFlow import), the kind of figure usually quoted for it.
         contenders["img2dataset, webdataset output"] = lambda out: img2dataset(
-            args.img2dataset, urls_txt, out, args.shard, "webdataset")
+            args.img2dataset, urls_txt, out, args.shard, "webdataset"
+        )
     else:
         print(f"img2dataset not found at {args.img2dataset}: run benchmarks/setup_img2dataset.sh", file=sys.stderr)
     results = {name: [] for name in contenders}
@@ -183,15 +222,19 @@ def main():
                     raise RuntimeError(f"{name} stored {ok} of {args.images} images")
                 results[name].append(seconds)
                 own = f" (download phase alone: {own_rate} images/s)" if own_rate else ""
-                print(f"rep {rep + 1}: {name}: {seconds:.2f} s, {ok / seconds:.1f} images/s end to end{own}", flush=True)
+                print(
+                    f"rep {rep + 1}: {name}: {seconds:.2f} s, {ok / seconds:.1f} images/s end to end{own}", flush=True
+                )
     finally:
         if proc is not None:
             stop_nginx(proc)
         else:
             serving.__exit__(None, None, None)
 
-    print(f"\n{args.images} JPEGs of {args.size}x{args.size} from {server_name} on loopback, resized to 299, "
-          f"quality 90, {args.shard} per shard, {os.cpu_count()} CPUs; median of {args.reps}:")
+    print(
+        f"\n{args.images} JPEGs of {args.size}x{args.size} from {server_name} on loopback, resized to 299, "
+        f"quality 90, {args.shard} per shard, {os.cpu_count()} CPUs; median of {args.reps}:"
+    )
     medians = {name: statistics.median(times) for name, times in results.items()}
     for name, seconds in medians.items():
         print(f"  {name:34s} {seconds:6.2f} s  {args.images / seconds:7.1f} images/s")

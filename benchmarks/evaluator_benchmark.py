@@ -18,6 +18,7 @@ per-label AUCs' gap to TFMA's default 10,000 thresholds when ``default_auc`` is 
   default_auc   the shipped config with AUC at TFMA's default number of thresholds
   no_auc        the shipped config without AUC
 """
+
 import argparse
 import glob
 import os
@@ -52,8 +53,11 @@ def variant_config(name: str, num_labels: int):
 def per_label_auc(result) -> dict:
     """{class sub key: auc} of the overall slice of a TFMA result."""
     overall = dict(result.slicing_metrics).get((), {})
-    return {sub_key: values["auc"]["doubleValue"]
-            for sub_key, values in overall.get("probabilities", {}).items() if "auc" in values and sub_key}
+    return {
+        sub_key: values["auc"]["doubleValue"]
+        for sub_key, values in overall.get("probabilities", {}).items()
+        if "auc" in values and sub_key
+    }
 
 
 def _generated(work: str, examples: int, labels: int):
@@ -66,8 +70,10 @@ def _generated(work: str, examples: int, labels: int):
 def _from_pipeline_benchmark(parser, work: str, pipeline_work: str, examples: int):
     import tensorflow as tf
 
-    models = sorted(glob.glob(os.path.join(pipeline_work, "pipeline", "Trainer", "model", "*", "Format-Serving")),
-                    key=os.path.getmtime)
+    models = sorted(
+        glob.glob(os.path.join(pipeline_work, "pipeline", "Trainer", "model", "*", "Format-Serving")),
+        key=os.path.getmtime,
+    )
     files = glob.glob(os.path.join(pipeline_work, "data", "validation", "*.tfrecord.gz"))
     if not models or not files:
         parser.error(f"no trained model or validation data in {pipeline_work}: run benchmarks/pipeline_benchmark.py")
@@ -108,8 +114,12 @@ def main(argv=None):
 
     def run(name, data_location, output):
         config = variant_config(name, num_labels)
-        tfma.run_model_analysis(tfma.default_eval_shared_model(model, eval_config=config), config,
-                                data_location=data_location, output_path=output)
+        tfma.run_model_analysis(
+            tfma.default_eval_shared_model(model, eval_config=config),
+            config,
+            data_location=data_location,
+            output_path=output,
+        )
 
     for name in names:  # one-off costs (loading the model, tracing) out of the timings
         run(name, warm_up, os.path.join(work, f"warm-up-{name}"))
@@ -125,13 +135,17 @@ def main(argv=None):
     print(f"\n{args.examples} examples, {num_labels} labels, {per_example:.1f} labels per example, model {model}")
     reference = results.get("default_auc", (0, 0, {}))[2]
     first_wall, first_cpu = results[names[0]][:2]
-    print(f"{'variant':12s} {'wall s':>8s} {'CPU s':>8s} {'speedup (wall)':>15s} {'speedup (CPU)':>14s}"
-          + (f" {'max AUC gap':>12s}" if reference else ""))
+    print(
+        f"{'variant':12s} {'wall s':>8s} {'CPU s':>8s} {'speedup (wall)':>15s} {'speedup (CPU)':>14s}"
+        + (f" {'max AUC gap':>12s}" if reference else "")
+    )
     for name, (wall, cpu, aucs) in results.items():
         common = [k for k in aucs if k in reference and not np.isnan(aucs[k]) and not np.isnan(reference[k])]
         gap = max((abs(aucs[k] - reference[k]) for k in common), default=float("nan"))
-        print(f"{name:12s} {wall:8.1f} {cpu:8.1f} {first_wall / wall:14.1f}x {first_cpu / cpu:13.1f}x"
-              + (f" {gap:12.4f}" if reference else ""))
+        print(
+            f"{name:12s} {wall:8.1f} {cpu:8.1f} {first_wall / wall:14.1f}x {first_cpu / cpu:13.1f}x"
+            + (f" {gap:12.4f}" if reference else "")
+        )
     print(f"peak RSS of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -5,6 +5,7 @@ slice metrics moved to the overall slice (``pipeline.label_metrics``): the same 
 plus ``SlicingSpec(feature_keys=["labels"])``, which made TFMA compute every per-label metric in
 every per-label slice.
 """
+
 import io
 import os
 from typing import Dict, List
@@ -17,8 +18,9 @@ from imat_common import features
 IMAGE_SIZE = 75  # InceptionV3's smallest input
 
 
-def long_tailed_label_lists(num_examples: int, num_labels: int, labels_per_example: int = 7,
-                            seed: int = 0) -> List[List[int]]:
+def long_tailed_label_lists(
+    num_examples: int, num_labels: int, labels_per_example: int = 7, seed: int = 0
+) -> List[List[int]]:
     """Label id lists (1-based, sorted, unique): ~``labels_per_example`` each, Zipf-like label frequencies."""
     if not 0 < labels_per_example <= num_labels:
         raise ValueError(f"labels_per_example must be in [1, {num_labels}], got {labels_per_example}")
@@ -46,9 +48,17 @@ def write_examples(path: str, label_lists: List[List[int]], seed: int = 0) -> Li
     rows = [{features.IMAGE_KEY: [_jpeg(rng)], features.LABELS_KEY: ids} for ids in label_lists]
     with open(path, "wb") as f:
         for i, row in enumerate(rows):
-            f.write(frame_record(serialize_example({features.IMAGE_ID_KEY: str(i).encode(),
-                                                    features.IMAGE_KEY: row[features.IMAGE_KEY][0],
-                                                    features.LABELS_KEY: row[features.LABELS_KEY]})))
+            f.write(
+                frame_record(
+                    serialize_example(
+                        {
+                            features.IMAGE_ID_KEY: str(i).encode(),
+                            features.IMAGE_KEY: row[features.IMAGE_KEY][0],
+                            features.LABELS_KEY: row[features.LABELS_KEY],
+                        }
+                    )
+                )
+            )
     return rows
 
 
@@ -70,14 +80,17 @@ def export_tiny_model(work: str, rows: List[Dict], num_labels: int, positive_rat
     from trainer import exporter, model as model_lib
     from trainer.preprocessing import IMAGE_FEATURE, preprocessing_fn
 
-    raw_spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-                features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
+    raw_spec = {
+        features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+        features.LABELS_KEY: tf.io.VarLenFeature(tf.int64),
+    }
     transform_dir = os.path.join(work, "transform")
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
     custom_config = {"num_labels": num_labels, "image_size": IMAGE_SIZE}
     with tft_beam.Context(temp_dir=os.path.join(transform_dir, "tmp"), force_tf_compat_v1=False):
         (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: preprocessing_fn(inputs, custom_config), output_record_batches=False)
+            lambda inputs: preprocessing_fn(inputs, custom_config), output_record_batches=False
+        )
         _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
     metadata_io.write_metadata(metadata, os.path.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
     keras.utils.set_random_seed(0)
@@ -100,8 +113,11 @@ def pipeline_eval_config(num_labels: int, labels_slices: bool = False):
     from pipeline.config import PipelineConfig
     from pipeline.pipeline import eval_config
 
-    config = eval_config(PipelineConfig(pipeline_name="bench", pipeline_root="", data_root="", serving_dir="",
-                                        label_map="", num_labels=num_labels))
+    config = eval_config(
+        PipelineConfig(
+            pipeline_name="bench", pipeline_root="", data_root="", serving_dir="", label_map="", num_labels=num_labels
+        )
+    )
     # No baseline here: a change threshold would make TFMA refuse to run.
     for spec in config.metrics_specs:
         for metric in spec.metrics:

@@ -14,6 +14,7 @@ given). Within a task, labels are drawn with Zipf(1) weights, a long tail as in 
 The numbers below are this generator's, chosen to give about 6.7 labels per image on average, near the
 competition's density; they are not read from the competition's files.
 """
+
 import gzip
 import io
 import json
@@ -27,9 +28,14 @@ from imat_common.features import Label
 
 # task -> (number of labels, probability an image carries the task, mean count when it does)
 TASKS: Dict[str, Tuple[int, float, float]] = {
-    "category": (105, 1.00, 1.2), "color": (19, 0.95, 1.6), "gender": (3, 0.90, 1.0),
-    "material": (34, 0.60, 1.3), "neckline": (11, 0.40, 1.0), "pattern": (28, 0.60, 1.2),
-    "sleeve": (4, 0.50, 1.0), "style": (24, 0.70, 1.2),
+    "category": (105, 1.00, 1.2),
+    "color": (19, 0.95, 1.6),
+    "gender": (3, 0.90, 1.0),
+    "material": (34, 0.60, 1.3),
+    "neckline": (11, 0.40, 1.0),
+    "pattern": (28, 0.60, 1.2),
+    "sleeve": (4, 0.50, 1.0),
+    "style": (24, 0.70, 1.2),
 }
 NUM_LABELS = sum(size for size, _, _ in TASKS.values())  # 228
 IMAGES_PER_SHARD = 1000
@@ -94,13 +100,17 @@ def _examples(split: str, count: int, seed: int, pool: Sequence[bytes]) -> Itera
     sampler, rng = LabelSampler(seed), random.Random(seed + 1)
     for i in range(count):
         jpeg = pool[rng.randrange(len(pool))]
-        yield serialize_example({
-            features.IMAGE_ID_KEY: f"{split}-{i}".encode(), features.IMAGE_KEY: jpeg,
-            features.HEIGHT_KEY: 96, features.WIDTH_KEY: 96,
-            features.SHA256_KEY: hashlib.sha256(jpeg).hexdigest().encode(),
-            features.URL_KEY: f"http://images.example/{split}/{i}.jpg".encode(),
-            features.LABELS_KEY: sampler.draw(),
-        })
+        yield serialize_example(
+            {
+                features.IMAGE_ID_KEY: f"{split}-{i}".encode(),
+                features.IMAGE_KEY: jpeg,
+                features.HEIGHT_KEY: 96,
+                features.WIDTH_KEY: 96,
+                features.SHA256_KEY: hashlib.sha256(jpeg).hexdigest().encode(),
+                features.URL_KEY: f"http://images.example/{split}/{i}.jpg".encode(),
+                features.LABELS_KEY: sampler.draw(),
+            }
+        )
 
 
 def write_examples(data_root: str, counts: Dict[str, int], seed: int = 0) -> Dict[str, int]:
@@ -130,8 +140,9 @@ def write_competition_json(path: str, count: int, seed: int = 0) -> None:
         f.write('{"images": [')
         for i in range(1, count + 1):
             sep = "," if i > 1 else ""
-            f.write(f'{sep}{{"url": ["https://contestimg.wish.example/api/webimage/'
-                    f'{i:024x}-large.jpg"], "imageId": "{i}"}}')
+            f.write(
+                f'{sep}{{"url": ["https://contestimg.wish.example/api/webimage/{i:024x}-large.jpg"], "imageId": "{i}"}}'
+            )
         f.write('], "annotations": [')
         for i in range(1, count + 1):
             sep = "," if i > 1 else ""

@@ -17,6 +17,7 @@ Chunk ``i`` of a set is made from its own seed, so every process can regenerate 
 and nothing needs all the vectors at once. Queries are held out: drawn from the same model
 with another seed, so none of them is in the catalogue.
 """
+
 from typing import Iterator, Tuple
 
 import numpy as np
@@ -34,7 +35,7 @@ class EmbeddingModel:
     def __init__(self, seed: int = 0):
         rng = np.random.default_rng(seed)
         sigma = (np.arange(1, DIM + 1) ** (-SPECTRUM_ALPHA / 2))[rng.permutation(DIM)]
-        self.sigma = (sigma / np.sqrt((sigma ** 2).sum())).astype(np.float32)
+        self.sigma = (sigma / np.sqrt((sigma**2).sum())).astype(np.float32)
         mean = np.abs(rng.standard_normal(DIM))
         self.mean = (MEAN_WEIGHT * mean / np.linalg.norm(mean)).astype(np.float32)
         categories = rng.standard_normal((CATEGORIES, DIM)).astype(np.float32)
@@ -71,8 +72,9 @@ def exact_top_k(model: EmbeddingModel, n: int, queries: np.ndarray, k: int = 10)
     best_rows = np.zeros((len(queries), k), np.int64)
     for first, chunk in model.chunks(n):
         scores = np.concatenate([best_scores, queries @ chunk.T], axis=1)
-        rows = np.concatenate([best_rows, np.broadcast_to(np.arange(first, first + len(chunk)),
-                                                          (len(queries), len(chunk)))], axis=1)
+        rows = np.concatenate(
+            [best_rows, np.broadcast_to(np.arange(first, first + len(chunk)), (len(queries), len(chunk)))], axis=1
+        )
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         best_scores, best_rows = np.take_along_axis(scores, top, 1), np.take_along_axis(rows, top, 1)
     return best_rows, best_scores
@@ -95,7 +97,10 @@ def describe(model: EmbeddingModel, queries: np.ndarray, n: int = 20_000) -> dic
     scores = np.sort(queries @ items.T, axis=1)[:, ::-1]
     centred = items - items.mean(axis=0)
     variance = np.linalg.eigvalsh(centred.T @ centred)[::-1]
-    return {"items": n, "mean cosine, random pair": float(scores.mean()),
-            "mean cosine, 1st neighbour": float(scores[:, 0].mean()),
-            "mean cosine, 10th neighbour": float(scores[:, 9].mean()),
-            "variance in the top 256 components": float(variance[:256].sum() / variance.sum())}
+    return {
+        "items": n,
+        "mean cosine, random pair": float(scores.mean()),
+        "mean cosine, 1st neighbour": float(scores[:, 0].mean()),
+        "mean cosine, 10th neighbour": float(scores[:, 9].mean()),
+        "variance in the top 256 components": float(variance[:256].sum() / variance.sum()),
+    }

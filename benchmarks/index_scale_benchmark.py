@@ -20,6 +20,7 @@ index size (the serialised index: what a server holds) and the peak memory growt
 build. A rerun with the same --work resumes. Results: WORK/index_scale_results.json and a
 Markdown table on stdout.
 """
+
 import argparse
 import json
 import multiprocessing
@@ -87,9 +88,13 @@ def build_hnsw(model, n, params, gather):
 
     if gather:  # what WriteIndexFn does with the list beam.combiners.ToList() hands it
         items = list(_items(model, n, 0, 1))
-        index = SimilarityIndex.build(np.stack([item["vector"] for item in items]),
-                                      [Item(item["id"]) for item in items], ModelInfo("0" * 64),
-                                      backend="faiss-hnsw", params=params)
+        index = SimilarityIndex.build(
+            np.stack([item["vector"] for item in items]),
+            [Item(item["id"]) for item in items],
+            ModelInfo("0" * 64),
+            backend="faiss-hnsw",
+            params=params,
+        )
         return index.backend, {"gathered": True}
     backend = make_backend("faiss-hnsw", gen.DIM, **params)
     backend.build(np.zeros((0, gen.DIM), np.float32))
@@ -104,8 +109,11 @@ def build_ivfpq(model, n, params, shards):
 
     size = min(n, {**FaissIVFPQBackend.defaults, **params}["train_size"])
     # Generated rows are independent draws, so the first rows are as random a sample as any.
-    sample = [(sample_key(f"item-{row}"), vector)
-              for first, chunk in model.chunks(size) for row, vector in enumerate(chunk, first)]
+    sample = [
+        (sample_key(f"item-{row}"), vector)
+        for first, chunk in model.chunks(size)
+        for row, vector in enumerate(chunk, first)
+    ]
     template, train_cpu, train_peak = step(sb.train_template, sample, n, params)
     del sample
     parts, encode_cpu, encode_peak = [], [], []
@@ -115,10 +123,17 @@ def build_ivfpq(model, n, params, shards):
         encode_cpu.append(cpu)
         encode_peak.append(peak)
     (backend, _, _), merge_cpu, merge_peak = step(sb.merge_parts, template, parts)
-    return backend, {"train_cpu_s": train_cpu, "train_peak_mb": train_peak, "encode_cpu_s": sum(encode_cpu),
-                     "encode_shard_max_cpu_s": max(encode_cpu), "encode_shard_peak_mb": max(encode_peak),
-                     "merge_cpu_s": merge_cpu, "merge_peak_mb": merge_peak,
-                     "parts_mb": sum(len(p["index"]) for p in parts) / MB, "shards": shards}
+    return backend, {
+        "train_cpu_s": train_cpu,
+        "train_peak_mb": train_peak,
+        "encode_cpu_s": sum(encode_cpu),
+        "encode_shard_max_cpu_s": max(encode_cpu),
+        "encode_shard_peak_mb": max(encode_peak),
+        "merge_cpu_s": merge_cpu,
+        "merge_peak_mb": merge_peak,
+        "parts_mb": sum(len(p["index"]) for p in parts) / MB,
+        "shards": shards,
+    }
 
 
 def _index_path(work, label, n):
@@ -135,19 +150,29 @@ def measure(label, n, queries, truth, shards, gather, work):
     model = gen.EmbeddingModel()
     name, params, knob, values = CANDIDATES[label]
     start_rss, wall, cpu = reset_peak(), time.time(), time.process_time()
-    backend, steps = (build_hnsw(model, n, params, gather) if name == "faiss-hnsw"
-                      else build_ivfpq(model, n, params, shards))
-    result = {"label": label, "backend": name, "n": n, "build_cpu_s": time.process_time() - cpu,
-              "build_wall_s": time.time() - wall, "peak_growth_mb": max([rss_mb("VmHWM")] + PEAKS) - start_rss,
-              "params": dict(backend.params), **steps, "settings": []}
+    backend, steps = (
+        build_hnsw(model, n, params, gather) if name == "faiss-hnsw" else build_ivfpq(model, n, params, shards)
+    )
+    result = {
+        "label": label,
+        "backend": name,
+        "n": n,
+        "build_cpu_s": time.process_time() - cpu,
+        "build_wall_s": time.time() - wall,
+        "peak_growth_mb": max([rss_mb("VmHWM")] + PEAKS) - start_rss,
+        "params": dict(backend.params),
+        **steps,
+        "settings": [],
+    }
     path = _index_path(work, label, n)
     faiss.write_index(backend._index, path)  # straight to the file: to_bytes() would copy 8 GB of HNSW
     result["index_mb"] = os.path.getsize(path) / MB
     for value in values:
         backend.params[knob] = value
         found = backend.search(queries, 10)[1]
-        result["settings"].append({"setting": f"{knob}={value}", "recall@10": recall_at_k(found, truth),
-                                   "found": found.tolist()})
+        result["settings"].append(
+            {"setting": f"{knob}={value}", "recall@10": recall_at_k(found, truth), "found": found.tolist()}
+        )
     with open(path + ".json", "w") as f:
         json.dump(result, f, indent=1)
 
@@ -201,15 +226,23 @@ def run_child(ctx, target, *args):
 
 def table(results) -> str:
     """Markdown: one row per backend and search setting; sizes and build figures on the default's row."""
-    lines = ["| items | backend | setting | recall@10 | similarity kept | queries/s (1 thread) "
-             "| index MB per 1M items | build CPU s | peak build MB |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| items | backend | setting | recall@10 | similarity kept | queries/s (1 thread) "
+        "| index MB per 1M items | build CPU s | peak build MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         for i, s in enumerate(r["settings"]):
-            build = (f"{r['index_mb'] * 1e6 / r['n']:,.0f} | {r['build_cpu_s']:,.0f} | {r['peak_growth_mb']:,.0f}"
-                     if i == 0 else " | | ")
-            lines.append(f"| {r['n']:,} | {r['label']} | {s['setting']} | {s['recall@10']:.3f} | "
-                         f"{s.get('similarity_kept', float('nan')):.3f} | {s.get('qps_1_cpu', float('nan')):,.0f} | "
-                         f"{build} |")
+            build = (
+                f"{r['index_mb'] * 1e6 / r['n']:,.0f} | {r['build_cpu_s']:,.0f} | {r['peak_growth_mb']:,.0f}"
+                if i == 0
+                else " | | "
+            )
+            lines.append(
+                f"| {r['n']:,} | {r['label']} | {s['setting']} | {s['recall@10']:.3f} | "
+                f"{s.get('similarity_kept', float('nan')):.3f} | {s.get('qps_1_cpu', float('nan')):,.0f} | "
+                f"{build} |"
+            )
     return "\n".join(lines)
 
 
@@ -219,9 +252,13 @@ def main(argv=None):
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--shards", type=int, default=4, help="parts of the IVF-PQ build, as the Beam job's shards")
-    parser.add_argument("--gather_max", type=int, default=100_000,
-                        help="build HNSW through the one-worker gather up to this size (above: a chunk at a time, "
-                             "since the gather holds the vectors three times)")
+    parser.add_argument(
+        "--gather_max",
+        type=int,
+        default=100_000,
+        help="build HNSW through the one-worker gather up to this size (above: a chunk at a time, "
+        "since the gather holds the vectors three times)",
+    )
     parser.add_argument("--work", default="/tmp/imat-scale")
     args = parser.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)

@@ -13,6 +13,7 @@ validation split: micro-F1 at 0.5, and with per-label thresholds tuned on the ot
 (calibration). "batch label distance" is how far the first 20 training batches' label frequencies
 are from the split's (mean total-variation distance over labels; 0 is a perfect sample).
 """
+
 import argparse
 import hashlib
 import json
@@ -22,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
@@ -41,10 +43,16 @@ VARIANTS = {
     "in memory, full shuffle, no augmentation": ("catalogue", 0, 0, False, "in_memory"),
 }
 # The ones that separate the causes; --all also runs interleave and buffer alone.
-CORE = ("as shipped: 2 shards at a time, buffer 128, augmentation", "as shipped, augmentation off",
-        "as shipped, label-sorted shards", "all shards, buffer 10,000, augmentation",
-        "all shards, buffer 10,000, no augmentation (new default)", "new default, label-sorted shards",
-        "hash-ordered shards, 2 shards, buffer 128, no augmentation", "in memory, full shuffle, no augmentation")
+CORE = (
+    "as shipped: 2 shards at a time, buffer 128, augmentation",
+    "as shipped, augmentation off",
+    "as shipped, label-sorted shards",
+    "all shards, buffer 10,000, augmentation",
+    "all shards, buffer 10,000, no augmentation (new default)",
+    "new default, label-sorted shards",
+    "hash-ordered shards, 2 shards, buffer 128, no augmentation",
+    "in memory, full shuffle, no augmentation",
+)
 
 
 def hash_key(image_id: bytes, salt: bytes = b"") -> str:
@@ -58,8 +66,10 @@ def read_split(data_root: str, split: str):
     from trainer import data
     from imat_common import features
 
-    spec = {features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
-            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
+    spec = {
+        features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
+        features.LABELS_KEY: tf.io.VarLenFeature(tf.int64),
+    }
     records, ids, labels = [], [], []
     files = data.list_files(os.path.join(data_root, split, "*.tfrecord.gz"))
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
@@ -106,14 +116,20 @@ def build_transform(out: str, num_labels: int, image_size: int, sample: bytes):
     from trainer.preprocessing import preprocessing_fn
 
     if not os.path.exists(os.path.join(out, "transform_fn")):
-        spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-                features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
+        spec = {
+            features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64),
+        }
         metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
         config = {"num_labels": num_labels, "image_size": image_size}
         with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
             example = tf.train.Example.FromString(sample).features.feature
-            rows = [{features.IMAGE_KEY: list(example[features.IMAGE_KEY].bytes_list.value),
-                     features.LABELS_KEY: list(example[features.LABELS_KEY].int64_list.value)}]
+            rows = [
+                {
+                    features.IMAGE_KEY: list(example[features.IMAGE_KEY].bytes_list.value),
+                    features.LABELS_KEY: list(example[features.LABELS_KEY].int64_list.value),
+                }
+            ]
             transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(lambda x: preprocessing_fn(x, config))
             _ = transform_fn | tft_beam.WriteTransformFn(out)
         metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
@@ -151,15 +167,34 @@ def train_and_score(variant, seed, args, patterns, transform_output, memory, cal
     tf.keras.utils.set_random_seed(seed)
     if feed == "in_memory":
         x, y = memory
-        dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).repeat() \
-            .batch(args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        dataset = (
+            tf.data.Dataset.from_tensor_slices((x, y))
+            .shuffle(len(x), seed=seed)
+            .repeat()
+            .batch(args.batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
+        )
     else:
-        dataset = data.input_fn(patterns[order], transform_output, args.batch_size, training=True,
-                                augment_images=augment, shuffle_buffer=buffer, cycle_length=cycle, seed=seed)
+        dataset = data.input_fn(
+            patterns[order],
+            transform_output,
+            args.batch_size,
+            training=True,
+            augment_images=augment,
+            shuffle_buffer=buffer,
+            cycle_length=cycle,
+            seed=seed,
+        )
     distance = batch_label_distance(dataset, frequencies)
-    config = model_lib.ModelConfig(args.num_labels, args.image_size, "none", dropout=0.2,
-                                   fine_tune_learning_rate=args.learning_rate, fine_tune_from="",
-                                   batch_norm_momentum=0.9)
+    config = model_lib.ModelConfig(
+        args.num_labels,
+        args.image_size,
+        "none",
+        dropout=0.2,
+        fine_tune_learning_rate=args.learning_rate,
+        fine_tune_from="",
+        batch_norm_momentum=0.9,
+    )
     model = model_lib.build_model(config)
     model_lib.compile_for_fine_tuning(model, config)
     start = time.monotonic()
@@ -168,9 +203,12 @@ def train_and_score(variant, seed, args, patterns, transform_output, memory, cal
     p_cal = model.predict(cal[0], batch_size=64, verbose=0)
     p_eval = model.predict(evaluation[0], batch_size=64, verbose=0)
     tuned, _ = thresholds.tune_thresholds(p_cal, cal[1], min_positives=3)
-    return {"micro_f1_at_0.5": thresholds.f1_at(p_eval, evaluation[1], np.full(args.num_labels, 0.5)),
-            "micro_f1_tuned_on_calibration": thresholds.f1_at(p_eval, evaluation[1], tuned),
-            "batch_label_distance": distance, "train_seconds": seconds}
+    return {
+        "micro_f1_at_0.5": thresholds.f1_at(p_eval, evaluation[1], np.full(args.num_labels, 0.5)),
+        "micro_f1_tuned_on_calibration": thresholds.f1_at(p_eval, evaluation[1], tuned),
+        "batch_label_distance": distance,
+        "train_seconds": seconds,
+    }
 
 
 def main(argv=None):
@@ -196,8 +234,9 @@ def main(argv=None):
     data_root = os.path.join(args.work, "data")
     records, ids, labels = read_split(data_root, "train")
     patterns = write_orders(records, ids, labels, os.path.join(args.work, "orders"), args.shards)
-    transform_output = build_transform(os.path.join(args.work, "transform"), args.num_labels, args.image_size,
-                                       records[0])
+    transform_output = build_transform(
+        os.path.join(args.work, "transform"), args.num_labels, args.image_size, records[0]
+    )
     memory = decoded(patterns["catalogue"], transform_output)
     frequencies = memory[1].sum(axis=0)
     # Validation split: half calibrates the thresholds, the other half is scored (by a hash of the id).
@@ -205,25 +244,35 @@ def main(argv=None):
     val = decoded(os.path.join(data_root, "validation", "*.tfrecord.gz"), transform_output)
     is_cal = np.array([int(hash_key(i, b"calibration"), 16) % 2 == 0 for i in val_ids])
     cal, evaluation = (val[0][is_cal], val[1][is_cal]), (val[0][~is_cal], val[1][~is_cal])
-    print(f"train {len(records)} images in {args.shards} shards per order; calibration {int(is_cal.sum())}, "
-          f"eval {int((~is_cal).sum())} images; {args.steps} steps of {args.batch_size}", flush=True)
+    print(
+        f"train {len(records)} images in {args.shards} shards per order; calibration {int(is_cal.sum())}, "
+        f"eval {int((~is_cal).sum())} images; {args.steps} steps of {args.batch_size}",
+        flush=True,
+    )
     names = args.variant or (list(VARIANTS) if args.all else list(CORE))
     runs = {name: [] for name in names}
     # Seeds outermost: every variant has a first result before any gets a second.
     for seed in args.seeds:
         for name in names:
-            runs[name].append(train_and_score(VARIANTS[name], seed, args, patterns, transform_output, memory, cal,
-                                              evaluation, frequencies))
+            runs[name].append(
+                train_and_score(
+                    VARIANTS[name], seed, args, patterns, transform_output, memory, cal, evaluation, frequencies
+                )
+            )
             print(f"seed {seed}, {name}: {json.dumps(runs[name][-1])}", flush=True)
     results = {}
     for name, done in runs.items():
         results[name] = {key: float(np.mean([r[key] for r in done])) for key in done[0]}
         results[name]["per_seed_at_0.5"] = [round(r["micro_f1_at_0.5"], 4) for r in done]
-    print("\n| input (mean of seeds " + ", ".join(map(str, args.seeds)) + ") | batch label distance "
-          "| micro-F1 at 0.5 | tuned on calibration |\n|---|---|---|---|")
+    print(
+        "\n| input (mean of seeds " + ", ".join(map(str, args.seeds)) + ") | batch label distance "
+        "| micro-F1 at 0.5 | tuned on calibration |\n|---|---|---|---|"
+    )
     for name, r in results.items():
-        print(f"| {name} | {r['batch_label_distance']:.3f} | {r['micro_f1_at_0.5']:.3f} "
-              f"| {r['micro_f1_tuned_on_calibration']:.3f} |")
+        print(
+            f"| {name} | {r['batch_label_distance']:.3f} | {r['micro_f1_at_0.5']:.3f} "
+            f"| {r['micro_f1_tuned_on_calibration']:.3f} |"
+        )
     with open(os.path.join(args.work, f"ablation-{args.steps}.json"), "w") as f:
         json.dump({"args": {k: v for k, v in vars(args).items()}, "results": results}, f, indent=1)
 

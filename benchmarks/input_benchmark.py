@@ -13,6 +13,7 @@ fills), then ``--batches`` batches of ``--batch_size`` timed by the process's us
 time and by the wall clock. Variants run in turn, ``--repeats`` rounds, and the median per
 variant is reported. Nothing is trained: this is the CPU a GPU's feed costs.
 """
+
 import argparse
 import io
 import json
@@ -75,7 +76,7 @@ def _source_photos(args):
     names = sorted(n for n in os.listdir(args.images) if n.lower().endswith((".jpg", ".jpeg")))
     if not names:
         raise SystemExit(f"no .jpg files in {args.images}")
-    for name in names[:args.num_images]:
+    for name in names[: args.num_images]:
         with Image.open(os.path.join(args.images, name)) as im:
             buf = io.BytesIO()
             im.convert("RGB").resize((width, height), Image.Resampling.BICUBIC).save(buf, format="JPEG", quality=92)
@@ -112,11 +113,19 @@ def prepare(args) -> dict:
     for i, source in enumerate(_source_photos(args)):
         stored = process_image(source, ImageSettings())  # what the download job keeps
         labels = sorted(set(int(v) for v in rng.integers(1, NUM_LABELS + 1, 4)))
-        records.append(serialize_example({
-            features.IMAGE_ID_KEY: str(i).encode(), features.IMAGE_KEY: stored.jpeg,
-            features.HEIGHT_KEY: stored.height, features.WIDTH_KEY: stored.width,
-            features.SHA256_KEY: hashlib.sha256(stored.jpeg).hexdigest().encode(),
-            features.URL_KEY: f"http://example.com/{i}.jpg".encode(), features.LABELS_KEY: labels}))
+        records.append(
+            serialize_example(
+                {
+                    features.IMAGE_ID_KEY: str(i).encode(),
+                    features.IMAGE_KEY: stored.jpeg,
+                    features.HEIGHT_KEY: stored.height,
+                    features.WIDTH_KEY: stored.width,
+                    features.SHA256_KEY: hashlib.sha256(stored.jpeg).hexdigest().encode(),
+                    features.URL_KEY: f"http://example.com/{i}.jpg".encode(),
+                    features.LABELS_KEY: labels,
+                }
+            )
+        )
         stored_bytes += len(stored.jpeg)
         sizes.add((stored.width, stored.height))
     train = os.path.join(args.work, "train")
@@ -124,7 +133,7 @@ def prepare(args) -> dict:
     for shard in range(args.shards):
         path = os.path.join(train, f"part-{shard:05d}-of-{args.shards:05d}.tfrecord.gz")
         with tf.io.TFRecordWriter(path, "GZIP") as writer:
-            for record in records[shard::args.shards]:
+            for record in records[shard :: args.shards]:
                 writer.write(record)
 
     schema = schema_pb2.Schema()
@@ -134,19 +143,28 @@ def prepare(args) -> dict:
     metadata = dataset_metadata.DatasetMetadata(schema)
     spec = schema_utils.schema_as_feature_spec(schema).feature_spec
     rows = [tf.io.parse_single_example(r, spec) for r in records[:16]]
-    rows = [{k: (v.values.numpy().tolist() if isinstance(v, tf.SparseTensor) else v.numpy())
-             for k, v in row.items()} for row in rows]
+    rows = [
+        {k: (v.values.numpy().tolist() if isinstance(v, tf.SparseTensor) else v.numpy()) for k, v in row.items()}
+        for row in rows
+    ]
     config = {"num_labels": NUM_LABELS, "image_size": args.image_size}
     for graph, resize in (("current", preprocessing.resize_and_scale), ("shipped", _old_resize_and_scale)):
         out = os.path.join(args.work, f"transform_{graph}")
-        with mock.patch.object(preprocessing, "resize_and_scale", resize), \
-                tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
+        with (
+            mock.patch.object(preprocessing, "resize_and_scale", resize),
+            tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False),
+        ):
             transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(
-                lambda inputs: preprocessing.preprocessing_fn(inputs, config))
+                lambda inputs: preprocessing.preprocessing_fn(inputs, config)
+            )
             _ = transform_fn | tft_beam.WriteTransformFn(out)
         metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
-    return {"examples": len(records), "shards": args.shards, "stored_sizes": sorted(sizes)[:4],
-            "mean_jpeg_kb": round(stored_bytes / len(records) / 1024, 1)}
+    return {
+        "examples": len(records),
+        "shards": args.shards,
+        "stored_sizes": sorted(sizes)[:4],
+        "mean_jpeg_kb": round(stored_bytes / len(records) / 1024, 1),
+    }
 
 
 def build(variant: str, args):
@@ -162,8 +180,14 @@ def build(variant: str, args):
     tf_transform_output = tft.TFTransformOutput(os.path.join(args.work, f"transform_{graph}"))
     pattern = os.path.join(args.work, "train", "*.tfrecord.gz")
     if augmentation in ("input_fn", "input_fn_augment"):
-        return data.input_fn(pattern, tf_transform_output, args.batch_size, training=True,
-                             augment_images=augmentation == "input_fn_augment", seed=0)
+        return data.input_fn(
+            pattern,
+            tf_transform_output,
+            args.batch_size,
+            training=True,
+            augment_images=augmentation == "input_fn_augment",
+            seed=0,
+        )
 
     size = args.image_size
     resize = resize_and_scale if graph == "current" else _old_resize_and_scale
@@ -198,10 +222,13 @@ def build(variant: str, args):
 
     files = data.list_files(pattern)
     dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=0).repeat()
-    dataset = dataset.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-                                 cycle_length=min(len(files), data.MAX_OPEN_FILES), block_length=1,
-                                 num_parallel_calls=tf.data.AUTOTUNE if parallel_interleave else None,
-                                 deterministic=deterministic)
+    dataset = dataset.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+        cycle_length=min(len(files), data.MAX_OPEN_FILES),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE if parallel_interleave else None,
+        deterministic=deterministic,
+    )
     dataset = dataset.shuffle(data.DEFAULT_SHUFFLE_BUFFER, seed=0).batch(args.batch_size, drop_remainder=True)
     spec = tf_transform_output.raw_feature_spec()
     dataset = dataset.map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
@@ -229,8 +256,12 @@ def run_one(variant: str, args) -> dict:
     cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     n = args.batches * args.batch_size
     assert images.shape[1:] == (args.image_size, args.image_size, 3), images.shape
-    return {"images_per_cpu_s": n / cpu, "images_per_wall_s": n / wall, "cpu_ms_per_image": 1000 * cpu / n,
-            "peak_rss_mb": after.ru_maxrss / 1024}
+    return {
+        "images_per_cpu_s": n / cpu,
+        "images_per_wall_s": n / wall,
+        "cpu_ms_per_image": 1000 * cpu / n,
+        "peak_rss_mb": after.ru_maxrss / 1024,
+    }
 
 
 def main():
@@ -260,26 +291,39 @@ def main():
     print(f"data: {json.dumps(summary)}", flush=True)
     threads = str(args.threads)
     env = dict(os.environ)  # each variant's process chooses Keras 2 itself (imat_common/keras2.py)
-    env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads,
-               OMP_NUM_THREADS=threads, TF_CPP_MIN_LOG_LEVEL="2")
+    env.update(
+        TF_NUM_INTRAOP_THREADS=threads,
+        TF_NUM_INTEROP_THREADS=threads,
+        OMP_NUM_THREADS=threads,
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
     passed = [a for a in sys.argv[1:] if a != "--variants" and a not in variants]
     results = {v: [] for v in variants}
     for _ in range(args.repeats):
         for variant in variants:
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), *passed, "--run_variant", variant],
-                                 env=env, capture_output=True, text=True, check=False)
+            out = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), *passed, "--run_variant", variant],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if out.returncode:
                 raise SystemExit(f"{variant} failed:\n{out.stderr[-3000:]}")
             results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"\n{args.batches} batches of {args.batch_size} at {args.image_size} px per run, {args.threads} thread(s), "
-          f"median of {args.repeats} runs (min-max of images per CPU second)\n")
+    print(
+        f"\n{args.batches} batches of {args.batch_size} at {args.image_size} px per run, {args.threads} thread(s), "
+        f"median of {args.repeats} runs (min-max of images per CPU second)\n"
+    )
     print("| variant | images / CPU s | CPU ms / image | images / wall s | peak RSS MB |")
     print("|---|---|---|---|---|")
     for variant, runs in results.items():
         per_cpu = [r["images_per_cpu_s"] for r in runs]
         med = lambda key: statistics.median(r[key] for r in runs)
-        print(f"| {variant.strip()} | {med('images_per_cpu_s'):.0f} ({min(per_cpu):.0f}-{max(per_cpu):.0f}) | "
-              f"{med('cpu_ms_per_image'):.2f} | {med('images_per_wall_s'):.0f} | {med('peak_rss_mb'):.0f} |")
+        print(
+            f"| {variant.strip()} | {med('images_per_cpu_s'):.0f} ({min(per_cpu):.0f}-{max(per_cpu):.0f}) | "
+            f"{med('cpu_ms_per_image'):.2f} | {med('images_per_wall_s'):.0f} | {med('peak_rss_mb'):.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@
 The eval split is where a default would be chosen; the test split is scored for confirmation.
 One training seed: the intervals cover which images were drawn, not training noise.
 """
+
 import argparse
 import dataclasses
 import json
@@ -90,8 +91,15 @@ def test_split(config, source: str, models):
     labels = np.zeros((len(ids), config.num_labels), np.float32)
     for row, image_id in enumerate(ids):
         labels[row, [k - 1 for k in truth[image_id.decode()]]] = 1
-    probabilities = [np.concatenate([m.signatures["predict_images"](images=tf.constant(jpegs[i:i + 64]))
-                                     ["probabilities"].numpy() for i in range(0, len(jpegs), 64)]) for m in models]
+    probabilities = [
+        np.concatenate(
+            [
+                m.signatures["predict_images"](images=tf.constant(jpegs[i : i + 64]))["probabilities"].numpy()
+                for i in range(0, len(jpegs), 64)
+            ]
+        )
+        for m in models
+    ]
     return np.stack(probabilities), labels
 
 
@@ -105,35 +113,52 @@ def evaluate(config, trained: dict, source: str) -> dict:
     member_dirs = trained["ensemble"]["members"]
     models = [tf.saved_model.load(d) for d in member_dirs]
     examples = runs.latest_artifact_uri(metadata_path(config.pipeline_root), "Examples")
-    splits = {split: ensemble_export.score(models, ensemble_export.examples_files(examples, split))
-              for split in ("calibration", "eval")}
+    splits = {
+        split: ensemble_export.score(models, ensemble_export.examples_files(examples, split))
+        for split in ("calibration", "eval")
+    }
     splits["test"] = test_split(config, source, models)
     baseline = trained["baseline"]["label_ids"]
     decided = {}  # row -> {split: decisions}
     served = {}
     for i, name in enumerate(VARIANTS):
-        report = rules.decision_report((splits["calibration"][0][i], splits["calibration"][1]),
-                                       (splits["eval"][0][i], splits["eval"][1]), config.min_positives,
-                                       config.calibration_folds, baseline)
+        report = rules.decision_report(
+            (splits["calibration"][0][i], splits["calibration"][1]),
+            (splits["eval"][0][i], splits["eval"][1]),
+            config.min_positives,
+            config.calibration_folds,
+            baseline,
+        )
         cut = np.asarray(report["thresholds"], np.float32)
         decided[name] = {s: splits[s][0][i] >= cut for s in ("eval", "test")}
         served[name] = report["served_rule"]
     backbones = [i for i, name in enumerate(VARIANTS) if name == DEFAULT or name.startswith("backbone=")]
     every = list(range(len(VARIANTS)))
-    combinations = {f"ensemble of all {len(every)} (hill-climbed weights)": (ensemble.WEIGHTS, every),
-                    f"ensemble of the {len(backbones)} backbones (hill-climbed weights)": (ensemble.WEIGHTS, backbones),
-                    f"stacker over all {len(every)} (k-fold on calibration)": (ensemble.STACKER, every)}
+    combinations = {
+        f"ensemble of all {len(every)} (hill-climbed weights)": (ensemble.WEIGHTS, every),
+        f"ensemble of the {len(backbones)} backbones (hill-climbed weights)": (ensemble.WEIGHTS, backbones),
+        f"stacker over all {len(every)} (k-fold on calibration)": (ensemble.STACKER, every),
+    }
     fitted = {}
     for name, (method, chosen) in combinations.items():
         start = time.process_time()
         combination = ensemble.fit_combination(
-            method, (splits["calibration"][0][chosen], splits["calibration"][1]),
-            (splits["eval"][0][chosen], splits["eval"][1]), config.min_positives, config.calibration_folds, baseline)
+            method,
+            (splits["calibration"][0][chosen], splits["calibration"][1]),
+            (splits["eval"][0][chosen], splits["eval"][1]),
+            config.min_positives,
+            config.calibration_folds,
+            baseline,
+        )
         cut = np.asarray(combination.report["thresholds"], np.float32)
         decided[name] = {s: combination.apply(splits[s][0][chosen]) >= cut for s in ("eval", "test")}
         served[name] = combination.report["served_rule"]
-        fitted[name] = {"weights": dict(zip([list(VARIANTS)[i] for i in chosen], combination.weights))
-                        if method == ensemble.WEIGHTS else None, "cpu_seconds": time.process_time() - start}
+        fitted[name] = {
+            "weights": dict(zip([list(VARIANTS)[i] for i in chosen], combination.weights))
+            if method == ensemble.WEIGHTS
+            else None,
+            "cpu_seconds": time.process_time() - start,
+        }
     row = rules.baseline_decisions(baseline, config.num_labels)
     decided["trivial baseline"] = {s: np.broadcast_to(row, splits[s][1].shape) > 0.5 for s in ("eval", "test")}
     counts = {name: {s: per_image_counts(d[s], splits[s][1]) for s in d} for name, d in decided.items()}
@@ -149,16 +174,21 @@ def evaluate(config, trained: dict, source: str) -> dict:
 
 
 def format_table(result: dict, seconds: dict) -> str:
-    lines = [f"| micro-F1 (eval {result['images']['eval']} / test {result['images']['test']} photos) | eval | "
-             "eval minus default (95 % interval) | test | test minus default (95 % interval) | rule | Trainer s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| micro-F1 (eval {result['images']['eval']} / test {result['images']['test']} photos) | eval | "
+        "eval minus default (95 % interval) | test | test minus default (95 % interval) | rule | Trainer s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, row in result["rows"].items():
         cells = [name]
         for split in ("eval", "test"):
             cells.append(f"{row[split]:.3f}")
-            cells.append("" if name == DEFAULT else
-                         f"{row[split + '_minus_default']:+.3f} ({row[split + '_interval_95'][0]:+.3f} to "
-                         f"{row[split + '_interval_95'][1]:+.3f})")
+            cells.append(
+                ""
+                if name == DEFAULT
+                else f"{row[split + '_minus_default']:+.3f} ({row[split + '_interval_95'][0]:+.3f} to "
+                f"{row[split + '_interval_95'][1]:+.3f})"
+            )
         cells += [row["served_rule"] or "", f"{seconds[name]:.0f}" if name in seconds else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -181,8 +211,9 @@ def main(argv=None):
     from cli import runs
 
     label_map = prepare(os.path.abspath(args.dataset), args.work)
-    config = dataclasses.replace(pipeline_config(args, label_map, args.seed), ensemble=tuple(VARIANTS.values()),
-                                 ensemble_method="weights")
+    config = dataclasses.replace(
+        pipeline_config(args, label_map, args.seed), ensemble=tuple(VARIANTS.values()), ensemble_method="weights"
+    )
     start = time.monotonic()
     local_runner.run(config)  # cached when nothing changed: rerunning only re-scores
     metadata = metadata_path(config.pipeline_root)
@@ -190,16 +221,28 @@ def main(argv=None):
     # A cached Trainer's time is that of the execution that trained it, in an earlier run.
     trained_in = {e.component: e.seconds for e in runs.executions(metadata) if e.state == "COMPLETE"}
     seconds = {name: trained_in.get(f"Trainer_{i}", 0.0) for i, name in enumerate(VARIANTS, start=1)}
-    trained = read_thresholds(os.path.join(runs.latest_output_uri(metadata, "Ensembler", "Model"),
-                                                "Format-Serving"))
-    print(f"pipeline: {time.monotonic() - start:.0f} s; components: "
-          + ", ".join(f"{c} {e.seconds:.0f} s ({e.state})" for c, e in executions.items()), flush=True)
+    trained = read_thresholds(os.path.join(runs.latest_output_uri(metadata, "Ensembler", "Model"), "Format-Serving"))
+    print(
+        f"pipeline: {time.monotonic() - start:.0f} s; components: "
+        + ", ".join(f"{c} {e.seconds:.0f} s ({e.state})" for c, e in executions.items()),
+        flush=True,
+    )
     result = evaluate(config, trained, os.path.dirname(label_map))
-    result.update(config={"image_size": args.image_size, "train_steps": args.train_steps, "seed": args.seed,
-                          "batch_size": args.batch_size, "num_labels": config.num_labels},
-                  trainer_seconds=seconds, pipeline_ensemble={"weights": trained["ensemble"]["weights"],
-                                                              "micro_f1": trained["micro_f1"],
-                                                              "served_rule": trained["served_rule"]})
+    result.update(
+        config={
+            "image_size": args.image_size,
+            "train_steps": args.train_steps,
+            "seed": args.seed,
+            "batch_size": args.batch_size,
+            "num_labels": config.num_labels,
+        },
+        trainer_seconds=seconds,
+        pipeline_ensemble={
+            "weights": trained["ensemble"]["weights"],
+            "micro_f1": trained["micro_f1"],
+            "served_rule": trained["served_rule"],
+        },
+    )
     table = format_table(result, seconds)
     print(table)
     with open(os.path.join(args.work, "model_options.json"), "w") as f:

@@ -20,6 +20,7 @@
 3. Speed: training images/s of the same network fed by the Trainer's input function (TFRecords ->
    Transform graph) and by in-memory tensors, in float32 and mixed bfloat16, alternating, after warm-up.
 """
+
 import argparse
 import json
 import os
@@ -46,13 +47,19 @@ def prepare(dataset_dir: str, work: str) -> str:
     if os.path.exists(os.path.join(work, "data", "summary.json")):
         return os.path.join(source, "label_map.csv")
     with demo_data.serve_folder(dataset_dir) as base_url:
-        subprocess.run([sys.executable, os.path.join(dataset_dir, "to_imaterialist.py"), "--base-url", base_url,
-                        "--out", source], check=True)
-        summary = job.run([f"--input={split}={os.path.join(source, split + '.json')}"
-                           for split in ("train", "validation", "test")]
-                          + [f"--output={os.path.join(work, 'data')}",
-                             f"--label_map={os.path.join(source, 'label_map.csv')}", "--images_per_shard=500",
-                             "--allow_private_networks"])
+        subprocess.run(
+            [sys.executable, os.path.join(dataset_dir, "to_imaterialist.py"), "--base-url", base_url, "--out", source],
+            check=True,
+        )
+        summary = job.run(
+            [f"--input={split}={os.path.join(source, split + '.json')}" for split in ("train", "validation", "test")]
+            + [
+                f"--output={os.path.join(work, 'data')}",
+                f"--label_map={os.path.join(source, 'label_map.csv')}",
+                "--images_per_shard=500",
+                "--allow_private_networks",
+            ]
+        )
     print(job.format_summary(summary))
     return os.path.join(source, "label_map.csv")
 
@@ -61,12 +68,25 @@ def pipeline_config(args, label_map: str, seed: int = 0):
     from pipeline.config import PipelineConfig
 
     return PipelineConfig(
-        pipeline_name="imat-bench", pipeline_root=os.path.join(args.work, "pipeline"),
-        data_root=os.path.join(args.work, "data"), serving_dir=os.path.join(args.work, "serving"),
-        label_map=label_map, num_labels=load_label_map(label_map).num_labels, image_size=args.image_size,
-        weights="none", train_steps=args.train_steps, batch_size=args.batch_size, fine_tune_from="",
-        head_steps_fraction=0.0, fine_tune_learning_rate=args.learning_rate, dropout=0.2,
-        batch_norm_momentum=0.9, min_positives=3, micro_f1_lower_bound=0.0, seed=seed)
+        pipeline_name="imat-bench",
+        pipeline_root=os.path.join(args.work, "pipeline"),
+        data_root=os.path.join(args.work, "data"),
+        serving_dir=os.path.join(args.work, "serving"),
+        label_map=label_map,
+        num_labels=load_label_map(label_map).num_labels,
+        image_size=args.image_size,
+        weights="none",
+        train_steps=args.train_steps,
+        batch_size=args.batch_size,
+        fine_tune_from="",
+        head_steps_fraction=0.0,
+        fine_tune_learning_rate=args.learning_rate,
+        dropout=0.2,
+        batch_norm_momentum=0.9,
+        min_positives=3,
+        micro_f1_lower_bound=0.0,
+        seed=seed,
+    )
 
 
 def run_pipeline(config, source: str) -> dict:
@@ -80,16 +100,32 @@ def run_pipeline(config, source: str) -> dict:
     metadata = metadata_path(config.pipeline_root)
     model_dir = os.path.join(runs.latest_artifact_uri(metadata, "Model"), "Format-Serving")
     report = read_thresholds(model_dir)
-    test = submission.main(["--model", model_dir, "--examples", os.path.join(config.data_root, "test", "*.tfrecord.gz"),
-                            "--output", os.path.join(os.path.dirname(config.pipeline_root), "submission.csv"),
-                            "--labels", os.path.join(source, "test_labels.json")])
-    return {"seconds": seconds, "model_dir": model_dir,
-            "own_report": {"served_rule": report["served_rule"], "micro_f1": report["micro_f1"],
-                           "global_threshold": report["global_threshold"], "labels_with_own_threshold":
-                           sum(report["tuned"]), "calibration_examples": report["calibration_examples"],
-                           "eval_examples": report["eval_examples"]},
-            "test": {"micro_f1": test["micro_f1"], "images": test["images"]},
-            "components": {e.component: round(e.seconds, 1) for e in runs.last_run(metadata)}}
+    test = submission.main(
+        [
+            "--model",
+            model_dir,
+            "--examples",
+            os.path.join(config.data_root, "test", "*.tfrecord.gz"),
+            "--output",
+            os.path.join(os.path.dirname(config.pipeline_root), "submission.csv"),
+            "--labels",
+            os.path.join(source, "test_labels.json"),
+        ]
+    )
+    return {
+        "seconds": seconds,
+        "model_dir": model_dir,
+        "own_report": {
+            "served_rule": report["served_rule"],
+            "micro_f1": report["micro_f1"],
+            "global_threshold": report["global_threshold"],
+            "labels_with_own_threshold": sum(report["tuned"]),
+            "calibration_examples": report["calibration_examples"],
+            "eval_examples": report["eval_examples"],
+        },
+        "test": {"micro_f1": test["micro_f1"], "images": test["images"]},
+        "components": {e.component: round(e.seconds, 1) for e in runs.last_run(metadata)},
+    }
 
 
 def is_calibration(image_ids, calibration_percent: int) -> np.ndarray:
@@ -104,23 +140,33 @@ def pipeline_probabilities(model_dir: str, jpegs) -> np.ndarray:
     import tensorflow as tf
 
     serve = tf.saved_model.load(model_dir).signatures["predict_images"]
-    return np.concatenate([serve(images=tf.constant(jpegs[i:i + 64]))["probabilities"].numpy()
-                           for i in range(0, len(jpegs), 64)])
+    return np.concatenate(
+        [serve(images=tf.constant(jpegs[i : i + 64]))["probabilities"].numpy() for i in range(0, len(jpegs), 64)]
+    )
 
 
 def scores(probabilities: np.ndarray, labels: np.ndarray, calibration: np.ndarray, config, baseline) -> dict:
     """Every decision rule fitted on calibration and scored on eval, as the Trainer does it."""
     from trainer import rules
 
-    report = rules.decision_report((probabilities[calibration], labels[calibration]),
-                                   (probabilities[~calibration], labels[~calibration]), config.min_positives,
-                                   config.calibration_folds, baseline)
+    report = rules.decision_report(
+        (probabilities[calibration], labels[calibration]),
+        (probabilities[~calibration], labels[~calibration]),
+        config.min_positives,
+        config.calibration_folds,
+        baseline,
+    )
     result = {rule: report["micro_f1"][rule]["eval"] for rule in (*rules.RULES, rules.BASELINE)}
     result["served_rule"] = report["served_rule"]
     result["served"] = report["micro_f1"][report["served_rule"]]["eval"]
-    result["thresholds"] = {rule: np.asarray(t, np.float32) for rule, t in (
-        (rules.PER_LABEL, report["per_label_thresholds"]), (rules.FIXED, [0.5] * labels.shape[1]),
-        (rules.GLOBAL, [report["global_threshold"]] * labels.shape[1]))}
+    result["thresholds"] = {
+        rule: np.asarray(t, np.float32)
+        for rule, t in (
+            (rules.PER_LABEL, report["per_label_thresholds"]),
+            (rules.FIXED, [0.5] * labels.shape[1]),
+            (rules.GLOBAL, [report["global_threshold"]] * labels.shape[1]),
+        )
+    }
     return result
 
 
@@ -161,9 +207,11 @@ def load_split(data_root: str, split: str, image_size: int, num_labels: int):
     from imat_common import features
 
     files = data.list_files(os.path.join(data_root, split, "*.tfrecord.gz"))
-    spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-            features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
-            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
+    spec = {
+        features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
+        features.LABELS_KEY: tf.io.VarLenFeature(tf.int64),
+    }
     images, labels, ids, jpegs = [], [], [], []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         example = tf.io.parse_single_example(record, spec)
@@ -186,8 +234,11 @@ def plain_keras(config, steps: int, learning_rate: float, validation_images: np.
 
     tf.keras.utils.set_random_seed(config.seed)
     x, y, _, _ = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)
-    model = model_lib.build_model(model_lib.ModelConfig(config.num_labels, config.image_size, "none", config.dropout,
-                                                        batch_norm_momentum=config.batch_norm_momentum))
+    model = model_lib.build_model(
+        model_lib.ModelConfig(
+            config.num_labels, config.image_size, "none", config.dropout, batch_norm_momentum=config.batch_norm_momentum
+        )
+    )
     model_lib.backbone_of(model).trainable = True
     model.compile(keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x)).repeat().batch(config.batch_size)
@@ -224,8 +275,13 @@ def training_speed(config, transform_uri: str, steps: int, warmup: int, reps: in
 
     transform_output = tft.TFTransformOutput(transform_uri)
     x, y, _, _ = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)
-    in_memory = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x)).repeat().batch(
-        config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    in_memory = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x))
+        .repeat()
+        .batch(config.batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     pattern = os.path.join(config.data_root, config.train_split, "*.tfrecord.gz")
     results = {}
     for rep in range(reps):
@@ -233,10 +289,14 @@ def training_speed(config, transform_uri: str, steps: int, warmup: int, reps: in
             for feed in ("input_fn", "in_memory"):
                 keras.backend.clear_session()
                 keras.mixed_precision.set_global_policy(precision)
-                dataset = data.input_fn(pattern, transform_output, config.batch_size, training=True) \
-                    if feed == "input_fn" else in_memory
-                model_config = model_lib.ModelConfig(config.num_labels, config.image_size, "none",
-                                                     fine_tune_from="", batch_norm_momentum=0.9)
+                dataset = (
+                    data.input_fn(pattern, transform_output, config.batch_size, training=True)
+                    if feed == "input_fn"
+                    else in_memory
+                )
+                model_config = model_lib.ModelConfig(
+                    config.num_labels, config.image_size, "none", fine_tune_from="", batch_norm_momentum=0.9
+                )
                 model = model_lib.build_model(model_config)
                 model_lib.compile_for_fine_tuning(model, model_config)
                 timer = _StepTimer(warmup)
@@ -264,8 +324,15 @@ def main(argv=None):
     os.makedirs(args.work, exist_ok=True)
     label_map = prepare(os.path.abspath(args.dataset), args.work)
     config = pipeline_config(args, label_map)
-    results = {"config": {"image_size": args.image_size, "train_steps": args.train_steps, "seeds": args.seeds,
-                          "batch_size": args.batch_size, "num_labels": config.num_labels}}
+    results = {
+        "config": {
+            "image_size": args.image_size,
+            "train_steps": args.train_steps,
+            "seeds": args.seeds,
+            "batch_size": args.batch_size,
+            "num_labels": config.num_labels,
+        }
+    }
     if "quality" not in args.skip:
         results["quality"] = quality(args, label_map)
     if "speed" not in args.skip:
@@ -274,8 +341,7 @@ def main(argv=None):
         if "quality" in args.skip:
             run_pipeline(config, os.path.dirname(label_map))
         transform = runs.latest_artifact_uri(metadata_path(config.pipeline_root), "TransformGraph")
-        results["training_images_per_second"] = training_speed(config, transform, args.speed_steps, 5,
-                                                               args.speed_reps)
+        results["training_images_per_second"] = training_speed(config, transform, args.speed_steps, 5, args.speed_reps)
     print(json.dumps(results, indent=1))
     with open(os.path.join(args.work, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
@@ -286,8 +352,7 @@ def quality(args, label_map: str) -> dict:
     from trainer import rules, trivial_baseline
 
     config = pipeline_config(args, label_map)
-    images, labels, ids, jpegs = load_split(config.data_root, config.eval_split, config.image_size,
-                                            config.num_labels)
+    images, labels, ids, jpegs = load_split(config.data_root, config.eval_split, config.image_size, config.num_labels)
     calibration = is_calibration(ids, config.calibration_percent)
     evaluation = ~calibration
     train_labels = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)[1]
@@ -309,27 +374,52 @@ def quality(args, label_map: str) -> dict:
             fitted[side].append(result.pop("thresholds"))
             per_seed[side].append({"seed": seed, **result})
             eval_probabilities[side].append(p[evaluation])
-        per_seed["pipeline"][-1].update(seconds=round(run["seconds"]), components=run["components"],
-                                        own_report=run["own_report"], test=run["test"])
+        per_seed["pipeline"][-1].update(
+            seconds=round(run["seconds"]), components=run["components"], own_report=run["own_report"], test=run["test"]
+        )
         print(json.dumps({side: r[-1] for side, r in per_seed.items()}, indent=1), flush=True)
     columns = (rules.FIXED, rules.GLOBAL, rules.PER_LABEL, "served")
-    means = {side: {c: float(np.mean([r[c] for r in per_seed[side]])) for c in (*columns, rules.BASELINE)}
-             for side in sides}
-    intervals = {} if len(sides) == 1 else {
-        rule: bootstrap_difference(eval_probabilities["pipeline"], eval_probabilities["plain"], labels[evaluation],
-                                   [f[rule] for f in fitted["pipeline"]], [f[rule] for f in fitted["plain"]])
-        for rule in (rules.FIXED, rules.GLOBAL, rules.PER_LABEL)}
-    print("\n| eval micro-F1, mean of seeds " + ", ".join(map(str, args.seeds)) + " | 0.5 | global threshold "
-          "| per-label thresholds | rule chosen on calibration |\n|---|---|---|---|---|")
+    means = {
+        side: {c: float(np.mean([r[c] for r in per_seed[side]])) for c in (*columns, rules.BASELINE)} for side in sides
+    }
+    intervals = (
+        {}
+        if len(sides) == 1
+        else {
+            rule: bootstrap_difference(
+                eval_probabilities["pipeline"],
+                eval_probabilities["plain"],
+                labels[evaluation],
+                [f[rule] for f in fitted["pipeline"]],
+                [f[rule] for f in fitted["plain"]],
+            )
+            for rule in (rules.FIXED, rules.GLOBAL, rules.PER_LABEL)
+        }
+    )
+    print(
+        "\n| eval micro-F1, mean of seeds " + ", ".join(map(str, args.seeds)) + " | 0.5 | global threshold "
+        "| per-label thresholds | rule chosen on calibration |\n|---|---|---|---|---|"
+    )
     for side in sides:
         print(f"| {side} | " + " | ".join(f"{means[side][c]:.3f}" for c in columns) + " |")
     if intervals:
-        print("| pipeline minus plain (95 % interval) | " + " | ".join(
-            f"{means['pipeline'][r] - means['plain'][r]:+.3f} ({lo:+.3f} to {hi:+.3f})"
-            for r, (lo, hi) in intervals.items()) + " | |")
+        print(
+            "| pipeline minus plain (95 % interval) | "
+            + " | ".join(
+                f"{means['pipeline'][r] - means['plain'][r]:+.3f} ({lo:+.3f} to {hi:+.3f})"
+                for r, (lo, hi) in intervals.items()
+            )
+            + " | |"
+        )
     print(f"| trivial baseline | {means['pipeline'][rules.BASELINE]:.3f} | | | |", flush=True)
-    return {"calibration_images": int(calibration.sum()), "eval_images": int(evaluation.sum()), "means": means,
-            "difference_interval_95": intervals, "per_seed": per_seed}
+    return {
+        "calibration_images": int(calibration.sum()),
+        "eval_images": int(evaluation.sum()),
+        "means": means,
+        "difference_interval_95": intervals,
+        "per_seed": per_seed,
+    }
+
 
 if __name__ == "__main__":
     main()

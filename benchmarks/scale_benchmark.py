@@ -25,8 +25,10 @@ GPU throughput (``--gpu_images_per_s``, an input: no GPU here) and ``--epochs``.
 Cloud projection: Dataflow CPU-hours = projected CPU seconds / 3600 (a Dataflow vCPU taken as one
 of these cores), workers = CPU-hours / (vCPUs per worker x ``--target_hours``), cost at the list
 prices given by the ``--price_*`` flags (defaults: us-central1 list prices as last known to us, not
-checked against the pricing pages when this was measured: pass the current ones). Results: WORK/scale_results.json and Markdown on stdout.
+checked against the pricing pages when this was measured: pass the current ones). Results:
+WORK/scale_results.json and Markdown on stdout.
 """
+
 import argparse
 import json
 import math
@@ -49,10 +51,12 @@ COMPETITION = {"train": 1_014_544, "validation": 9_897, "test": 39_706}
 CALIBRATION_SHARE = 0.5
 # Component -> what its work is driven by (a count of images), as a function of the split sizes.
 DRIVERS = {
-    "ImportExampleGen": lambda t, v: t + v, "StatisticsGen": lambda t, v: t + v,
+    "ImportExampleGen": lambda t, v: t + v,
+    "StatisticsGen": lambda t, v: t + v,
     "Transform": lambda t, v: t + v,
     # After training, the Trainer scores the calibration and the eval split (the report shows both).
-    "Trainer": lambda t, v: v, "Evaluator": lambda t, v: v * (1 - CALIBRATION_SHARE),
+    "Trainer": lambda t, v: v,
+    "Evaluator": lambda t, v: v * (1 - CALIBRATION_SHARE),
     "SimilarityIndexer": lambda t, v: t + v,
 }
 # Everything else reads statistics, schemas or one model, whatever the data's size: a fixed cost.
@@ -74,8 +78,9 @@ class Sampler:
     def _run(self):
         while not self._stop.is_set():
             t = self._process.cpu_times()
-            self.samples.append((time.time(), self._process.memory_info().rss,
-                                 t.user + t.system + t.children_user + t.children_system))
+            self.samples.append(
+                (time.time(), self._process.memory_info().rss, t.user + t.system + t.children_user + t.children_system)
+            )
             time.sleep(self._period)
 
     def __enter__(self):
@@ -92,8 +97,11 @@ class Sampler:
         start = before[-1] if before else (inside[0] if inside else (began, 0, 0.0))
         end = inside[-1] if inside else start
         peak = max([s[1] for s in inside] or [start[1]])
-        return {"cpu_s": round(end[2] - start[2], 2), "peak_mb": round(peak / 2**20),
-                "growth_mb": round((peak - start[1]) / 2**20)}
+        return {
+            "cpu_s": round(end[2] - start[2], 2),
+            "peak_mb": round(peak / 2**20),
+            "growth_mb": round((peak - start[1]) / 2**20),
+        }
 
 
 def run_size(work: str, train: int, train_steps: int) -> dict:
@@ -111,14 +119,27 @@ def run_size(work: str, train: int, train_steps: int) -> dict:
     started = time.time()
     catalogue.write_examples(os.path.join(work, "data"), {"train": train, "validation": validation})
     generated = time.time() - started
-    config = demo_config(work, catalogue.NUM_LABELS, image_size=75, train_steps=train_steps, batch_size=32,
-                         micro_f1_lower_bound=0.0, enable_cache=False)
+    config = demo_config(
+        work,
+        catalogue.NUM_LABELS,
+        image_size=75,
+        train_steps=train_steps,
+        batch_size=32,
+        micro_f1_lower_bound=0.0,
+        enable_cache=False,
+    )
     with Sampler() as sampler:
         config = local_runner.run(config)
     rows = []
     for e in runs.last_run(metadata_path(config.pipeline_root)):
-        rows.append({"component": e.component, "state": e.state, "wall_s": round(e.seconds, 2),
-                     **sampler.window(e.started, e.seconds)})
+        rows.append(
+            {
+                "component": e.component,
+                "state": e.state,
+                "wall_s": round(e.seconds, 2),
+                **sampler.window(e.started, e.seconds),
+            }
+        )
     return {"train": train, "validation": validation, "generate_s": round(generated, 1), "components": rows}
 
 
@@ -181,13 +202,24 @@ def plan_at_competition_size(work: str, records: int) -> dict:
     if not os.path.exists(source):
         catalogue.write_competition_json(source, records)
     start_wall, start_cpu = time.monotonic(), time.process_time()
-    plan = plan_lib.plan_split("train", source, os.path.join(work, "plan", "out"), catalogue.IMAGES_PER_SHARD,
-                               LabelMap(tuple(catalogue.label_table())))
-    return {"records": records, "json_mb": round(os.path.getsize(source) / 1e6), "wall_s": round(time.monotonic() - start_wall, 1),
-            "cpu_s": round(time.process_time() - start_cpu, 1), "shards": len(plan.shards),
-            "accepted": plan.num_images, "rejected": len(plan.rejected),
-            # ru_maxrss is in KB on Linux: this child's peak, JSON generation included.
-            "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    plan = plan_lib.plan_split(
+        "train",
+        source,
+        os.path.join(work, "plan", "out"),
+        catalogue.IMAGES_PER_SHARD,
+        LabelMap(tuple(catalogue.label_table())),
+    )
+    return {
+        "records": records,
+        "json_mb": round(os.path.getsize(source) / 1e6),
+        "wall_s": round(time.monotonic() - start_wall, 1),
+        "cpu_s": round(time.process_time() - start_cpu, 1),
+        "shards": len(plan.shards),
+        "accepted": plan.num_images,
+        "rejected": len(plan.rejected),
+        # ru_maxrss is in KB on Linux: this child's peak, JSON generation included.
+        "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
 
 
 def _child(args) -> None:
@@ -204,8 +236,18 @@ def _child(args) -> None:
 def _in_child(script_args, work: str, out: str, what: str = "", size: int = 0) -> dict:
     """Runs one measurement in a fresh interpreter, so memory and TensorFlow state start clean."""
     os.makedirs(work, exist_ok=True)
-    command = [sys.executable, os.path.abspath(__file__), "--child_work", work, "--child_out", out,
-               "--child_what", what, "--child_size", str(size)] + script_args
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child_work",
+        work,
+        "--child_out",
+        out,
+        "--child_what",
+        what,
+        "--child_size",
+        str(size),
+    ] + script_args
     with open(os.path.join(work, "log.txt"), "w") as log:
         subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
     with open(out) as f:
@@ -250,8 +292,10 @@ def project(results: dict, args) -> dict:
     names = [r["component"] for r in sizes[0]["components"]]
     for name in names:
         driver = DRIVERS.get(name, FIXED)
-        points = [(driver(s["train"], s["validation"]),
-                   next(r["cpu_s"] for r in s["components"] if r["component"] == name)) for s in sizes]
+        points = [
+            (driver(s["train"], s["validation"]), next(r["cpu_s"] for r in s["components"] if r["component"] == name))
+            for s in sizes
+        ]
         a, b, low, high = fit(points)
         n_comp = driver(comp_t, comp_v)
         extra = extra_per_image if name in NETWORK_COMPONENTS else 0.0
@@ -262,16 +306,31 @@ def project(results: dict, args) -> dict:
             per_image = max(high, per_image)
         cpu = max(a, 0.0) + n_comp * (per_image + extra)
         peaks = [next(r["peak_mb"] for r in s["components"] if r["component"] == name) for s in sizes]
-        rows.append({"component": name, "driver_at_sizes": [p[0] for p in points], "cpu_s": [p[1] for p in points],
-                     "peak_mb": peaks, "fixed_s": round(a, 1), "per_image_ms": round(1000 * b, 3),
-                     "marginal_ms": [round(1000 * low, 3), round(1000 * high, 3)], "growth": growth,
-                     "competition_driver": n_comp,
-                     "projected_cpu_h": round(max(cpu, 0.0) / 3600, 2)})
+        rows.append(
+            {
+                "component": name,
+                "driver_at_sizes": [p[0] for p in points],
+                "cpu_s": [p[1] for p in points],
+                "peak_mb": peaks,
+                "fixed_s": round(a, 1),
+                "per_image_ms": round(1000 * b, 3),
+                "marginal_ms": [round(1000 * low, 3), round(1000 * high, 3)],
+                "growth": growth,
+                "competition_driver": n_comp,
+                "projected_cpu_h": round(max(cpu, 0.0) / 3600, 2),
+            }
+        )
     # The download job, from its per-image CPU cost (the fetch is network time on top).
     all_images = sum(COMPETITION.values())
-    rows.insert(0, {"component": "download job (image work)", "competition_driver": all_images,
-                    "per_image_ms": round(1000 * results["network"]["download_cpu_s_per_image"], 2),
-                    "projected_cpu_h": round(all_images * results["network"]["download_cpu_s_per_image"] / 3600, 2)})
+    rows.insert(
+        0,
+        {
+            "component": "download job (image work)",
+            "competition_driver": all_images,
+            "per_image_ms": round(1000 * results["network"]["download_cpu_s_per_image"], 2),
+            "projected_cpu_h": round(all_images * results["network"]["download_cpu_s_per_image"] / 3600, 2),
+        },
+    )
     dataflow = [r for r in rows if r["component"] != "Trainer"]
     cpu_h = sum(r["projected_cpu_h"] for r in dataflow)
     workers = max(1, math.ceil(cpu_h / (args.worker_vcpus * args.target_hours)))
@@ -281,40 +340,63 @@ def project(results: dict, args) -> dict:
     gpu_h = train_images / args.gpu_images_per_s / 3600
     calibration = next(r for r in rows if r["component"] == "Trainer")
     training_cost = (gpu_h + calibration["projected_cpu_h"] / args.trainer_vcpus) * args.price_trainer_h
-    return {"components": rows, "dataflow": {"cpu_h": round(cpu_h, 1), "workers": workers,
-                                             "worker_vcpus": args.worker_vcpus, "target_hours": args.target_hours,
-                                             "cost_usd": round(dataflow_cost, 2)},
-            "training": {"epochs": args.epochs, "gpu_images_per_s": args.gpu_images_per_s,
-                         "gpu_hours": round(gpu_h, 1), "cost_usd": round(training_cost, 2)},
-            "total_cost_usd": round(dataflow_cost + training_cost, 2)}
+    return {
+        "components": rows,
+        "dataflow": {
+            "cpu_h": round(cpu_h, 1),
+            "workers": workers,
+            "worker_vcpus": args.worker_vcpus,
+            "target_hours": args.target_hours,
+            "cost_usd": round(dataflow_cost, 2),
+        },
+        "training": {
+            "epochs": args.epochs,
+            "gpu_images_per_s": args.gpu_images_per_s,
+            "gpu_hours": round(gpu_h, 1),
+            "cost_usd": round(training_cost, 2),
+        },
+        "total_cost_usd": round(dataflow_cost + training_cost, 2),
+    }
 
 
 def markdown(results: dict) -> str:
     sizes = results["sizes"]
     head = " | ".join(f"N={s['train']:,}: CPU s / peak MB" for s in sizes)
-    lines = [f"| component | {head} | CPU ms per image, lower / upper range | growth | competition: CPU h |",
-             "|---|" + "---|" * len(sizes) + "---|---|---|"]
+    lines = [
+        f"| component | {head} | CPU ms per image, lower / upper range | growth | competition: CPU h |",
+        "|---|" + "---|" * len(sizes) + "---|---|---|",
+    ]
     for r in results["projection"]["components"]:
         if "cpu_s" not in r:
-            lines.append(f"| {r['component']} | " + " | ".join("" for _ in sizes)
-                         + f" | {r['per_image_ms']} | measured per image | {r['projected_cpu_h']} |")
+            lines.append(
+                f"| {r['component']} | "
+                + " | ".join("" for _ in sizes)
+                + f" | {r['per_image_ms']} | measured per image | {r['projected_cpu_h']} |"
+            )
             continue
         cells = " | ".join(f"{c:.1f} / {m:,}" for c, m in zip(r["cpu_s"], r["peak_mb"]))
         low, high = r["marginal_ms"]
         lines.append(f"| {r['component']} | {cells} | {low} / {high} | {r['growth']} | {r['projected_cpu_h']} |")
     p, net, plan = results["projection"], results["network"], results.get("plan")
-    lines += ["", f"InceptionV3 forward, CPU s per image: {net['cpu_s_per_image_75']:.4f} at 75 px, "
-                  f"{net['cpu_s_per_image_299']:.4f} at 299 px (the difference added per image to "
-                  f"{', '.join(NETWORK_COMPONENTS)})."]
+    lines += [
+        "",
+        f"InceptionV3 forward, CPU s per image: {net['cpu_s_per_image_75']:.4f} at 75 px, "
+        f"{net['cpu_s_per_image_299']:.4f} at 299 px (the difference added per image to "
+        f"{', '.join(NETWORK_COMPONENTS)}).",
+    ]
     if plan:
-        lines.append(f"Download plan at {plan['records']:,} records ({plan['json_mb']} MB JSON): "
-                     f"{plan['wall_s']} s wall, {plan['cpu_s']} CPU s, peak {plan['peak_mb']:,} MB, "
-                     f"{plan['shards']} shards.")
+        lines.append(
+            f"Download plan at {plan['records']:,} records ({plan['json_mb']} MB JSON): "
+            f"{plan['wall_s']} s wall, {plan['cpu_s']} CPU s, peak {plan['peak_mb']:,} MB, "
+            f"{plan['shards']} shards."
+        )
     d, t = p["dataflow"], p["training"]
-    lines += [f"Dataflow (every component but training): {d['cpu_h']} vCPU-hours: {d['workers']} workers of "
-              f"{d['worker_vcpus']} vCPUs for {d['target_hours']} h, ${d['cost_usd']}.",
-              f"Training: {t['epochs']} epochs at {t['gpu_images_per_s']} images/s: {t['gpu_hours']} GPU-hours, "
-              f"${t['cost_usd']}. Total per run: ${p['total_cost_usd']}."]
+    lines += [
+        f"Dataflow (every component but training): {d['cpu_h']} vCPU-hours: {d['workers']} workers of "
+        f"{d['worker_vcpus']} vCPUs for {d['target_hours']} h, ${d['cost_usd']}.",
+        f"Training: {t['epochs']} epochs at {t['gpu_images_per_s']} images/s: {t['gpu_hours']} GPU-hours, "
+        f"${t['cost_usd']}. Total per run: ${p['total_cost_usd']}.",
+    ]
     return "\n".join(lines)
 
 
@@ -326,17 +408,25 @@ def main(argv=None):
     add("--train_steps", type=int, default=20, help="steps per run: training is priced from GPU rates instead")
     add("--plan_records", type=int, default=COMPETITION["train"], help="0 skips the download plan")
     add("--epochs", type=float, default=10.0)
-    add("--gpu_images_per_s", type=float, default=820.0,
+    add(
+        "--gpu_images_per_s",
+        type=float,
+        default=820.0,
         help="InceptionV3 training images/s on the chosen GPU; an input, not measured here (default: the "
-             "README's estimate for one V100 at mixed precision)")
+        "README's estimate for one V100 at mixed precision)",
+    )
     add("--target_hours", type=float, default=1.0, help="wall time the Dataflow jobs should take")
     add("--worker_vcpus", type=int, default=8)
     add("--worker_memory_gb", type=float, default=30.0)
     add("--price_vcpu_h", type=float, default=0.056, help="Dataflow batch, USD per vCPU-hour")
     add("--price_gb_h", type=float, default=0.003557, help="Dataflow batch, USD per GB-hour")
     add("--trainer_vcpus", type=int, default=8)
-    add("--price_trainer_h", type=float, default=3.29,
-        help="Vertex AI Training, USD per hour of the trainer machine with its GPU (n1-standard-8 + V100)")
+    add(
+        "--price_trainer_h",
+        type=float,
+        default=3.29,
+        help="Vertex AI Training, USD per hour of the trainer machine with its GPU (n1-standard-8 + V100)",
+    )
     for hidden in ("--child_work", "--child_out", "--child_what"):
         add(hidden, default="", help=argparse.SUPPRESS)
     add("--child_size", type=int, default=0, help=argparse.SUPPRESS)

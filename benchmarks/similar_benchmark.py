@@ -19,6 +19,7 @@
    Backends alternate within each repetition; medians are reported.
 4. The whole ``imat index`` job (read, embed, build, write) on the train and validation splits.
 """
+
 import argparse
 import io
 import json
@@ -38,8 +39,12 @@ import numpy as np
 import pipeline_benchmark
 from imat_common.workdir import Workdir
 
-SWEEP = {"exact": ("", [0]), "faiss-hnsw": ("ef_search", [16, 32, 64, 128]),
-         "hnswlib": ("ef_search", [16, 32, 64, 128]), "faiss-ivf": ("nprobe", [1, 4, 8, 16])}
+SWEEP = {
+    "exact": ("", [0]),
+    "faiss-hnsw": ("ef_search", [16, 32, 64, 128]),
+    "hnswlib": ("ef_search", [16, 32, 64, 128]),
+    "faiss-ivf": ("nprobe", [1, 4, 8, 16]),
+}
 TARGET_RECALL = 0.95
 
 
@@ -49,9 +54,11 @@ def read_split(data_root: str, split: str):
 
     from imat_common import features
 
-    spec = {features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
-            features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
+    spec = {
+        features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
+        features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        features.LABELS_KEY: tf.io.VarLenFeature(tf.int64),
+    }
     files = tf.io.gfile.glob(os.path.join(data_root, split, "*.tfrecord.gz"))
     ids, jpegs, labels = [], [], []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
@@ -62,14 +69,16 @@ def read_split(data_root: str, split: str):
     return ids, jpegs, labels
 
 
-def embed_all(model_dir: str, jpegs, batch: int = 64, signature: str = "embed_images",
-              output: str = "embedding") -> np.ndarray:
+def embed_all(
+    model_dir: str, jpegs, batch: int = 64, signature: str = "embed_images", output: str = "embedding"
+) -> np.ndarray:
     """One output of a signature on raw image bytes, in batches, L2-normalised."""
     import tensorflow as tf
 
     fn = tf.saved_model.load(model_dir).signatures[signature]
-    out = np.concatenate([fn(images=tf.constant(jpegs[i:i + batch]))[output].numpy()
-                          for i in range(0, len(jpegs), batch)])
+    out = np.concatenate(
+        [fn(images=tf.constant(jpegs[i : i + batch]))[output].numpy() for i in range(0, len(jpegs), batch)]
+    )
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
@@ -92,20 +101,22 @@ def export_untrained(trained_dir: str, label_map: str, out: str, seed: int = 1) 
     transform = tf.saved_model.load(trained_dir).signatures["transform_features"]
     image_size = int(transform.structured_outputs[IMAGE_FEATURE].shape[1])
     num_labels = features.load_label_map(label_map).num_labels
-    spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
+    spec = {
+        features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+        features.LABELS_KEY: tf.io.VarLenFeature(tf.int64),
+    }
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
     with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
         fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": num_labels, "image_size": image_size})
-        transform_fn = ([{features.IMAGE_KEY: [b""], features.LABELS_KEY: [1]}], metadata) \
-            | tft_beam.AnalyzeDataset(fn)
+        transform_fn = ([{features.IMAGE_KEY: [b""], features.LABELS_KEY: [1]}], metadata) | tft_beam.AnalyzeDataset(fn)
         _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(out, "transform"))
     metadata_io.write_metadata(metadata, os.path.join(out, "transform", tft.TFTransformOutput.RAW_METADATA_DIR))
     keras.utils.set_random_seed(seed)
     model = model_lib.build_model(model_lib.ModelConfig(num_labels, image_size, "none"))
     model_dir = os.path.join(out, "untrained")
-    exporter.export(model, tft.TFTransformOutput(os.path.join(out, "transform")),
-                    np.full(num_labels, 0.5, np.float32), model_dir)
+    exporter.export(
+        model, tft.TFTransformOutput(os.path.join(out, "transform")), np.full(num_labels, 0.5, np.float32), model_dir
+    )
     return model_dir
 
 
@@ -133,7 +144,9 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, resamples: int = 2000) ->
 
 def chance_precision(query_labels, labels, task_ids: set) -> float:
     """Precision of k items drawn at random from the catalogue."""
-    return float(np.mean([np.mean([bool(item & q & task_ids) for item in labels]) for q in query_labels if q & task_ids]))
+    return float(
+        np.mean([np.mean([bool(item & q & task_ids) for item in labels]) for q in query_labels if q & task_ids])
+    )
 
 
 def augmented(jpegs, variants: int, seed: int = 0):
@@ -152,7 +165,8 @@ def augmented(jpegs, variants: int, seed: int = 0):
             x, y = rng.uniform(0, w * (1 - s)), rng.uniform(0, h * (1 - s))
             im = im.crop((int(x), int(y), int(x + w * s), int(y + h * s))).resize((w, h))
             im = ImageEnhance.Color(ImageEnhance.Brightness(im).enhance(rng.uniform(0.8, 1.2))).enhance(
-                rng.uniform(0.8, 1.2))
+                rng.uniform(0.8, 1.2)
+            )
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=90)
             out.append(buf.getvalue())
@@ -202,9 +216,17 @@ def compare_backends(vectors: np.ndarray, queries: np.ndarray, reps: int, min_se
                 backend.set_threads(-1)
                 batch = _rate(lambda: backend.search(queries, 10), len(queries), min_seconds)
                 key = f"{name} {knob}={value}" if knob else name
-                row = rows.setdefault(key, {"backend": name, "setting": f"{knob}={value}" if knob else "",
-                                            "recall@10": recall_at_k(found, exact), "build_s": [], "qps_1": [],
-                                            "qps_batch": []})
+                row = rows.setdefault(
+                    key,
+                    {
+                        "backend": name,
+                        "setting": f"{knob}={value}" if knob else "",
+                        "recall@10": recall_at_k(found, exact),
+                        "build_s": [],
+                        "qps_1": [],
+                        "qps_batch": [],
+                    },
+                )
                 row["build_s"].append(build)
                 row["qps_1"].append(single)
                 row["qps_batch"].append(batch)
@@ -223,11 +245,16 @@ def choose(rows: dict) -> dict:
 
 
 def table(rows: dict) -> str:
-    lines = ["| backend | setting | recall@10 | queries/s (1 query, 1 thread) | queries/s (batch, all cores) "
-             "| build s | build s per 10k |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| backend | setting | recall@10 | queries/s (1 query, 1 thread) | queries/s (batch, all cores) "
+        "| build s | build s per 10k |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows.values():
-        lines.append(f"| {r['backend']} | {r['setting'] or '-'} | {r['recall@10']:.3f} | {r['qps_1']:.0f} | "
-                     f"{r['qps_batch']:.0f} | {r['build_s']:.3f} | {r['build_s_per_10k']:.2f} |")
+        lines.append(
+            f"| {r['backend']} | {r['setting'] or '-'} | {r['recall@10']:.3f} | {r['qps_1']:.0f} | "
+            f"{r['qps_batch']:.0f} | {r['build_s']:.3f} | {r['build_s_per_10k']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -251,8 +278,9 @@ def main(argv=None):
     model_dir = args.model or Workdir(args.work).latest_pushed_model()
     if not model_dir:
         print("no trained model: running the pipeline to train one", flush=True)
-        settings = argparse.Namespace(work=args.work, image_size=args.image_size, train_steps=args.train_steps,
-                                      batch_size=32, learning_rate=1e-3)
+        settings = argparse.Namespace(
+            work=args.work, image_size=args.image_size, train_steps=args.train_steps, batch_size=32, learning_rate=1e-3
+        )
         pipeline_benchmark.run_pipeline(pipeline_benchmark.pipeline_config(settings, label_map))
         model_dir = Workdir(args.work).latest_pushed_model()
     results = {"model": model_dir}
@@ -281,20 +309,28 @@ def main(argv=None):
         seconds = time.perf_counter() - start
         queries = embed_all(path, val_jpegs)
         vectors[name] = (catalogue, queries)
-        score(f"{name}: embed_images (pooled features)", catalogue, queries,
-              {"images_per_s": len(train_jpegs) / seconds})
+        score(
+            f"{name}: embed_images (pooled features)", catalogue, queries, {"images_per_s": len(train_jpegs) / seconds}
+        )
         # For reference, not served: features centred on the catalogue's mean before normalising
         # (a common fix when every vector shares one large component).
         mean = catalogue.mean(axis=0)
         score(f"{name}: pooled, centred on the catalogue mean", _unit(catalogue - mean), _unit(queries - mean))
-    score("trained: label probabilities as the vector", embed_all(model_dir, train_jpegs, signature="predict_images",
-                                                                  output="probabilities"),
-          embed_all(model_dir, val_jpegs, signature="predict_images", output="probabilities"))
-    quality["trained - untrained, 95% bootstrap interval"] = {f"p@5 {task}": bootstrap_difference(
-        per_query["trained: embed_images (pooled features)", task],
-        per_query["untrained: embed_images (pooled features)", task]) for task in tasks}
-    quality["chance (random items)"] = {f"p@5 {task}": chance_precision(val_labels, train_labels, ids)
-                                        for task, ids in tasks.items()}
+    score(
+        "trained: label probabilities as the vector",
+        embed_all(model_dir, train_jpegs, signature="predict_images", output="probabilities"),
+        embed_all(model_dir, val_jpegs, signature="predict_images", output="probabilities"),
+    )
+    quality["trained - untrained, 95% bootstrap interval"] = {
+        f"p@5 {task}": bootstrap_difference(
+            per_query["trained: embed_images (pooled features)", task],
+            per_query["untrained: embed_images (pooled features)", task],
+        )
+        for task in tasks
+    }
+    quality["chance (random items)"] = {
+        f"p@5 {task}": chance_precision(val_labels, train_labels, ids) for task, ids in tasks.items()
+    }
     results["quality"] = quality
     print(json.dumps(quality, indent=1), flush=True)
 
@@ -305,23 +341,38 @@ def main(argv=None):
 
         print(f"embedding {args.variants} augmented variants of each photo for the 10k set", flush=True)
         all_jpegs = train_jpegs + val_jpegs
-        big = np.concatenate([vectors["trained"][0], vectors["trained"][1],
-                              embed_all(model_dir, augmented(all_jpegs, args.variants))])
+        big = np.concatenate(
+            [vectors["trained"][0], vectors["trained"][1], embed_all(model_dir, augmented(all_jpegs, args.variants))]
+        )
         order = np.random.default_rng(0).permutation(len(big))
-        queries, catalogue = big[order[:800]], big[order[800:800 + args.big]]
+        queries, catalogue = big[order[:800]], big[order[800 : 800 + args.big]]
         results["set_10k"] = {"catalogue": len(catalogue), "queries": len(queries)}
         print(f"10k set: {len(catalogue)} items, {len(queries)} queries", flush=True)
         results["backends_10k"] = compare_backends(catalogue, queries, args.reps, args.min_seconds)
         print(table(results["backends_10k"]), flush=True)
         chosen = choose(results["backends_10k"])
         results["chosen"] = chosen
-        print(f"chosen (fastest single query at recall@10 >= {TARGET_RECALL} on the 10k set): "
-              f"{chosen.get('backend')} {chosen.get('setting')}", flush=True)
+        print(
+            f"chosen (fastest single query at recall@10 >= {TARGET_RECALL} on the 10k set): "
+            f"{chosen.get('backend')} {chosen.get('setting')}",
+            flush=True,
+        )
     if "job" not in args.skip:
         out = os.path.join(scratch, "index")
-        results["index_job"] = embed_job.run(["--model", model_dir, "--label_map", label_map, "--output", out,
-                                              "--examples", f"train={data}/train/*.tfrecord.gz",
-                                              "--examples", f"validation={data}/validation/*.tfrecord.gz"])
+        results["index_job"] = embed_job.run(
+            [
+                "--model",
+                model_dir,
+                "--label_map",
+                label_map,
+                "--output",
+                out,
+                "--examples",
+                f"train={data}/train/*.tfrecord.gz",
+                "--examples",
+                f"validation={data}/validation/*.tfrecord.gz",
+            ]
+        )
         job = results["index_job"]
         job["seconds_per_10k"] = job["seconds"] * 10_000 / job["items"]
         print(embed_job.format_summary(job), flush=True)

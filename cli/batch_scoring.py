@@ -9,6 +9,7 @@ across workers. Local with the FnApiRunner, or on Dataflow with Beam's flags.
 Rules counted (``SUBMISSION`` is what the CSV holds, i.e. the served rule as exported):
   submission, per_label, global, fixed_0.5, baseline
 """
+
 import json
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -33,10 +34,15 @@ def rule_thresholds(report: Mapping[str, Any]) -> Dict[str, np.ndarray]:
       ValueError: the report predates the calibration split (no rules to compare).
     """
     if report.get("format") != rules.REPORT_FORMAT:
-        raise ValueError(f"the model's {THRESHOLDS_FILE} is not format {rules.REPORT_FORMAT} "
-                         "(trained before the calibration split): retrain it to compare the decision rules")
-    fitted = rules.FittedRules(np.asarray(report["per_label_thresholds"], np.float32),
-                               np.asarray(report["tuned"], bool), float(report["global_threshold"]))
+        raise ValueError(
+            f"the model's {THRESHOLDS_FILE} is not format {rules.REPORT_FORMAT} "
+            "(trained before the calibration split): retrain it to compare the decision rules"
+        )
+    fitted = rules.FittedRules(
+        np.asarray(report["per_label_thresholds"], np.float32),
+        np.asarray(report["tuned"], bool),
+        float(report["global_threshold"]),
+    )
     return {rule: fitted.thresholds(rule) for rule in rules.RULES}
 
 
@@ -45,8 +51,13 @@ def csv_line(image_id: str, label_ids: Iterable[int]) -> str:
     return f"{image_id},{' '.join(str(int(i)) for i in label_ids)}"
 
 
-def example_counts(probabilities: np.ndarray, decided_ids: Sequence[int], truth_ids: Sequence[int],
-                   thresholds: Mapping[str, np.ndarray], baseline_ids: Sequence[int]) -> Dict[str, List[int]]:
+def example_counts(
+    probabilities: np.ndarray,
+    decided_ids: Sequence[int],
+    truth_ids: Sequence[int],
+    thresholds: Mapping[str, np.ndarray],
+    baseline_ids: Sequence[int],
+) -> Dict[str, List[int]]:
     """[tp, fp, fn] of one image under the submission's decisions, each rule, and the baseline."""
     num_labels = len(probabilities)
     truth = rules.baseline_decisions(truth_ids, num_labels)[None, :]
@@ -86,8 +97,10 @@ class ServingModelHandler(ModelHandler):
 
         outputs = model.signatures[serving.SERVING_DEFAULT](examples=tf.constant(list(batch)))
         probabilities, label_ids = outputs[serving.PROBABILITIES].numpy(), outputs[serving.LABEL_IDS].numpy()
-        return [PredictionResult(example, (probabilities[i], [int(k) for k in label_ids[i] if k]))
-                for i, example in enumerate(batch)]
+        return [
+            PredictionResult(example, (probabilities[i], [int(k) for k in label_ids[i] if k]))
+            for i, example in enumerate(batch)
+        ]
 
     def batch_elements_kwargs(self) -> Mapping[str, Any]:
         return {"min_batch_size": 1, "max_batch_size": self._batch_size}
@@ -98,8 +111,9 @@ def _image_id(serialized: bytes) -> str:
 
     values = tf.train.Example.FromString(serialized).features.feature[features.IMAGE_ID_KEY].bytes_list.value
     if len(values) != 1:
-        raise ValueError(f"an example has {len(values)} '{features.IMAGE_ID_KEY}' values, needs exactly 1 "
-                         "for its submission row")
+        raise ValueError(
+            f"an example has {len(values)} '{features.IMAGE_ID_KEY}' values, needs exactly 1 for its submission row"
+        )
     return values[0].decode("utf-8")
 
 
@@ -116,9 +130,16 @@ def _count(scored, labels: Mapping[str, Sequence[int]], thresholds, baseline_ids
     return {SCORED: 1, **counts}
 
 
-def score_split(pipeline: beam.Pipeline, file_pattern: str, model_dir: str, output_csv: str,
-                report: Mapping[str, Any], labels: Optional[Mapping[str, Sequence[int]]] = None,
-                counts_path: str = "", batch_size: int = 64) -> None:
+def score_split(
+    pipeline: beam.Pipeline,
+    file_pattern: str,
+    model_dir: str,
+    output_csv: str,
+    report: Mapping[str, Any],
+    labels: Optional[Mapping[str, Sequence[int]]] = None,
+    counts_path: str = "",
+    batch_size: int = 64,
+) -> None:
     """Adds the job to ``pipeline``: the CSV at ``output_csv`` and, with ``labels``, summed counts at ``counts_path``.
 
     Args:
@@ -131,19 +152,25 @@ def score_split(pipeline: beam.Pipeline, file_pattern: str, model_dir: str, outp
       counts_path: where the summed counts go (one JSON line).
       batch_size: examples per model call.
     """
-    scored = (pipeline
-              | "Read" >> beam.io.ReadFromTFRecord(file_pattern)
-              | "Infer" >> RunInference(ServingModelHandler(model_dir, batch_size))
-              | "Unpack" >> beam.Map(_scored))
-    _ = (scored
-         | "Row" >> beam.MapTuple(lambda image_id, _, decided: csv_line(image_id, decided))
-         | "WriteCsv" >> beam.io.WriteToText(output_csv, num_shards=1, shard_name_template="", header=CSV_HEADER))
+    scored = (
+        pipeline
+        | "Read" >> beam.io.ReadFromTFRecord(file_pattern)
+        | "Infer" >> RunInference(ServingModelHandler(model_dir, batch_size))
+        | "Unpack" >> beam.Map(_scored)
+    )
+    _ = (
+        scored
+        | "Row" >> beam.MapTuple(lambda image_id, _, decided: csv_line(image_id, decided))
+        | "WriteCsv" >> beam.io.WriteToText(output_csv, num_shards=1, shard_name_template="", header=CSV_HEADER)
+    )
     if labels is None:
         return
     thresholds = rule_thresholds(report)
     baseline_ids = list(report[rules.BASELINE]["label_ids"])
-    _ = (scored
-         | "Count" >> beam.Map(_count, labels=dict(labels), thresholds=thresholds, baseline_ids=baseline_ids)
-         | "Sum" >> beam.CombineGlobally(sum_counts)
-         | "Json" >> beam.Map(json.dumps)
-         | "WriteCounts" >> beam.io.WriteToText(counts_path, num_shards=1, shard_name_template=""))
+    _ = (
+        scored
+        | "Count" >> beam.Map(_count, labels=dict(labels), thresholds=thresholds, baseline_ids=baseline_ids)
+        | "Sum" >> beam.CombineGlobally(sum_counts)
+        | "Json" >> beam.Map(json.dumps)
+        | "WriteCounts" >> beam.io.WriteToText(counts_path, num_shards=1, shard_name_template="")
+    )

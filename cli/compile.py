@@ -10,16 +10,25 @@ machines like the chief and trains with MultiWorkerMirroredStrategy); the Beam c
 Dataflow. Training steps, both learning rates and the micro-F1 bound are pipeline parameters:
 change them per run with ``imat submit --param NAME=VALUE``.
 """
+
 import argparse
 from typing import List, Optional
 
-from pipeline.cloud_config import CLOUD_TPUS, TPU_MACHINE_TYPE, CloudConfig, CloudConfigError, DataflowSettings, TrainerResources
+from pipeline.cloud_config import (
+    CLOUD_TPUS,
+    TPU_MACHINE_TYPE,
+    CloudConfig,
+    CloudConfigError,
+    DataflowSettings,
+    TrainerResources,
+)
 from cli.flags import add_config_flags, config_overrides
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="imat compile", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="imat compile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     where = parser.add_argument_group("where it runs")
     where.add_argument("--project", required=True, help="Google Cloud project")
     where.add_argument("--region", required=True, help="Vertex AI and Dataflow region, e.g. us-central1")
@@ -27,11 +36,18 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     where.add_argument("--pipeline_root", required=True, help="gs:// folder for the pipeline's artifacts")
     where.add_argument("--data", required=True, help="gs:// folder: the download job's --output")
     where.add_argument("--label_map", required=True, help="gs:// path of label_map.csv")
-    where.add_argument("--schema", default="", help="gs:// path of the curated schema (`imat schema` writes it; "
-                       "give each version its own path: ImportSchemaGen caches by path); default: "
-                       "schema.pbtxt beside --label_map")
-    where.add_argument("--num_labels", type=int, help="the label map's highest id; read from --label_map "
-                       "when left out (which needs GCS access)")
+    where.add_argument(
+        "--schema",
+        default="",
+        help="gs:// path of the curated schema (`imat schema` writes it; "
+        "give each version its own path: ImportSchemaGen caches by path); default: "
+        "schema.pbtxt beside --label_map",
+    )
+    where.add_argument(
+        "--num_labels",
+        type=int,
+        help="the label map's highest id; read from --label_map when left out (which needs GCS access)",
+    )
     where.add_argument("--serving_dir", default="", help="gs:// folder the Pusher writes model versions to")
     where.add_argument("--endpoint", default="", help="instead: a Vertex AI endpoint (display name) to deploy to")
     where.add_argument("--serving_image", default=CloudConfig.serving_image, help="Vertex AI serving image")
@@ -41,27 +57,43 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     where.add_argument("--pipeline_name", default="imat")
 
     train = parser.add_argument_group("trainer on Vertex AI Training")
-    train.add_argument("--trainer_accelerator", default=TrainerResources.accelerator_type,
-                       help="NVIDIA_TESLA_T4, NVIDIA_L4, NVIDIA_TESLA_V100, NVIDIA_TESLA_A100, ..., TPU_V3, or none")
-    train.add_argument("--trainer_accelerator_count", type=int,
-                       help="GPUs on the machine (1), or TPU cores (8)")
+    train.add_argument(
+        "--trainer_accelerator",
+        default=TrainerResources.accelerator_type,
+        help="NVIDIA_TESLA_T4, NVIDIA_L4, NVIDIA_TESLA_V100, NVIDIA_TESLA_A100, ..., TPU_V3, or none",
+    )
+    train.add_argument("--trainer_accelerator_count", type=int, help="GPUs on the machine (1), or TPU cores (8)")
     train.add_argument("--trainer_machine_type", help=f"{TrainerResources.machine_type}, or cloud-tpu for TPU_V2/V3")
-    train.add_argument("--trainer_workers", type=int, default=0,
-                       help="machines beside the chief, each like it: MultiWorkerMirroredStrategy (0: the chief "
-                       "alone); --batch_size is the global batch, split between them")
-    train.add_argument("--no_vertex_training", action="store_true",
-                       help="train inside the Trainer component's own container instead (small runs)")
+    train.add_argument(
+        "--trainer_workers",
+        type=int,
+        default=0,
+        help="machines beside the chief, each like it: MultiWorkerMirroredStrategy (0: the chief "
+        "alone); --batch_size is the global batch, split between them",
+    )
+    train.add_argument(
+        "--no_vertex_training",
+        action="store_true",
+        help="train inside the Trainer component's own container instead (small runs)",
+    )
 
     flow = parser.add_argument_group("Dataflow (ExampleGen, StatisticsGen, Transform, Evaluator)")
     flow.add_argument("--dataflow_machine_type", default=DataflowSettings.machine_type)
     flow.add_argument("--dataflow_max_workers", type=int, default=DataflowSettings.max_num_workers)
-    flow.add_argument("--dataflow_autoscaling", default=DataflowSettings.autoscaling_algorithm,
-                      help="THROUGHPUT_BASED or NONE")
+    flow.add_argument(
+        "--dataflow_autoscaling", default=DataflowSettings.autoscaling_algorithm, help="THROUGHPUT_BASED or NONE"
+    )
     flow.add_argument("--dataflow_disk_size_gb", type=int, default=DataflowSettings.disk_size_gb)
-    flow.add_argument("--dataflow_setup_file", default=DataflowSettings.setup_file,
-                      help="setup.py inside the image, installed on the workers")
-    flow.add_argument("--no_dataflow_pipeline_image", action="store_true",
-                      help="run workers on Dataflow's stock image (installing this project with --setup_file)")
+    flow.add_argument(
+        "--dataflow_setup_file",
+        default=DataflowSettings.setup_file,
+        help="setup.py inside the image, installed on the workers",
+    )
+    flow.add_argument(
+        "--no_dataflow_pipeline_image",
+        action="store_true",
+        help="run workers on Dataflow's stock image (installing this project with --setup_file)",
+    )
 
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", default=".", help="where <pipeline_name>.json (and .yaml) go")
@@ -80,22 +112,36 @@ def trainer_resources(args: argparse.Namespace) -> TrainerResources:
     if count is None:
         count = 8 if tpu else (1 if accelerator else 0)
     machine = args.trainer_machine_type or (TPU_MACHINE_TYPE if tpu else TrainerResources.machine_type)
-    return TrainerResources(machine_type=machine, accelerator_type=accelerator, accelerator_count=count,
-                            workers=args.trainer_workers)
+    return TrainerResources(
+        machine_type=machine, accelerator_type=accelerator, accelerator_count=count, workers=args.trainer_workers
+    )
 
 
 def cloud_config(args: argparse.Namespace) -> CloudConfig:
     """The cloud settings from the flags, validated."""
     return CloudConfig(
-        project=args.project, region=args.region, image=args.image, pipeline_root=args.pipeline_root,
-        data_root=args.data, label_map=args.label_map, serving_dir=args.serving_dir, endpoint=args.endpoint,
-        serving_image=args.serving_image, serving_machine_type=args.serving_machine_type,
-        temp_location=args.temp_location, service_account=args.service_account,
-        vertex_training=not args.no_vertex_training, trainer=trainer_resources(args),
+        project=args.project,
+        region=args.region,
+        image=args.image,
+        pipeline_root=args.pipeline_root,
+        data_root=args.data,
+        label_map=args.label_map,
+        serving_dir=args.serving_dir,
+        endpoint=args.endpoint,
+        serving_image=args.serving_image,
+        serving_machine_type=args.serving_machine_type,
+        temp_location=args.temp_location,
+        service_account=args.service_account,
+        vertex_training=not args.no_vertex_training,
+        trainer=trainer_resources(args),
         dataflow=DataflowSettings(
-            machine_type=args.dataflow_machine_type, max_num_workers=args.dataflow_max_workers,
-            autoscaling_algorithm=args.dataflow_autoscaling, disk_size_gb=args.dataflow_disk_size_gb,
-            setup_file=args.dataflow_setup_file, use_pipeline_image=not args.no_dataflow_pipeline_image),
+            machine_type=args.dataflow_machine_type,
+            max_num_workers=args.dataflow_max_workers,
+            autoscaling_algorithm=args.dataflow_autoscaling,
+            disk_size_gb=args.dataflow_disk_size_gb,
+            setup_file=args.dataflow_setup_file,
+            use_pipeline_image=not args.no_dataflow_pipeline_image,
+        ),
     ).validate()
 
 
@@ -107,8 +153,10 @@ def _num_labels(args: argparse.Namespace) -> int:
     try:
         return load_label_map(args.label_map).num_labels
     except Exception as e:  # GCS unreachable or no credentials: say what to do instead
-        raise CloudConfigError(f"cannot read --label_map {args.label_map} ({type(e).__name__}: {e}); "
-                               "pass --num_labels to compile without GCS access") from e
+        raise CloudConfigError(
+            f"cannot read --label_map {args.label_map} ({type(e).__name__}: {e}); "
+            "pass --num_labels to compile without GCS access"
+        ) from e
 
 
 def main(argv: Optional[List[str]] = None) -> List[str]:
@@ -117,8 +165,10 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     try:
         import kfp.pipeline_spec  # noqa: F401  TFX exports KubeflowV2DagRunner only next to kfp
     except ImportError:
-        raise SystemExit("imat compile: error: kfp is not installed: pip install -e '.[kubeflow]' "
-                         "(kfp 2.x with protobuf 3.20.x; a bare `pip install kfp` breaks TensorFlow)") from None
+        raise SystemExit(
+            "imat compile: error: kfp is not installed: pip install -e '.[kubeflow]' "
+            "(kfp 2.x with protobuf 3.20.x; a bare `pip install kfp` breaks TensorFlow)"
+        ) from None
     from pipeline import kubeflow_v2_runner as runner  # TFX is heavy: only after the flags are known to parse
 
     try:

@@ -4,6 +4,7 @@ loopback and downloaded into TFRecords.
   imat demo --workdir imat-demo --num_images 300       # generate, serve, download
   imat demo-data --out imat-demo/source                # only the images, JSON and label map
 """
+
 import argparse
 import shutil
 from typing import List, Optional, Sequence
@@ -24,9 +25,16 @@ def download_demo(workdir: str, num_images: int, seed: int = 0, extra: Sequence[
     with demo_data.serve_folder(work.source) as base_url:
         paths = demo_data.write_json(work.source, base_url)
         print(f"serving {work.source} at {base_url}")
-        summary = job.run([f"--input={name}={path}" for name, path in paths.items()]
-                          + [f"--output={work.data}", f"--label_map={work.label_map}",
-                             "--images_per_shard=100", "--allow_private_networks"] + list(extra))
+        summary = job.run(
+            [f"--input={name}={path}" for name, path in paths.items()]
+            + [
+                f"--output={work.data}",
+                f"--label_map={work.label_map}",
+                "--images_per_shard=100",
+                "--allow_private_networks",
+            ]
+            + list(extra)
+        )
     print(job.format_summary(summary))
     return summary
 
@@ -34,7 +42,8 @@ def download_demo(workdir: str, num_images: int, seed: int = 0, extra: Sequence[
 def main(argv: Optional[List[str]] = None) -> None:
     """``imat demo``: flags it does not know go to the download job."""
     parser = argparse.ArgumentParser(
-        prog="imat demo", description="Generate the demo data, serve it on loopback and download it into TFRecords.")
+        prog="imat demo", description="Generate the demo data, serve it on loopback and download it into TFRecords."
+    )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR)
     parser.add_argument("--num_images", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
@@ -49,12 +58,15 @@ def data_main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="imat demo-data", description="Write the demo dataset.")
     parser.add_argument("--out", default=Workdir().source)
     parser.add_argument("--num_images", type=int, default=300)
-    parser.add_argument("--base_url", default="http://127.0.0.1:8765/",
-                        help="where --out will be served, for the URLs in the JSON")
+    parser.add_argument(
+        "--base_url", default="http://127.0.0.1:8765/", help="where --out will be served, for the URLs in the JSON"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     splits = demo_data.write_images(args.out, args.num_images, seed=args.seed)
     demo_data.write_json(args.out, args.base_url)
-    print(f"wrote {args.num_images} images in {args.out} ({ {k: len(v) for k, v in splits.items()} }); "
-          f"serve it with: python -m http.server {args.base_url.rsplit(':', 1)[-1].strip('/')} "
-          f"--bind 127.0.0.1 --directory {args.out}")
+    print(
+        f"wrote {args.num_images} images in {args.out} ({ {k: len(v) for k, v in splits.items()} }); "
+        f"serve it with: python -m http.server {args.base_url.rsplit(':', 1)[-1].strip('/')} "
+        f"--bind 127.0.0.1 --directory {args.out}"
+    )

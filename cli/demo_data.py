@@ -11,6 +11,7 @@ the seed, so the same arguments always give the same bytes.
 
 Also serves a folder over HTTP on loopback, for the demo and the tests.
 """
+
 import contextlib
 import functools
 import http.server
@@ -27,8 +28,12 @@ from imat_common.workdir import LABEL_MAP_FILE
 
 CATEGORIES = ["t-shirt", "dress", "trousers", "skirt", "jacket"]
 COLORS = {
-    "red": (200, 30, 40), "green": (40, 150, 60), "blue": (40, 70, 190),
-    "yellow": (235, 205, 40), "black": (25, 25, 25), "white": (245, 245, 245),
+    "red": (200, 30, 40),
+    "green": (40, 150, 60),
+    "blue": (40, 70, 190),
+    "yellow": (235, 205, 40),
+    "black": (25, 25, 25),
+    "white": (245, 245, 245),
 }
 PATTERNS = ["solid", "striped", "dotted", "checked"]
 SLEEVES = ["long-sleeve", "short-sleeve", "sleeveless"]
@@ -72,7 +77,9 @@ def _silhouette(draw, category: str, sleeve: str, cx: int, top: int, s: float, f
     if category in ("t-shirt", "jacket", "dress"):
         body_bottom = top + u(60 if category != "dress" else 95)
         if category == "dress":
-            draw.polygon([(cx - u(18), top), (cx + u(18), top), (cx + u(38), body_bottom), (cx - u(38), body_bottom)], fill=fill)
+            draw.polygon(
+                [(cx - u(18), top), (cx + u(18), top), (cx + u(38), body_bottom), (cx - u(38), body_bottom)], fill=fill
+            )
         else:
             draw.rectangle([cx - u(25), top, cx + u(25), body_bottom], fill=fill)
         if category == "jacket":  # open front and collar tell it from a t-shirt
@@ -88,10 +95,18 @@ def _silhouette(draw, category: str, sleeve: str, cx: int, top: int, s: float, f
                 draw.ellipse([start[0] - u(8), start[1] - u(8), start[0] + u(8), start[1] + u(8)], fill=fill)
     elif category == "trousers":
         draw.rectangle([cx - u(24), top, cx + u(24), top + u(15)], fill=fill)
-        draw.polygon([(cx - u(24), top + u(15)), (cx - u(2), top + u(15)), (cx - u(6), top + u(95)), (cx - u(26), top + u(95))], fill=fill)
-        draw.polygon([(cx + u(2), top + u(15)), (cx + u(24), top + u(15)), (cx + u(26), top + u(95)), (cx + u(6), top + u(95))], fill=fill)
+        draw.polygon(
+            [(cx - u(24), top + u(15)), (cx - u(2), top + u(15)), (cx - u(6), top + u(95)), (cx - u(26), top + u(95))],
+            fill=fill,
+        )
+        draw.polygon(
+            [(cx + u(2), top + u(15)), (cx + u(24), top + u(15)), (cx + u(26), top + u(95)), (cx + u(6), top + u(95))],
+            fill=fill,
+        )
     elif category == "skirt":
-        draw.polygon([(cx - u(20), top), (cx + u(20), top), (cx + u(40), top + u(55)), (cx - u(40), top + u(55))], fill=fill)
+        draw.polygon(
+            [(cx - u(20), top), (cx + u(20), top), (cx + u(40), top + u(55)), (cx - u(40), top + u(55))], fill=fill
+        )
 
 
 def render(rng: random.Random, size: int) -> Tuple[Image.Image, List[int]]:
@@ -130,7 +145,9 @@ def _split_of(index: int, num_images: int) -> str:
     return SPLIT_FRACTIONS[-1][0]
 
 
-def write_images(out_dir: str, num_images: int = 300, size: int = 160, seed: int = 0) -> Dict[str, List[Tuple[str, List[int]]]]:
+def write_images(
+    out_dir: str, num_images: int = 300, size: int = 160, seed: int = 0
+) -> Dict[str, List[Tuple[str, List[int]]]]:
     """Writes ``images/<id>.jpg`` and returns split -> [(image id, label ids)]."""
     rng = random.Random(seed)
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)

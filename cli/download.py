@@ -2,6 +2,7 @@
 
 The Beam job and its flags are ``components/download/job.py``'s; see ``imat download --help``.
 """
+
 from typing import List, Optional
 
 

@@ -5,14 +5,23 @@ Every field is a flag of the same name, typed as the field, booleans as ``--name
 the outputs are, which each command derives from flags of its own (``--workdir``, ``--data``,
 ``--pipeline_root``, ...).
 """
+
 import argparse
 import dataclasses
 from typing import Dict, List
 
 from pipeline.config import PipelineConfig
 
-LOCATION_FIELDS = ("pipeline_name", "pipeline_root", "data_root", "serving_dir", "label_map", "num_labels",
-                   "schema_path", "beam_pipeline_args")
+LOCATION_FIELDS = (
+    "pipeline_name",
+    "pipeline_root",
+    "data_root",
+    "serving_dir",
+    "label_map",
+    "num_labels",
+    "schema_path",
+    "beam_pipeline_args",
+)
 
 
 def setting_fields() -> List[dataclasses.Field]:
@@ -29,11 +38,20 @@ def add_config_flags(parser) -> None:
     for field in setting_fields():
         name, default = field.name, field.default
         if _is_tuple(field):
-            parser.add_argument(f"--{name}", action="append", default=None, metavar="KEY=VALUE,...",
-                                help="repeat: one per ensemble member, e.g. backbone=xception,seed=1")
+            parser.add_argument(
+                f"--{name}",
+                action="append",
+                default=None,
+                metavar="KEY=VALUE,...",
+                help="repeat: one per ensemble member, e.g. backbone=xception,seed=1",
+            )
         elif field.type is bool:
-            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None,
-                                help=f"default: {'on' if default else 'off'}")
+            parser.add_argument(
+                f"--{name}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"default: {'on' if default else 'off'}",
+            )
         else:
             parser.add_argument(f"--{name}", type=field.type, default=None, help=f"default: {default!r}")
 

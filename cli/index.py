@@ -2,6 +2,7 @@
 
 The Beam job and its flags are ``components/similar/embed_job.py``'s; see ``imat index --help``.
 """
+
 from typing import List, Optional
 
 

@@ -1,4 +1,5 @@
 """Label data for ``imat report``: how often each label and each pair of labels occurs in a split."""
+
 import dataclasses
 from typing import List, Optional, Tuple
 
@@ -62,8 +63,7 @@ def read_label_lists(file_pattern: str, max_examples: int):
         yield from ragged.to_list()
 
 
-def format_distribution(stats: LabelStats, label_map: Optional[LabelMap], split: str,
-                        top_pairs: int = 10) -> List[str]:
+def format_distribution(stats: LabelStats, label_map: Optional[LabelMap], split: str, top_pairs: int = 10) -> List[str]:
     names = label_map.by_id() if label_map else {}
 
     def name(label_id):
@@ -72,8 +72,11 @@ def format_distribution(stats: LabelStats, label_map: Optional[LabelMap], split:
     per_example = stats.counts.sum() / max(stats.examples, 1)
     lines = [f"label distribution ({split} split, {stats.examples} examples, {per_example:.2f} labels each):"]
     order = np.argsort(-stats.counts, kind="stable")
-    lines += [f"  {name(k + 1)[:26]:26s} {stats.counts[k]:7d} {100 * stats.counts[k] / max(stats.examples, 1):5.1f}%"
-              for k in order if stats.counts[k] > 0]
+    lines += [
+        f"  {name(k + 1)[:26]:26s} {stats.counts[k]:7d} {100 * stats.counts[k] / max(stats.examples, 1):5.1f}%"
+        for k in order
+        if stats.counts[k] > 0
+    ]
     unused = int((stats.counts == 0).sum())
     if unused:
         lines.append(f"  ({unused} label ids never occur)")

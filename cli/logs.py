@@ -3,6 +3,7 @@
 TensorFlow, TFX, Beam and absl log hundreds of INFO lines per run (protobuf dumps of the pipeline,
 type-hint notes, optional modules not installed); a command shows them only with ``imat -v``.
 """
+
 import contextlib
 import logging
 import os
@@ -13,11 +14,20 @@ from typing import Dict, Iterator, Optional, TextIO
 
 # This project's packages: their INFO lines (download progress, training phases) are the output.
 OWN_LOGGERS = ("pipeline", "components", "trainer", "kubeflow")
-LIBRARY_LOGGERS = ("absl", "tensorflow", "tfx", "apache_beam", "tensorflow_transform",
-                   "tensorflow_model_analysis", "tensorflow_data_validation", "ml_metadata")
+LIBRARY_LOGGERS = (
+    "absl",
+    "tensorflow",
+    "tfx",
+    "apache_beam",
+    "tensorflow_transform",
+    "tensorflow_model_analysis",
+    "tensorflow_data_validation",
+    "ml_metadata",
+)
 # TFX 1.16's input resolution logs these on every run of a resolver node; they ask nothing of the user.
-_HARMLESS_WARNINGS = frozenset({"ArtifactQuery.property_predicate is not supported.",
-                                "ContextQuery.property_predicate is not supported."})
+_HARMLESS_WARNINGS = frozenset(
+    {"ArtifactQuery.property_predicate is not supported.", "ContextQuery.property_predicate is not supported."}
+)
 # TensorFlow's notices that a library (TFMA, TFT) calls a deprecated API: for that library's authors.
 _DEPRECATION = "is deprecated and will be removed"
 # What TFX's LocalDagRunner logs (through absl) around each component it launches.

@@ -1,21 +1,22 @@
 """``imat``: the project's command line.
 
-  imat run         download the demo data (or use --data) and run the TFX pipeline locally
-  imat predict     tag images with the last pushed model
-  imat report      per-label metrics of the last evaluation, the decision rules, the label distribution
-  imat submission  score a split (the competition's test file) in batch and write the submission CSV
-  imat schema      write the curated schema from a label map, or check a schema file against one
-  imat similar     the catalogue items most like an image or an item id (needs an index)
-  imat index       embed a catalogue of TFRecords and build the similar-product index (Beam)
-  imat compile     compile the pipeline for Vertex AI Pipelines / Kubeflow Pipelines v2
-  imat submit      submit a compiled pipeline to Vertex AI or a KFP endpoint
-  imat demo        generate the embedded demo data, serve it on loopback, download it
-  imat demo-data   only generate the demo images, JSON and label map
-  imat download    the download job (see ``imat download --help``)
+imat run         download the demo data (or use --data) and run the TFX pipeline locally
+imat predict     tag images with the last pushed model
+imat report      per-label metrics of the last evaluation, the decision rules, the label distribution
+imat submission  score a split (the competition's test file) in batch and write the submission CSV
+imat schema      write the curated schema from a label map, or check a schema file against one
+imat similar     the catalogue items most like an image or an item id (needs an index)
+imat index       embed a catalogue of TFRecords and build the similar-product index (Beam)
+imat compile     compile the pipeline for Vertex AI Pipelines / Kubeflow Pipelines v2
+imat submit      submit a compiled pipeline to Vertex AI or a KFP endpoint
+imat demo        generate the embedded demo data, serve it on loopback, download it
+imat demo-data   only generate the demo images, JSON and label map
+imat download    the download job (see ``imat download --help``)
 
-  -v, --verbose    (before or after the command) the libraries' INFO logs too: TensorFlow, TFX,
-                   Beam, absl; without it a command prints its own output, progress and warnings
+-v, --verbose    (before or after the command) the libraries' INFO logs too: TensorFlow, TFX,
+                 Beam, absl; without it a command prints its own output, progress and warnings
 """
+
 import importlib
 import sys
 from typing import Callable, List, Optional
@@ -26,9 +27,20 @@ VERBOSE_FLAGS = ("-v", "--verbose")
 
 
 # Imported only when chosen: most commands pull in TensorFlow or Beam, `imat --help` should not.
-_MODULES = {"run": "cli.run", "predict": "cli.predict", "report": "cli.report", "submission": "cli.submission",
-            "schema": "cli.schema", "similar": "cli.similar", "index": "cli.index", "compile": "cli.compile",
-            "submit": "cli.submit", "demo": "cli.demo", "demo-data": "cli.demo:data_main", "download": "cli.download"}
+_MODULES = {
+    "run": "cli.run",
+    "predict": "cli.predict",
+    "report": "cli.report",
+    "submission": "cli.submission",
+    "schema": "cli.schema",
+    "similar": "cli.similar",
+    "index": "cli.index",
+    "compile": "cli.compile",
+    "submit": "cli.submit",
+    "demo": "cli.demo",
+    "demo-data": "cli.demo:data_main",
+    "download": "cli.download",
+}
 
 
 def _module_main(spec: str) -> Callable[[List[str]], None]:

@@ -5,6 +5,7 @@ thousands of images, results print as each batch is done, and a progress line on
 counts images and images/s. A folder stands for the image files directly inside it.
 For a whole split of TFRecords (the competition's test file) use ``imat submission``.
 """
+
 import argparse
 import os
 import sys
@@ -22,8 +23,11 @@ def expand(paths: Iterable[str]) -> List[str]:
     out = []
     for path in paths:
         if os.path.isdir(path):
-            out += sorted(os.path.join(path, name) for name in os.listdir(path)
-                          if name.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(path, name)))
+            out += sorted(
+                os.path.join(path, name)
+                for name in os.listdir(path)
+                if name.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(path, name))
+            )
         else:
             out.append(path)
     return out
@@ -57,7 +61,7 @@ def batches(paths: List[str], batch_size: int) -> Iterator[Tuple[List[str], List
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
+        chunk = paths[start : start + batch_size]
         yield chunk, load_images(chunk)
 
 
@@ -107,14 +111,17 @@ def format_image(path: str, probabilities, label_ids, label_names, labels: dict,
     if not decided:
         lines.append("  no label above its threshold")
     best = probabilities.argsort()[::-1][:top]
-    lines.append("  top scores: " + ", ".join(
-        f"{labels[k + 1].name if k + 1 in labels else k + 1} {probabilities[k]:.2f}" for k in best))
+    lines.append(
+        "  top scores: "
+        + ", ".join(f"{labels[k + 1].name if k + 1 in labels else k + 1} {probabilities[k]:.2f}" for k in best)
+    )
     return lines
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="imat predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="imat predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP) or folders of them")
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR)
     parser.add_argument("--model", help="a SavedModel folder; default: the newest pushed in WORKDIR/serving")
@@ -126,7 +133,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
     model_dir = args.model or Workdir(args.workdir).latest_pushed_model()
     if not model_dir or not os.path.isdir(model_dir):
-        parser.error(f"no pushed model in {os.path.join(args.workdir, 'serving')}: run `imat run` first, or pass --model")
+        parser.error(
+            f"no pushed model in {os.path.join(args.workdir, 'serving')}: run `imat run` first, or pass --model"
+        )
     paths = expand(args.images)
     if not paths:
         parser.error(f"no image files in {args.images}")
@@ -143,8 +152,18 @@ def main(argv: Optional[List[str]] = None) -> None:
         for chunk, jpegs in batches(paths, args.batch_size):
             outputs = predict(model, jpegs)
             for i, path in enumerate(chunk):
-                print("\n".join(format_image(path, outputs[serving.PROBABILITIES][i], outputs[serving.LABEL_IDS][i],
-                                             outputs[serving.LABEL_NAMES][i], labels, args.top)))
+                print(
+                    "\n".join(
+                        format_image(
+                            path,
+                            outputs[serving.PROBABILITIES][i],
+                            outputs[serving.LABEL_IDS][i],
+                            outputs[serving.LABEL_NAMES][i],
+                            labels,
+                            args.top,
+                        )
+                    )
+                )
             sys.stdout.flush()
             progress.update(len(chunk))
     except ValueError as e:

@@ -15,6 +15,7 @@ them. Then where SchemaGen's guess from the data differs from the curated schema
 distribution and co-occurrence are counted from ExampleGen's examples, reading only the label
 feature. ``report.html`` holds all of it with plotly charts and every label slice in a table.
 """
+
 import argparse
 import collections
 import dataclasses
@@ -24,6 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 
 from cli import runs
+
 # The label data (counts, pairs) lives in its own module; imported here for `imat report`'s callers.
 from cli.label_stats import LabelStats, count_labels, format_distribution, read_label_lists
 from imat_common.features import LABELS_KEY, LabelMap
@@ -75,8 +77,9 @@ def num_labels(slicing_metrics: Sequence[Tuple[tuple, dict]]) -> int:
     return len([k for k in overall.get(_DECISIONS, {}) if k.startswith("classId:")])
 
 
-def label_rows(slicing_metrics: Sequence[Tuple[tuple, dict]], label_map: Optional[LabelMap],
-               num_labels: int) -> List[LabelRow]:
+def label_rows(
+    slicing_metrics: Sequence[Tuple[tuple, dict]], label_map: Optional[LabelMap], num_labels: int
+) -> List[LabelRow]:
     """One row per label from TFMA's slicing metrics (``EvalResult.slicing_metrics``).
 
     Args:
@@ -104,10 +107,20 @@ def label_rows(slicing_metrics: Sequence[Tuple[tuple, dict]], label_map: Optiona
             support = _value(label_slice.get(_DECISIONS, {}).get("", {}), "example_count")
             slice_f1 = _micro_f1(label_slice)
         label = names.get(label_id)
-        rows.append(LabelRow(label_id, label.name if label else str(label_id), label.task if label else "",
-                             0 if math.isnan(support) else int(support), _value(decisions, "precision"),
-                             _value(decisions, "recall"), _value(decisions, "f1_score"),
-                             _value(probabilities, "auc"), slice_recall, slice_f1))
+        rows.append(
+            LabelRow(
+                label_id,
+                label.name if label else str(label_id),
+                label.task if label else "",
+                0 if math.isnan(support) else int(support),
+                _value(decisions, "precision"),
+                _value(decisions, "recall"),
+                _value(decisions, "f1_score"),
+                _value(probabilities, "auc"),
+                slice_recall,
+                slice_f1,
+            )
+        )
     return rows
 
 
@@ -125,17 +138,23 @@ def _fmt(value: float) -> str:
 
 
 def _headline(overall_micro_f1: float, baseline: float) -> str:
-    return (f"micro-F1 of the served decisions on the eval split (TFMA, the gated number): "
-            f"{_fmt(overall_micro_f1).strip()}" + ("" if math.isnan(baseline) else f" (trivial baseline {baseline:.3f})"))
+    return (
+        f"micro-F1 of the served decisions on the eval split (TFMA, the gated number): "
+        f"{_fmt(overall_micro_f1).strip()}" + ("" if math.isnan(baseline) else f" (trivial baseline {baseline:.3f})")
+    )
 
 
 def format_metrics(rows: Sequence[LabelRow], overall_micro_f1: float, baseline: float = math.nan) -> List[str]:
-    lines = [_headline(overall_micro_f1, baseline),
-             f"{'label':28s} {'support':>7s} {'prec':>5s} {'rec':>5s} {'F1':>5s} {'AUC':>5s}"]
+    lines = [
+        _headline(overall_micro_f1, baseline),
+        f"{'label':28s} {'support':>7s} {'prec':>5s} {'rec':>5s} {'F1':>5s} {'AUC':>5s}",
+    ]
     for task, group in by_task(rows).items():
         lines.append(f"[{task or 'labels'}]")
-        lines += [f"  {r.name[:26]:26s} {r.support:7d} {_fmt(r.precision)} {_fmt(r.recall)} {_fmt(r.f1)} "
-                  f"{_fmt(r.auc)}" for r in group]
+        lines += [
+            f"  {r.name[:26]:26s} {r.support:7d} {_fmt(r.precision)} {_fmt(r.recall)} {_fmt(r.f1)} {_fmt(r.auc)}"
+            for r in group
+        ]
     lines.append("'-': undefined (no positive decisions or no positive examples)")
     return lines
 
@@ -145,43 +164,70 @@ def format_slices(rows: Sequence[LabelRow], worst: int = 10) -> List[str]:
 
     Labels without eval images, or whose slice has no defined micro-F1, are left out.
     """
-    scored = sorted((r for r in rows if r.support > 0 and not math.isnan(r.slice_f1)),
-                    key=lambda r: (r.slice_f1, -r.support, r.label_id))
+    scored = sorted(
+        (r for r in rows if r.support > 0 and not math.isnan(r.slice_f1)),
+        key=lambda r: (r.slice_f1, -r.support, r.label_id),
+    )
     if not scored:
         return []
-    lines = [f"label slices (the eval images carrying each label; micro-F1 and recall of all the served decisions "
-             f"on them), the {min(worst, len(scored))} worst of {len(scored)}; all in the HTML table:",
-             f"  {'label':26s} {'task':12s} {'images':>6s} {'mF1':>5s} {'mRec':>5s}   label's own F1"]
-    lines += [f"  {r.name[:26]:26s} {r.task[:12]:12s} {r.support:6d} {_fmt(r.slice_f1)} {_fmt(r.slice_recall)}   "
-              f"{_fmt(r.f1)}" for r in scored[:worst]]
+    lines = [
+        f"label slices (the eval images carrying each label; micro-F1 and recall of all the served decisions "
+        f"on them), the {min(worst, len(scored))} worst of {len(scored)}; all in the HTML table:",
+        f"  {'label':26s} {'task':12s} {'images':>6s} {'mF1':>5s} {'mRec':>5s}   label's own F1",
+    ]
+    lines += [
+        f"  {r.name[:26]:26s} {r.task[:12]:12s} {r.support:6d} {_fmt(r.slice_f1)} {_fmt(r.slice_recall)}   {_fmt(r.f1)}"
+        for r in scored[:worst]
+    ]
     return lines
 
 
-def write_html(path: str, rows: Sequence[LabelRow], overall_micro_f1: float, stats: Optional[LabelStats],
-               label_map: Optional[LabelMap], max_heatmap_labels: int = 40, rule_lines: Sequence[str] = (),
-               baseline: float = math.nan) -> None:
+def write_html(
+    path: str,
+    rows: Sequence[LabelRow],
+    overall_micro_f1: float,
+    stats: Optional[LabelStats],
+    label_map: Optional[LabelMap],
+    max_heatmap_labels: int = 40,
+    rule_lines: Sequence[str] = (),
+    baseline: float = math.nan,
+) -> None:
     """A self-contained HTML page (``cli.report_html``): rules, charts by task, the slice table, label data."""
     from cli import report_html
 
     groups = by_task(rows)
-    report_html.write_html(path, [r for group in groups.values() for r in group], _headline(overall_micro_f1, baseline),
-                           stats, label_map, groups, max_heatmap_labels=max_heatmap_labels, rule_lines=rule_lines)
+    report_html.write_html(
+        path,
+        [r for group in groups.values() for r in group],
+        _headline(overall_micro_f1, baseline),
+        stats,
+        label_map,
+        groups,
+        max_heatmap_labels=max_heatmap_labels,
+        rule_lines=rule_lines,
+    )
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     import tensorflow_model_analysis as tfma
     from imat_common.features import load_label_map
 
-    parser = argparse.ArgumentParser(prog="imat report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="imat report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="what `imat run --workdir` used")
     parser.add_argument("--label_map", help="default: WORKDIR/source/label_map.csv")
     parser.add_argument("--html", help="chart to write; default: WORKDIR/report.html")
     parser.add_argument("--split", default="train", help="ExampleGen split to count labels on (train or eval)")
-    parser.add_argument("--max_examples", type=int, default=200_000,
-                        help="count labels on at most this many examples of --split")
-    parser.add_argument("--worst", type=int, default=10,
-                        help="print this many label slices, lowest micro-F1 first (the HTML has them all)")
+    parser.add_argument(
+        "--max_examples", type=int, default=200_000, help="count labels on at most this many examples of --split"
+    )
+    parser.add_argument(
+        "--worst",
+        type=int,
+        default=10,
+        help="print this many label slices, lowest micro-F1 first (the HTML has them all)",
+    )
     args = parser.parse_args(argv)
     metadata = Workdir(args.workdir).metadata
     try:
@@ -234,9 +280,12 @@ def schema_lines(metadata: str) -> List[str]:
     curated = runs.latest_output_uri(metadata, "ImportSchemaGen", "Schema")
     if not inferred or not curated:
         return []
-    differences = schema_lib.differences(schema_lib.read_schema(os.path.join(curated, "schema.pbtxt")),
-                                         schema_lib.read_schema(os.path.join(inferred, "schema.pbtxt")))
+    differences = schema_lib.differences(
+        schema_lib.read_schema(os.path.join(curated, "schema.pbtxt")),
+        schema_lib.read_schema(os.path.join(inferred, "schema.pbtxt")),
+    )
     if not differences:
         return ["schema: SchemaGen's guess from the data agrees with the curated schema"]
-    return ["schema: SchemaGen's guess from the data differs from the curated schema (the contract):"] + \
-        [f"  {line}" for line in differences]
+    return ["schema: SchemaGen's guess from the data differs from the curated schema (the contract):"] + [
+        f"  {line}" for line in differences
+    ]

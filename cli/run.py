@@ -7,6 +7,7 @@
 Without --schema the schema is generated from the label map. Data that breaks it stops the run
 before Transform, naming the split and feature; --warn_only logs the problems and goes on.
 """
+
 import argparse
 import json
 import os
@@ -18,18 +19,26 @@ from pipeline.config import PipelineConfig, demo_config
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir, latest_pushed_model, metadata_path
 from imat_common.serving import read_thresholds
 
+
 def parse_args(argv: Optional[List[str]]):
-    parser = argparse.ArgumentParser(prog="imat run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="imat run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="pipeline root, metadata and serving folder")
     parser.add_argument("--data", help="a download job's --output; without it the demo data is downloaded")
     parser.add_argument("--label_map", help="label_map.csv of --data")
-    parser.add_argument("--schema", help="the curated schema (text Schema proto); default: generated from the label map")
+    parser.add_argument(
+        "--schema", help="the curated schema (text Schema proto); default: generated from the label map"
+    )
     parser.add_argument("--num_images", type=int, default=300, help="demo images to generate (without --data)")
     parser.add_argument("--redownload", action="store_true", help="generate and download the demo data again")
-    add_config_flags(parser.add_argument_group(
-        "pipeline settings", "PipelineConfig's production defaults; without --data the demo's smaller settings "
-        "apply (pipeline/config.py, demo_config)"))
+    add_config_flags(
+        parser.add_argument_group(
+            "pipeline settings",
+            "PipelineConfig's production defaults; without --data the demo's smaller settings "
+            "apply (pipeline/config.py, demo_config)",
+        )
+    )
     parser.add_argument("--beam_arg", action="append", default=None, help="a Beam pipeline arg; repeat")
     args = parser.parse_args(argv)
     if bool(args.data) != bool(args.label_map):
@@ -49,10 +58,15 @@ def build_config(args) -> PipelineConfig:
         label_map = Workdir(args.workdir).label_map
         return demo_config(args.workdir, load_label_map(label_map).num_labels, **overrides)
     workdir = os.path.abspath(args.workdir)
-    return PipelineConfig(pipeline_name="imat", pipeline_root=os.path.join(workdir, "pipeline"),
-                          data_root=os.path.abspath(args.data), serving_dir=os.path.join(workdir, "serving"),
-                          label_map=os.path.abspath(args.label_map),
-                          num_labels=load_label_map(args.label_map).num_labels, **overrides)
+    return PipelineConfig(
+        pipeline_name="imat",
+        pipeline_root=os.path.join(workdir, "pipeline"),
+        data_root=os.path.abspath(args.data),
+        serving_dir=os.path.join(workdir, "serving"),
+        label_map=os.path.abspath(args.label_map),
+        num_labels=load_label_map(args.label_map).num_labels,
+        **overrides,
+    )
 
 
 def summary_lines(config: PipelineConfig) -> List[str]:
@@ -61,15 +75,20 @@ def summary_lines(config: PipelineConfig) -> List[str]:
     lines = ["components:"] + [f"  {e.component:32s} {e.state:9s} {e.seconds:7.1f} s" for e in runs.last_run(metadata)]
     pushed = latest_pushed_model(config.serving_dir)
     blessed = runs.latest_blessing(metadata)
-    lines.append(f"evaluator: {'blessed' if blessed else 'NOT blessed'} (gate: micro-F1 >= {config.micro_f1_lower_bound} "
-                 f"and not worse than the last blessed model)")
+    lines.append(
+        f"evaluator: {'blessed' if blessed else 'NOT blessed'} (gate: micro-F1 >= {config.micro_f1_lower_bound} "
+        f"and not worse than the last blessed model)"
+    )
     trainer_model = runs.latest_artifact_uri(metadata, "Model")
     if trainer_model:
         from trainer.rules import format_report
 
         lines += format_report(read_thresholds(os.path.join(trainer_model, "Format-Serving")))
-    lines.append(f"pushed model: {pushed}" if pushed and blessed else
-                 f"no model pushed by this run; newest pushed: {pushed or 'none'}")
+    lines.append(
+        f"pushed model: {pushed}"
+        if pushed and blessed
+        else f"no model pushed by this run; newest pushed: {pushed or 'none'}"
+    )
     return lines
 
 

@@ -1,4 +1,5 @@
 """Reads what a local run did from its ML Metadata store: executions, blessing, pushed model."""
+
 import dataclasses
 import os
 from typing import List, Optional
@@ -33,9 +34,15 @@ def executions(metadata_path: str) -> List[Execution]:
         contexts = store.get_contexts_by_execution(e.id)
         node = next((c.name.split(".", 1)[-1] for c in contexts if c.type == "node"), str(e.type_id))
         run_id = next((c.name for c in contexts if c.type == "pipeline_run"), "")
-        result.append(Execution(node, metadata_store_pb2.Execution.State.Name(e.last_known_state),
-                                (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000, run_id,
-                                e.create_time_since_epoch / 1000))
+        result.append(
+            Execution(
+                node,
+                metadata_store_pb2.Execution.State.Name(e.last_known_state),
+                (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000,
+                run_id,
+                e.create_time_since_epoch / 1000,
+            )
+        )
     return result
 
 
@@ -62,8 +69,11 @@ def latest_output_uri(metadata_path: str, component: str, type_name: str) -> Opt
     if not types or not nodes:
         return None
     execution_ids = [e.id for c in nodes for e in store.get_executions_by_context(c.id)]
-    outputs = [e.artifact_id for e in store.get_events_by_execution_ids(execution_ids)
-               if e.type == metadata_store_pb2.Event.OUTPUT]
+    outputs = [
+        e.artifact_id
+        for e in store.get_events_by_execution_ids(execution_ids)
+        if e.type == metadata_store_pb2.Event.OUTPUT
+    ]
     artifacts = [a for a in store.get_artifacts_by_id(outputs) if a.type_id == types[0].id]
     return max(artifacts, key=lambda a: a.id).uri if artifacts else None
 

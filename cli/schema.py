@@ -1,8 +1,9 @@
 """``imat schema``: the curated schema (pipeline/schema.py) from a label map.
 
-  imat schema --label_map label_map.csv --output schema.pbtxt     # write it, then review and commit
-  imat schema --label_map label_map.csv --check schema.pbtxt      # CI: does the file match the label map?
+imat schema --label_map label_map.csv --output schema.pbtxt     # write it, then review and commit
+imat schema --label_map label_map.csv --check schema.pbtxt      # CI: does the file match the label map?
 """
+
 import argparse
 import sys
 from typing import List, Optional
@@ -13,8 +14,9 @@ from pipeline.schema import build_schema, read_schema, schema_text
 def main(argv: Optional[List[str]] = None) -> None:
     from imat_common.features import load_label_map
 
-    parser = argparse.ArgumentParser(prog="imat schema", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="imat schema", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--label_map", required=True, help="label_map.csv")
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--output", help="write the schema here")
@@ -27,7 +29,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"wrote {args.output} ({len(schema.feature)} features, labels 1..{schema.feature[-1].int_domain.max})")
         return
     if read_schema(args.check) != schema:
-        print(f"imat schema: {args.check} differs from the schema of {args.label_map}; "
-              f"regenerate it with --output and review the diff", file=sys.stderr)
+        print(
+            f"imat schema: {args.check} differs from the schema of {args.label_map}; "
+            f"regenerate it with --output and review the diff",
+            file=sys.stderr,
+        )
         sys.exit(1)
     print(f"{args.check} matches {args.label_map}")

@@ -5,6 +5,7 @@ item's stored vector), searches the model's similarity index (built by ``imat in
 pipeline's SimilarityIndexer) and prints the k nearest items with cosine scores, labels and
 URLs; ``--sheet FILE`` also draws them beside the query as a contact sheet.
 """
+
 import argparse
 import os
 from typing import List, Optional
@@ -32,8 +33,9 @@ def resolve_item(index: SimilarityIndex, query: str) -> Optional[str]:
         return query
     matches = [item.item_id for item in index.items if item.item_id.split("/", 1)[-1] == query]
     if len(matches) > 1:
-        raise SimilarError(f"{query}: several catalogue items have this id ({', '.join(matches[:5])}); "
-                           f"name one as SPLIT/ID")
+        raise SimilarError(
+            f"{query}: several catalogue items have this id ({', '.join(matches[:5])}); name one as SPLIT/ID"
+        )
     return matches[0] if matches else None
 
 
@@ -64,8 +66,13 @@ def contact_sheet(query_jpeg: bytes, query_caption: str, hits: List[Hit], index:
     names = index.label_names
     for hit in hits:
         first = names[hit.item.labels[0]][1] if hit.item.labels and hit.item.labels[0] in names else ""
-        tiles.append((index.thumbnail(hit.row), [f"#{hit.rank}  {hit.score:.3f}", hit.item.item_id[:24], first[:24]],
-                      (180, 180, 180)))
+        tiles.append(
+            (
+                index.thumbnail(hit.row),
+                [f"#{hit.rank}  {hit.score:.3f}", hit.item.item_id[:24], first[:24]],
+                (180, 180, 180),
+            )
+        )
     for n, (jpeg, lines, border) in enumerate(tiles):
         x = 8 + n * (TILE + 8)
         draw.rectangle([x - 2, 6, x + TILE + 1, 9 + TILE], outline=border, width=2)
@@ -94,13 +101,16 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error(f"--k must be at least 1, got {args.k}")
     model_dir = args.model or Workdir(args.workdir).latest_pushed_model()
     if not model_dir or not os.path.isdir(model_dir):
-        parser.error(f"no model at {model_dir or os.path.join(args.workdir, 'serving')}: run `imat run` first, "
-                     f"or pass --model")
+        parser.error(
+            f"no model at {model_dir or os.path.join(args.workdir, 'serving')}: run `imat run` first, or pass --model"
+        )
     try:
         index_dir = args.index or find_index(args.workdir, model_dir)
         if not args.index and not os.path.isdir(index_dir):
-            raise SimilarError(f"no index for model {model_dir} at {index_dir}: build one with "
-                               f"`imat index --model {model_dir}` (or the pipeline's SimilarityIndexer), or pass --index")
+            raise SimilarError(
+                f"no index for model {model_dir} at {index_dir}: build one with "
+                f"`imat index --model {model_dir}` (or the pipeline's SimilarityIndexer), or pass --index"
+            )
         index = SimilarityIndex.load(index_dir, expected_fingerprint=model_fingerprint(model_dir), model_path=model_dir)
         item_id = None if os.path.exists(args.query) else resolve_item(index, args.query)
         if item_id is not None:
@@ -118,8 +128,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         elif os.path.isdir(args.query):
             raise SimilarError(f"{args.query}: a folder, not an image file")
         else:
-            raise SimilarError(f"{args.query}: no such image file, and no catalogue item with that id in {index_dir} "
-                               f"(ids look like {index.items[0].item_id!r})")
+            raise SimilarError(
+                f"{args.query}: no such image file, and no catalogue item with that id in {index_dir} "
+                f"(ids look like {index.items[0].item_id!r})"
+            )
     except SimilarError as e:
         parser.error(str(e))
     manifest = index.manifest

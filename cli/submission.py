@@ -15,6 +15,7 @@ Batch inference is a Beam RunInference job (``cli/batch_scoring.py``) rather tha
 BulkInferrer: the test split stays outside the training pipeline (nothing in it ever sees
 the test images), and any pushed model can score any split, here or on Dataflow.
 """
+
 import argparse
 import json
 import os
@@ -23,7 +24,6 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from trainer import rules
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir
 from imat_common.serving import thresholds_path
-
 
 
 def read_labels(path: str) -> Dict[str, Tuple[int, ...]]:
@@ -60,9 +60,13 @@ def scores(counts: Mapping[str, object], labels: Mapping[str, Sequence[int]], su
 
     missing = sorted(set(labels) - submitted)
     missed = sum(len(labels[i]) for i in missing)
-    result = {"labelled_images": len(labels), "scored": int(counts.get(SCORED, 0)),
-              "labelled_without_example": len(missing), "scored_without_labels": int(counts.get(UNLABELLED, 0)),
-              "micro_f1": {}}
+    result = {
+        "labelled_images": len(labels),
+        "scored": int(counts.get(SCORED, 0)),
+        "labelled_without_example": len(missing),
+        "scored_without_labels": int(counts.get(UNLABELLED, 0)),
+        "micro_f1": {},
+    }
     for rule, value in counts.items():
         if isinstance(value, list):
             tp, fp, fn = value
@@ -72,12 +76,22 @@ def scores(counts: Mapping[str, object], labels: Mapping[str, Sequence[int]], su
 
 def format_scores(result: dict, report: dict, labels_path: str) -> List[str]:
     f1 = result["micro_f1"]
-    names = {"submission": f"the submission (served rule: {report['served_rule']})",
-             rules.PER_LABEL: "per-label thresholds", rules.GLOBAL: f"one global threshold ({report['global_threshold']:.3f})",
-             rules.FIXED: "0.5 for every label", rules.BASELINE: "baseline: most frequent train label per task"}
-    lines = [f"micro-F1 on the {result['labelled_images']} labelled images of {labels_path}"
-             + (f" ({result['labelled_without_example']} without an example: their labels count as missed)"
-                if result["labelled_without_example"] else "") + ":"]
+    names = {
+        "submission": f"the submission (served rule: {report['served_rule']})",
+        rules.PER_LABEL: "per-label thresholds",
+        rules.GLOBAL: f"one global threshold ({report['global_threshold']:.3f})",
+        rules.FIXED: "0.5 for every label",
+        rules.BASELINE: "baseline: most frequent train label per task",
+    }
+    lines = [
+        f"micro-F1 on the {result['labelled_images']} labelled images of {labels_path}"
+        + (
+            f" ({result['labelled_without_example']} without an example: their labels count as missed)"
+            if result["labelled_without_example"]
+            else ""
+        )
+        + ":"
+    ]
     lines += [f"  {names[rule]:46s} {f1[rule]:.3f}" for rule in names if rule in f1]
     if result["scored_without_labels"]:
         lines.append(f"  ({result['scored_without_labels']} scored images are not in the labels file: not counted)")
@@ -85,8 +99,9 @@ def format_scores(result: dict, report: dict, labels_path: str) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(prog="imat submission", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="imat submission", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR)
     parser.add_argument("--model", help="an exported model; default: the newest pushed in WORKDIR/serving")
     parser.add_argument("--examples", help="TFRecords of the split; default: WORKDIR/data/test/*.tfrecord.gz")
@@ -96,7 +111,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args, beam_args = parser.parse_known_args(argv)
     model_dir = args.model or Workdir(args.workdir).latest_pushed_model()
     if not model_dir:
-        parser.error(f"no pushed model in {os.path.join(args.workdir, 'serving')}: run `imat run` first, or pass --model")
+        parser.error(
+            f"no pushed model in {os.path.join(args.workdir, 'serving')}: run `imat run` first, or pass --model"
+        )
     examples = args.examples or os.path.join(args.workdir, "data", "test", "*.tfrecord.gz")
     output = args.output or os.path.join(args.workdir, "submission.csv")
     import apache_beam as beam

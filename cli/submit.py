@@ -7,6 +7,7 @@ Credentials come only from the environment: Application Default Credentials (``g
 application-default login``, or the service account of the machine), or for KFP whatever its
 client finds there. No flag takes a key or a token, and none is written into the job.
 """
+
 import argparse
 import json
 from typing import Any, Dict, List, Optional
@@ -14,8 +15,12 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 # Pipeline spec parameter types -> how a --param value is read.
-_READERS = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "STRING": str,
-            "BOOLEAN": lambda v: {"true": True, "false": False}[v.lower()]}
+_READERS = {
+    "NUMBER_INTEGER": int,
+    "NUMBER_DOUBLE": float,
+    "STRING": str,
+    "BOOLEAN": lambda v: {"true": True, "false": False}[v.lower()],
+}
 
 
 class SubmitError(ValueError):
@@ -58,16 +63,22 @@ def parse_parameters(pairs: List[str], types: Dict[str, str]) -> Dict[str, Any]:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="imat submit", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="imat submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pipeline", required=True, help="imat compile's .json (Vertex AI) or .yaml (KFP)")
     parser.add_argument("--project", help="Google Cloud project (Vertex AI)")
     parser.add_argument("--region", help="Vertex AI region, e.g. us-central1")
     parser.add_argument("--kfp_host", help="submit to this Kubeflow Pipelines v2 endpoint instead of Vertex AI")
     parser.add_argument("--kfp_namespace", default="kubeflow", help="the KFP namespace (multi-user installs)")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="a pipeline parameter for this run; repeat (train_steps, head_learning_rate, "
-                             "fine_tune_learning_rate, micro_f1_lower_bound)")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a pipeline parameter for this run; repeat (train_steps, head_learning_rate, "
+        "fine_tune_learning_rate, micro_f1_lower_bound)",
+    )
     parser.add_argument("--pipeline_root", help="override the compiled gs:// pipeline root")
     parser.add_argument("--display_name", help="the run's name (default: the pipeline's)")
     parser.add_argument("--job_id", help="Vertex AI job id (default: generated)")
@@ -76,8 +87,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--network", help="Vertex AI: the VPC network to peer, projects/N/global/networks/NAME")
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="Vertex AI job label")
     cache = parser.add_mutually_exclusive_group()
-    cache.add_argument("--cache", dest="enable_caching", action="store_true", default=None,
-                       help="reuse unchanged steps (the compiled default)")
+    cache.add_argument(
+        "--cache",
+        dest="enable_caching",
+        action="store_true",
+        default=None,
+        help="reuse unchanged steps (the compiled default)",
+    )
     cache.add_argument("--no_cache", dest="enable_caching", action="store_false", help="run every step again")
     args = parser.parse_args(argv)
     if not args.kfp_host and not (args.project and args.region):
@@ -91,8 +107,9 @@ def submit_vertex(args: argparse.Namespace, document: Dict[str, Any], parameters
         raise SubmitError(f"{args.pipeline} is a KFP pipeline spec: Vertex AI takes the .json from imat compile")
     root = args.pipeline_root or document.get("runtimeConfig", {}).get("gcsOutputDirectory", "")
     if not root.startswith("gs://"):
-        raise SubmitError(f"Vertex AI needs a gs:// pipeline root, got {root!r} (compile with one, "
-                          "or pass --pipeline_root)")
+        raise SubmitError(
+            f"Vertex AI needs a gs:// pipeline root, got {root!r} (compile with one, or pass --pipeline_root)"
+        )
     labels = {}
     for pair in args.label:
         key, sep, value = pair.partition("=")
@@ -104,10 +121,18 @@ def submit_vertex(args: argparse.Namespace, document: Dict[str, Any], parameters
     # No credentials argument anywhere: the client library finds ADC in the environment.
     aiplatform.init(project=args.project, location=args.region)
     job = aiplatform.PipelineJob(
-        display_name=args.display_name or document.get("displayName") or document["pipelineSpec"]["pipelineInfo"]["name"],
-        template_path=args.pipeline, job_id=args.job_id, pipeline_root=args.pipeline_root,
-        parameter_values=parameters, enable_caching=args.enable_caching, labels=labels or None,
-        project=args.project, location=args.region)
+        display_name=args.display_name
+        or document.get("displayName")
+        or document["pipelineSpec"]["pipelineInfo"]["name"],
+        template_path=args.pipeline,
+        job_id=args.job_id,
+        pipeline_root=args.pipeline_root,
+        parameter_values=parameters,
+        enable_caching=args.enable_caching,
+        labels=labels or None,
+        project=args.project,
+        location=args.region,
+    )
     job.submit(service_account=args.service_account, network=args.network, experiment=args.experiment)
     return job
 
@@ -115,18 +140,25 @@ def submit_vertex(args: argparse.Namespace, document: Dict[str, Any], parameters
 def submit_kfp(args: argparse.Namespace, document: Dict[str, Any], parameters: Dict[str, Any]):
     """Creates a run on a Kubeflow Pipelines v2 endpoint. Returns kfp's RunPipelineResult."""
     if "pipelineSpec" in document:
-        raise SubmitError(f"{args.pipeline} is a Vertex AI PipelineJob: Kubeflow Pipelines takes the .yaml "
-                          "from imat compile --kfp_yaml")
+        raise SubmitError(
+            f"{args.pipeline} is a Vertex AI PipelineJob: Kubeflow Pipelines takes the .yaml "
+            "from imat compile --kfp_yaml"
+        )
     try:
         import kfp
     except ImportError:
         raise SubmitError("kfp is not installed: pip install -e '.[kubeflow]'") from None
     client = kfp.Client(host=args.kfp_host, namespace=args.kfp_namespace)
     return client.create_run_from_pipeline_package(
-        pipeline_file=args.pipeline, arguments=parameters,
-        run_name=args.display_name or document["pipelineInfo"]["name"], experiment_name=args.experiment,
-        namespace=args.kfp_namespace, pipeline_root=args.pipeline_root, enable_caching=args.enable_caching,
-        service_account=args.service_account)
+        pipeline_file=args.pipeline,
+        arguments=parameters,
+        run_name=args.display_name or document["pipelineInfo"]["name"],
+        experiment_name=args.experiment,
+        namespace=args.kfp_namespace,
+        pipeline_root=args.pipeline_root,
+        enable_caching=args.enable_caching,
+        service_account=args.service_account,
+    )
 
 
 def main(argv: Optional[List[str]] = None):

@@ -7,6 +7,7 @@ and Pusher pushes the same model a second time. This strategy also receives the 
 output of the current run and leaves it out, so an unchanged rerun resolves the same
 baseline as before and every execution is reused.
 """
+
 from typing import Dict, List, Optional, Sequence
 
 from tfx import types
@@ -21,8 +22,9 @@ BLESSING_KEY = "model_blessing"
 CANDIDATE_KEY = "candidate"
 
 
-def latest_blessed(models: Sequence[types.Artifact], blessings: Sequence[types.Artifact],
-                   exclude_ids: Sequence[int] = ()) -> Dict[str, List[types.Artifact]]:
+def latest_blessed(
+    models: Sequence[types.Artifact], blessings: Sequence[types.Artifact], exclude_ids: Sequence[int] = ()
+) -> Dict[str, List[types.Artifact]]:
     """Picks the newest blessed model whose id is not excluded, with its blessing.
 
     Args:
@@ -33,8 +35,9 @@ def latest_blessed(models: Sequence[types.Artifact], blessings: Sequence[types.A
     Returns:
       ``{"model": [m], "model_blessing": [b]}``, or empty lists when no model qualifies.
     """
-    blessed = {b.get_int_custom_property(_CURRENT_MODEL_ID): b for b in blessings
-               if b.get_int_custom_property(_BLESSED) == 1}
+    blessed = {
+        b.get_int_custom_property(_CURRENT_MODEL_ID): b for b in blessings if b.get_int_custom_property(_BLESSED) == 1
+    }
     for model in sorted(models, key=lambda m: m.id, reverse=True):
         if model.id in blessed and model.id not in set(exclude_ids):
             return {MODEL_KEY: [model], BLESSING_KEY: [blessed[model.id]]}
@@ -48,10 +51,12 @@ class LatestBlessedOtherModelStrategy(resolver.ResolverStrategy):
     ``candidate`` (the Trainer's output in this run).
     """
 
-    def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
-                          ) -> Optional[Dict[str, List[types.Artifact]]]:
+    def resolve_artifacts(
+        self, store, input_dict: Dict[str, List[types.Artifact]]
+    ) -> Optional[Dict[str, List[types.Artifact]]]:
         candidates = input_dict.get(CANDIDATE_KEY, [])
-        result = latest_blessed(input_dict.get(MODEL_KEY, []), input_dict.get(BLESSING_KEY, []),
-                                exclude_ids=[c.id for c in candidates])
+        result = latest_blessed(
+            input_dict.get(MODEL_KEY, []), input_dict.get(BLESSING_KEY, []), exclude_ids=[c.id for c in candidates]
+        )
         result[CANDIDATE_KEY] = list(candidates)
         return result

@@ -14,6 +14,7 @@ In ``create_pipeline``::
     example_gen = calibration_example_gen(config.data_root, "train/*.tfrecord.gz",
                                           "validation/*.tfrecord.gz", config.calibration_percent)
 """
+
 import hashlib
 from typing import Any, Dict
 
@@ -49,14 +50,17 @@ def image_id_of(example, split: str) -> bytes:
     """
     values = example.features.feature[features.IMAGE_ID_KEY].bytes_list.value
     if len(values) != 1:
-        raise ValueError(f"an example read for split '{split}' has {len(values)} '{features.IMAGE_ID_KEY}' values, "
-                         f"needs exactly 1 to be assigned to calibration or eval: {str(example)[:200]!r}")
+        raise ValueError(
+            f"an example read for split '{split}' has {len(values)} '{features.IMAGE_ID_KEY}' values, "
+            f"needs exactly 1 to be assigned to calibration or eval: {str(example)[:200]!r}"
+        )
     return values[0]
 
 
 def _settings(exec_properties: Dict[str, Any]) -> int:
-    custom = proto_utils.json_to_proto(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY],
-                                       example_gen_pb2.CustomConfig())
+    custom = proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY], example_gen_pb2.CustomConfig()
+    )
     struct = struct_pb2.Struct()
     custom.custom_config.Unpack(struct)
     percent = int(struct[_PERCENT_KEY])
@@ -68,19 +72,25 @@ def _settings(exec_properties: Dict[str, Any]) -> int:
 class Executor(import_executor.Executor):
     """ImportExampleGen's executor with the ``calibration`` and ``eval`` splits partitioned by image id."""
 
-    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]  # noqa: N802
-                               ) -> Dict[str, beam.pvalue.PCollection]:
+    def GenerateExamplesByBeam(
+        self,
+        pipeline: beam.Pipeline,
+        exec_properties: Dict[str, Any],  # noqa: N802
+    ) -> Dict[str, beam.pvalue.PCollection]:
         splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
         percent = _settings(exec_properties)
         for name, wanted in ((CALIBRATION, True), (EVAL, False)):
             splits[name] = splits[name] | f"Partition[{name}]" >> beam.Filter(
                 lambda example, split, keep: in_calibration(image_id_of(example, split), percent) == keep,
-                split=name, keep=wanted)
+                split=name,
+                keep=wanted,
+            )
         return splits
 
 
-def calibration_example_gen(input_base: str, train_pattern: str, holdout_pattern: str,
-                            calibration_percent: int) -> FileBasedExampleGen:
+def calibration_example_gen(
+    input_base: str, train_pattern: str, holdout_pattern: str, calibration_percent: int
+) -> FileBasedExampleGen:
     """ExampleGen with splits ``train``, ``calibration`` and ``eval``, under the id ``ImportExampleGen``.
 
     Args:
@@ -97,11 +107,13 @@ def calibration_example_gen(input_base: str, train_pattern: str, holdout_pattern
     custom.custom_config.Pack(settings)
     return FileBasedExampleGen(
         input_base=input_base,
-        input_config=example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name=TRAIN, pattern=train_pattern),
-            example_gen_pb2.Input.Split(name=CALIBRATION, pattern=holdout_pattern),
-            example_gen_pb2.Input.Split(name=EVAL, pattern=holdout_pattern)]),
+        input_config=example_gen_pb2.Input(
+            splits=[
+                example_gen_pb2.Input.Split(name=TRAIN, pattern=train_pattern),
+                example_gen_pb2.Input.Split(name=CALIBRATION, pattern=holdout_pattern),
+                example_gen_pb2.Input.Split(name=EVAL, pattern=holdout_pattern),
+            ]
+        ),
         custom_config=custom,
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
     ).with_id("ImportExampleGen")
-

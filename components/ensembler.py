@@ -11,6 +11,7 @@ In ``create_pipeline`` (``config.ensemble`` lists the members' settings)::
                           **{member_key(i): t.outputs["model"] for i, t in enumerate(trainers)},
                           method="weights", min_positives=5, calibration_folds=5)
 """
+
 from tfx import v1 as tfx
 from tfx.utils import path_utils
 
@@ -51,8 +52,15 @@ def Ensembler(
     """Combines the member models (``model_1`` .. ``model_8``) into ``model``."""
     members = [m for m in (model_1, model_2, model_3, model_4, model_5, model_6, model_7, model_8) if m is not None]
     report = ensemble_export.combine_and_export(
-        [path_utils.serving_model_path(m.uri) for m in members], examples.uri, path_utils.serving_model_dir(model.uri),
-        method, min_positives, calibration_folds, eval_batch_size, seed)
+        [path_utils.serving_model_path(m.uri) for m in members],
+        examples.uri,
+        path_utils.serving_model_dir(model.uri),
+        method,
+        min_positives,
+        calibration_folds,
+        eval_batch_size,
+        seed,
+    )
     model.set_string_custom_property("ensemble_method", method)
     model.set_int_custom_property("ensemble_members", len(members))
     model.set_string_custom_property("served_rule", report["served_rule"])

@@ -9,6 +9,7 @@ logs the same line and lets the data through.
 
 This module holds the plain logic (no TFX import), so the command line can catch the error.
 """
+
 import logging
 from typing import Iterable, List, Mapping
 
@@ -39,10 +40,13 @@ def anomaly_lines(split: str, anomalies: anomalies_pb2.Anomalies, schema: schema
     lines = []
     for name in sorted(anomalies.anomaly_info):
         info = anomalies.anomaly_info[name]
-        reasons = "; ".join(f"{r.short_description}: {r.description}" for r in info.reason) \
+        reasons = (
+            "; ".join(f"{r.short_description}: {r.description}" for r in info.reason)
             or f"{info.short_description}: {info.description}"
-        lines.append(f"split '{split}', feature '{name}': {reasons}"
-                     f"{_domain(features[name]) if name in features else ''}")
+        )
+        lines.append(
+            f"split '{split}', feature '{name}': {reasons}{_domain(features[name]) if name in features else ''}"
+        )
     if anomalies.HasField("dataset_anomaly_info"):
         info = anomalies.dataset_anomaly_info
         lines.append(f"split '{split}': {info.short_description}: {info.description}")
@@ -73,11 +77,16 @@ def enforce(problems: Iterable[str], warn_only: bool) -> List[str]:
     more = f" (and {len(problems) - 1} more: {' | '.join(problems[1:])})" if len(problems) > 1 else ""
     raise DataValidationError(
         f"data validation stopped the run before Transform: {problems[0]}{more}. Fix the data or the schema, "
-        f"or pass --warn_only to continue anyway")
+        f"or pass --warn_only to continue anyway"
+    )
 
 
-def check_splits(anomalies_by_split: Mapping[str, anomalies_pb2.Anomalies], examples_by_split: Mapping[str, int],
-                 schema: schema_pb2.Schema, warn_only: bool) -> List[str]:
+def check_splits(
+    anomalies_by_split: Mapping[str, anomalies_pb2.Anomalies],
+    examples_by_split: Mapping[str, int],
+    schema: schema_pb2.Schema,
+    warn_only: bool,
+) -> List[str]:
     """Every split's problems, enforced (see ``enforce``)."""
     problems = []
     for split in sorted(set(anomalies_by_split) | set(examples_by_split)):

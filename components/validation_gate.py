@@ -11,6 +11,7 @@ In ``create_pipeline``::
                           schema=schema_importer.outputs["schema"], warn_only=int(config.warn_only))
     transform = Transform(..., schema=gate.outputs["validated_schema"])
 """
+
 import os
 from typing import Dict
 

@@ -4,6 +4,7 @@ The download job writes these keys into its tf.Examples, Transform reads them, t
 trainer and evaluator read Transform's outputs, and serving clients send the raw ones.
 This module imports neither TensorFlow nor Beam so light tools can use it.
 """
+
 import csv
 import dataclasses
 import io
@@ -84,7 +85,8 @@ def parse_label_map(text: str, source: str = "<label map>") -> LabelMap:
         except (TypeError, ValueError):
             raise LabelMapError(
                 f"{source}, line {line_no}: labelId and taskId must be integers, got "
-                f"{row.get('labelId')!r}, {row.get('taskId')!r}") from None
+                f"{row.get('labelId')!r}, {row.get('taskId')!r}"
+            ) from None
         if label_id < 1:
             raise LabelMapError(f"{source}, line {line_no}: labelId must be >= 1, got {label_id}")
         if label_id in seen:

@@ -7,6 +7,7 @@ to TensorFlow (``trainer``, ``pipeline``, ``components``, ``cli``) import it fro
 benchmarks. A value the user set is kept. Side tools that benchmarks start (img2dataset) get
 an environment without it (``benchmarks/download_benchmark.py``, ``clean_env``).
 """
+
 import os
 
 VARIABLE = "TF_USE_LEGACY_KERAS"

@@ -7,13 +7,24 @@ Signatures (``trainer/exporter.py`` builds them; the ensemble's export has the s
   transform_features  serialized tf.Examples -> Transform's outputs, labels included
   embed_images        raw image bytes -> L2-normalised embedding
 """
+
 import os
 
 SERVING_DEFAULT, PREDICT_IMAGES, EVALUATE, TRANSFORM_FEATURES, EMBED_IMAGES = (
-    "serving_default", "predict_images", "evaluate", "transform_features", "embed_images")
+    "serving_default",
+    "predict_images",
+    "evaluate",
+    "transform_features",
+    "embed_images",
+)
 EXAMPLES, IMAGES = "examples", "images"  # the signatures' input names
 PROBABILITIES, DECISIONS, LABEL_IDS, LABEL_NAMES, EMBEDDING = (
-    "probabilities", "decisions", "label_ids", "label_names", "embedding")
+    "probabilities",
+    "decisions",
+    "label_ids",
+    "label_names",
+    "embedding",
+)
 
 ASSETS_EXTRA = "assets.extra"
 THRESHOLDS_FILE = "thresholds.json"  # the decision rules and their scores (trainer/rules.py)

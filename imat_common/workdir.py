@@ -1,5 +1,6 @@
 """The layout of a local work folder (``imat run --workdir``), written by the demo and the
 local pipeline and read by every command."""
+
 import dataclasses
 import glob
 import os
@@ -53,8 +54,10 @@ class Workdir:
 
 def latest_pushed_model(serving_dir: str) -> Optional[str]:
     """The newest versioned folder the Pusher wrote, or None."""
-    versions = sorted((p for p in glob.glob(os.path.join(serving_dir, "*")) if os.path.basename(p).isdigit()),
-                      key=lambda p: int(os.path.basename(p)))
+    versions = sorted(
+        (p for p in glob.glob(os.path.join(serving_dir, "*")) if os.path.basename(p).isdigit()),
+        key=lambda p: int(os.path.basename(p)),
+    )
     return versions[-1] if versions else None
 
 

@@ -5,6 +5,7 @@ the GCS roots, Dataflow's Beam args, the Trainer's Vertex AI Training worker poo
 Pusher sends the model. No credentials: every Google client finds Application Default
 Credentials in its environment (the job's service account on Vertex and Dataflow).
 """
+
 import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -57,12 +58,15 @@ class TrainerResources:
         if self.accelerator_type in CLOUD_TPUS and self.machine_type != TPU_MACHINE_TYPE:
             found.append(f"{self.accelerator_type} needs machine type {TPU_MACHINE_TYPE!r}, not {self.machine_type!r}")
         if self.accelerator_type in CLOUD_TPUS and self.accelerator_count != 8:
-            found.append(f"{self.accelerator_type} on Vertex AI Training comes as 8 cores, not {self.accelerator_count}")
+            found.append(
+                f"{self.accelerator_type} on Vertex AI Training comes as 8 cores, not {self.accelerator_count}"
+            )
         if self.workers < 0:
             found.append(f"trainer workers must be 0 or more, not {self.workers}")
         if self.workers and self.is_tpu:
-            found.append("trainer workers run MultiWorkerMirroredStrategy on CPUs or GPUs, "
-                         f"not {self.accelerator_type}")
+            found.append(
+                f"trainer workers run MultiWorkerMirroredStrategy on CPUs or GPUs, not {self.accelerator_type}"
+            )
         return found
 
     def worker_pool_specs(self, image: str) -> List[Dict[str, Any]]:
@@ -77,8 +81,13 @@ class TrainerResources:
             machine_spec.update(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
         pools = [{"machine_spec": machine_spec, "replica_count": 1, "container_spec": {"image_uri": image}}]
         if self.workers:
-            pools.append({"machine_spec": dict(machine_spec), "replica_count": self.workers,
-                          "container_spec": {"image_uri": image}})
+            pools.append(
+                {
+                    "machine_spec": dict(machine_spec),
+                    "replica_count": self.workers,
+                    "container_spec": {"image_uri": image},
+                }
+            )
         return pools
 
 
@@ -118,8 +127,7 @@ class CloudConfig:
 
     def problems(self) -> List[str]:
         """Every setting that cannot work, as readable lines."""
-        found = [f"--{name} is required" for name in ("project", "region", "image")
-                 if not getattr(self, name).strip()]
+        found = [f"--{name} is required" for name in ("project", "region", "image") if not getattr(self, name).strip()]
         for name, flag in (("pipeline_root", "pipeline_root"), ("data_root", "data"), ("label_map", "label_map")):
             value = getattr(self, name)
             if not value.startswith("gs://"):
@@ -144,11 +152,17 @@ class CloudConfig:
     def beam_pipeline_args(self) -> Tuple[str, ...]:
         """Beam args that run every Beam component on Dataflow."""
         flow = self.dataflow
-        args = ["--runner=DataflowRunner", f"--project={self.project}", f"--region={self.region}",
-                f"--temp_location={self.temp_location or self.pipeline_root.rstrip('/') + '/tmp'}",
-                f"--setup_file={flow.setup_file}", f"--machine_type={flow.machine_type}",
-                f"--autoscaling_algorithm={flow.autoscaling_algorithm}",
-                f"--max_num_workers={flow.max_num_workers}", f"--disk_size_gb={flow.disk_size_gb}"]
+        args = [
+            "--runner=DataflowRunner",
+            f"--project={self.project}",
+            f"--region={self.region}",
+            f"--temp_location={self.temp_location or self.pipeline_root.rstrip('/') + '/tmp'}",
+            f"--setup_file={flow.setup_file}",
+            f"--machine_type={flow.machine_type}",
+            f"--autoscaling_algorithm={flow.autoscaling_algorithm}",
+            f"--max_num_workers={flow.max_num_workers}",
+            f"--disk_size_gb={flow.disk_size_gb}",
+        ]
         if flow.use_pipeline_image:
             args.append(f"--sdk_container_image={self.image}")
         if self.service_account:
@@ -164,8 +178,11 @@ class CloudConfig:
             job_spec["service_account"] = self.service_account
         from tfx.v1.extensions import google_cloud_ai_platform as gcp  # TFX imports TensorFlow: only here
 
-        return {gcp.ENABLE_VERTEX_KEY: True, gcp.VERTEX_REGION_KEY: self.region,
-                gcp.TRAINING_ARGS_KEY: {"project": self.project, "job_spec": job_spec}}
+        return {
+            gcp.ENABLE_VERTEX_KEY: True,
+            gcp.VERTEX_REGION_KEY: self.region,
+            gcp.TRAINING_ARGS_KEY: {"project": self.project, "job_spec": job_spec},
+        }
 
     def vertex_serving_config(self) -> Optional[Dict[str, Any]]:
         """The Vertex AI Pusher's ``custom_config``, or None to push to ``serving_dir``."""
@@ -173,7 +190,13 @@ class CloudConfig:
             return None
         from tfx.v1.extensions import google_cloud_ai_platform as gcp
 
-        return {gcp.ENABLE_VERTEX_KEY: True, gcp.VERTEX_REGION_KEY: self.region,
-                gcp.VERTEX_CONTAINER_IMAGE_URI_KEY: self.serving_image,
-                gcp.SERVING_ARGS_KEY: {"project_id": self.project, "endpoint_name": self.endpoint,
-                                       "machine_type": self.serving_machine_type}}
+        return {
+            gcp.ENABLE_VERTEX_KEY: True,
+            gcp.VERTEX_REGION_KEY: self.region,
+            gcp.VERTEX_CONTAINER_IMAGE_URI_KEY: self.serving_image,
+            gcp.SERVING_ARGS_KEY: {
+                "project_id": self.project,
+                "endpoint_name": self.endpoint,
+                "machine_type": self.serving_machine_type,
+            },
+        }

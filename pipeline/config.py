@@ -1,4 +1,5 @@
 """The pipeline's one configuration object: frozen, no side effects, shared by every runner."""
+
 import dataclasses
 from typing import List, Tuple
 
@@ -55,8 +56,10 @@ class PipelineConfig(TrainerSettings):
                 key, sep, value = item.partition("=")
                 key = key.strip()
                 if not sep or key not in MEMBER_SETTINGS:
-                    raise ValueError(f"ensemble member {number} ({spec!r}): {item!r} is not key=value with a key "
-                                     f"in {', '.join(MEMBER_SETTINGS)}")
+                    raise ValueError(
+                        f"ensemble member {number} ({spec!r}): {item!r} is not key=value with a key "
+                        f"in {', '.join(MEMBER_SETTINGS)}"
+                    )
                 overrides[key] = typed(fields[key], value.strip(), f"ensemble member {number}, {key}")
             members.append(dataclasses.replace(self, ensemble=(), **overrides))
         return members
@@ -74,10 +77,25 @@ def demo_config(workdir: str, num_labels: int, **overrides) -> PipelineConfig:
     """
     work = Workdir(workdir)
     settings = dict(
-        pipeline_name="imat-demo", pipeline_root=work.pipeline_root, data_root=work.data,
-        serving_dir=work.serving, label_map=work.label_map, num_labels=num_labels,
-        image_size=96, weights="none", train_steps=300, head_steps_fraction=0.0, batch_size=16,
-        eval_batch_size=32, fine_tune_from="", head_learning_rate=2e-3, fine_tune_learning_rate=1e-3,
-        dropout=0.2, batch_norm_momentum=0.9, min_positives=3, micro_f1_lower_bound=0.5)
+        pipeline_name="imat-demo",
+        pipeline_root=work.pipeline_root,
+        data_root=work.data,
+        serving_dir=work.serving,
+        label_map=work.label_map,
+        num_labels=num_labels,
+        image_size=96,
+        weights="none",
+        train_steps=300,
+        head_steps_fraction=0.0,
+        batch_size=16,
+        eval_batch_size=32,
+        fine_tune_from="",
+        head_learning_rate=2e-3,
+        fine_tune_learning_rate=1e-3,
+        dropout=0.2,
+        batch_norm_momentum=0.9,
+        min_positives=3,
+        micro_f1_lower_bound=0.5,
+    )
     settings.update(overrides)
     return PipelineConfig(**settings)

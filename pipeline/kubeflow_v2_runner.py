@@ -6,6 +6,7 @@ Pusher to a Vertex AI endpoint or a GCS folder, and the runtime parameters. Comp
 offline: the code is referenced by import path and ships in the pipeline image, so nothing is
 uploaded and no credentials are needed.
 """
+
 import json
 import os
 import posixpath
@@ -37,21 +38,32 @@ def pipeline_config(cloud: CloudConfig, num_labels: int, pipeline_name: str = "i
         wanted = trainer.distribution()
         if overrides.get("distribution", wanted) != wanted:
             workers = f" and {trainer.workers} worker(s)" if trainer.workers else ""
-            raise CloudConfigError(f"distribution {overrides['distribution']!r} does not fit the trainer's "
-                                   f"{trainer.accelerator_count} x {trainer.accelerator_type or 'CPU'}{workers}: "
-                                   f"it needs {wanted!r}")
+            raise CloudConfigError(
+                f"distribution {overrides['distribution']!r} does not fit the trainer's "
+                f"{trainer.accelerator_count} x {trainer.accelerator_type or 'CPU'}{workers}: "
+                f"it needs {wanted!r}"
+            )
         overrides["distribution"] = wanted
-    config = PipelineConfig(pipeline_name=pipeline_name, pipeline_root=cloud.pipeline_root, data_root=cloud.data_root,
-                            serving_dir=cloud.serving_dir, label_map=cloud.label_map, num_labels=num_labels,
-                            beam_pipeline_args=cloud.beam_pipeline_args(), **overrides)
+    config = PipelineConfig(
+        pipeline_name=pipeline_name,
+        pipeline_root=cloud.pipeline_root,
+        data_root=cloud.data_root,
+        serving_dir=cloud.serving_dir,
+        label_map=cloud.label_map,
+        num_labels=num_labels,
+        beam_pipeline_args=cloud.beam_pipeline_args(),
+        **overrides,
+    )
     if cloud.vertex_training and cloud.trainer.workers:
         # Each replica takes an equal share of the global batch; the trainer would refuse it
         # after the machines had started.
         trainer = cloud.trainer
         replicas = (trainer.workers + 1) * (trainer.accelerator_count if trainer.accelerator_type else 1)
         if config.batch_size % replicas:
-            raise CloudConfigError(f"--batch_size {config.batch_size} does not divide among the {replicas} training "
-                                   f"replicas of {trainer.workers + 1} machines: use a multiple of {replicas}")
+            raise CloudConfigError(
+                f"--batch_size {config.batch_size} does not divide among the {replicas} training "
+                f"replicas of {trainer.workers + 1} machines: use a multiple of {replicas}"
+            )
     return config
 
 
@@ -60,8 +72,12 @@ def deployment(cloud: CloudConfig) -> Deployment:
 
     KFP v2 compiles only TFX's own LatestBlessedModelStrategy, so the baseline resolver is that one.
     """
-    return Deployment(runtime_parameters=True, candidate_aware_baseline=False,
-                      vertex_training=cloud.vertex_training_config(), vertex_serving=cloud.vertex_serving_config())
+    return Deployment(
+        runtime_parameters=True,
+        candidate_aware_baseline=False,
+        vertex_training=cloud.vertex_training_config(),
+        vertex_serving=cloud.vertex_serving_config(),
+    )
 
 
 def compile_job(config: PipelineConfig, cloud: CloudConfig) -> Dict[str, Any]:
@@ -72,10 +88,11 @@ def compile_job(config: PipelineConfig, cloud: CloudConfig) -> Dict[str, Any]:
     """
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            default_image=cloud.image, use_pipeline_spec_2_1=True))
+            default_image=cloud.image, use_pipeline_spec_2_1=True
+        )
+    )
     defaults = runtime_parameter_defaults(config)
-    job = runner.run(create_pipeline(config, deployment=deployment(cloud)), parameter_values=defaults,
-                     write_out=False)
+    job = runner.run(create_pipeline(config, deployment=deployment(cloud)), parameter_values=defaults, write_out=False)
     spec = job["pipelineSpec"]
     spec["defaultPipelineRoot"] = config.pipeline_root
     for name, definition in spec["root"]["inputDefinitions"]["parameters"].items():

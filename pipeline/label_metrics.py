@@ -11,6 +11,7 @@ Output, under the overall slice and output ``decisions``, sub key ``classId:k`` 
 ``label_slice_micro_f1``, unweighted, with TFMA's definitions (a decision counts as positive above 0.5; an
 undefined ratio is NaN).
 """
+
 from typing import Dict, Iterable, List, Optional
 
 import apache_beam as beam
@@ -20,8 +21,11 @@ from tensorflow_model_analysis.proto import config_pb2
 
 LABEL_SLICE_METRICS_NAME = "label_slice_metrics"
 EXAMPLE_COUNT, MICRO_PRECISION, MICRO_RECALL, MICRO_F1 = (
-    "label_slice_example_count", "label_slice_micro_precision", "label_slice_micro_recall",
-    "label_slice_micro_f1")
+    "label_slice_example_count",
+    "label_slice_micro_precision",
+    "label_slice_micro_recall",
+    "label_slice_micro_f1",
+)
 DECISION_THRESHOLD = 0.5  # TFMA's default threshold for precision, recall and F1
 
 
@@ -39,25 +43,29 @@ class LabelSliceMetrics(metric_types.Metric):
 metric_types.register_metric(LabelSliceMetrics)
 
 
-def _label_slice_metrics(name: str = LABEL_SLICE_METRICS_NAME,
-                         eval_config: Optional[config_pb2.EvalConfig] = None,
-                         model_names: Optional[List[str]] = None,
-                         output_names: Optional[List[str]] = None) -> metric_types.MetricComputations:
+def _label_slice_metrics(
+    name: str = LABEL_SLICE_METRICS_NAME,
+    eval_config: Optional[config_pb2.EvalConfig] = None,
+    model_names: Optional[List[str]] = None,
+    output_names: Optional[List[str]] = None,
+) -> metric_types.MetricComputations:
     computations = []
     for model_name in model_names or [""]:
         for output_name in output_names or [""]:
-            computations.append(metric_types.MetricComputation(
-                keys=[],  # one key per label, known only once the label vector's width is seen
-                preprocessors=None,  # TFMA's standard labels / predictions / weights
-                combiner=_LabelSliceCombiner(name, eval_config, model_name, output_name)))
+            computations.append(
+                metric_types.MetricComputation(
+                    keys=[],  # one key per label, known only once the label vector's width is seen
+                    preprocessors=None,  # TFMA's standard labels / predictions / weights
+                    combiner=_LabelSliceCombiner(name, eval_config, model_name, output_name),
+                )
+            )
     return computations
 
 
 class _LabelSliceCombiner(beam.CombineFn):
     """Accumulates [count, tp, fp, fn] per label over the examples that carry it."""
 
-    def __init__(self, name: str, eval_config: Optional[config_pb2.EvalConfig], model_name: str,
-                 output_name: str):
+    def __init__(self, name: str, eval_config: Optional[config_pb2.EvalConfig], model_name: str, output_name: str):
         self._name = name
         self._eval_config = eval_config
         self._model_name = model_name
@@ -66,21 +74,28 @@ class _LabelSliceCombiner(beam.CombineFn):
     def create_accumulator(self) -> Optional[np.ndarray]:
         return None  # a (labels, 4) array once the first example gives the width
 
-    def add_input(self, accumulator: Optional[np.ndarray],
-                  element: metric_types.StandardMetricInputs) -> np.ndarray:
+    def add_input(self, accumulator: Optional[np.ndarray], element: metric_types.StandardMetricInputs) -> np.ndarray:
         for label, prediction, _ in metric_util.to_label_prediction_example_weight(
-                element, eval_config=self._eval_config, model_name=self._model_name,
-                output_name=self._output_name, flatten=False, squeeze=False):
+            element,
+            eval_config=self._eval_config,
+            model_name=self._model_name,
+            output_name=self._output_name,
+            flatten=False,
+            squeeze=False,
+        ):
             label = np.asarray(label, np.float64).reshape(-1)
             prediction = np.asarray(prediction, np.float64).reshape(-1)
             if label.shape != prediction.shape:
-                raise ValueError(f"{self._name}: labels have {label.size} values and predictions "
-                                 f"{prediction.size} for output '{self._output_name}'; the labels must be "
-                                 "a dense multi-hot vector as wide as the predictions")
+                raise ValueError(
+                    f"{self._name}: labels have {label.size} values and predictions "
+                    f"{prediction.size} for output '{self._output_name}'; the labels must be "
+                    "a dense multi-hot vector as wide as the predictions"
+                )
             positive = prediction > DECISION_THRESHOLD
             # Labels weigh as in TFMA's confusion matrices (fractional labels split the weight).
-            counts = np.array([1.0, np.sum(label * positive), np.sum((1.0 - label) * positive),
-                               np.sum(label * ~positive)])
+            counts = np.array(
+                [1.0, np.sum(label * positive), np.sum((1.0 - label) * positive), np.sum(label * ~positive)]
+            )
             if accumulator is None:
                 accumulator = np.zeros((label.size, 4))
             elif accumulator.shape[0] != label.size:
@@ -96,8 +111,7 @@ class _LabelSliceCombiner(beam.CombineFn):
             if result is None:
                 result = accumulator.copy()
             elif result.shape != accumulator.shape:
-                raise ValueError(f"{self._name}: label vectors of widths {result.shape[0]} and "
-                                 f"{accumulator.shape[0]}")
+                raise ValueError(f"{self._name}: label vectors of widths {result.shape[0]} and {accumulator.shape[0]}")
             else:
                 result += accumulator
         return result
@@ -105,11 +119,21 @@ class _LabelSliceCombiner(beam.CombineFn):
     def extract_output(self, accumulator: Optional[np.ndarray]) -> Dict[metric_types.MetricKey, float]:
         output = {}
         for class_id, (count, tp, fp, fn) in enumerate(accumulator if accumulator is not None else []):
-            values = {EXAMPLE_COUNT: count, MICRO_PRECISION: _ratio(tp, tp + fp), MICRO_RECALL: _ratio(tp, tp + fn),
-                      MICRO_F1: _ratio(2 * tp, 2 * tp + fp + fn)}
+            values = {
+                EXAMPLE_COUNT: count,
+                MICRO_PRECISION: _ratio(tp, tp + fp),
+                MICRO_RECALL: _ratio(tp, tp + fn),
+                MICRO_F1: _ratio(2 * tp, 2 * tp + fp + fn),
+            }
             for metric, value in values.items():
-                output[metric_types.MetricKey(name=metric, model_name=self._model_name, output_name=self._output_name,
-                                              sub_key=metric_types.SubKey(class_id=class_id))] = float(value)
+                output[
+                    metric_types.MetricKey(
+                        name=metric,
+                        model_name=self._model_name,
+                        output_name=self._output_name,
+                        sub_key=metric_types.SubKey(class_id=class_id),
+                    )
+                ] = float(value)
         return output
 
 

@@ -1,4 +1,5 @@
 """Runs the pipeline on this machine: LocalDagRunner, SQLite metadata, Beam's FnApiRunner."""
+
 import dataclasses
 import os
 
@@ -28,8 +29,7 @@ def with_staged_schema(config: PipelineConfig) -> PipelineConfig:
 
 
 def metadata_config(config: PipelineConfig):
-    return tfx.orchestration.metadata.sqlite_metadata_connection_config(
-        metadata_path(config.pipeline_root))
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path(config.pipeline_root))
 
 
 def run(config: PipelineConfig) -> PipelineConfig:

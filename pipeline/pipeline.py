@@ -9,6 +9,7 @@ The preprocessing and run functions are referenced by import path, not module fi
 would otherwise hash (and on Vertex upload) every file beside the module.
 What a runner may change besides roots and Beam args is in ``Deployment``.
 """
+
 import dataclasses
 import posixpath
 from typing import Any, Dict, Mapping, Optional
@@ -34,8 +35,12 @@ RUN_FN = "trainer.task.run_fn"
 MICRO_F1 = run_parameters.MICRO_F1
 AUC_NUM_THRESHOLDS = 200
 # Values users change per run on Kubeflow / Vertex without recompiling: name -> type.
-RUNTIME_PARAMETERS = {run_parameters.TRAIN_STEPS: int, run_parameters.HEAD_LEARNING_RATE: float,
-                      run_parameters.FINE_TUNE_LEARNING_RATE: float, run_parameters.MICRO_F1_LOWER_BOUND: float}
+RUNTIME_PARAMETERS = {
+    run_parameters.TRAIN_STEPS: int,
+    run_parameters.HEAD_LEARNING_RATE: float,
+    run_parameters.FINE_TUNE_LEARNING_RATE: float,
+    run_parameters.MICRO_F1_LOWER_BOUND: float,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +73,10 @@ def _run_values(config: PipelineConfig, deployment: Deployment) -> Dict[str, Any
     values = runtime_parameter_defaults(config)
     if not deployment.runtime_parameters:
         return values
-    return {name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=RUNTIME_PARAMETERS[name], default=value)
-            for name, value in values.items()}
+    return {
+        name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=RUNTIME_PARAMETERS[name], default=value)
+        for name, value in values.items()
+    }
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -86,36 +93,55 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """
     per_label = tfma.BinarizationOptions(class_ids={"values": list(range(config.num_labels))})
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(
-            signature_name=serving.EVALUATE, preprocessing_function_names=[serving.TRANSFORM_FEATURES],
-            label_keys={DECISIONS: LABELS_FEATURE, PROBABILITIES: LABELS_FEATURE})],
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=serving.EVALUATE,
+                preprocessing_function_names=[serving.TRANSFORM_FEATURES],
+                label_keys={DECISIONS: LABELS_FEATURE, PROBABILITIES: LABELS_FEATURE},
+            )
+        ],
         metrics_specs=[
             # The gate, alone in its spec: a threshold next to binarize would gate every label.
             tfma.MetricsSpec(
                 output_names=[DECISIONS],
-                metrics=[tfma.MetricConfig(
-                    class_name="F1Score", config=f'{{"name": "{MICRO_F1}"}}',
-                    threshold=tfma.MetricThreshold(
-                        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.micro_f1_lower_bound}),
-                        change_threshold=tfma.GenericChangeThreshold(
-                            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10})))],
-                aggregate=tfma.AggregationOptions(micro_average=True)),
+                metrics=[
+                    tfma.MetricConfig(
+                        class_name="F1Score",
+                        config=f'{{"name": "{MICRO_F1}"}}',
+                        threshold=tfma.MetricThreshold(
+                            value_threshold=tfma.GenericValueThreshold(
+                                lower_bound={"value": config.micro_f1_lower_bound}
+                            ),
+                            change_threshold=tfma.GenericChangeThreshold(
+                                direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}
+                            ),
+                        ),
+                    )
+                ],
+                aggregate=tfma.AggregationOptions(micro_average=True),
+            ),
             # Per label, at each label's tuned threshold (decisions are 0/1, so 0.5 splits them).
             tfma.MetricsSpec(
                 output_names=[DECISIONS],
                 metrics=[tfma.MetricConfig(class_name=name) for name in ("Precision", "Recall", "F1Score")],
-                binarize=per_label),
+                binarize=per_label,
+            ),
             # TFMA's default 10,000 thresholds per label and slice made AUC 96 % of the Evaluator's
             # time (benchmarks/evaluator_benchmark.py); 200 keeps AUC to about 0.005.
-            tfma.MetricsSpec(output_names=[PROBABILITIES],
-                             metrics=[tfma.MetricConfig(class_name="AUC",
-                                                        config=f'{{"num_thresholds": {AUC_NUM_THRESHOLDS}}}')],
-                             binarize=per_label),
+            tfma.MetricsSpec(
+                output_names=[PROBABILITIES],
+                metrics=[tfma.MetricConfig(class_name="AUC", config=f'{{"num_thresholds": {AUC_NUM_THRESHOLDS}}}')],
+                binarize=per_label,
+            ),
             # The split's size, and per label k the images carrying k: count (k's support) and
             # micro precision / recall / F1 of their decisions, linear in examples x labels.
-            tfma.MetricsSpec(output_names=[DECISIONS], metrics=[
-                tfma.MetricConfig(class_name="ExampleCount"),
-                tfma.MetricConfig(class_name=LabelSliceMetrics.__name__, module=LabelSliceMetrics.__module__)]),
+            tfma.MetricsSpec(
+                output_names=[DECISIONS],
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name=LabelSliceMetrics.__name__, module=LabelSliceMetrics.__module__),
+                ],
+            ),
         ],
         slicing_specs=[tfma.SlicingSpec()],
         # Default metrics would re-compute the model's compiled tf_keras metrics: off.
@@ -128,27 +154,35 @@ def _baseline_resolver(trainer, deployment: Deployment) -> tfx.dsl.Resolver:
         # Not the Trainer's own model: an unchanged rerun then reuses the Evaluator and Pusher.
         return tfx.dsl.Resolver(
             strategy_class=baseline.LatestBlessedOtherModelStrategy,
-            **{baseline.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-               baseline.BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-               baseline.CANDIDATE_KEY: trainer.outputs["model"]},
+            **{
+                baseline.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+                baseline.BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+                baseline.CANDIDATE_KEY: trainer.outputs["model"],
+            },
         ).with_id("latest_blessed_model_resolver")
     return tfx.dsl.Resolver(
         strategy_class=LatestBlessedModelStrategy,
-        **{baseline.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-           baseline.BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)},
+        **{
+            baseline.MODEL_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            baseline.BLESSING_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        },
     ).with_id("latest_blessed_model_resolver")
 
 
 def _pusher(config: PipelineConfig, deployment: Deployment, trainer, evaluator):
     if deployment.vertex_serving is not None:
         return tfx.extensions.google_cloud_ai_platform.Pusher(
-            model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-            custom_config=dict(deployment.vertex_serving))
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            custom_config=dict(deployment.vertex_serving),
+        )
     return tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)
+        ),
+    )
 
 
 def data_components(config: PipelineConfig) -> Dict[str, Any]:
@@ -158,32 +192,51 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
       ValueError: ``config.schema_path`` is empty (the pipeline imports a curated schema).
     """
     if not config.schema_path:
-        raise ValueError("PipelineConfig.schema_path is empty: the pipeline imports a curated schema; "
-                         "write one with `imat schema --label_map CSV --output schema.pbtxt`")
-    example_gen = calibration_example_gen(config.data_root, f"{config.train_split}/*.tfrecord.gz",
-                                          f"{config.eval_split}/*.tfrecord.gz", config.calibration_percent)
+        raise ValueError(
+            "PipelineConfig.schema_path is empty: the pipeline imports a curated schema; "
+            "write one with `imat schema --label_map CSV --output schema.pbtxt`"
+        )
+    example_gen = calibration_example_gen(
+        config.data_root,
+        f"{config.train_split}/*.tfrecord.gz",
+        f"{config.eval_split}/*.tfrecord.gz",
+        config.calibration_percent,
+    )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     # SchemaGen's guess from this run's statistics: a statistic to compare with the contract
     # (`imat report` prints the differences), read by nothing downstream.
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"])
-    gate = ValidationGate(statistics=statistics_gen.outputs["statistics"],
-                          anomalies=example_validator.outputs["anomalies"],
-                          schema=schema_importer.outputs["schema"], warn_only=int(config.warn_only))
+        statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
+    )
+    gate = ValidationGate(
+        statistics=statistics_gen.outputs["statistics"],
+        anomalies=example_validator.outputs["anomalies"],
+        schema=schema_importer.outputs["schema"],
+        warn_only=int(config.warn_only),
+    )
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=gate.outputs["validated_schema"],
-        preprocessing_fn=PREPROCESSING_FN, materialize=False,
+        examples=example_gen.outputs["examples"],
+        schema=gate.outputs["validated_schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        materialize=False,
         # Statistics of the transformed features would decode and resize every image of every
         # split once more, only to describe 268,203 floats per image at 299 px: it was most of Transform's CPU
         # and, in the local runner, memory that grew with the data (benchmarks/scale_benchmark.py).
         # StatisticsGen already describes the raw data that the schema checks.
         disable_statistics=True,
-        custom_config=config.transform_custom_config())
-    return {"example_gen": example_gen, "statistics_gen": statistics_gen, "schema_gen": schema_gen,
-            "schema_importer": schema_importer, "example_validator": example_validator, "gate": gate,
-            "transform": transform}
+        custom_config=config.transform_custom_config(),
+    )
+    return {
+        "example_gen": example_gen,
+        "statistics_gen": statistics_gen,
+        "schema_gen": schema_gen,
+        "schema_importer": schema_importer,
+        "example_validator": example_validator,
+        "gate": gate,
+        "transform": transform,
+    }
 
 
 def _trainer(config: PipelineConfig, front: Dict[str, Any], run_values: Dict[str, Any], deployment: Deployment):
@@ -199,12 +252,16 @@ def _trainer(config: PipelineConfig, front: Dict[str, Any], run_values: Dict[str
         train_steps=run_values[run_parameters.TRAIN_STEPS],
         head_learning_rate=run_values[run_parameters.HEAD_LEARNING_RATE],
         fine_tune_learning_rate=run_values[run_parameters.FINE_TUNE_LEARNING_RATE],
-        vertex=deployment.vertex_training is not None)
+        vertex=deployment.vertex_training is not None,
+    )
 
 
-def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
-                    beam_pipeline_args: Optional[list] = None,
-                    deployment: Deployment = Deployment()) -> tfx.dsl.Pipeline:
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config=None,
+    beam_pipeline_args: Optional[list] = None,
+    deployment: Deployment = Deployment(),
+) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline from the config; pure: no I/O, nothing run.
 
     Args:
@@ -217,15 +274,21 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
     front = data_components(config)
     example_gen = front["example_gen"]
     members = config.member_configs()
-    trainers = [_trainer(member, front, run_values, deployment).with_id(f"Trainer_{i}")
-                for i, member in enumerate(members, start=1)] or [_trainer(config, front, run_values, deployment)]
+    trainers = [
+        _trainer(member, front, run_values, deployment).with_id(f"Trainer_{i}")
+        for i, member in enumerate(members, start=1)
+    ] or [_trainer(config, front, run_values, deployment)]
     trained = trainers
     if members:
-        ensembler = Ensembler(examples=example_gen.outputs["examples"],
-                              **{member_key(i): t.outputs["model"] for i, t in enumerate(trainers)},
-                              method=config.ensemble_method, min_positives=config.min_positives,
-                              calibration_folds=config.calibration_folds, eval_batch_size=config.eval_batch_size,
-                              seed=config.seed)
+        ensembler = Ensembler(
+            examples=example_gen.outputs["examples"],
+            **{member_key(i): t.outputs["model"] for i, t in enumerate(trainers)},
+            method=config.ensemble_method,
+            min_positives=config.min_positives,
+            calibration_folds=config.calibration_folds,
+            eval_batch_size=config.eval_batch_size,
+            seed=config.seed,
+        )
         trained = trainers + [ensembler]
     trainer = trained[-1]  # the model the Evaluator gates: the single Trainer's, or the ensemble
     model_resolver = _baseline_resolver(trainer, deployment)
@@ -235,15 +298,19 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         baseline_model=model_resolver.outputs[baseline.MODEL_KEY],
         eval_config=eval_config(config),
         micro_f1_lower_bound=run_values[run_parameters.MICRO_F1_LOWER_BOUND],
-        example_splits=[EVAL])  # never the calibration split: the gate is out of sample
+        example_splits=[EVAL],
+    )  # never the calibration split: the gate is out of sample
     pusher = _pusher(config, deployment, trainer, evaluator)
     # "More like this": the catalogue embedded by the model that serves, copied beside the
     # serving folder (<serving_dir>/../similar/<version>) where `imat similar` looks for it.
     indexer = SimilarityIndexer(
-        examples=example_gen.outputs["examples"], pushed_model=pusher.outputs["pushed_model"],
+        examples=example_gen.outputs["examples"],
+        pushed_model=pusher.outputs["pushed_model"],
         label_map=config.label_map,
         index_destination=posixpath.join(posixpath.dirname(config.serving_dir.rstrip("/")), "similar")
-        if config.serving_dir else "")
+        if config.serving_dir
+        else "",
+    )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

@@ -8,6 +8,7 @@ change per run (training steps, the two learning rates, the micro-F1 bound) as p
 their own, and their executors write them into ``TrainArgs``, ``custom_config`` and the
 ``EvalConfig`` before the stock executor runs. Locally they are plain numbers.
 """
+
 import json
 from typing import Any, Dict, List, Mapping, Optional, Union
 
@@ -63,12 +64,19 @@ def apply_evaluator_parameters(exec_properties: Mapping[str, Any]) -> Dict[str, 
     if bound is None:
         return result
     eval_config = proto_utils.json_to_proto(result[specs.EVAL_CONFIG_KEY], tfma.EvalConfig())
-    gates = [metric for spec in eval_config.metrics_specs for metric in spec.metrics
-             if metric.config and json.loads(metric.config).get("name") == MICRO_F1
-             and metric.threshold.HasField("value_threshold")]
+    gates = [
+        metric
+        for spec in eval_config.metrics_specs
+        for metric in spec.metrics
+        if metric.config
+        and json.loads(metric.config).get("name") == MICRO_F1
+        and metric.threshold.HasField("value_threshold")
+    ]
     if not gates:
-        raise ValueError(f"{MICRO_F1_LOWER_BOUND} given, but the EvalConfig has no '{MICRO_F1}' metric "
-                         "with a value threshold to apply it to")
+        raise ValueError(
+            f"{MICRO_F1_LOWER_BOUND} given, but the EvalConfig has no '{MICRO_F1}' metric "
+            "with a value threshold to apply it to"
+        )
     for metric in gates:
         metric.threshold.value_threshold.lower_bound.value = float(bound)
     result[specs.EVAL_CONFIG_KEY] = proto_utils.proto_to_json(eval_config)
@@ -102,17 +110,18 @@ class EvaluatorExecutor(evaluator_executor.Executor):
 class TrainerSpec(specs.TrainerSpec):
     """The stock Trainer's spec and the run parameters."""
 
-    PARAMETERS = {**specs.TrainerSpec.PARAMETERS,
-                  TRAIN_STEPS: ExecutionParameter(type=int, optional=True),
-                  HEAD_LEARNING_RATE: ExecutionParameter(type=float, optional=True),
-                  FINE_TUNE_LEARNING_RATE: ExecutionParameter(type=float, optional=True)}
+    PARAMETERS = {
+        **specs.TrainerSpec.PARAMETERS,
+        TRAIN_STEPS: ExecutionParameter(type=int, optional=True),
+        HEAD_LEARNING_RATE: ExecutionParameter(type=float, optional=True),
+        FINE_TUNE_LEARNING_RATE: ExecutionParameter(type=float, optional=True),
+    }
 
 
 class EvaluatorSpec(specs.EvaluatorSpec):
     """The stock Evaluator's spec and the gate's lower bound."""
 
-    PARAMETERS = {**specs.EvaluatorSpec.PARAMETERS,
-                  MICRO_F1_LOWER_BOUND: ExecutionParameter(type=float, optional=True)}
+    PARAMETERS = {**specs.EvaluatorSpec.PARAMETERS, MICRO_F1_LOWER_BOUND: ExecutionParameter(type=float, optional=True)}
 
 
 class Trainer(base_component.BaseComponent):
@@ -125,20 +134,37 @@ class Trainer(base_component.BaseComponent):
     SPEC_CLASS = TrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(TrainerExecutor)
 
-    def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel, schema: types.BaseChannel,
-                 run_fn: str, train_args: trainer_pb2.TrainArgs, eval_args: trainer_pb2.EvalArgs,
-                 custom_config: Dict[str, Any], train_steps: Optional[Number] = None,
-                 head_learning_rate: Optional[Number] = None, fine_tune_learning_rate: Optional[Number] = None,
-                 vertex: bool = False):
+    def __init__(
+        self,
+        examples: types.BaseChannel,
+        transform_graph: types.BaseChannel,
+        schema: types.BaseChannel,
+        run_fn: str,
+        train_args: trainer_pb2.TrainArgs,
+        eval_args: trainer_pb2.EvalArgs,
+        custom_config: Dict[str, Any],
+        train_steps: Optional[Number] = None,
+        head_learning_rate: Optional[Number] = None,
+        fine_tune_learning_rate: Optional[Number] = None,
+        vertex: bool = False,
+    ):
         spec = TrainerSpec(
-            examples=examples, transform_graph=transform_graph, schema=schema, run_fn=run_fn,
-            train_args=train_args, eval_args=eval_args, custom_config=json_utils.dumps(custom_config),
+            examples=examples,
+            transform_graph=transform_graph,
+            schema=schema,
+            run_fn=run_fn,
+            train_args=train_args,
+            eval_args=eval_args,
+            custom_config=json_utils.dumps(custom_config),
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun),
-            train_steps=train_steps, head_learning_rate=head_learning_rate,
-            fine_tune_learning_rate=fine_tune_learning_rate)
-        super().__init__(spec=spec, custom_executor_spec=(
-            executor_spec.ExecutorClassSpec(VertexTrainerExecutor) if vertex else None))
+            train_steps=train_steps,
+            head_learning_rate=head_learning_rate,
+            fine_tune_learning_rate=fine_tune_learning_rate,
+        )
+        super().__init__(
+            spec=spec, custom_executor_spec=(executor_spec.ExecutorClassSpec(VertexTrainerExecutor) if vertex else None)
+        )
 
 
 class Evaluator(base_beam_component.BaseBeamComponent):
@@ -150,13 +176,24 @@ class Evaluator(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = EvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(EvaluatorExecutor)
 
-    def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, baseline_model: types.BaseChannel,
-                 eval_config: tfma.EvalConfig, micro_f1_lower_bound: Optional[Number] = None,
-                 example_splits: Optional[List[str]] = None):
+    def __init__(
+        self,
+        examples: types.BaseChannel,
+        model: types.BaseChannel,
+        baseline_model: types.BaseChannel,
+        eval_config: tfma.EvalConfig,
+        micro_f1_lower_bound: Optional[Number] = None,
+        example_splits: Optional[List[str]] = None,
+    ):
         spec = EvaluatorSpec(
-            examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config,
-            fairness_indicator_thresholds=json_utils.dumps(None), example_splits=json_utils.dumps(example_splits),
+            examples=examples,
+            model=model,
+            baseline_model=baseline_model,
+            eval_config=eval_config,
+            fairness_indicator_thresholds=json_utils.dumps(None),
+            example_splits=json_utils.dumps(example_splits),
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
-            micro_f1_lower_bound=micro_f1_lower_bound)
+            micro_f1_lower_bound=micro_f1_lower_bound,
+        )
         super().__init__(spec=spec)

@@ -16,6 +16,7 @@ The contract, for every split the pipeline reads:
 
 ``imat schema`` (cli/schema.py) writes it and checks a file against a label map.
 """
+
 import hashlib
 import os
 from typing import List
@@ -68,7 +69,8 @@ def build_schema(label_map: LabelMap) -> schema_pb2.Schema:
     labels.int_domain.min = 1
     labels.int_domain.max = label_map.num_labels
     labels.annotation.comment.append(
-        f"label ids of the label map ({len(label_map.labels)} labels, highest id {label_map.num_labels})")
+        f"label ids of the label map ({len(label_map.labels)} labels, highest id {label_map.num_labels})"
+    )
     schema.dataset_constraints.min_examples_count = 1
     return schema
 
@@ -126,8 +128,10 @@ def differences(curated: schema_pb2.Schema, other: schema_pb2.Schema) -> List[st
             a, b = mine[name], theirs[name]
             shape = lambda f: [d.size for d in f.shape.dim] if f.HasField("shape") else "variable"
             if a.type != b.type:
-                lines.append(f"{name}: type {schema_pb2.FeatureType.Name(b.type)}, "
-                             f"contract {schema_pb2.FeatureType.Name(a.type)}")
+                lines.append(
+                    f"{name}: type {schema_pb2.FeatureType.Name(b.type)}, "
+                    f"contract {schema_pb2.FeatureType.Name(a.type)}"
+                )
             if shape(a) != shape(b):
                 lines.append(f"{name}: shape {shape(b)}, contract {shape(a)}")
     return lines

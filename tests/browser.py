@@ -1,4 +1,5 @@
 """Opens an HTML file in headless Chromium (the system's, driven by playwright) and collects script errors."""
+
 import os
 import shutil
 from typing import Callable, List, Optional

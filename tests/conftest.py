@@ -1,7 +1,9 @@
 """Shared fixtures. Keras 2 is chosen before anything imports TensorFlow."""
+
 import os
 
 import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest

@@ -1,4 +1,5 @@
 """A loopback HTTP server that serves good images and every fault the downloader must survive."""
+
 import collections
 import contextlib
 import http.server
@@ -60,7 +61,7 @@ class FaultServer:
             def _send(self, code, body=b"", content_type="image/jpeg", headers=None, length=True):
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
-                for k, v in (headers.items() if isinstance(headers, dict) else headers or ()):
+                for k, v in headers.items() if isinstance(headers, dict) else headers or ():
                     self.send_header(k, v)
                 if length:
                     self.send_header("Content-Length", str(len(body)))

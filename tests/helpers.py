@@ -4,6 +4,7 @@ and tiny trainer inputs (JPEG rows, a Transform output built with tft_beam, TFRe
 TensorFlow is imported inside the functions that use it: the fixtures' fault server imports this
 module in every test session, and most tests need no TensorFlow.
 """
+
 import glob
 import io
 import json
@@ -16,6 +17,7 @@ from imat_common import features
 
 
 # Image bytes
+
 
 def jpeg_bytes(width: int, height: int, color=(200, 30, 40), quality: int = 92) -> bytes:
     im = Image.new("RGB", (width, height), color)
@@ -52,8 +54,16 @@ def jpeg(im: Image.Image) -> bytes:
 # The download job
 
 # Small limits so faults resolve in about a second; the guard stays on.
-FAST_GUARDED = ["--max_size=100", "--deadline_s=2.5", "--attempt_timeout_s=1", "--retries=1", "--backoff_s=0.05",
-                "--max_bytes=1000000", "--max_pixels=1000000", "--progress_s=1"]
+FAST_GUARDED = [
+    "--max_size=100",
+    "--deadline_s=2.5",
+    "--attempt_timeout_s=1",
+    "--retries=1",
+    "--backoff_s=0.05",
+    "--max_bytes=1000000",
+    "--max_pixels=1000000",
+    "--progress_s=1",
+]
 # The fault server listens on loopback, which the guard refuses unless told otherwise.
 FAST = FAST_GUARDED + ["--allow_private_networks"]
 
@@ -73,8 +83,10 @@ def read_examples(out_dir, split):
     import tensorflow as tf
 
     files = sorted(tf.io.gfile.glob(os.path.join(out_dir, split, "*.tfrecord.gz")))
-    return [tf.train.Example.FromString(record.numpy())
-            for record in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    return [
+        tf.train.Example.FromString(record.numpy())
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP")
+    ]
 
 
 def example_ids(examples) -> List[str]:
@@ -92,12 +104,15 @@ def statuses(out_dir, split) -> Dict[str, dict]:
 
 # The trainer
 
+
 def raw_spec() -> dict:
     """The feature spec of the raw examples: the JPEG bytes and the label ids."""
     import tensorflow as tf
 
-    return {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-            features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
+    return {
+        features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+        features.LABELS_KEY: tf.io.VarLenFeature(tf.int64),
+    }
 
 
 def transform(rows: List[Dict], out: str, num_labels: int, image_size: int):
@@ -116,7 +131,8 @@ def transform(rows: List[Dict], out: str, num_labels: int, image_size: int):
     with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
         fn = lambda inputs: preprocessing_fn(inputs, {"num_labels": num_labels, "image_size": image_size})
         (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            fn, output_record_batches=False)
+            fn, output_record_batches=False
+        )
         _ = transform_fn | tft_beam.WriteTransformFn(out)
     metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
     return transformed, tft.TFTransformOutput(out)
@@ -128,7 +144,17 @@ def write_examples(rows: List[Dict], path: str) -> None:
 
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for row in rows:
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=row[features.IMAGE_KEY])),
-                features.LABELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=row[features.LABELS_KEY])),
-            })).SerializeToString())
+            writer.write(
+                tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            features.IMAGE_KEY: tf.train.Feature(
+                                bytes_list=tf.train.BytesList(value=row[features.IMAGE_KEY])
+                            ),
+                            features.LABELS_KEY: tf.train.Feature(
+                                int64_list=tf.train.Int64List(value=row[features.LABELS_KEY])
+                            ),
+                        }
+                    )
+                ).SerializeToString()
+            )

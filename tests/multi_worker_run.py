@@ -3,6 +3,7 @@
 TF_CONFIG comes from the environment, as on Vertex AI Training; ARGS.json holds the FnArgs
 fields. Runs the real ``trainer.task.run_fn``.
 """
+
 import faulthandler
 import json
 import logging

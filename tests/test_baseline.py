@@ -1,4 +1,5 @@
 """The Evaluator's baseline resolution: the newest blessed model that is not the candidate."""
+
 from tfx.types import standard_artifacts
 
 from components.baseline import BLESSING_KEY, CANDIDATE_KEY, MODEL_KEY, LatestBlessedOtherModelStrategy, latest_blessed
@@ -36,8 +37,11 @@ def test_the_candidate_is_never_its_own_baseline():
 
 def test_strategy_passes_the_candidate_through():
     result = LatestBlessedOtherModelStrategy().resolve_artifacts(
-        None, {MODEL_KEY: MODELS, BLESSING_KEY: BLESSINGS, CANDIDATE_KEY: [MODELS[1]]})
+        None, {MODEL_KEY: MODELS, BLESSING_KEY: BLESSINGS, CANDIDATE_KEY: [MODELS[1]]}
+    )
     assert [m.id for m in result[MODEL_KEY]] == [1]
     assert [m.id for m in result[CANDIDATE_KEY]] == [2]
-    empty = LatestBlessedOtherModelStrategy().resolve_artifacts(None, {MODEL_KEY: [], BLESSING_KEY: [], CANDIDATE_KEY: []})
+    empty = LatestBlessedOtherModelStrategy().resolve_artifacts(
+        None, {MODEL_KEY: [], BLESSING_KEY: [], CANDIDATE_KEY: []}
+    )
     assert empty[MODEL_KEY] == [] and empty[BLESSING_KEY] == []

@@ -1,4 +1,5 @@
 """The training input mixes shards written in catalogue order; evaluation reads each record once."""
+
 import os
 
 import numpy as np
@@ -9,8 +10,7 @@ from trainer import data
 from imat_common import features
 
 NUM_LABELS, SHARDS, PER_SHARD = 4, 8, 200
-SPEC = {features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
-        features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
+SPEC = {features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string), features.LABELS_KEY: tf.io.VarLenFeature(tf.int64)}
 # Label frequencies of the first examples must be within this of the split's (0.25 each).
 # 640 uniform draws give a standard error of 0.017 per frequency: 0.08 is 4.7 of them.
 TOLERANCE, FIRST = 0.08, 640
@@ -24,11 +24,19 @@ def label_sorted_shards(tmp_path_factory):
     for shard in range(SHARDS):
         path = os.path.join(folder, f"part-{shard:05d}-of-{SHARDS:05d}.tfrecord.gz")
         with tf.io.TFRecordWriter(path, "GZIP") as writer:
-            for image_id, label in examples[shard * PER_SHARD:(shard + 1) * PER_SHARD]:
-                writer.write(tf.train.Example(features=tf.train.Features(feature={
-                    features.IMAGE_ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()])),
-                    features.LABELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-                })).SerializeToString())
+            for image_id, label in examples[shard * PER_SHARD : (shard + 1) * PER_SHARD]:
+                writer.write(
+                    tf.train.Example(
+                        features=tf.train.Features(
+                            feature={
+                                features.IMAGE_ID_KEY: tf.train.Feature(
+                                    bytes_list=tf.train.BytesList(value=[image_id.encode()])
+                                ),
+                                features.LABELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                            }
+                        )
+                    ).SerializeToString()
+                )
     return os.path.join(folder, "*.tfrecord.gz"), examples
 
 

@@ -1,4 +1,5 @@
 """Mistakes a user can fix end the download job with one line naming the file, and exit code 2."""
+
 import os
 import subprocess
 import sys
@@ -39,23 +40,26 @@ def test_an_input_that_is_a_folder(tmp_path, capsys):
 
 
 def test_a_missing_label_map(tmp_path, capsys, source):
-    err = _fails(capsys, [f"--input=train={source}", f"--output={tmp_path / 'out'}",
-                          f"--label_map={tmp_path / 'labels.csv'}"])
+    err = _fails(
+        capsys, [f"--input=train={source}", f"--output={tmp_path / 'out'}", f"--label_map={tmp_path / 'labels.csv'}"]
+    )
     assert err.endswith(f"--label_map {tmp_path / 'labels.csv'}: no such file")
 
 
 def test_a_label_map_in_latin1(tmp_path, capsys, source):
     text = "labelId,taskId,labelName,taskName\n1,1,café,style\n"
     (tmp_path / "labels.csv").write_bytes(text.encode("latin-1"))
-    err = _fails(capsys, [f"--input=train={source}", f"--output={tmp_path / 'out'}",
-                          f"--label_map={tmp_path / 'labels.csv'}"])
+    err = _fails(
+        capsys, [f"--input=train={source}", f"--output={tmp_path / 'out'}", f"--label_map={tmp_path / 'labels.csv'}"]
+    )
     assert f"--label_map {tmp_path / 'labels.csv'}: not UTF-8 text (byte 0xe9 at offset {text.index('é')})" in err
 
 
 def test_a_malformed_label_map_names_the_line(tmp_path, capsys, source):
     (tmp_path / "labels.csv").write_text("labelId,taskId,labelName,taskName\n1,1,a,t\nx,1,b,t\n")
-    err = _fails(capsys, [f"--input=train={source}", f"--output={tmp_path / 'out'}",
-                          f"--label_map={tmp_path / 'labels.csv'}"])
+    err = _fails(
+        capsys, [f"--input=train={source}", f"--output={tmp_path / 'out'}", f"--label_map={tmp_path / 'labels.csv'}"]
+    )
     assert f"{tmp_path / 'labels.csv'}, line 3: labelId and taskId must be integers" in err
 
 
@@ -85,9 +89,14 @@ def test_a_rerun_with_a_changed_setting(tmp_path, capsys, fault_server):
 @pytest.mark.slow  # a fresh interpreter imports Beam: some 20 s on a busy 2-core machine
 def test_the_imat_command_prints_one_line_and_exits_2(tmp_path):
     missing = tmp_path / "train.json"
-    result = subprocess.run([sys.executable, "-m", "cli.main", "download", f"--input=train={missing}",
-                             f"--output={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": ROOT})
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "download", f"--input=train={missing}", f"--output={tmp_path / 'out'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"imat download: error: --input train={missing}: no such file"], result.stderr

@@ -1,4 +1,5 @@
 """The fetch layer on its own: one deadline per image across its URLs, and the byte budget."""
+
 import time
 
 from components.download import batch
@@ -43,8 +44,9 @@ def test_bodies_held_stay_within_the_byte_budget(fault_server, monkeypatch):
 
     monkeypatch.setattr(batch, "ByteBudget", Recording)
     body = len(fault_server.good)
-    settings = FetchSettings(max_inflight_bytes=3 * body, max_bytes=3 * body, concurrency=16,
-                             allow_private_networks=True)
+    settings = FetchSettings(
+        max_inflight_bytes=3 * body, max_bytes=3 * body, concurrency=16, allow_private_networks=True
+    )
     records = [ImageRecord(str(i), (fault_server.url(f"/good/{i}.jpg"),), ()) for i in range(30)]
     results = _fetch(records, settings)
     assert all(r["status"] == "ok" for r in results.values()) and len(results) == 30

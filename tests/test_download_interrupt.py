@@ -1,5 +1,6 @@
 """Killing the download job mid-shard, then rerunning it: readers of the split pattern see every
 image exactly once and never a partial shard."""
+
 import glob
 import json
 import os
@@ -20,17 +21,36 @@ N, PER_SHARD = 12, 4
 def test_killed_mid_shard_then_rerun_stores_every_image_exactly_once(tmp_path, fault_server, sig):
     # One shard's images are served; the next image's request waits until the test lets it go.
     fault_server.hold_after(PER_SHARD)
-    source = write_json(tmp_path / "train.json", {str(i): fault_server.url(f"/held/{i}.jpg") for i in range(N)},
-                        {str(i): [i % 4 + 1] for i in range(N)})
+    source = write_json(
+        tmp_path / "train.json",
+        {str(i): fault_server.url(f"/held/{i}.jpg") for i in range(N)},
+        {str(i): [i % 4 + 1] for i in range(N)},
+    )
     out = str(tmp_path / "out")
     # A held request must outlive the wait for the signal, however loaded the machine.
-    cmd = [sys.executable, "-m", "components.download.job", f"--input=train={source}", f"--output={out}",
-           f"--images_per_shard={PER_SHARD}", "--concurrency=1"] + FAST + ["--deadline_s=300",
-                                                                           "--attempt_timeout_s=300"]
+    cmd = (
+        [
+            sys.executable,
+            "-m",
+            "components.download.job",
+            f"--input=train={source}",
+            f"--output={out}",
+            f"--images_per_shard={PER_SHARD}",
+            "--concurrency=1",
+        ]
+        + FAST
+        + ["--deadline_s=300", "--attempt_timeout_s=300"]
+    )
     # As from a terminal: a runner started in the background (nohup, `&`) hands its children
     # SIGINT ignored, and then Python never raises KeyboardInterrupt.
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     status_glob = os.path.join(out, "_status", "train", "part-*.jsonl")
     partial_glob = os.path.join(out, "_tmp", "train", "*.partial")
     # One fetch at a time, and a shard's files are in place before the next shard's first request:
@@ -51,9 +71,11 @@ def test_killed_mid_shard_then_rerun_stores_every_image_exactly_once(tmp_path, f
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "Traceback" not in stderr
         last = stderr.strip().splitlines()[-1]
-        assert last.startswith(f"python -m components.download.job: error: interrupted: {done} of 3 shards are "
-                               f"finished and kept in {out} ({done * PER_SHARD} images stored); rerun the same "
-                               f"command to resume: python -m components.download.job --input=train={source}"), last
+        assert last.startswith(
+            f"python -m components.download.job: error: interrupted: {done} of 3 shards are "
+            f"finished and kept in {out} ({done * PER_SHARD} images stored); rerun the same "
+            f"command to resume: python -m components.download.job --input=train={source}"
+        ), last
     hits_before = sum(v for k, v in fault_server.hits.items() if k.startswith("/held/"))
 
     rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)

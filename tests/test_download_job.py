@@ -1,4 +1,5 @@
 """The download job end to end against the loopback fault server: outcomes, contents, resume."""
+
 import glob
 import hashlib
 import json
@@ -15,13 +16,25 @@ from imat_common import features
 
 # image id -> (path on the fault server, expected status)
 CASES = {
-    "1": ("/good/1.jpg", "ok"), "2": ("/good/2.jpg", "ok"), "3": ("/png/3.png", "ok"),
-    "4": ("/flaky/4", "ok"), "5": ("/to-good/5.jpg", "ok"),
-    "10": ("/missing", "http_error"), "11": ("/gone", "http_error"), "12": ("/busy", "http_error"),
-    "13": ("/stall", "timeout"), "14": ("/truncated.jpg", "corrupt_image"), "15": ("/page.html", "not_image"),
-    "16": ("/bomb.png", "too_many_pixels"), "17": ("/loop-a", "bad_redirect"), "18": ("/to-file", "bad_redirect"),
-    "19": ("/huge", "too_large"), "20": ("/huge-stream", "too_large"), "21": ("/noai.jpg", "opted_out"),
-    "22": ("/two-robots.jpg", "opted_out"), "23": ("/fake.jpg", "not_image"),
+    "1": ("/good/1.jpg", "ok"),
+    "2": ("/good/2.jpg", "ok"),
+    "3": ("/png/3.png", "ok"),
+    "4": ("/flaky/4", "ok"),
+    "5": ("/to-good/5.jpg", "ok"),
+    "10": ("/missing", "http_error"),
+    "11": ("/gone", "http_error"),
+    "12": ("/busy", "http_error"),
+    "13": ("/stall", "timeout"),
+    "14": ("/truncated.jpg", "corrupt_image"),
+    "15": ("/page.html", "not_image"),
+    "16": ("/bomb.png", "too_many_pixels"),
+    "17": ("/loop-a", "bad_redirect"),
+    "18": ("/to-file", "bad_redirect"),
+    "19": ("/huge", "too_large"),
+    "20": ("/huge-stream", "too_large"),
+    "21": ("/noai.jpg", "opted_out"),
+    "22": ("/two-robots.jpg", "opted_out"),
+    "23": ("/fake.jpg", "not_image"),
 }
 
 
@@ -44,14 +57,19 @@ def _label_map(tmp_path, num=12):
 
 
 def test_every_fault_ends_in_its_status_and_good_images_arrive_intact(tmp_path, fault_server):
-    extra_images = [{"imageId": "1", "url": fault_server.url("/good/other.jpg")},  # duplicate id
-                    {"imageId": "30", "url": fault_server.url("/good/30.jpg")},  # label outside the map
-                    {"imageId": "31", "url": "file:///etc/passwd"}]
-    source = _write_split(tmp_path, fault_server, extra_images=extra_images,
-                          extra_annotations=[{"imageId": "30", "labelId": ["999"]}])
+    extra_images = [
+        {"imageId": "1", "url": fault_server.url("/good/other.jpg")},  # duplicate id
+        {"imageId": "30", "url": fault_server.url("/good/30.jpg")},  # label outside the map
+        {"imageId": "31", "url": "file:///etc/passwd"},
+    ]
+    source = _write_split(
+        tmp_path, fault_server, extra_images=extra_images, extra_annotations=[{"imageId": "30", "labelId": ["999"]}]
+    )
     out = str(tmp_path / "out")
-    summary = job.run([f"--input=train={source}", f"--output={out}", f"--label_map={_label_map(tmp_path)}",
-                       "--images_per_shard=4"] + FAST)
+    summary = job.run(
+        [f"--input=train={source}", f"--output={out}", f"--label_map={_label_map(tmp_path)}", "--images_per_shard=4"]
+        + FAST
+    )
 
     status_of = statuses(out, "train")
     for image_id, (_, expected) in CASES.items():
@@ -77,7 +95,11 @@ def test_every_fault_ends_in_its_status_and_good_images_arrive_intact(tmp_path, 
         assert list(f[features.LABELS_KEY].int64_list.value) == _labels(image_id)
         jpeg = f[features.IMAGE_KEY].bytes_list.value[0]
         decoded = tf.io.decode_jpeg(jpeg).numpy()
-        assert decoded.shape == (f[features.HEIGHT_KEY].int64_list.value[0], f[features.WIDTH_KEY].int64_list.value[0], 3)
+        assert decoded.shape == (
+            f[features.HEIGHT_KEY].int64_list.value[0],
+            f[features.WIDTH_KEY].int64_list.value[0],
+            3,
+        )
         assert decoded.shape[:2] == (75, 100)  # 400x300 JPEGs and the 120x90 PNG, fitted to 100 px
         assert f[features.SHA256_KEY].bytes_list.value[0].decode() == hashlib.sha256(jpeg).hexdigest()
     assert by_id["5"].features.feature[features.URL_KEY].bytes_list.value[0].decode().endswith("/good/5.jpg")
@@ -90,8 +112,10 @@ def test_every_fault_ends_in_its_status_and_good_images_arrive_intact(tmp_path, 
 
 
 def _good_split(tmp_path, server, n, name="train"):
-    doc = {"images": [{"imageId": str(i), "url": server.url(f"/good/{i}.jpg")} for i in range(n)],
-           "annotations": [{"imageId": str(i), "labelId": [str(i % 3 + 1)]} for i in range(n)]}
+    doc = {
+        "images": [{"imageId": str(i), "url": server.url(f"/good/{i}.jpg")} for i in range(n)],
+        "annotations": [{"imageId": str(i), "labelId": [str(i % 3 + 1)]} for i in range(n)],
+    }
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(doc))
     return str(path)
@@ -111,7 +135,9 @@ def test_resume_fetches_exactly_the_missing_shards(tmp_path, fault_server):
 
     assert fault_server.good_hits() == 10 + 3 + 1  # shard 1 (3 images) and shard 3 (1 image) only
     assert summary["images_fetched_this_run"] == 4
-    ids = sorted(int(e.features.feature[features.IMAGE_ID_KEY].bytes_list.value[0]) for e in read_examples(out, "train"))
+    ids = sorted(
+        int(e.features.feature[features.IMAGE_ID_KEY].bytes_list.value[0]) for e in read_examples(out, "train")
+    )
     assert ids == list(range(10))  # nothing lost, nothing twice
 
     job.run(args)  # nothing missing: nothing fetched
@@ -121,8 +147,11 @@ def test_resume_fetches_exactly_the_missing_shards(tmp_path, fault_server):
 def test_rerun_with_other_inputs_is_refused(tmp_path, fault_server):
     out = str(tmp_path / "out")
     job.run([f"--input=train={_good_split(tmp_path, fault_server, 3)}", f"--output={out}"] + FAST)
-    with pytest.raises(PlanMismatchError, match=r"other inputs or settings: --input train=\S+train.json now gives "
-                                                r"another plan \(3 images in 1 shards then, 4 in 1 now"):
+    with pytest.raises(
+        PlanMismatchError,
+        match=r"other inputs or settings: --input train=\S+train.json now gives "
+        r"another plan \(3 images in 1 shards then, 4 in 1 now",
+    ):
         job.run([f"--input=train={_good_split(tmp_path, fault_server, 4)}", f"--output={out}"] + FAST)
 
 

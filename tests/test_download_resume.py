@@ -1,5 +1,6 @@
 """Resuming: the same inputs and settings or a clear refusal, --retry_failed, stale temporary files,
 the hash order of records across shards, and refused annotations."""
+
 import collections
 import json
 import os
@@ -38,16 +39,28 @@ def test_the_same_file_by_another_spelling_resumes(tmp_path, fault_server, monke
 
 
 def test_retry_failed_fetches_only_retryable_failures_and_keeps_everything_else(tmp_path, fault_server):
-    urls = {"good": fault_server.url("/good/1.jpg"), "flaky": fault_server.url("/flaky/2"),
-            "busy": fault_server.url("/busy"), "missing": fault_server.url("/missing"),
-            "bad": fault_server.url("/truncated.jpg")}
+    urls = {
+        "good": fault_server.url("/good/1.jpg"),
+        "flaky": fault_server.url("/flaky/2"),
+        "busy": fault_server.url("/busy"),
+        "missing": fault_server.url("/missing"),
+        "bad": fault_server.url("/truncated.jpg"),
+    }
     out = str(tmp_path / "out")
-    args = [f"--input=train={write_json(tmp_path / 'train.json', urls)}", f"--output={out}",
-            "--images_per_shard=3"] + FAST + ["--retries=0"]
+    args = (
+        [f"--input=train={write_json(tmp_path / 'train.json', urls)}", f"--output={out}", "--images_per_shard=3"]
+        + FAST
+        + ["--retries=0"]
+    )
     job.run(args)
     first = statuses(out, "train")
     assert {i: s["status"] for i, s in first.items()} == {
-        "good": "ok", "flaky": "http_error", "busy": "http_error", "missing": "http_error", "bad": "corrupt_image"}
+        "good": "ok",
+        "flaky": "http_error",
+        "busy": "http_error",
+        "missing": "http_error",
+        "bad": "corrupt_image",
+    }
     job.run(args)  # a plain rerun: every shard is done, nothing is fetched
     assert dict(fault_server.hits) == {"/good/1.jpg": 1, "/flaky/2": 1, "/busy": 1, "/missing": 1, "/truncated.jpg": 1}
 
@@ -118,8 +131,14 @@ def test_downloaded_shards_mix_labels_of_a_label_sorted_catalogue(tmp_path, faul
     images = {str(i): fault_server.url(f"/good/{i}.jpg") for i in range(30)}
     labels = {str(i): [1 + i // 10] for i in range(30)}
     out = str(tmp_path / "out")
-    job.run([f"--input=train={write_json(tmp_path / 'train.json', images, labels)}", f"--output={out}",
-             "--images_per_shard=10"] + FAST)
+    job.run(
+        [
+            f"--input=train={write_json(tmp_path / 'train.json', images, labels)}",
+            f"--output={out}",
+            "--images_per_shard=10",
+        ]
+        + FAST
+    )
     for n in range(3):
         examples = _shard_examples(out, n)
         assert len(examples) == 10 and len({e.features.feature["labels"].int64_list.value[0] for e in examples}) >= 2
@@ -131,9 +150,15 @@ def _shard_examples(out, n):
 
 
 def test_an_image_with_a_refused_annotation_is_not_downloaded_and_counted_once(tmp_path, fault_server):
-    doc = {"images": [{"imageId": str(i), "url": fault_server.url(f"/good/{i}.jpg")} for i in range(4)],
-           "annotations": [{"imageId": "0", "labelId": ["1"]}, {"imageId": "1", "labelId": ["not a number"]},
-                           {"imageId": "2", "labelId": ["2"]}, {"imageId": "3", "labelId": ["3"]}]}
+    doc = {
+        "images": [{"imageId": str(i), "url": fault_server.url(f"/good/{i}.jpg")} for i in range(4)],
+        "annotations": [
+            {"imageId": "0", "labelId": ["1"]},
+            {"imageId": "1", "labelId": ["not a number"]},
+            {"imageId": "2", "labelId": ["2"]},
+            {"imageId": "3", "labelId": ["3"]},
+        ],
+    }
     source = tmp_path / "train.json"
     source.write_text(json.dumps(doc))
     out = str(tmp_path / "out")

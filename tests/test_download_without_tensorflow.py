@@ -1,4 +1,5 @@
 """The download job runs where TensorFlow cannot be imported: its workers need Beam, aiohttp and Pillow only."""
+
 import os
 import subprocess
 import sys
@@ -34,9 +35,15 @@ def test_the_download_job_runs_with_tensorflow_unimportable(tmp_path):
         paths = demo_data.write_json(source, base)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         result = subprocess.run(
-            [sys.executable, "-c", BLOCKED_JOB] + [f"--input={k}={v}" for k, v in paths.items()]
+            [sys.executable, "-c", BLOCKED_JOB]
+            + [f"--input={k}={v}" for k, v in paths.items()]
             + [f"--output={out}", f"--label_map={os.path.join(source, 'label_map.csv')}", "--allow_private_networks"],
-            cwd=ROOT, env={**env, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=300)
+            cwd=ROOT,
+            env={**env, "PYTHONPATH": ROOT},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     stored = sum(len(read_examples(out, split)) for split in paths)
     assert stored == 12

@@ -1,4 +1,5 @@
 """Ensembles: hill-climbed weights, the stacker and its out-of-fold tuning, and the exported combined model."""
+
 import json
 import os
 import random
@@ -41,8 +42,9 @@ def test_hill_climbing_starts_from_the_best_member_and_never_scores_below_it():
 def test_an_untrained_stacker_is_the_members_mean_and_training_lowers_its_loss():
     members, labels = _members()
     untrained = ensemble.fit_stacker(members, labels, epochs=0)
-    np.testing.assert_allclose(ensemble.stacker_predict(untrained, members),
-                               np.clip(members.mean(axis=0), 1e-6, 1 - 1e-6), atol=1e-5)
+    np.testing.assert_allclose(
+        ensemble.stacker_predict(untrained, members), np.clip(members.mean(axis=0), 1e-6, 1 - 1e-6), atol=1e-5
+    )
     trained = ensemble.fit_stacker(members, labels, epochs=200)
 
     def log_loss(p):
@@ -58,14 +60,16 @@ def test_out_of_fold_predictions_come_from_stackers_that_never_saw_the_example()
     oof = ensemble.out_of_fold(members, labels, folds, seed, epochs=30)
     fold = np.random.default_rng(seed).permutation(40) % folds
     held = fold == 1
-    by_hand = ensemble.stacker_predict(ensemble.fit_stacker(members[:, ~held], labels[~held], epochs=30, seed=seed),
-                                       members[:, held])
+    by_hand = ensemble.stacker_predict(
+        ensemble.fit_stacker(members[:, ~held], labels[~held], epochs=30, seed=seed), members[:, held]
+    )
     np.testing.assert_allclose(oof[held], by_hand, atol=1e-6)
     # Changing the held-out examples' own labels leaves their predictions unchanged.
     flipped = labels.copy()
     flipped[held] = 1 - flipped[held]
-    np.testing.assert_allclose(ensemble.out_of_fold(members, flipped, folds, seed, epochs=30)[held], oof[held],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        ensemble.out_of_fold(members, flipped, folds, seed, epochs=30)[held], oof[held], atol=1e-6
+    )
 
 
 def test_fit_combination_tunes_on_calibration_and_refuses_bad_input():
@@ -77,7 +81,8 @@ def test_fit_combination_tunes_on_calibration_and_refuses_bad_input():
         assert report["calibration_examples"] == 100 and report["eval_examples"] == 60
         decided = combination.apply(ev[0]) >= np.asarray(report["thresholds"], np.float32)
         assert report["micro_f1"][report["served_rule"]]["eval"] == pytest.approx(
-            rules.micro_f1(rules.counts(decided, ev[1])))
+            rules.micro_f1(rules.counts(decided, ev[1]))
+        )
     with pytest.raises(ValueError, match="unknown ensemble method 'vote'"):
         ensemble.fit_combination("vote", cal, ev, 3, 4)
     with pytest.raises(ValueError, match=r"\[members, examples, labels\]"):
@@ -105,8 +110,13 @@ def members_and_examples(tmp_path_factory):
         member = str(work / f"member{seed}")
         exporter.export(model, tft_output, np.full(NUM_LABELS, 0.5, np.float32), member, list("abcdef"))
         os.makedirs(os.path.dirname(thresholds_path(member)))
-        report = rules.decision_report((np.full((2, NUM_LABELS), 0.5), np.eye(2, NUM_LABELS)),
-                                       (np.full((2, NUM_LABELS), 0.5), np.eye(2, NUM_LABELS)), 1, 2, [1, 4])
+        report = rules.decision_report(
+            (np.full((2, NUM_LABELS), 0.5), np.eye(2, NUM_LABELS)),
+            (np.full((2, NUM_LABELS), 0.5), np.eye(2, NUM_LABELS)),
+            1,
+            2,
+            [1, 4],
+        )
         with open(thresholds_path(member), "w") as f:
             json.dump(report, f)
         dirs.append(member)
@@ -118,7 +128,9 @@ def members_and_examples(tmp_path_factory):
 def test_the_exported_ensemble_serves_the_combination_computed_outside_it(members_and_examples, tmp_path, method):
     dirs, examples, rows = members_and_examples
     out = str(tmp_path / "ensemble")
-    report = ensemble_export.combine_and_export(dirs, examples, out, method, min_positives=1, folds=3, batch_size=64, seed=0)
+    report = ensemble_export.combine_and_export(
+        dirs, examples, out, method, min_positives=1, folds=3, batch_size=64, seed=0
+    )
     assert report["ensemble"]["method"] == method and len(report["ensemble"]["weights"]) == 2
     assert report["baseline"]["label_ids"] == [1, 4]  # the members' trivial baseline, carried over
     assert read_thresholds(out) == report
@@ -140,15 +152,21 @@ def test_the_exported_ensemble_serves_the_combination_computed_outside_it(member
     batch = tf.constant([r.numpy() for r in tf.data.TFRecordDataset(eval_files, compression_type="GZIP")])
     outputs = served.signatures["serving_default"](examples=batch)
     np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
-    np.testing.assert_array_equal(outputs["decisions"].numpy(),
-                                  (expected >= np.asarray(report["thresholds"], np.float32)).astype(np.float32))
+    np.testing.assert_array_equal(
+        outputs["decisions"].numpy(), (expected >= np.asarray(report["thresholds"], np.float32)).astype(np.float32)
+    )
     images = tf.constant([row[features.IMAGE_KEY][0] for row in rows[14:]])
-    np.testing.assert_allclose(served.signatures["predict_images"](images=images)["probabilities"].numpy(),
-                               expected, atol=1e-5)
-    np.testing.assert_allclose(served.signatures["transform_features"](examples=batch)["labels_multi_hot"].numpy(),
-                               labels)
-    np.testing.assert_allclose(served.signatures["embed_images"](images=images)["embedding"].numpy(),
-                               members[0].signatures["embed_images"](images=images)["embedding"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        served.signatures["predict_images"](images=images)["probabilities"].numpy(), expected, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        served.signatures["transform_features"](examples=batch)["labels_multi_hot"].numpy(), labels
+    )
+    np.testing.assert_allclose(
+        served.signatures["embed_images"](images=images)["embedding"].numpy(),
+        members[0].signatures["embed_images"](images=images)["embedding"].numpy(),
+        atol=1e-6,
+    )
     names = outputs["label_names"].numpy()
     assert set(names.ravel()) <= {c.encode() for c in "abcdef"} | {b""}
     assert (names != b"").sum() == outputs["decisions"].numpy().sum()

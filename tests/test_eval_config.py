@@ -4,6 +4,7 @@ TFMA runs model-agnostic here (labels, probabilities and decisions read from the
 the pipeline's metrics specs, against the configuration before (``sliced_eval_config``: the
 same specs plus a slice per label value).
 """
+
 import math
 import os
 
@@ -41,21 +42,37 @@ def data(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("eval") / "eval.tfrecord")
     with open(path, "wb") as f:
         for i, ids in enumerate(lists):
-            f.write(frame_record(serialize_example({LABELS_KEY: ids, LABELS_FEATURE: labels[i].tolist(),
-                                                    PROBABILITIES: probabilities[i].tolist(),
-                                                    DECISIONS: decisions[i].tolist()})))
-    schema = schema_utils.schema_from_feature_spec({
-        LABELS_KEY: tf.io.VarLenFeature(tf.int64),
-        **{name: tf.io.FixedLenFeature([NUM_LABELS], tf.float32)
-           for name in (LABELS_FEATURE, PROBABILITIES, DECISIONS)}})
+            f.write(
+                frame_record(
+                    serialize_example(
+                        {
+                            LABELS_KEY: ids,
+                            LABELS_FEATURE: labels[i].tolist(),
+                            PROBABILITIES: probabilities[i].tolist(),
+                            DECISIONS: decisions[i].tolist(),
+                        }
+                    )
+                )
+            )
+    schema = schema_utils.schema_from_feature_spec(
+        {
+            LABELS_KEY: tf.io.VarLenFeature(tf.int64),
+            **{
+                name: tf.io.FixedLenFeature([NUM_LABELS], tf.float32)
+                for name in (LABELS_FEATURE, PROBABILITIES, DECISIONS)
+            },
+        }
+    )
     return path, schema, labels, decisions
 
 
 def _model_agnostic(config):
     """``config`` reading predictions from the examples instead of the model's ``evaluate`` signature."""
     del config.model_specs[:]
-    config.model_specs.add(label_keys={DECISIONS: LABELS_FEATURE, PROBABILITIES: LABELS_FEATURE},
-                           prediction_keys={DECISIONS: DECISIONS, PROBABILITIES: PROBABILITIES})
+    config.model_specs.add(
+        label_keys={DECISIONS: LABELS_FEATURE, PROBABILITIES: LABELS_FEATURE},
+        prediction_keys={DECISIONS: DECISIONS, PROBABILITIES: PROBABILITIES},
+    )
     return config
 
 
@@ -79,8 +96,12 @@ def _same(a, b):
 
 
 def _values(slice_metrics):
-    return {(output, sub_key, name): value["doubleValue"] for output, by_sub_key in slice_metrics.items()
-            for sub_key, metrics in by_sub_key.items() for name, value in metrics.items()}
+    return {
+        (output, sub_key, name): value["doubleValue"]
+        for output, by_sub_key in slice_metrics.items()
+        for sub_key, metrics in by_sub_key.items()
+        for name, value in metrics.items()
+    }
 
 
 @slow
@@ -132,8 +153,9 @@ def test_the_report_reads_support_from_label_slice_metrics(results):
 def test_label_slice_metrics_refuse_labels_narrower_than_predictions():
     from pipeline.label_metrics import LabelSliceMetrics
 
-    computation, = LabelSliceMetrics().computations(output_names=[DECISIONS])
-    inputs = tfma.metrics.StandardMetricInputs(labels={DECISIONS: np.array([1.0, 0.0])},
-                                               predictions={DECISIONS: np.array([1.0, 0.0, 1.0])})
+    (computation,) = LabelSliceMetrics().computations(output_names=[DECISIONS])
+    inputs = tfma.metrics.StandardMetricInputs(
+        labels={DECISIONS: np.array([1.0, 0.0])}, predictions={DECISIONS: np.array([1.0, 0.0, 1.0])}
+    )
     with pytest.raises(ValueError, match="dense multi-hot vector as wide as the predictions"):
         computation.combiner.add_input(computation.combiner.create_accumulator(), inputs)

@@ -1,4 +1,5 @@
 """Image checks and resizing."""
+
 import io
 
 import pytest
@@ -8,12 +9,15 @@ from components.download.images import ImageError, ImageSettings, process_image,
 from tests.helpers import bomb_png, jpeg_bytes, png_rgba_bytes
 
 
-@pytest.mark.parametrize("size,max_size,expected", [
-    ((600, 400), 299, (299, 199)),
-    ((400, 600), 299, (199, 299)),
-    ((100, 80), 299, (100, 80)),  # never upscaled
-    ((299, 10), 299, (299, 10)),
-])
+@pytest.mark.parametrize(
+    "size,max_size,expected",
+    [
+        ((600, 400), 299, (299, 199)),
+        ((400, 600), 299, (199, 299)),
+        ((100, 80), 299, (100, 80)),  # never upscaled
+        ((299, 10), 299, (299, 10)),
+    ],
+)
 def test_target_size_keeps_ratio_and_never_upscales(size, max_size, expected):
     assert target_size(*size, max_size) == expected
 
@@ -45,12 +49,15 @@ def test_keep_original_stores_the_fetched_jpeg_bytes():
     assert stored.jpeg == data and (stored.width, stored.height) == (600, 450)
 
 
-@pytest.mark.parametrize("data,status", [
-    (b"<html><body>hello</body></html>", "not_image"),
-    (jpeg_bytes(200, 200)[:300], "corrupt_image"),
-    (bomb_png(4000), "too_many_pixels"),
-    (b"\x00\x00\x01\x00" + b"\x00" * 64, "not_image"),  # an .ico: not on the allow-list
-])
+@pytest.mark.parametrize(
+    "data,status",
+    [
+        (b"<html><body>hello</body></html>", "not_image"),
+        (jpeg_bytes(200, 200)[:300], "corrupt_image"),
+        (bomb_png(4000), "too_many_pixels"),
+        (b"\x00\x00\x01\x00" + b"\x00" * 64, "not_image"),  # an .ico: not on the allow-list
+    ],
+)
 def test_refused_bytes_get_a_status(data, status):
     with pytest.raises(ImageError) as err:
         process_image(data, ImageSettings(max_pixels=1_000_000))

@@ -1,4 +1,5 @@
 """The training input at image level: fused augmentation against Transform, options, tf.data service."""
+
 import io
 import os
 
@@ -30,8 +31,10 @@ def _photo(rng: np.random.Generator, width: int, height: int) -> bytes:
 @pytest.fixture(scope="module")
 def photos():
     rng = np.random.default_rng(5)
-    return [{features.IMAGE_KEY: [_photo(rng, w, h)], features.LABELS_KEY: [1 + i % NUM_LABELS, NUM_LABELS]}
-            for i, (w, h) in enumerate(PHOTO_SIZES * 4)]
+    return [
+        {features.IMAGE_KEY: [_photo(rng, w, h)], features.LABELS_KEY: [1 + i % NUM_LABELS, NUM_LABELS]}
+        for i, (w, h) in enumerate(PHOTO_SIZES * 4)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +54,10 @@ def test_a_full_image_crop_is_transforms_image(photos, transform_output):
         height, width = tf.image.extract_jpeg_shape(jpeg).numpy()[:2]
         whole = tf.constant([0, 0, height, width])
         expected = np.asarray(row[IMAGE_FEATURE])
-        np.testing.assert_allclose(data.decode_crop_resize(jpeg, whole, tf.constant(False), SIZE), expected,
-                                   atol=1e-5)
-        np.testing.assert_allclose(data.decode_crop_resize(jpeg, whole, tf.constant(True), SIZE),
-                                   expected[:, ::-1], atol=1e-5)
+        np.testing.assert_allclose(data.decode_crop_resize(jpeg, whole, tf.constant(False), SIZE), expected, atol=1e-5)
+        np.testing.assert_allclose(
+            data.decode_crop_resize(jpeg, whole, tf.constant(True), SIZE), expected[:, ::-1], atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("height,width", [(60, 50), (75, 40), (75, 75), (299, 199), (10, 299)])
@@ -112,9 +115,11 @@ def test_batches_come_through_a_tf_data_service(transform_output):
     dispatcher = tf.data.experimental.service.DispatchServer()
     address = dispatcher.target.split("://")[1]
     worker = tf.data.experimental.service.WorkerServer(
-        tf.data.experimental.service.WorkerConfig(dispatcher_address=address))
-    dataset = data.input_fn(pattern, tf_transform_output, 4, training=True, augment_images=True,
-                            data_service_address=dispatcher.target)
+        tf.data.experimental.service.WorkerConfig(dispatcher_address=address)
+    )
+    dataset = data.input_fn(
+        pattern, tf_transform_output, 4, training=True, augment_images=True, data_service_address=dispatcher.target
+    )
     batches = list(dataset.take(3))
     assert len(batches) == 3
     for images, labels in batches:

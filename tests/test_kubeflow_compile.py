@@ -1,4 +1,5 @@
 """imat compile: the Vertex AI PipelineJob JSON and the KFP v2 YAML, offline, read back and checked."""
+
 import json
 import os
 import sys
@@ -11,17 +12,49 @@ from pipeline.cloud_config import CloudConfig, CloudConfigError
 from pipeline.config import PipelineConfig
 
 IMAGE = "us-central1-docker.pkg.dev/my-proj/imat/pipeline:v1"
-BASE = ["--project", "my-proj", "--region", "europe-west4", "--image", IMAGE,
-        "--pipeline_root", "gs://bkt/imat/pipeline", "--data", "gs://bkt/imat/data",
-        "--label_map", "gs://bkt/imat/label_map.csv", "--num_labels", "228"]
-TASKS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator", "ValidationGate",
-         "Transform", "Trainer",
-         "latest_blessed_model_resolver-model-blessing-resolver", "latest_blessed_model_resolver-model-resolver",
-         "Evaluator", "Pusher", "SimilarityIndexer"}
-DATAFLOW = ["--runner=DataflowRunner", "--project=my-proj", "--region=europe-west4",
-            "--temp_location=gs://bkt/imat/pipeline/tmp", "--setup_file=/pipeline/setup.py",
-            "--machine_type=n2-standard-8", "--autoscaling_algorithm=THROUGHPUT_BASED", "--max_num_workers=20",
-            "--disk_size_gb=100", f"--sdk_container_image={IMAGE}"]
+BASE = [
+    "--project",
+    "my-proj",
+    "--region",
+    "europe-west4",
+    "--image",
+    IMAGE,
+    "--pipeline_root",
+    "gs://bkt/imat/pipeline",
+    "--data",
+    "gs://bkt/imat/data",
+    "--label_map",
+    "gs://bkt/imat/label_map.csv",
+    "--num_labels",
+    "228",
+]
+TASKS = {
+    "ImportExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "ValidationGate",
+    "Transform",
+    "Trainer",
+    "latest_blessed_model_resolver-model-blessing-resolver",
+    "latest_blessed_model_resolver-model-resolver",
+    "Evaluator",
+    "Pusher",
+    "SimilarityIndexer",
+}
+DATAFLOW = [
+    "--runner=DataflowRunner",
+    "--project=my-proj",
+    "--region=europe-west4",
+    "--temp_location=gs://bkt/imat/pipeline/tmp",
+    "--setup_file=/pipeline/setup.py",
+    "--machine_type=n2-standard-8",
+    "--autoscaling_algorithm=THROUGHPUT_BASED",
+    "--max_num_workers=20",
+    "--disk_size_gb=100",
+    f"--sdk_container_image={IMAGE}",
+]
 
 
 def compile_to(tmp_path, *flags):
@@ -41,9 +74,20 @@ def constant(job, task, name):
 @pytest.fixture(scope="module")
 def gpu_job(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
-    job, paths = compile_to(out, "--serving_dir", "gs://bkt/imat/serving", "--kfp_yaml",
-                            "--trainer_accelerator", "NVIDIA_TESLA_V100", "--trainer_accelerator_count", "4",
-                            "--trainer_machine_type", "n1-standard-32", "--train_steps", "3000")
+    job, paths = compile_to(
+        out,
+        "--serving_dir",
+        "gs://bkt/imat/serving",
+        "--kfp_yaml",
+        "--trainer_accelerator",
+        "NVIDIA_TESLA_V100",
+        "--trainer_accelerator_count",
+        "4",
+        "--trainer_machine_type",
+        "n1-standard-32",
+        "--train_steps",
+        "3000",
+    )
     return job, paths
 
 
@@ -62,12 +106,14 @@ def test_every_component_runs_in_the_pipeline_image_with_dataflow_args(gpu_job):
     job, _ = gpu_job
     assert set(job["pipelineSpec"]["root"]["dag"]["tasks"]) == TASKS
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
-    containers = {name[:-len("_executor")]: spec["container"] for name, spec in executors.items() if "container" in spec}
+    containers = {
+        name[: -len("_executor")]: spec["container"] for name, spec in executors.items() if "container" in spec
+    }
     assert set(containers) == TASKS - {t for t in TASKS if t.startswith("latest_blessed_model_resolver")}
     assert {c["image"] for c in containers.values()} == {IMAGE}
     for name in ("ImportExampleGen", "StatisticsGen", "Transform", "Evaluator"):
         args = containers[name]["args"]
-        assert args[args.index("--runner=DataflowRunner"):] == DATAFLOW, name
+        assert args[args.index("--runner=DataflowRunner") :] == DATAFLOW, name
     assert containers["Trainer"]["args"][1] == "pipeline.run_parameters.VertexTrainerExecutor"
     assert containers["Evaluator"]["args"][1] == "pipeline.run_parameters.EvaluatorExecutor"
     # Code by import path: nothing to upload at compile time.
@@ -84,10 +130,22 @@ def test_trainer_runs_on_vertex_training_with_four_gpus_mirrored(gpu_job):
     custom_config = json.loads(constant(job, "Trainer", "custom_config"))
     assert custom_config["ai_platform_enable_vertex"] is True
     assert custom_config["ai_platform_vertex_region"] == "europe-west4"
-    assert custom_config["ai_platform_training_args"] == {"project": "my-proj", "job_spec": {"worker_pool_specs": [{
-        "machine_spec": {"machine_type": "n1-standard-32", "accelerator_type": "NVIDIA_TESLA_V100",
-                         "accelerator_count": 4},
-        "replica_count": 1, "container_spec": {"image_uri": IMAGE}}]}}
+    assert custom_config["ai_platform_training_args"] == {
+        "project": "my-proj",
+        "job_spec": {
+            "worker_pool_specs": [
+                {
+                    "machine_spec": {
+                        "machine_type": "n1-standard-32",
+                        "accelerator_type": "NVIDIA_TESLA_V100",
+                        "accelerator_count": 4,
+                    },
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": IMAGE},
+                }
+            ]
+        },
+    }
     assert custom_config["distribution"] == "mirrored"
     assert custom_config["num_labels"] == 228 and custom_config["label_map"] == "gs://bkt/imat/label_map.csv"
 
@@ -101,8 +159,12 @@ def test_runtime_parameters_are_pipeline_parameters_with_the_configs_defaults(gp
         "fine_tune_learning_rate": {"parameterType": "NUMBER_DOUBLE", "defaultValue": 1e-4, "isOptional": True},
         "micro_f1_lower_bound": {"parameterType": "NUMBER_DOUBLE", "defaultValue": 0.3, "isOptional": True},
     }
-    assert job["runtimeConfig"]["parameterValues"] == {"train_steps": 3000, "head_learning_rate": 1e-3,
-                                                      "fine_tune_learning_rate": 1e-4, "micro_f1_lower_bound": 0.3}
+    assert job["runtimeConfig"]["parameterValues"] == {
+        "train_steps": 3000,
+        "head_learning_rate": 1e-3,
+        "fine_tune_learning_rate": 1e-4,
+        "micro_f1_lower_bound": 0.3,
+    }
     trainer, evaluator = task_parameters(job, "Trainer"), task_parameters(job, "Evaluator")
     for name in ("train_steps", "head_learning_rate", "fine_tune_learning_rate"):
         assert trainer[name] == {"componentInputParameter": name}
@@ -116,36 +178,70 @@ def test_pusher_writes_to_the_gcs_serving_folder(gpu_job):
 
 
 def test_tpu_variant_and_vertex_endpoint(tmp_path):
-    job, _ = compile_to(tmp_path, "--endpoint", "imat-endpoint", "--trainer_accelerator", "TPU_V3",
-                        "--mixed_precision", "mixed_bfloat16", "--service_account", "runner@my-proj.iam.gserviceaccount.com")
+    job, _ = compile_to(
+        tmp_path,
+        "--endpoint",
+        "imat-endpoint",
+        "--trainer_accelerator",
+        "TPU_V3",
+        "--mixed_precision",
+        "mixed_bfloat16",
+        "--service_account",
+        "runner@my-proj.iam.gserviceaccount.com",
+    )
     custom_config = json.loads(constant(job, "Trainer", "custom_config"))
     assert custom_config["ai_platform_training_args"]["job_spec"] == {
-        "worker_pool_specs": [{"machine_spec": {"machine_type": "cloud-tpu", "accelerator_type": "TPU_V3",
-                                                "accelerator_count": 8},
-                               "replica_count": 1, "container_spec": {"image_uri": IMAGE}}],
-        "service_account": "runner@my-proj.iam.gserviceaccount.com"}
+        "worker_pool_specs": [
+            {
+                "machine_spec": {"machine_type": "cloud-tpu", "accelerator_type": "TPU_V3", "accelerator_count": 8},
+                "replica_count": 1,
+                "container_spec": {"image_uri": IMAGE},
+            }
+        ],
+        "service_account": "runner@my-proj.iam.gserviceaccount.com",
+    }
     assert custom_config["distribution"] == "tpu" and custom_config["mixed_precision"] == "mixed_bfloat16"
     executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
-    assert executors["Pusher_executor"]["container"]["args"][1] == \
-        "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+    assert (
+        executors["Pusher_executor"]["container"]["args"][1]
+        == "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+    )
     assert json.loads(constant(job, "Pusher", "custom_config")) == {
-        "ai_platform_enable_vertex": True, "ai_platform_vertex_region": "europe-west4",
+        "ai_platform_enable_vertex": True,
+        "ai_platform_vertex_region": "europe-west4",
         "ai_platform_vertex_container_image_uri": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest",
-        "ai_platform_serving_args": {"project_id": "my-proj", "endpoint_name": "imat-endpoint",
-                                     "machine_type": "n1-standard-4"}}
-    assert "--service_account_email=runner@my-proj.iam.gserviceaccount.com" in \
-        executors["Transform_executor"]["container"]["args"]
+        "ai_platform_serving_args": {
+            "project_id": "my-proj",
+            "endpoint_name": "imat-endpoint",
+            "machine_type": "n1-standard-4",
+        },
+    }
+    assert (
+        "--service_account_email=runner@my-proj.iam.gserviceaccount.com"
+        in executors["Transform_executor"]["container"]["args"]
+    )
 
 
 def test_trainer_workers_give_a_chief_pool_and_a_worker_pool_training_multi_worker(tmp_path):
-    job, _ = compile_to(tmp_path, "--serving_dir", "gs://bkt/s", "--trainer_workers", "3",
-                        "--trainer_machine_type", "n1-standard-16", "--trainer_accelerator_count", "2",
-                        "--batch_size", "64")
+    job, _ = compile_to(
+        tmp_path,
+        "--serving_dir",
+        "gs://bkt/s",
+        "--trainer_workers",
+        "3",
+        "--trainer_machine_type",
+        "n1-standard-16",
+        "--trainer_accelerator_count",
+        "2",
+        "--batch_size",
+        "64",
+    )
     custom_config = json.loads(constant(job, "Trainer", "custom_config"))
     machine = {"machine_type": "n1-standard-16", "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 2}
     assert custom_config["ai_platform_training_args"]["job_spec"]["worker_pool_specs"] == [
         {"machine_spec": machine, "replica_count": 1, "container_spec": {"image_uri": IMAGE}},  # the chief
-        {"machine_spec": machine, "replica_count": 3, "container_spec": {"image_uri": IMAGE}}]
+        {"machine_spec": machine, "replica_count": 3, "container_spec": {"image_uri": IMAGE}},
+    ]
     assert custom_config["distribution"] == "multi_worker" and custom_config["batch_size"] == 64
 
 
@@ -158,24 +254,45 @@ def test_without_vertex_training_the_trainer_trains_in_its_component(tmp_path):
     assert not any(a.startswith("--sdk_container_image") for a in executors["Transform_executor"]["container"]["args"])
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--serving_dir", "gs://bkt/s", "--pipeline_root", "/local/root"], "--pipeline_root must be a gs:// path"),
-    (["--serving_dir", "gs://bkt/s", "--data", "data/"], "--data must be a gs:// path"),
-    ([], "give exactly one of --serving_dir"),
-    (["--serving_dir", "gs://bkt/s", "--endpoint", "e"], "give exactly one of --serving_dir"),
-    (["--serving_dir", "gs://bkt/s", "--project", " "], "--project is required"),
-    (["--serving_dir", "gs://bkt/s", "--trainer_accelerator", "TPU_V3", "--trainer_machine_type", "n1-standard-8"],
-     "TPU_V3 needs machine type 'cloud-tpu'"),
-    (["--serving_dir", "gs://bkt/s", "--trainer_accelerator_count", "2", "--distribution", "default"],
-     "distribution 'default' does not fit the trainer's 2 x NVIDIA_TESLA_T4: it needs 'mirrored'"),
-    (["--serving_dir", "gs://bkt/s", "--trainer_workers", "1", "--distribution", "mirrored"],
-     "distribution 'mirrored' does not fit the trainer's 1 x NVIDIA_TESLA_T4 and 1 worker(s): it needs 'multi_worker'"),
-    (["--serving_dir", "gs://bkt/s", "--trainer_workers", "2", "--batch_size", "32"],
-     "--batch_size 32 does not divide among the 3 training replicas of 3 machines: use a multiple of 3"),
-    (["--serving_dir", "gs://bkt/s", "--trainer_workers", "2", "--trainer_accelerator", "TPU_V3"],
-     "trainer workers run MultiWorkerMirroredStrategy on CPUs or GPUs, not TPU_V3"),
-    (["--serving_dir", "gs://bkt/s", "--trainer_workers", "-1"], "trainer workers must be 0 or more, not -1"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--serving_dir", "gs://bkt/s", "--pipeline_root", "/local/root"], "--pipeline_root must be a gs:// path"),
+        (["--serving_dir", "gs://bkt/s", "--data", "data/"], "--data must be a gs:// path"),
+        ([], "give exactly one of --serving_dir"),
+        (["--serving_dir", "gs://bkt/s", "--endpoint", "e"], "give exactly one of --serving_dir"),
+        (["--serving_dir", "gs://bkt/s", "--project", " "], "--project is required"),
+        (
+            [
+                "--serving_dir",
+                "gs://bkt/s",
+                "--trainer_accelerator",
+                "TPU_V3",
+                "--trainer_machine_type",
+                "n1-standard-8",
+            ],
+            "TPU_V3 needs machine type 'cloud-tpu'",
+        ),
+        (
+            ["--serving_dir", "gs://bkt/s", "--trainer_accelerator_count", "2", "--distribution", "default"],
+            "distribution 'default' does not fit the trainer's 2 x NVIDIA_TESLA_T4: it needs 'mirrored'",
+        ),
+        (
+            ["--serving_dir", "gs://bkt/s", "--trainer_workers", "1", "--distribution", "mirrored"],
+            "distribution 'mirrored' does not fit the trainer's 1 x NVIDIA_TESLA_T4 and 1 worker(s): "
+            "it needs 'multi_worker'",
+        ),
+        (
+            ["--serving_dir", "gs://bkt/s", "--trainer_workers", "2", "--batch_size", "32"],
+            "--batch_size 32 does not divide among the 3 training replicas of 3 machines: use a multiple of 3",
+        ),
+        (
+            ["--serving_dir", "gs://bkt/s", "--trainer_workers", "2", "--trainer_accelerator", "TPU_V3"],
+            "trainer workers run MultiWorkerMirroredStrategy on CPUs or GPUs, not TPU_V3",
+        ),
+        (["--serving_dir", "gs://bkt/s", "--trainer_workers", "-1"], "trainer workers must be 0 or more, not -1"),
+    ],
+)
 def test_bad_settings_stop_with_a_message_naming_them(tmp_path, flags, message):
     with pytest.raises(SystemExit) as e:
         compile_command.main(BASE + ["--output_dir", str(tmp_path)] + flags)
@@ -190,8 +307,15 @@ def test_without_kfp_compile_names_the_extra_to_install(tmp_path, monkeypatch):
 
 
 def test_cloud_config_lists_every_problem_at_once():
-    cloud = CloudConfig(project="", region="r", image="i", pipeline_root="/p", data_root="gs://d",
-                        label_map="gs://l", serving_dir="gs://s")
+    cloud = CloudConfig(
+        project="",
+        region="r",
+        image="i",
+        pipeline_root="/p",
+        data_root="gs://d",
+        label_map="gs://l",
+        serving_dir="gs://s",
+    )
     with pytest.raises(CloudConfigError) as e:
         cloud.validate()
     assert "--project is required" in str(e.value) and "--pipeline_root must be a gs:// path" in str(e.value)
@@ -205,27 +329,47 @@ def test_local_and_kubeflow_compile_the_same_dag():
     from pipeline import kubeflow_v2_runner as runner
     from pipeline.pipeline import create_pipeline
 
-    cloud = CloudConfig(project="p", region="r", image=IMAGE, pipeline_root="gs://b/root", data_root="gs://b/data",
-                        label_map="gs://b/lm.csv", serving_dir="gs://b/serving", vertex_training=False)
+    cloud = CloudConfig(
+        project="p",
+        region="r",
+        image=IMAGE,
+        pipeline_root="gs://b/root",
+        data_root="gs://b/data",
+        label_map="gs://b/lm.csv",
+        serving_dir="gs://b/serving",
+        vertex_training=False,
+    )
     config = runner.pipeline_config(cloud, num_labels=12)
-    local = compiler.Compiler().compile(create_pipeline(
-        config, tfx.orchestration.metadata.sqlite_metadata_connection_config("unused.sqlite")))
+    local = compiler.Compiler().compile(
+        create_pipeline(config, tfx.orchestration.metadata.sqlite_metadata_connection_config("unused.sqlite"))
+    )
     local_nodes = {n.pipeline_node.node_info.id: n.pipeline_node for n in local.nodes}
     job = runner.compile_job(config, cloud)
     kfp_tasks = set(job["pipelineSpec"]["root"]["dag"]["tasks"])
     assert set(local_nodes) == {t for t in TASKS if not t.startswith("latest_")} | {"latest_blessed_model_resolver"}
     assert kfp_tasks == TASKS
     local_trainer = local_nodes["Trainer"].parameters.parameters
-    assert json.loads(local_trainer["custom_config"].field_value.string_value) == \
-        json.loads(constant(job, "Trainer", "custom_config"))
+    assert json.loads(local_trainer["custom_config"].field_value.string_value) == json.loads(
+        constant(job, "Trainer", "custom_config")
+    )
     assert local_trainer["train_steps"].field_value.int_value == PipelineConfig.train_steps
-    assert json.loads(local_nodes["Evaluator"].parameters.parameters["eval_config"].field_value.string_value) == \
-        json.loads(constant(job, "Evaluator", "eval_config"))
+    assert json.loads(
+        local_nodes["Evaluator"].parameters.parameters["eval_config"].field_value.string_value
+    ) == json.loads(constant(job, "Evaluator", "eval_config"))
 
 
 def test_an_ensemble_trains_each_member_as_its_own_vertex_job_and_the_evaluator_gates_the_combination(tmp_path):
-    job, _ = compile_to(tmp_path, "--serving_dir", "gs://bkt/s", "--ensemble", "backbone=inception_v3",
-                        "--ensemble", "backbone=xception,loss=asl,seed=1", "--ensemble_method", "stacker")
+    job, _ = compile_to(
+        tmp_path,
+        "--serving_dir",
+        "gs://bkt/s",
+        "--ensemble",
+        "backbone=inception_v3",
+        "--ensemble",
+        "backbone=xception,loss=asl,seed=1",
+        "--ensemble_method",
+        "stacker",
+    )
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     assert set(tasks) == TASKS - {"Trainer"} | {"Trainer_1", "Trainer_2", "Ensembler"}
     for name, backbone, loss in (("Trainer_1", "inception_v3", "bce"), ("Trainer_2", "xception", "asl")):
@@ -234,13 +378,18 @@ def test_an_ensemble_trains_each_member_as_its_own_vertex_job_and_the_evaluator_
         # Each member is a Vertex AI Training job of its own, with its own worker pool.
         assert custom_config["ai_platform_enable_vertex"] is True
         assert custom_config["ai_platform_training_args"]["job_spec"]["worker_pool_specs"][0]["machine_spec"] == {
-            "machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 1}
+            "machine_type": "n1-standard-8",
+            "accelerator_type": "NVIDIA_TESLA_T4",
+            "accelerator_count": 1,
+        }
         # The runtime parameters reach every member.
         assert task_parameters(job, name)["train_steps"]["componentInputParameter"] == "train_steps"
     ensembler = tasks["Ensembler"]
-    assert {key: value["taskOutputArtifact"]["producerTask"]
-            for key, value in ensembler["inputs"]["artifacts"].items() if key.startswith("model_")} == {
-        "model_1": "Trainer_1", "model_2": "Trainer_2"}
+    assert {
+        key: value["taskOutputArtifact"]["producerTask"]
+        for key, value in ensembler["inputs"]["artifacts"].items()
+        if key.startswith("model_")
+    } == {"model_1": "Trainer_1", "model_2": "Trainer_2"}
     assert constant(job, "Ensembler", "method") == "stacker"
     for consumer in ("Evaluator", "Pusher"):
         assert tasks[consumer]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "Ensembler"

@@ -1,4 +1,5 @@
 """Runtime parameters reach run_fn and the gate: the executors' rewrite, and the Vertex training job it sends."""
+
 import json
 
 import pytest
@@ -15,24 +16,36 @@ from pipeline.config import PipelineConfig
 from pipeline.pipeline import eval_config
 
 IMAGE = "europe-docker.pkg.dev/my-proj/imat/pipeline:v2"
-CONFIG = PipelineConfig(pipeline_name="imat", pipeline_root="gs://b/root", data_root="gs://b/data",
-                        serving_dir="gs://b/serving", label_map="gs://b/lm.csv", num_labels=6)
+CONFIG = PipelineConfig(
+    pipeline_name="imat",
+    pipeline_root="gs://b/root",
+    data_root="gs://b/data",
+    serving_dir="gs://b/serving",
+    label_map="gs://b/lm.csv",
+    num_labels=6,
+)
 
 
 def trainer_properties(**extra):
-    return {"train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=CONFIG.train_steps)),
-            "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(num_steps=0)),
-            "run_fn": "trainer.task.run_fn", "custom_config": json.dumps(CONFIG.trainer_custom_config()), **extra}
+    return {
+        "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=CONFIG.train_steps)),
+        "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(num_steps=0)),
+        "run_fn": "trainer.task.run_fn",
+        "custom_config": json.dumps(CONFIG.trainer_custom_config()),
+        **extra,
+    }
 
 
 def test_trainer_parameters_replace_num_steps_and_learning_rates():
     result = run_parameters.apply_trainer_parameters(
-        trainer_properties(train_steps=777, head_learning_rate=0.02, fine_tune_learning_rate=0.003))
+        trainer_properties(train_steps=777, head_learning_rate=0.02, fine_tune_learning_rate=0.003)
+    )
     assert proto_utils.json_to_proto(result["train_args"], trainer_pb2.TrainArgs()).num_steps == 777
     custom_config = json.loads(result["custom_config"])
     assert custom_config["head_learning_rate"] == 0.02 and custom_config["fine_tune_learning_rate"] == 0.003
-    assert {k: v for k, v in custom_config.items() if "learning_rate" not in k} == \
-        {k: v for k, v in CONFIG.trainer_custom_config().items() if "learning_rate" not in k}
+    assert {k: v for k, v in custom_config.items() if "learning_rate" not in k} == {
+        k: v for k, v in CONFIG.trainer_custom_config().items() if "learning_rate" not in k
+    }
 
 
 def test_absent_trainer_parameters_leave_the_properties_alone():
@@ -45,7 +58,8 @@ def test_absent_trainer_parameters_leave_the_properties_alone():
 def test_micro_f1_bound_moves_only_the_gate():
     original = eval_config(CONFIG)
     result = run_parameters.apply_evaluator_parameters(
-        {"eval_config": proto_utils.proto_to_json(original), "micro_f1_lower_bound": 0.62})
+        {"eval_config": proto_utils.proto_to_json(original), "micro_f1_lower_bound": 0.62}
+    )
     changed = proto_utils.json_to_proto(result["eval_config"], tfma.EvalConfig())
     gate = changed.metrics_specs[0].metrics[0]
     assert json.loads(gate.config)["name"] == "micro_f1"
@@ -59,7 +73,8 @@ def test_a_bound_without_a_gate_is_an_error():
     no_gate = tfma.EvalConfig(metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="AUC")])])
     with pytest.raises(ValueError, match="no 'micro_f1' metric"):
         run_parameters.apply_evaluator_parameters(
-            {"eval_config": proto_utils.proto_to_json(no_gate), "micro_f1_lower_bound": 0.5})
+            {"eval_config": proto_utils.proto_to_json(no_gate), "micro_f1_lower_bound": 0.5}
+        )
 
 
 class FakeJobService:
@@ -81,29 +96,48 @@ class FakeJobService:
 def test_vertex_trainer_sends_the_worker_pool_and_the_parameters_to_vertex_training(tmp_path, monkeypatch):
     monkeypatch.setattr(training_clients.gapic, "JobServiceClient", FakeJobService)
     FakeJobService.created.clear()
-    cloud = CloudConfig(project="my-proj", region="europe-west4", image=IMAGE, pipeline_root="gs://b/root",
-                        data_root="gs://b/data", label_map="gs://b/lm.csv", serving_dir="gs://b/serving",
-                        trainer=TrainerResources("a2-highgpu-2g", "NVIDIA_TESLA_A100", 2))
+    cloud = CloudConfig(
+        project="my-proj",
+        region="europe-west4",
+        image=IMAGE,
+        pipeline_root="gs://b/root",
+        data_root="gs://b/data",
+        label_map="gs://b/lm.csv",
+        serving_dir="gs://b/serving",
+        trainer=TrainerResources("a2-highgpu-2g", "NVIDIA_TESLA_A100", 2),
+    )
     properties = trainer_properties(train_steps=5000, head_learning_rate=0.01, fine_tune_learning_rate=0.002)
     properties["custom_config"] = json.dumps({**CONFIG.trainer_custom_config(), **cloud.vertex_training_config()})
-    examples, model, model_run = (standard_artifacts.Examples(), standard_artifacts.Model(),
-                                  standard_artifacts.ModelRun())
+    examples, model, model_run = (
+        standard_artifacts.Examples(),
+        standard_artifacts.Model(),
+        standard_artifacts.ModelRun(),
+    )
     for artifact, name in ((examples, "examples"), (model, "model"), (model_run, "model_run")):
         artifact.uri = str(tmp_path / name)
 
-    run_parameters.VertexTrainerExecutor().Do({"examples": [examples]}, {"model": [model], "model_run": [model_run]},
-                                              properties)
+    run_parameters.VertexTrainerExecutor().Do(
+        {"examples": [examples]}, {"model": [model], "model_run": [model_run]}, properties
+    )
 
     [(client_options, parent, job)] = FakeJobService.created
     assert client_options == {"api_endpoint": "europe-west4-aiplatform.googleapis.com"}
     assert parent == "projects/my-proj/locations/europe-west4"
     [pool] = job["job_spec"]["worker_pool_specs"]
-    assert pool["machine_spec"] == {"machine_type": "a2-highgpu-2g", "accelerator_type": "NVIDIA_TESLA_A100",
-                                    "accelerator_count": 2}
+    assert pool["machine_spec"] == {
+        "machine_type": "a2-highgpu-2g",
+        "accelerator_type": "NVIDIA_TESLA_A100",
+        "accelerator_count": 2,
+    }
     assert pool["replica_count"] == 1 and pool["container_spec"]["image_uri"] == IMAGE
     command = pool["container_spec"]["command"]
-    assert command[:5] == ["python", "-m", "tfx.scripts.run_executor", "--executor_class_path",
-                           "tfx.components.trainer.executor.GenericExecutor"]
+    assert command[:5] == [
+        "python",
+        "-m",
+        "tfx.scripts.run_executor",
+        "--executor_class_path",
+        "tfx.components.trainer.executor.GenericExecutor",
+    ]
     sent = json.loads(command[command.index("--exec-properties") + 1])
     assert json.loads(sent["train_args"])["num_steps"] == 5000
     custom_config = json.loads(sent["custom_config"])

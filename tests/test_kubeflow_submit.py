@@ -1,4 +1,5 @@
 """imat submit: what would be sent to Vertex AI Pipelines and to a KFP endpoint, with only the network stubbed."""
+
 import json
 
 import google.auth
@@ -18,10 +19,29 @@ VERTEX = ["--project", "my-proj", "--region", "us-central1"]
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
-    json_path, yaml_path = compile_command.main([
-        "--project", "my-proj", "--region", "us-central1", "--image", "gcr.io/my-proj/imat:1",
-        "--pipeline_root", "gs://bkt/root", "--data", "gs://bkt/data", "--label_map", "gs://bkt/lm.csv",
-        "--num_labels", "20", "--serving_dir", "gs://bkt/serving", "--output_dir", str(out), "--kfp_yaml"])
+    json_path, yaml_path = compile_command.main(
+        [
+            "--project",
+            "my-proj",
+            "--region",
+            "us-central1",
+            "--image",
+            "gcr.io/my-proj/imat:1",
+            "--pipeline_root",
+            "gs://bkt/root",
+            "--data",
+            "gs://bkt/data",
+            "--label_map",
+            "gs://bkt/lm.csv",
+            "--num_labels",
+            "20",
+            "--serving_dir",
+            "gs://bkt/serving",
+            "--output_dir",
+            str(out),
+            "--kfp_yaml",
+        ]
+    )
     return json_path, yaml_path
 
 
@@ -42,6 +62,7 @@ class Recorder:
         def method(*args, **kwargs):
             self.calls.append((name, args, kwargs))
             return self.returns.get(name)
+
         return method
 
 
@@ -50,27 +71,51 @@ def test_vertex_submit_builds_the_pipeline_job_with_typed_parameters(compiled, m
     init, job = Recorder(), Recorder()
     monkeypatch.setattr(aiplatform, "init", init)
     monkeypatch.setattr(aiplatform, "PipelineJob", job)
-    submit.main(VERTEX + ["--pipeline", json_path, "--param", "train_steps=5000", "--param",
-                          "micro_f1_lower_bound=0.55", "--service_account", "runner@my-proj.iam.gserviceaccount.com",
-                          "--no_cache", "--label", "team=vision"])
+    submit.main(
+        VERTEX
+        + [
+            "--pipeline",
+            json_path,
+            "--param",
+            "train_steps=5000",
+            "--param",
+            "micro_f1_lower_bound=0.55",
+            "--service_account",
+            "runner@my-proj.iam.gserviceaccount.com",
+            "--no_cache",
+            "--label",
+            "team=vision",
+        ]
+    )
     assert init.calls == [("__init__", (), {"project": "my-proj", "location": "us-central1"})]
     (_, _, created), (name, _, submitted) = job.calls
-    assert created == {"display_name": "imat", "template_path": json_path, "job_id": None, "pipeline_root": None,
-                       "parameter_values": {"train_steps": 5000, "micro_f1_lower_bound": 0.55},
-                       "enable_caching": False, "labels": {"team": "vision"}, "project": "my-proj",
-                       "location": "us-central1"}
+    assert created == {
+        "display_name": "imat",
+        "template_path": json_path,
+        "job_id": None,
+        "pipeline_root": None,
+        "parameter_values": {"train_steps": 5000, "micro_f1_lower_bound": 0.55},
+        "enable_caching": False,
+        "labels": {"team": "vision"},
+        "project": "my-proj",
+        "location": "us-central1",
+    }
     assert type(created["parameter_values"]["train_steps"]) is int
     assert name == "submit"
-    assert submitted == {"service_account": "runner@my-proj.iam.gserviceaccount.com", "network": None,
-                         "experiment": None}
+    assert submitted == {
+        "service_account": "runner@my-proj.iam.gserviceaccount.com",
+        "network": None,
+        "experiment": None,
+    }
 
 
 def test_vertex_request_carries_the_compiled_spec_and_the_run_values(compiled, monkeypatch):
     """The real PipelineJob, stubbed where it would reach Google: ADC lookup, GCS and the Vertex API."""
     json_path, _ = compiled
     monkeypatch.setattr(google.auth, "default", lambda *a, **k: (ga_credentials.AnonymousCredentials(), "my-proj"))
-    monkeypatch.setattr(gcs_utils, "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist",
-                        lambda **kwargs: None)
+    monkeypatch.setattr(
+        gcs_utils, "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist", lambda **kwargs: None
+    )
     sent = []
 
     def create_pipeline_job(self, *, parent, pipeline_job, pipeline_job_id, timeout=None):
@@ -80,41 +125,72 @@ def test_vertex_request_carries_the_compiled_spec_and_the_run_values(compiled, m
         return created
 
     monkeypatch.setattr(PipelineServiceClient, "create_pipeline_job", create_pipeline_job)
-    job = submit.main(VERTEX + ["--pipeline", json_path, "--param", "head_learning_rate=0.005",
-                                "--job_id", "imat-run-7"])
+    job = submit.main(
+        VERTEX + ["--pipeline", json_path, "--param", "head_learning_rate=0.005", "--job_id", "imat-run-7"]
+    )
     [(parent, request)] = sent
     assert parent == "projects/my-proj/locations/us-central1"
     assert job.resource_name == "projects/my-proj/locations/us-central1/pipelineJobs/imat-run-7"
     assert request.runtime_config.gcs_output_directory == "gs://bkt/root"
     assert dict(request.runtime_config.parameter_values) == {
-        "train_steps": 2000, "head_learning_rate": 0.005, "fine_tune_learning_rate": 1e-4,
-        "micro_f1_lower_bound": 0.3}
+        "train_steps": 2000,
+        "head_learning_rate": 0.005,
+        "fine_tune_learning_rate": 1e-4,
+        "micro_f1_lower_bound": 0.3,
+    }
     with open(json_path) as f:
-        assert request.pipeline_spec["root"]["dag"]["tasks"].keys() == json.load(f)["pipelineSpec"]["root"]["dag"]["tasks"].keys()
+        assert (
+            request.pipeline_spec["root"]["dag"]["tasks"].keys()
+            == json.load(f)["pipelineSpec"]["root"]["dag"]["tasks"].keys()
+        )
 
 
 def test_kfp_submit_creates_a_run_from_the_yaml(compiled, monkeypatch):
     _, yaml_path = compiled
     client = Recorder(create_run_from_pipeline_package=type("Run", (), {"run_id": "run-1"})())
     monkeypatch.setattr(kfp, "Client", client)
-    submit.main(["--kfp_host", "https://kfp.example.com/pipeline", "--pipeline", yaml_path,
-                 "--param", "fine_tune_learning_rate=0.0005", "--experiment", "imat",
-                 "--pipeline_root", "gs://bkt/kfp-root"])
+    submit.main(
+        [
+            "--kfp_host",
+            "https://kfp.example.com/pipeline",
+            "--pipeline",
+            yaml_path,
+            "--param",
+            "fine_tune_learning_rate=0.0005",
+            "--experiment",
+            "imat",
+            "--pipeline_root",
+            "gs://bkt/kfp-root",
+        ]
+    )
     (_, _, constructed), (name, _, run) = client.calls
     assert constructed == {"host": "https://kfp.example.com/pipeline", "namespace": "kubeflow"}
     assert name == "create_run_from_pipeline_package"
-    assert run == {"pipeline_file": yaml_path, "arguments": {"fine_tune_learning_rate": 0.0005}, "run_name": "imat",
-                   "experiment_name": "imat", "namespace": "kubeflow", "pipeline_root": "gs://bkt/kfp-root",
-                   "enable_caching": None, "service_account": None}
+    assert run == {
+        "pipeline_file": yaml_path,
+        "arguments": {"fine_tune_learning_rate": 0.0005},
+        "run_name": "imat",
+        "experiment_name": "imat",
+        "namespace": "kubeflow",
+        "pipeline_root": "gs://bkt/kfp-root",
+        "enable_caching": None,
+        "service_account": None,
+    }
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--param", "learning_rate=0.1"], "the pipeline has no such parameter; it has fine_tune_learning_rate, "
-                                       "head_learning_rate, micro_f1_lower_bound, train_steps"),
-    (["--param", "train_steps=5.5"], "--param train_steps=5.5: not a valid NUMBER_INTEGER"),
-    (["--param", "train_steps"], "expected NAME=VALUE"),
-    (["--pipeline_root", "/tmp/root"], "Vertex AI needs a gs:// pipeline root"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--param", "learning_rate=0.1"],
+            "the pipeline has no such parameter; it has fine_tune_learning_rate, "
+            "head_learning_rate, micro_f1_lower_bound, train_steps",
+        ),
+        (["--param", "train_steps=5.5"], "--param train_steps=5.5: not a valid NUMBER_INTEGER"),
+        (["--param", "train_steps"], "expected NAME=VALUE"),
+        (["--pipeline_root", "/tmp/root"], "Vertex AI needs a gs:// pipeline root"),
+    ],
+)
 def test_bad_submissions_stop_before_anything_is_sent(compiled, monkeypatch, extra, message):
     job = Recorder()
     monkeypatch.setattr(aiplatform, "PipelineJob", job)

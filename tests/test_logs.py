@@ -1,4 +1,5 @@
 """The commands' logging: a progress line per component from TFX's records, and the global -v flag."""
+
 import io
 import logging
 import os
@@ -52,8 +53,13 @@ def test_component_progress_passes_library_info_on_when_verbose(quiet_absl, capl
 
 @pytest.mark.parametrize("argv", [["-v", "demo-data"], ["demo-data", "--verbose"]], ids=["before", "after"])
 def test_verbose_flag_is_global(tmp_path, argv):
-    result = subprocess.run([sys.executable, "-m", "cli.main"] + argv + ["--out", str(tmp_path), "--num_images=3"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main"] + argv + ["--out", str(tmp_path), "--num_images=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("wrote 3 images in ")
 
@@ -65,7 +71,9 @@ from cli import logs
 logs.configure(verbose=sys.argv[1] == "verbose")
 absl_logging.info("Using deployment config: %s", "a protobuf dump")
 logging.getLogger("apache_beam.typehints").info("Using Any for unsupported type")
-logging.getLogger("tensorflow").warning("From %s: f (from m) is deprecated and will be removed in a future version.", "x.py")
+logging.getLogger("tensorflow").warning(
+    "From %s: f (from m) is deprecated and will be removed in a future version.", "x.py"
+)
 absl_logging.warning("ArtifactQuery.property_predicate is not supported.")
 logging.getLogger("tensorflow").warning("a warning to act on")
 logging.getLogger("components.download.shard").info("train shard 1/3 written")
@@ -74,8 +82,9 @@ logging.getLogger("components.download.shard").info("train shard 1/3 written")
 
 @pytest.mark.parametrize("mode", ["quiet", "verbose"])
 def test_configure_keeps_warnings_and_own_info_and_drops_library_info_unless_verbose(mode):
-    result = subprocess.run([sys.executable, "-c", CONFIGURE_AND_LOG, mode], cwd=ROOT, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", CONFIGURE_AND_LOG, mode], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     assert sum("a warning to act on" in x for x in lines) == 1 and sum("shard 1/3 written" in x for x in lines) == 1

@@ -1,4 +1,5 @@
 """The model's options: losses against hand-computed values, backbones, pooling and head."""
+
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ def test_asymmetric_loss_equals_the_papers_formula_by_hand():
     # positives: gamma_pos 0 -> plain log loss; negatives: p_m = p - 0.05, weighted by p_m ** 4.
     expected = [
         -math.log(0.8),
-        -(0.25 ** 4) * math.log(1 - 0.25),
+        -(0.25**4) * math.log(1 - 0.25),
         0.0,  # 0.02 - 0.05 < 0: an easy negative costs nothing
         -math.log(0.4),
     ]
@@ -40,7 +41,7 @@ def test_asymmetric_loss_without_focusing_or_clip_is_cross_entropy():
 def test_focal_loss_down_weights_easy_examples_by_hand():
     y, p = tf.constant([[1.0, 0.0]]), tf.constant([[0.9, 0.4]])
     got = losses.get_loss("focal")(y, p).numpy()
-    expected = ((0.1 ** 2) * -math.log(0.9) + (0.4 ** 2) * -math.log(0.6)) / 2
+    expected = ((0.1**2) * -math.log(0.9) + (0.4**2) * -math.log(0.6)) / 2
     assert got == pytest.approx(expected, rel=1e-4)
 
 
@@ -50,8 +51,7 @@ def test_unknown_loss_backbone_and_pooling_fail_before_training():
     with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
         model_lib.build_model(model_lib.ModelConfig(NUM_LABELS, 75, "none", backbone="vgg"))
     with pytest.raises(ValueError, match="unknown pooling 'sum'"):
-        model_lib.build_model(model_lib.ModelConfig(NUM_LABELS, 75, "none", backbone="mobilenetv3small",
-                                                    pooling="sum"))
+        model_lib.build_model(model_lib.ModelConfig(NUM_LABELS, 75, "none", backbone="mobilenetv3small", pooling="sum"))
     with pytest.raises(ValueError, match="below inception_v3's minimum of 75"):
         model_lib.build_model(model_lib.ModelConfig(NUM_LABELS, 64, "none"))
 
@@ -77,14 +77,12 @@ def test_resnet_scaling_gives_the_caffe_pixels_its_weights_expect():
     image = tf.constant([[[[-1.0, 0.0, 1.0]]]])  # one RGB pixel: 0, 127.5, 255
     bgr_less_mean = backbones.BACKBONES["resnet50"].scale(image).numpy().ravel()
     np.testing.assert_allclose(bgr_less_mean, [255 - 103.939, 127.5 - 116.779, 0 - 123.68], rtol=1e-5)
-    np.testing.assert_allclose(backbones.BACKBONES["efficientnetv2b0"].scale(image).numpy().ravel(),
-                               [0, 127.5, 255])
+    np.testing.assert_allclose(backbones.BACKBONES["efficientnetv2b0"].scale(image).numpy().ravel(), [0, 127.5, 255])
 
 
 @pytest.mark.parametrize("pooling, width", [("avg", 576), ("max", 576), ("avgmax", 1152)])
 def test_pooling_sets_the_embedding_width_and_the_dense_head_sits_after_it(pooling, width):
-    config = model_lib.ModelConfig(NUM_LABELS, 64, "none", backbone="mobilenetv3small", pooling=pooling,
-                                   head_units=16)
+    config = model_lib.ModelConfig(NUM_LABELS, 64, "none", backbone="mobilenetv3small", pooling=pooling, head_units=16)
     model = model_lib.build_model(config)
     assert model.get_layer(model_lib.EMBEDDING_LAYER).output_shape == (None, width)
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
@@ -92,10 +90,20 @@ def test_pooling_sets_the_embedding_width_and_the_dense_head_sits_after_it(pooli
 
 
 def test_the_trainers_custom_config_rebuilds_the_model_config_with_types():
-    config = model_lib.ModelConfig.from_custom_config({"num_labels": "7", "image_size": 96.0, "backbone": "xception", "loss": "asl",
-                                     "head_units": "32", "dropout": "0.1", "unrelated": 1})
-    assert config == model_lib.ModelConfig(num_labels=7, image_size=96, backbone="xception", loss="asl",
-                                           head_units=32, dropout=0.1)
+    config = model_lib.ModelConfig.from_custom_config(
+        {
+            "num_labels": "7",
+            "image_size": 96.0,
+            "backbone": "xception",
+            "loss": "asl",
+            "head_units": "32",
+            "dropout": "0.1",
+            "unrelated": 1,
+        }
+    )
+    assert config == model_lib.ModelConfig(
+        num_labels=7, image_size=96, backbone="xception", loss="asl", head_units=32, dropout=0.1
+    )
     assert config.first_fine_tuned_layer == "block13_sepconv1_act"
     with pytest.raises(KeyError, match="num_labels"):
         model_lib.ModelConfig.from_custom_config({"image_size": 75})
@@ -114,12 +122,14 @@ def test_progressive_resizing_trains_on_small_images_then_serves_full_size():
     model = model_lib.build_model(config)
     model_lib.compile_for_fine_tuning(model, config)
     labels = np.eye(NUM_LABELS, dtype=np.float32)[:2]
-    full = tf.data.Dataset.from_tensors((np.random.default_rng(1).uniform(-1, 1, (2, 75, 75, 3)).astype(np.float32),
-                                         labels)).repeat()
+    full = tf.data.Dataset.from_tensors(
+        (np.random.default_rng(1).uniform(-1, 1, (2, 75, 75, 3)).astype(np.float32), labels)
+    ).repeat()
     small = task.resized(full, 48)
     assert next(iter(small))[0].shape == (2, 48, 48, 3)
     for dataset in (small, full):
         assert np.isfinite(model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0).history["loss"][0])
     with pytest.raises(ValueError, match="progressive_image_size 24 is below mobilenetv3small's minimum of 32"):
-        model_lib.build_model(model_lib.ModelConfig(NUM_LABELS, 75, "none", progressive_image_size=24,
-                                                    backbone="mobilenetv3small"))
+        model_lib.build_model(
+            model_lib.ModelConfig(NUM_LABELS, 75, "none", progressive_image_size=24, backbone="mobilenetv3small")
+        )

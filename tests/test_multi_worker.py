@@ -1,4 +1,5 @@
 """Multi-worker training: the chief, per-worker input shards, and two real workers on loopback."""
+
 import json
 import os
 import random
@@ -25,21 +26,25 @@ SIZE = 75
 NUM_LABELS = max(label.label_id for label in demo_data.label_table())
 
 
-@pytest.mark.parametrize("cluster, task_type, task_id, expected", [
-    ({}, None, None, WorkerRole(0, 1, True)),
-    ({"worker": ["a:1", "b:2"]}, "worker", 0, WorkerRole(0, 2, True)),  # no chief: worker 0 is
-    ({"worker": ["a:1", "b:2"]}, "worker", 1, WorkerRole(1, 2, False)),
-    ({"chief": ["c:0"], "worker": ["a:1", "b:2"]}, "chief", 0, WorkerRole(0, 3, True)),  # Vertex AI's layout
-    ({"chief": ["c:0"], "worker": ["a:1", "b:2"]}, "worker", 0, WorkerRole(1, 3, False)),
-    ({"chief": ["c:0"], "worker": ["a:1", "b:2"]}, "worker", 1, WorkerRole(2, 3, False)),
-])
+@pytest.mark.parametrize(
+    "cluster, task_type, task_id, expected",
+    [
+        ({}, None, None, WorkerRole(0, 1, True)),
+        ({"worker": ["a:1", "b:2"]}, "worker", 0, WorkerRole(0, 2, True)),  # no chief: worker 0 is
+        ({"worker": ["a:1", "b:2"]}, "worker", 1, WorkerRole(1, 2, False)),
+        ({"chief": ["c:0"], "worker": ["a:1", "b:2"]}, "chief", 0, WorkerRole(0, 3, True)),  # Vertex AI's layout
+        ({"chief": ["c:0"], "worker": ["a:1", "b:2"]}, "worker", 0, WorkerRole(1, 3, False)),
+        ({"chief": ["c:0"], "worker": ["a:1", "b:2"]}, "worker", 1, WorkerRole(2, 3, False)),
+    ],
+)
 def test_the_chief_is_the_chief_task_or_else_worker_zero(cluster, task_type, task_id, expected):
     assert role_from_cluster(cluster, task_type, task_id) == expected
 
 
-@pytest.mark.parametrize("task_type, task_id, message", [
-    ("ps", 0, "task type 'ps'"), ("evaluator", 0, "task type 'evaluator'"), ("worker", 2, "task worker:2 is not"),
-])
+@pytest.mark.parametrize(
+    "task_type, task_id, message",
+    [("ps", 0, "task type 'ps'"), ("evaluator", 0, "task type 'evaluator'"), ("worker", 2, "task worker:2 is not")],
+)
 def test_tasks_that_cannot_train_are_refused(task_type, task_id, message):
     with pytest.raises(ValueError, match=message):
         role_from_cluster({"chief": ["c:0"], "worker": ["a:1", "b:2"]}, task_type, task_id)
@@ -56,8 +61,11 @@ def _id_files(folder, sizes):
         with tf.io.TFRecordWriter(path, options="GZIP") as writer:
             for _ in range(size):
                 image_id = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(next_id).encode()]))
-                writer.write(tf.train.Example(features=tf.train.Features(
-                    feature={features.IMAGE_ID_KEY: image_id})).SerializeToString())
+                writer.write(
+                    tf.train.Example(
+                        features=tf.train.Features(feature={features.IMAGE_ID_KEY: image_id})
+                    ).SerializeToString()
+                )
                 next_id += 1
         paths.append(path)
     return paths, next_id
@@ -65,8 +73,9 @@ def _id_files(folder, sizes):
 
 def _ids(files, num_shards, shard_index, shuffle=False, batches=None):
     spec = {features.IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string)}
-    dataset = data.raw_dataset(files, spec, 1, shuffle=shuffle, shuffle_buffer=4, seed=1, num_shards=num_shards,
-                               shard_index=shard_index)
+    dataset = data.raw_dataset(
+        files, spec, 1, shuffle=shuffle, shuffle_buffer=4, seed=1, num_shards=num_shards, shard_index=shard_index
+    )
     return [int(b[features.IMAGE_ID_KEY].numpy()[0]) for b in (dataset.take(batches) if batches else dataset)]
 
 
@@ -101,8 +110,9 @@ def test_plain_copy_has_the_trained_weights_after_unfreezing():
     copy = multi_worker.plain_copy(weights, config)
     images = rng.uniform(-1, 1, (3, 75, 75, 3)).astype(np.float32)
     np.testing.assert_allclose(copy(images, training=False).numpy(), model(images, training=False).numpy(), atol=1e-6)
-    assert multi_worker.fingerprint(multi_worker.read_weights(copy, tf.distribute.get_strategy())) == \
-        multi_worker.fingerprint(weights)
+    assert multi_worker.fingerprint(
+        multi_worker.read_weights(copy, tf.distribute.get_strategy())
+    ) == multi_worker.fingerprint(weights)
 
 
 def _free_ports(n):
@@ -130,8 +140,9 @@ def _tiny_examples(root, tft_dir):
         for i, part in enumerate(halves):
             write_examples(part, os.path.join(folder, f"data_tfrecord-{i:05d}-of-{len(halves):05d}.gz"))
     transform(splits["train"], tft_dir, NUM_LABELS, SIZE)
-    return [os.path.join(root, "Split-train", "*")], [os.path.join(root, f"Split-{s}", "*")
-                                                      for s in ("calibration", "eval")]
+    return [os.path.join(root, "Split-train", "*")], [
+        os.path.join(root, f"Split-{s}", "*") for s in ("calibration", "eval")
+    ]
 
 
 @pytest.mark.slow
@@ -141,22 +152,48 @@ def test_two_workers_train_one_model_and_only_the_chief_exports(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     custom_config = {
-        "num_labels": NUM_LABELS, "image_size": SIZE, "weights": "none", "dropout": 0.0,
-        "head_learning_rate": 1e-3, "fine_tune_learning_rate": 1e-3, "fine_tune_from": "mixed9",
-        "head_steps_fraction": 0.0, "batch_size": 4, "eval_batch_size": 8, "distribution": "multi_worker",
-        "min_positives": 1, "calibration_folds": 2, "label_map": "", "shuffle_buffer": 16, "seed": 3}
+        "num_labels": NUM_LABELS,
+        "image_size": SIZE,
+        "weights": "none",
+        "dropout": 0.0,
+        "head_learning_rate": 1e-3,
+        "fine_tune_learning_rate": 1e-3,
+        "fine_tune_from": "mixed9",
+        "head_steps_fraction": 0.0,
+        "batch_size": 4,
+        "eval_batch_size": 8,
+        "distribution": "multi_worker",
+        "min_positives": 1,
+        "calibration_folds": 2,
+        "label_map": "",
+        "shuffle_buffer": 16,
+        "seed": 3,
+    }
     workers = []
     for index in range(2):
         folder = tmp_path / f"worker{index}"  # each its own output folders, to see who wrote what
-        args = {"train_files": train_files, "eval_files": eval_files, "transform_output": str(tmp_path / "transform"),
-                "serving_model_dir": str(folder / "serving"), "model_run_dir": str(folder / "logs"),
-                "train_steps": 2, "eval_steps": 0, "custom_config": custom_config}
+        args = {
+            "train_files": train_files,
+            "eval_files": eval_files,
+            "transform_output": str(tmp_path / "transform"),
+            "serving_model_dir": str(folder / "serving"),
+            "model_run_dir": str(folder / "logs"),
+            "train_steps": 2,
+            "eval_steps": 0,
+            "custom_config": custom_config,
+        }
         (tmp_path / f"args{index}.json").write_text(json.dumps(args))
         # A clean environment but for what the worker needs: one thread each on a busy machine.
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "PYTHONPATH": REPO,
-               "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "1",
-               "TF_NUM_INTEROP_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", ""),
+            "PYTHONPATH": REPO,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_NUM_INTRAOP_THREADS": "1",
+            "TF_NUM_INTEROP_THREADS": "1",
+            "CUDA_VISIBLE_DEVICES": "",
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
         log = open(tmp_path / f"worker{index}.log", "w")
         command = [sys.executable, "-m", "tests.multi_worker_run", str(tmp_path / f"args{index}.json")]
         workers.append((subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log))

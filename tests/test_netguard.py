@@ -1,4 +1,5 @@
 """The private-network guard's address rules, numeric host spellings and resolver; the byte budget."""
+
 import asyncio
 import ipaddress
 
@@ -8,14 +9,26 @@ from components.download import netguard
 from components.download.budget import ByteBudget
 
 REFUSED = {
-    "127.0.0.1": "loopback", "127.255.0.9": "loopback", "::1": "loopback",
-    "10.1.2.3": "private", "172.16.0.1": "private", "192.168.1.1": "private", "fc00::1": "private",
-    "169.254.169.254": "link-local", "fe80::1": "link-local",
-    "224.0.0.1": "multicast", "ff02::1": "multicast",
-    "0.0.0.0": "unspecified", "::": "unspecified",
-    "240.0.0.1": "reserved", "100.64.0.1": "non-global", "fec0::1": "site-local",
+    "127.0.0.1": "loopback",
+    "127.255.0.9": "loopback",
+    "::1": "loopback",
+    "10.1.2.3": "private",
+    "172.16.0.1": "private",
+    "192.168.1.1": "private",
+    "fc00::1": "private",
+    "169.254.169.254": "link-local",
+    "fe80::1": "link-local",
+    "224.0.0.1": "multicast",
+    "ff02::1": "multicast",
+    "0.0.0.0": "unspecified",
+    "::": "unspecified",
+    "240.0.0.1": "reserved",
+    "100.64.0.1": "non-global",
+    "fec0::1": "site-local",
     # IPv6 forms that carry an IPv4 address are judged by that address.
-    "::ffff:127.0.0.1": "loopback", "::ffff:10.0.0.1": "private", "2002:7f00:1::": "loopback",
+    "::ffff:127.0.0.1": "loopback",
+    "::ffff:10.0.0.1": "private",
+    "2002:7f00:1::": "loopback",
     "64:ff9b::a9fe:a9fe": "link-local",
 }
 PUBLIC = ["8.8.8.8", "151.101.1.69", "2001:4860:4860::8888", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::"]
@@ -41,8 +54,19 @@ def test_allowed_networks_lift_the_guard_for_themselves_only():
         netguard.parse_networks(["10.1.2/24"])
 
 
-@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "0177.0.0.1", "127.1", "0x7f.0.0.1", "127.0.0.1",
-                                  "[::ffff:127.0.0.1]", "::ffff:7f00:1"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "2130706433",
+        "0x7f000001",
+        "0177.0.0.1",
+        "127.1",
+        "0x7f.0.0.1",
+        "127.0.0.1",
+        "[::ffff:127.0.0.1]",
+        "::ffff:7f00:1",
+    ],
+)
 def test_every_numeric_spelling_of_loopback_is_seen_and_refused(host):
     assert netguard.numeric_host(host) in (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::ffff:7f00:1"))
     with pytest.raises(netguard.BlockedAddress, match="loopback"):

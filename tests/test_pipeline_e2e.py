@@ -3,6 +3,7 @@
 Every image carries exactly three labels (category, colour, pattern): the data on which
 SchemaGen's guess made ``labels`` fixed-length and Transform failed, before the curated schema.
 """
+
 import dataclasses
 import io
 import json
@@ -27,9 +28,20 @@ from imat_common.workdir import latest_pushed_model, metadata_path
 from imat_common.serving import read_thresholds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
-              "ValidationGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher",
-              "SimilarityIndexer"}
+COMPONENTS = {
+    "ImportExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "ValidationGate",
+    "Transform",
+    "Trainer",
+    "latest_blessed_model_resolver",
+    "Evaluator",
+    "Pusher",
+    "SimilarityIndexer",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +59,14 @@ def workdir(tmp_path_factory):
         json.dump(splits, f)
     with demo_data.serve_folder(source) as base:
         paths = demo_data.write_json(source, base)
-        job.run([f"--input={k}={v}" for k, v in paths.items()]
-                + [f"--output={os.path.join(work, 'data')}", f"--label_map={os.path.join(source, 'label_map.csv')}",
-                   "--allow_private_networks"])
+        job.run(
+            [f"--input={k}={v}" for k, v in paths.items()]
+            + [
+                f"--output={os.path.join(work, 'data')}",
+                f"--label_map={os.path.join(source, 'label_map.csv')}",
+                "--allow_private_networks",
+            ]
+        )
     return work
 
 
@@ -65,16 +82,19 @@ def _execute_notebook(workdir, monkeypatch):
     # The kernel is a new process: it imports this checkout's packages, as pytest does.
     monkeypatch.setenv("PYTHONPATH", os.path.dirname(os.path.dirname(NOTEBOOK)))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}
+    ).execute()
     return [cell.get("outputs", []) for cell in notebook.cells if cell.cell_type == "code"]
 
 
 def _split_ids(examples_uri, split):
     files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
     spec = {"image_id": tf.io.FixedLenFeature([], tf.string)}
-    return {tf.io.parse_single_example(r, spec)["image_id"].numpy().decode()
-            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")}
+    return {
+        tf.io.parse_single_example(r, spec)["image_id"].numpy().decode()
+        for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
+    }
 
 
 def _check_calibration_and_rules(workdir, metadata, pushed):
@@ -100,8 +120,9 @@ def _check_calibration_and_rules(workdir, metadata, pushed):
 @pytest.fixture(scope="module")
 def first_run(workdir):
     """The pipeline run once on the workdir's data, with a gate every model passes; its config."""
-    config = demo_config(workdir, num_labels=18, image_size=75, train_steps=4, batch_size=8, eval_batch_size=16,
-                         micro_f1_lower_bound=0.0)
+    config = demo_config(
+        workdir, num_labels=18, image_size=75, train_steps=4, batch_size=8, eval_batch_size=16, micro_f1_lower_bound=0.0
+    )
     local_runner.run(config)
     return config
 
@@ -127,8 +148,10 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsy
 
     # imat predict streams images in batches; imat submission scores the test split (never seen).
     images = [os.path.join(workdir, "source", "images", f"{i}.jpg") for i in (1, 2, 3)]
-    predict.main(images + ["--model", pushed, "--batch_size", "2", "--label_map",
-                           os.path.join(workdir, "source", "label_map.csv")])
+    predict.main(
+        images
+        + ["--model", pushed, "--batch_size", "2", "--label_map", os.path.join(workdir, "source", "label_map.csv")]
+    )
     printed = capsys.readouterr().out
     assert all(f"{path}:" in printed for path in images)
     result = submission.main(["--workdir", workdir, "--labels", os.path.join(workdir, "source", "test_labels.json")])
@@ -189,8 +212,14 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsy
 def test_imat_report_prints_the_report_and_a_handful_of_other_lines(workdir, first_run):
     # Without the tests' TF_CPP_MIN_LOG_LEVEL: the command's own default is what a user gets.
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    result = subprocess.run([sys.executable, "-m", "cli.main", "report", "--workdir", workdir], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "report", "--workdir", workdir],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[category]" in result.stdout
     # The report is stdout; everything else (library logs, warnings) is stderr, and nearly nothing.
@@ -199,13 +228,21 @@ def test_imat_report_prints_the_report_and_a_handful_of_other_lines(workdir, fir
 
 @pytest.mark.slow
 def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(workdir, tmp_path):
-    config = demo_config(workdir, num_labels=18, image_size=75, train_steps=4, batch_size=8, eval_batch_size=16,
-                         micro_f1_lower_bound=0.0, pipeline_root=str(tmp_path / "pipeline"),
-                         serving_dir=str(tmp_path / "serving"), ensemble_method="stacker",
-                         # The first member's embeddings are the index's: InceptionV3's, as in the test
-                         # above (a 4-step MobileNetV3Small's hard-swish features can all be zero).
-                         ensemble=("backbone=inception_v3",
-                                   "backbone=mobilenetv3small,loss=asl,seed=1,progressive_image_size=48"))
+    config = demo_config(
+        workdir,
+        num_labels=18,
+        image_size=75,
+        train_steps=4,
+        batch_size=8,
+        eval_batch_size=16,
+        micro_f1_lower_bound=0.0,
+        pipeline_root=str(tmp_path / "pipeline"),
+        serving_dir=str(tmp_path / "serving"),
+        ensemble_method="stacker",
+        # The first member's embeddings are the index's: InceptionV3's, as in the test
+        # above (a 4-step MobileNetV3Small's hard-swish features can all be zero).
+        ensemble=("backbone=inception_v3", "backbone=mobilenetv3small,loss=asl,seed=1,progressive_image_size=48"),
+    )
     local_runner.run(config)
     metadata = metadata_path(config.pipeline_root)
     states = {e.component: e.state for e in runs.last_run(metadata)}
@@ -219,8 +256,9 @@ def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(w
     # The pushed model serves what the members' own exports and the stacker give outside it.
     members = [tf.saved_model.load(d) for d in trained["ensemble"]["members"]]
     examples = runs.latest_artifact_uri(metadata, "Examples")
-    stacker = ensemble.fit_stacker(*ensemble_export.score(members, ensemble_export.examples_files(examples,
-                                                                                                  "calibration")))
+    stacker = ensemble.fit_stacker(
+        *ensemble_export.score(members, ensemble_export.examples_files(examples, "calibration"))
+    )
     eval_files = ensemble_export.examples_files(examples, "eval")
     probabilities, _ = ensemble_export.score(members, eval_files)
     expected = ensemble.stacker_predict(stacker, probabilities)
@@ -230,5 +268,6 @@ def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(w
     # The Evaluator gated the ensemble on eval: its micro-F1 is the one the ensemble's report gives.
     evaluation_result = tfma.load_eval_result(runs.latest_artifact_uri(metadata, "ModelEvaluation"))
     assert report.micro_f1(evaluation_result.slicing_metrics) == pytest.approx(
-        trained["micro_f1"][trained["served_rule"]]["eval"], abs=1e-6)
+        trained["micro_f1"][trained["served_rule"]]["eval"], abs=1e-6
+    )
     assert os.path.isfile(os.path.join(str(tmp_path), "similar", os.path.basename(pushed), "manifest.json"))

@@ -1,4 +1,5 @@
 """imat predict streams: images read batch by batch, a progress line, folders expanded, bad files named."""
+
 import io
 import random
 

@@ -1,4 +1,5 @@
 """The competition JSON reader: both spellings, the test file, bad records, malformed files."""
+
 import json
 
 import pytest
@@ -20,16 +21,20 @@ def _read(tmp_path, doc_text):
 
 
 def test_real_file_spelling(tmp_path):
-    doc = {"images": [{"imageId": "1", "url": "http://h/1.jpg"}, {"imageId": "2", "url": "https://h/2.jpg"}],
-           "annotations": [{"imageId": "1", "labelId": ["95", "66"]}, {"imageId": "2", "labelId": ["3"]}]}
+    doc = {
+        "images": [{"imageId": "1", "url": "http://h/1.jpg"}, {"imageId": "2", "url": "https://h/2.jpg"}],
+        "annotations": [{"imageId": "1", "labelId": ["95", "66"]}, {"imageId": "2", "labelId": ["3"]}],
+    }
     items, bad, _ = _read(tmp_path, json.dumps(doc))
     assert items == [ImageRecord("1", ("http://h/1.jpg",), (66, 95)), ImageRecord("2", ("https://h/2.jpg",), (3,))]
     assert bad == []
 
 
 def test_official_readme_spelling_with_int_ids_and_url_lists(tmp_path):
-    doc = {"images": [{"image_id": 7, "url": ["http://h/7.jpg", "http://mirror/7.jpg"]}],
-           "annotations": [{"image_id": 7, "label_id": [12, 4, 12]}]}
+    doc = {
+        "images": [{"image_id": 7, "url": ["http://h/7.jpg", "http://mirror/7.jpg"]}],
+        "annotations": [{"image_id": 7, "label_id": [12, 4, 12]}],
+    }
     items, bad, _ = _read(tmp_path, json.dumps(doc))
     assert items == [ImageRecord("7", ("http://h/7.jpg", "http://mirror/7.jpg"), (4, 12))]
     assert bad == []
@@ -42,9 +47,17 @@ def test_test_file_without_annotations_gives_empty_labels(tmp_path):
 
 
 def test_bad_records_are_reported_with_file_index_and_reason(tmp_path):
-    doc = {"images": [{"imageId": "1"}, {"url": "http://h/x.jpg"}, {"imageId": "3", "url": "file:///etc/passwd"},
-                      "not an object", {"imageId": "5", "url": "http://h/5.jpg"}, {"imageId": "6", "url": "http://h/6"}],
-           "annotations": [{"imageId": "5", "labelId": ["x1"]}, {"imageId": "6", "labelId": ["2"]}, {"labelId": ["1"]}]}
+    doc = {
+        "images": [
+            {"imageId": "1"},
+            {"url": "http://h/x.jpg"},
+            {"imageId": "3", "url": "file:///etc/passwd"},
+            "not an object",
+            {"imageId": "5", "url": "http://h/5.jpg"},
+            {"imageId": "6", "url": "http://h/6"},
+        ],
+        "annotations": [{"imageId": "5", "labelId": ["x1"]}, {"imageId": "6", "labelId": ["2"]}, {"labelId": ["1"]}],
+    }
     items, bad, source = _read(tmp_path, json.dumps(doc))
     good = [i for i in items if isinstance(i, ImageRecord)]
     refused = [i for i in items if isinstance(i, BadRecord)]
@@ -60,9 +73,15 @@ def test_bad_records_are_reported_with_file_index_and_reason(tmp_path):
 
 
 def test_a_refused_annotation_is_not_undone_by_a_later_good_one(tmp_path):
-    doc = {"images": [{"imageId": "5", "url": "http://h/5.jpg"}, {"imageId": "6", "url": "http://h/6.jpg"}],
-           "annotations": [{"imageId": "5", "labelId": [True]}, {"imageId": "5", "labelId": ["3"]},
-                           {"imageId": "6", "labelId": ["1"]}, {"imageId": "6", "labelId": ["4", "1"]}]}
+    doc = {
+        "images": [{"imageId": "5", "url": "http://h/5.jpg"}, {"imageId": "6", "url": "http://h/6.jpg"}],
+        "annotations": [
+            {"imageId": "5", "labelId": [True]},
+            {"imageId": "5", "labelId": ["3"]},
+            {"imageId": "6", "labelId": ["1"]},
+            {"imageId": "6", "labelId": ["4", "1"]},
+        ],
+    }
     items, bad, _ = _read(tmp_path, json.dumps(doc))
     assert items == [ImageRecord("6", ("http://h/6.jpg",), (1, 4))]  # repeated good annotations merge
     assert [b.image_id for b in bad] == ["5"]

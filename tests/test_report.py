@@ -1,4 +1,5 @@
 """imat report: per-label rows from TFMA's slicing metrics, label counting and the HTML chart."""
+
 import gzip
 import itertools
 import math
@@ -12,8 +13,7 @@ from cli import report
 from tests.browser import open_page
 from imat_common.features import Label, LabelMap
 
-LABEL_MAP = LabelMap((Label(1, 1, "dress", "category"), Label(2, 1, "shirt", "category"),
-                      Label(3, 2, "red", "color")))
+LABEL_MAP = LabelMap((Label(1, 1, "dress", "category"), Label(2, 1, "shirt", "category"), Label(3, 2, "red", "color")))
 
 
 def _metrics(**values):
@@ -21,21 +21,56 @@ def _metrics(**values):
 
 
 SLICING_METRICS = [
-    ((), {"decisions": {"": _metrics(**{"micro_average: true\n_micro_f1": 0.75}),
-                        "classId:0": _metrics(precision=0.5, recall=1.0, f1_score=2 / 3, label_slice_example_count=4,
-                                             label_slice_micro_f1=0.6, label_slice_micro_recall=0.7),
-                        "classId:1": _metrics(precision="NaN", recall=0.0, f1_score=0.0, label_slice_example_count=9,
-                                             label_slice_micro_f1=0.4, label_slice_micro_recall=0.3),
-                        "classId:2": _metrics(precision=1.0, recall=0.5, f1_score=2 / 3, label_slice_example_count=2,
-                                             label_slice_micro_f1="NaN", label_slice_micro_recall="NaN")},
-          "probabilities": {"classId:0": _metrics(auc=0.9), "classId:1": _metrics(auc=0.4),
-                            "classId:2": _metrics(auc=0.8)}}),
+    (
+        (),
+        {
+            "decisions": {
+                "": _metrics(**{"micro_average: true\n_micro_f1": 0.75}),
+                "classId:0": _metrics(
+                    precision=0.5,
+                    recall=1.0,
+                    f1_score=2 / 3,
+                    label_slice_example_count=4,
+                    label_slice_micro_f1=0.6,
+                    label_slice_micro_recall=0.7,
+                ),
+                "classId:1": _metrics(
+                    precision="NaN",
+                    recall=0.0,
+                    f1_score=0.0,
+                    label_slice_example_count=9,
+                    label_slice_micro_f1=0.4,
+                    label_slice_micro_recall=0.3,
+                ),
+                "classId:2": _metrics(
+                    precision=1.0,
+                    recall=0.5,
+                    f1_score=2 / 3,
+                    label_slice_example_count=2,
+                    label_slice_micro_f1="NaN",
+                    label_slice_micro_recall="NaN",
+                ),
+            },
+            "probabilities": {
+                "classId:0": _metrics(auc=0.9),
+                "classId:1": _metrics(auc=0.4),
+                "classId:2": _metrics(auc=0.8),
+            },
+        },
+    )
 ]
 # An evaluation from before LabelSliceMetrics: the supports in per-label slices.
 SLICED_METRICS = [
-    ((), {output: {sub_key: {k: v for k, v in metrics.items() if not k.startswith("label_slice_")}
-                   for sub_key, metrics in by_sub_key.items()}
-          for output, by_sub_key in SLICING_METRICS[0][1].items()}),
+    (
+        (),
+        {
+            output: {
+                sub_key: {k: v for k, v in metrics.items() if not k.startswith("label_slice_")}
+                for sub_key, metrics in by_sub_key.items()
+            }
+            for output, by_sub_key in SLICING_METRICS[0][1].items()
+        },
+    ),
     ((("labels", 1),), {"decisions": {"": _metrics(**{"example_count": 4, "micro_average: true\n_micro_f1": 0.6})}}),
     ((("labels", 2),), {"decisions": {"": _metrics(example_count=9)}}),
     ((("labels", 3),), {"decisions": {"": _metrics(example_count=2)}}),
@@ -85,15 +120,24 @@ def test_counts_and_pairs_match_brute_force():
 def test_reads_label_lists_from_gzip_tfrecords_and_writes_the_chart(tmp_path):
     lists = [[1, 3], [2], [], [1, 2, 3]]
     with gzip.open(tmp_path / "data.tfrecord.gz", "wb") as f:
-        write_records(f, [serialize_example({"image_id": str(i).encode(), "labels": ids}) for i, ids in enumerate(lists)])
+        write_records(
+            f, [serialize_example({"image_id": str(i).encode(), "labels": ids}) for i, ids in enumerate(lists)]
+        )
     read = list(report.read_label_lists(str(tmp_path / "*.gz"), max_examples=100))
     assert read == lists
     assert list(report.read_label_lists(str(tmp_path / "*.gz"), max_examples=2)) == lists[:2]
     stats = report.count_labels(read, 3)
     assert stats.counts.tolist() == [2, 2, 2] and stats.top_pairs(5)[0] == (1, 3, 2)
     out = tmp_path / "report.html"
-    report.write_html(str(out), report.label_rows(SLICING_METRICS, LABEL_MAP, 3), 0.75, stats, LABEL_MAP,
-                      rule_lines=["per-label thresholds 0.700 <- served"], baseline=0.41)
+    report.write_html(
+        str(out),
+        report.label_rows(SLICING_METRICS, LABEL_MAP, 3),
+        0.75,
+        stats,
+        LABEL_MAP,
+        rule_lines=["per-label thresholds 0.700 <- served"],
+        baseline=0.41,
+    )
     page = out.read_text()
     assert "<pre>per-label thresholds 0.700 &lt;- served</pre>" in page and "trivial baseline 0.410" in page
     assert page.count("Plotly.newPlot(") == 4  # two tasks, the distribution, the co-occurrence map
@@ -104,8 +148,16 @@ def test_reads_label_lists_from_gzip_tfrecords_and_writes_the_chart(tmp_path):
 
 
 # The competition's 228 labels in 8 tasks, with the task sizes of iMaterialist 2018.
-TASK_SIZES = {"category": 105, "style": 38, "material": 34, "color": 19, "pattern": 14, "neckline": 11,
-              "sleeve": 4, "gender": 3}
+TASK_SIZES = {
+    "category": 105,
+    "style": 38,
+    "material": 34,
+    "color": 19,
+    "pattern": 14,
+    "neckline": 11,
+    "sleeve": 4,
+    "gender": 3,
+}
 
 
 def competition_sized_report(tmp_path):
@@ -118,15 +170,27 @@ def competition_sized_report(tmp_path):
     decisions, probabilities = {"": _metrics(**{"micro_average: true\n_micro_f1": 0.55})}, {}
     for k in range(len(labels)):
         value = (lambda: "NaN") if k % 17 == 0 else (lambda: float(rng.uniform()))
-        decisions[f"classId:{k}"] = _metrics(precision=value(), recall=float(rng.uniform()), f1_score=value(),
-                                             label_slice_example_count=int(rng.integers(0, 300)),
-                                             label_slice_micro_f1=value(), label_slice_micro_recall=value())
+        decisions[f"classId:{k}"] = _metrics(
+            precision=value(),
+            recall=float(rng.uniform()),
+            f1_score=value(),
+            label_slice_example_count=int(rng.integers(0, 300)),
+            label_slice_micro_f1=value(),
+            label_slice_micro_recall=value(),
+        )
         probabilities[f"classId:{k}"] = _metrics(auc=float(rng.uniform()))
     rows = report.label_rows([((), {"decisions": decisions, "probabilities": probabilities})], label_map, len(labels))
     lists = [sorted(set(rng.integers(1, len(labels) + 1, size=4).tolist())) for _ in range(500)]
     out = str(tmp_path / "report.html")
-    report.write_html(out, rows, 0.55, report.count_labels(lists, len(labels)), label_map,
-                      rule_lines=["per-label thresholds 0.550 <- served"], baseline=0.3)
+    report.write_html(
+        out,
+        rows,
+        0.55,
+        report.count_labels(lists, len(labels)),
+        label_map,
+        rule_lines=["per-label thresholds 0.550 <- served"],
+        baseline=0.3,
+    )
     return out, rows
 
 

@@ -1,4 +1,5 @@
 """The three decision rules: fitted on calibration, chosen by k-fold there, scored on eval; the baseline."""
+
 import json
 
 import numpy as np
@@ -49,7 +50,9 @@ def test_cross_validation_prefers_one_threshold_when_per_label_ones_fit_noise():
     assert rules.choose(scores) == rules.GLOBAL
     # In sample the per-label rule looks better: why the choice is made out of sample.
     fitted = rules.fit(probabilities, labels, min_positives=3)
-    assert f1_at(probabilities, labels, fitted.per_label) > f1_at(probabilities, labels, fitted.thresholds(rules.GLOBAL))
+    assert f1_at(probabilities, labels, fitted.per_label) > f1_at(
+        probabilities, labels, fitted.thresholds(rules.GLOBAL)
+    )
 
 
 def test_ties_go_to_the_simpler_rule_and_unscorable_to_global():
@@ -74,13 +77,19 @@ def test_report_tunes_on_calibration_only_and_scores_eval():
     assert again["micro_f1"][rules.PER_LABEL]["eval"] != report["micro_f1"][rules.PER_LABEL]["eval"]
 
     served = report["served_rule"]
-    assert report["thresholds"] == report["per_label_thresholds"] if served == rules.PER_LABEL else \
-        len(set(report["thresholds"])) == 1
+    assert (
+        report["thresholds"] == report["per_label_thresholds"]
+        if served == rules.PER_LABEL
+        else len(set(report["thresholds"])) == 1
+    )
     assert report["micro_f1"][served]["calibration"] == max(report["micro_f1"][r]["calibration"] for r in rules.RULES)
     eval_p, eval_l = evaluation
     for rule in rules.RULES:
-        thresholds = {rules.PER_LABEL: report["per_label_thresholds"], rules.GLOBAL: [report["global_threshold"]] * 3,
-                      rules.FIXED: [0.5] * 3}[rule]
+        thresholds = {
+            rules.PER_LABEL: report["per_label_thresholds"],
+            rules.GLOBAL: [report["global_threshold"]] * 3,
+            rules.FIXED: [0.5] * 3,
+        }[rule]
         assert report["micro_f1"][rule]["eval"] == pytest.approx(f1_at(eval_p, eval_l, np.asarray(thresholds)))
     baseline = np.zeros_like(eval_l)
     baseline[:, 0] = 1
@@ -92,20 +101,35 @@ def test_report_tunes_on_calibration_only_and_scores_eval():
 
 def test_the_report_prints_three_rules_the_served_one_and_the_baseline():
     rng = np.random.default_rng(4)
-    report = rules.decision_report(_scores(rng, 200, (0.3, 0.2), (0.3, 0.3)), _scores(rng, 100, (0.3, 0.2), (0.3, 0.3)),
-                                   min_positives=5, folds=4, baseline_label_ids=[1])
+    report = rules.decision_report(
+        _scores(rng, 200, (0.3, 0.2), (0.3, 0.3)),
+        _scores(rng, 100, (0.3, 0.2), (0.3, 0.3)),
+        min_positives=5,
+        folds=4,
+        baseline_label_ids=[1],
+    )
     lines = rules.format_report(report)
     assert "100 images, never used for tuning" in lines[0] and "4-fold" in lines[0] and "(200 images)" in lines[0]
     served = [line for line in lines if line.endswith("<- served")]
-    assert len(served) == 1 and {rules.PER_LABEL: "per-label", rules.GLOBAL: "global", rules.FIXED: "0.5"}[
-        report["served_rule"]] in served[0]
+    assert (
+        len(served) == 1
+        and {rules.PER_LABEL: "per-label", rules.GLOBAL: "global", rules.FIXED: "0.5"}[report["served_rule"]]
+        in served[0]
+    )
     assert f"{report['micro_f1'][rules.FIXED]['eval']:6.3f}" in next(line for line in lines if "0.5 for every" in line)
     assert lines[-1].lstrip().startswith("baseline: most frequent train label per task")
     assert rules.format_report({"thresholds": [0.5]})[0].startswith("(this model's thresholds.json predates")
 
 
-LABEL_MAP = LabelMap((Label(1, 1, "dress", "category"), Label(2, 1, "shirt", "category"),
-                      Label(3, 2, "red", "color"), Label(4, 2, "blue", "color"), Label(5, 3, "long", "sleeve")))
+LABEL_MAP = LabelMap(
+    (
+        Label(1, 1, "dress", "category"),
+        Label(2, 1, "shirt", "category"),
+        Label(3, 2, "red", "color"),
+        Label(4, 2, "blue", "color"),
+        Label(5, 3, "long", "sleeve"),
+    )
+)
 
 
 def test_baseline_takes_each_tasks_most_frequent_train_label():

@@ -1,4 +1,5 @@
 """imat run and imat compile take every PipelineConfig field as a flag, derived from the dataclass."""
+
 import contextlib
 import dataclasses
 import io
@@ -12,16 +13,44 @@ from pipeline.config import PipelineConfig
 from trainer.settings import TrainerSettings
 
 FIELDS = {f.name: f for f in dataclasses.fields(PipelineConfig)}
-COMPILE_REQUIRED = ["--project", "p", "--region", "r", "--image", "i", "--pipeline_root", "gs://b/p",
-                    "--data", "gs://b/d", "--label_map", "gs://b/l.csv", "--serving_dir", "gs://b/s"]
+COMPILE_REQUIRED = [
+    "--project",
+    "p",
+    "--region",
+    "r",
+    "--image",
+    "i",
+    "--pipeline_root",
+    "gs://b/p",
+    "--data",
+    "gs://b/d",
+    "--label_map",
+    "gs://b/l.csv",
+    "--serving_dir",
+    "gs://b/s",
+]
 # Where things are: each command's own flags set these fields.
 LOCATION_FLAGS = {
-    "run": {"pipeline_root": "--workdir", "serving_dir": "--workdir", "data_root": "--data", "label_map": "--label_map",
-            "num_labels": "--label_map", "schema_path": "--schema", "beam_pipeline_args": "--beam_arg",
-            "pipeline_name": "--data"},
-    "compile": {"pipeline_root": "--pipeline_root", "serving_dir": "--serving_dir", "data_root": "--data",
-                "label_map": "--label_map", "num_labels": "--num_labels", "schema_path": "--schema",
-                "beam_pipeline_args": "--dataflow_machine_type", "pipeline_name": "--pipeline_name"},
+    "run": {
+        "pipeline_root": "--workdir",
+        "serving_dir": "--workdir",
+        "data_root": "--data",
+        "label_map": "--label_map",
+        "num_labels": "--label_map",
+        "schema_path": "--schema",
+        "beam_pipeline_args": "--beam_arg",
+        "pipeline_name": "--data",
+    },
+    "compile": {
+        "pipeline_root": "--pipeline_root",
+        "serving_dir": "--serving_dir",
+        "data_root": "--data",
+        "label_map": "--label_map",
+        "num_labels": "--num_labels",
+        "schema_path": "--schema",
+        "beam_pipeline_args": "--dataflow_machine_type",
+        "pipeline_name": "--pipeline_name",
+    },
 }
 PARSERS = {"run": run_command.parse_args, "compile": lambda argv: compile_command.parse_args(COMPILE_REQUIRED + argv)}
 
@@ -87,11 +116,21 @@ def test_the_trainer_rebuilds_every_setting_it_was_given_through_json():
 
     from trainer.model import ModelConfig
 
-    changed = {f.name: (not f.default if f.type is bool else f.default + "x" if f.type is str else
-                        f.type(f.default + 3) if f.name != "num_labels" else 5)
-               for f in dataclasses.fields(TrainerSettings)}
-    config = PipelineConfig(pipeline_name="p", pipeline_root="r", data_root="d", serving_dir="s", label_map="l.csv",
-                            **changed)
+    changed = {
+        f.name: (
+            not f.default
+            if f.type is bool
+            else f.default + "x"
+            if f.type is str
+            else f.type(f.default + 3)
+            if f.name != "num_labels"
+            else 5
+        )
+        for f in dataclasses.fields(TrainerSettings)
+    }
+    config = PipelineConfig(
+        pipeline_name="p", pipeline_root="r", data_root="d", serving_dir="s", label_map="l.csv", **changed
+    )
     custom = json.loads(json.dumps(config.trainer_custom_config()))
     assert custom["label_map"] == "l.csv"
     assert ModelConfig.from_custom_config(custom) == ModelConfig(**changed)
@@ -100,14 +139,26 @@ def test_the_trainer_rebuilds_every_setting_it_was_given_through_json():
 
 
 def test_ensemble_members_override_only_trainer_settings_with_their_types():
-    config = PipelineConfig(pipeline_name="p", pipeline_root="r", data_root="d", serving_dir="s", label_map="l.csv",
-                            num_labels=5, dropout=0.3, ensemble=("backbone=xception, seed=2", "loss=asl,augment=true"))
+    config = PipelineConfig(
+        pipeline_name="p",
+        pipeline_root="r",
+        data_root="d",
+        serving_dir="s",
+        label_map="l.csv",
+        num_labels=5,
+        dropout=0.3,
+        ensemble=("backbone=xception, seed=2", "loss=asl,augment=true"),
+    )
     first, second = config.member_configs()
     assert (first.backbone, first.seed, first.loss, first.dropout) == ("xception", 2, "bce", 0.3)
     assert (second.backbone, second.loss, second.augment) == ("inception_v3", "asl", True)
     assert first.ensemble == () and first.trainer_custom_config()["backbone"] == "xception"
-    for spec, message in (("image_size=96", "not key=value with a key in"), ("seed=two", "seed: 'two' is not a int"),
-                          ("augment=maybe", "is not true or false"), ("backbone", "not key=value")):
+    for spec, message in (
+        ("image_size=96", "not key=value with a key in"),
+        ("seed=two", "seed: 'two' is not a int"),
+        ("augment=maybe", "is not true or false"),
+        ("backbone", "not key=value"),
+    ):
         with pytest.raises(ValueError, match=f"ensemble member 1.*{message}"):
             dataclasses.replace(config, ensemble=(spec,)).member_configs()
     assert dataclasses.replace(config, ensemble=()).member_configs() == []

@@ -1,4 +1,5 @@
 """The curated schema: generated from the label map, parsed as the pipeline parses it, checked in for the demo."""
+
 import os
 
 import pytest
@@ -52,7 +53,9 @@ def test_differences_name_what_schemagen_guessed_otherwise():
     labels.shape.dim.add(size=7)  # every example had seven labels
     inferred.feature.add(name="extra", type=schema_pb2.FLOAT)
     assert schema_lib.differences(curated, inferred) == [
-        "extra: not in the contract", "labels: shape [7], contract variable"]
+        "extra: not in the contract",
+        "labels: shape [7], contract variable",
+    ]
     assert schema_lib.differences(curated, curated) == []
 
 

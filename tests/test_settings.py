@@ -1,4 +1,5 @@
 """Each pipeline and Trainer setting has its default in one place: trainer/settings.py or pipeline/config.py."""
+
 import ast
 import dataclasses
 import glob
@@ -26,18 +27,26 @@ def _declared_defaults(path):
                     yield item.target.id, item.lineno
         if isinstance(node, ast.FunctionDef) and any("component" in ast.unparse(d) for d in node.decorator_list):
             args = node.args.args
-            for arg, _ in zip(args[len(args) - len(node.args.defaults):], node.args.defaults):
+            for arg, _ in zip(args[len(args) - len(node.args.defaults) :], node.args.defaults):
                 if "Parameter" in ast.unparse(arg.annotation or ast.Constant(None)):
                     yield arg.arg, node.lineno
 
 
 def test_no_other_dataclass_or_component_repeats_a_settings_default():
     names = {f.name for f in dataclasses.fields(PipelineConfig) if f.default is not dataclasses.MISSING}
-    files = [os.path.relpath(p, REPO) for package in PACKAGES
-             for p in glob.glob(os.path.join(REPO, package, "**", "*.py"), recursive=True)]
+    files = [
+        os.path.relpath(p, REPO)
+        for package in PACKAGES
+        for p in glob.glob(os.path.join(REPO, package, "**", "*.py"), recursive=True)
+    ]
     assert "trainer/settings.py" in files and len(files) > 50
-    repeated = [f"{path}:{line} {name}" for path in files if path not in DEFINED_IN
-                for name, line in _declared_defaults(path) if name in names and (path, name) not in OTHER_SETTINGS]
+    repeated = [
+        f"{path}:{line} {name}"
+        for path in files
+        if path not in DEFINED_IN
+        for name, line in _declared_defaults(path)
+        if name in names and (path, name) not in OTHER_SETTINGS
+    ]
     assert repeated == []
 
 

@@ -1,4 +1,5 @@
 """Similar-product search with a tiny exported model: the embed signature, the index job, imat similar."""
+
 import io
 import os
 import random
@@ -32,10 +33,13 @@ def _jpeg(im: Image.Image, fmt="JPEG") -> bytes:
 
 
 def _example(image_id: str, jpeg: bytes, labels) -> bytes:
-    feature = {features.IMAGE_ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()])),
-               features.URL_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
-                   value=[f"http://shop.test/{image_id}.jpg".encode()])),
-               features.LABELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=labels))}
+    feature = {
+        features.IMAGE_ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()])),
+        features.URL_KEY: tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[f"http://shop.test/{image_id}.jpg".encode()])
+        ),
+        features.LABELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=labels)),
+    }
     if jpeg is not None:
         feature[features.IMAGE_KEY] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg]))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
@@ -54,8 +58,9 @@ def export_tiny_model(out: str, seed: int = 0) -> keras.Model:
     _, tf_transform_output = helpers.transform(rows, os.path.join(out, "tft"), NUM_LABELS, SIZE)
     keras.utils.set_random_seed(seed)
     model = model_lib.build_model(model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none"))
-    exporter.export(model, tf_transform_output, np.full(NUM_LABELS, 0.5, np.float32),
-                    os.path.join(out, "serving", VERSION))
+    exporter.export(
+        model, tf_transform_output, np.full(NUM_LABELS, 0.5, np.float32), os.path.join(out, "serving", VERSION)
+    )
     return model
 
 
@@ -71,15 +76,25 @@ def work(tmp_path_factory):
         for i in range(n):
             im, labels = demo_data.render(rng, 90)
             good[split].append((str(100 + i), _jpeg(im), labels))
-    bad = [_example("900", b"\xff\xd8\xff truncated jpeg", [1]), _example("901", None, [1]),
-           _example("", _jpeg(Image.new("RGB", (9, 9))), [1]), b"not a tf.Example at all"]
-    _write(os.path.join(work, "data", "train", "part-00000-of-00002.tfrecord.gz"),
-           [_example(*g) for g in good["train"][:6]] + bad)
-    _write(os.path.join(work, "data", "train", "part-00001-of-00002.tfrecord.gz"),
-           [_example(*g) for g in good["train"][6:]])
+    bad = [
+        _example("900", b"\xff\xd8\xff truncated jpeg", [1]),
+        _example("901", None, [1]),
+        _example("", _jpeg(Image.new("RGB", (9, 9))), [1]),
+        b"not a tf.Example at all",
+    ]
+    _write(
+        os.path.join(work, "data", "train", "part-00000-of-00002.tfrecord.gz"),
+        [_example(*g) for g in good["train"][:6]] + bad,
+    )
+    _write(
+        os.path.join(work, "data", "train", "part-00001-of-00002.tfrecord.gz"),
+        [_example(*g) for g in good["train"][6:]],
+    )
     # The same image ids as train, in another split: distinct items.
-    _write(os.path.join(work, "data", "validation", "part-00000-of-00001.tfrecord.gz"),
-           [_example(*g) for g in good["validation"]])
+    _write(
+        os.path.join(work, "data", "validation", "part-00000-of-00001.tfrecord.gz"),
+        [_example(*g) for g in good["validation"]],
+    )
     os.makedirs(os.path.join(work, "source"))
     from imat_common.features import write_label_map
 
@@ -107,11 +122,18 @@ def test_embed_signature_is_the_normalised_pooled_features_and_deterministic(wor
     np.testing.assert_allclose(embed(jpegs[1:2])[0], first[1], atol=1e-5)  # independent of the batch
     assert np.abs(first[0] - first[1]).max() > 1e-3  # different images, different vectors
     # Through the same Transform layer as classification: the model's pooled features on the transformed image.
-    examples = [tf.train.Example(features=tf.train.Features(feature={features.IMAGE_KEY: tf.train.Feature(
-        bytes_list=tf.train.BytesList(value=[j]))})).SerializeToString() for j in jpegs]
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[j]))}
+            )
+        ).SerializeToString()
+        for j in jpegs
+    ]
     images = loaded.signatures["transform_features"](examples=tf.constant(examples))[IMAGE_FEATURE]
     pooled = keras.Model(work["model"].inputs, work["model"].get_layer(model_lib.EMBEDDING_LAYER).output)(
-        images, training=False).numpy()
+        images, training=False
+    ).numpy()
     np.testing.assert_allclose(first, pooled / np.linalg.norm(pooled, axis=1, keepdims=True), atol=1e-5)
 
 
@@ -120,17 +142,26 @@ def test_embed_transforms_keep_good_items_and_drop_bad_ones(work):
     catalogue = {"train": os.path.join(work["dir"], "data", "train", "*.tfrecord.gz")}
     expected = sorted(f"train/{i}" for i, _, _ in work["good"]["train"])
     with beam.Pipeline(options=PipelineOptions(BEAM)) as p:
-        items = (p | embed_job.ReadCatalogue(catalogue) | embed_job.EmbedItems(work["model_dir"], 4, 32))
-        summaries = items | beam.Map(lambda item: (item["id"], round(float(np.linalg.norm(item["vector"])), 4),
-                                                   item["thumbnail"][:3] == b"\xff\xd8\xff"))
+        items = p | embed_job.ReadCatalogue(catalogue) | embed_job.EmbedItems(work["model_dir"], 4, 32)
+        summaries = items | beam.Map(
+            lambda item: (
+                item["id"],
+                round(float(np.linalg.norm(item["vector"])), 4),
+                item["thumbnail"][:3] == b"\xff\xd8\xff",
+            )
+        )
         assert_that(summaries, equal_to([(i, 1.0, True) for i in expected]))
 
 
 @pytest.mark.slow
 def test_index_job_indexes_the_catalogue_and_counts_bad_records(work, built):
     assert built["items"] == 14 and built["records_read"] == 18
-    assert built["skipped"] == {"images_undecodable": 1, "records_without_image": 1, "records_without_id": 1,
-                                "records_unparseable": 1}
+    assert built["skipped"] == {
+        "images_undecodable": 1,
+        "records_without_image": 1,
+        "records_without_id": 1,
+        "records_unparseable": 1,
+    }
     assert built["output"] == os.path.join(work["dir"], "similar", VERSION)
     index = SimilarityIndex.load(built["output"], expected_fingerprint=model_fingerprint(work["model_dir"]))
     assert index.model.version == VERSION and index.manifest["backend"] == "faiss-hnsw"
@@ -161,21 +192,26 @@ def test_imat_similar_prints_neighbours_and_writes_a_contact_sheet(work, built, 
     assert Image.open(sheet).size[0] == 4 * (similar_command.TILE + 8) + 8
 
     similar_command.main(["validation/102", "--k", "13", "--workdir", work["dir"]])  # every other item
-    results = [line.split()[2] for line in capsys.readouterr().out.splitlines() if line[:4].strip().rstrip(".").isdigit()]
+    results = [
+        line.split()[2] for line in capsys.readouterr().out.splitlines() if line[:4].strip().rstrip(".").isdigit()
+    ]
     assert len(results) == 13 and "validation/102" not in results
     with pytest.raises(SystemExit):
         similar_command.main(["102", "--workdir", work["dir"]])  # train and validation both have it
     assert "several catalogue items have this id (train/102, validation/102)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["notes.txt"], "notes.txt: body is not an image"),
-    (["train/101", "--k", "14"], "k=14 is larger than the catalogue: the index holds 13 other item"),
-    (["photo.jpg", "--k", "15"], "k=15 is larger than the catalogue: the index holds 14 item"),
-    (["photo.jpg", "--k", "0"], "--k must be at least 1"),
-    (["train/555"], "train/555: no such image file, and no catalogue item with that id"),
-    ([".."], "..: a folder, not an image file"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["notes.txt"], "notes.txt: body is not an image"),
+        (["train/101", "--k", "14"], "k=14 is larger than the catalogue: the index holds 13 other item"),
+        (["photo.jpg", "--k", "15"], "k=15 is larger than the catalogue: the index holds 14 item"),
+        (["photo.jpg", "--k", "0"], "--k must be at least 1"),
+        (["train/555"], "train/555: no such image file, and no catalogue item with that id"),
+        ([".."], "..: a folder, not an image file"),
+    ],
+)
 @pytest.mark.slow
 def test_imat_similar_explains_bad_input(work, built, argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -207,13 +243,24 @@ def test_imat_similar_refuses_an_index_of_another_model(work, built, capsys, tmp
 @pytest.mark.slow
 def test_imat_index_explains_an_empty_catalogue(work, capsys, tmp_path):
     with pytest.raises(SystemExit):
-        embed_job.main(["--workdir", work["dir"], "--examples", f"train={tmp_path}/nothing-*.tfrecord.gz",
-                        "--output", str(tmp_path / "index")])
+        embed_job.main(
+            [
+                "--workdir",
+                work["dir"],
+                "--examples",
+                f"train={tmp_path}/nothing-*.tfrecord.gz",
+                "--output",
+                str(tmp_path / "index"),
+            ]
+        )
     assert "catalogue split 'train': no file matches" in capsys.readouterr().err
     only_bad = str(tmp_path / "bad" / "part-0.tfrecord.gz")
     _write(only_bad, [_example("1", b"\xff\xd8\xff not really", [1]), b"junk"])
-    with pytest.raises(EmptyCatalogueError, match="no item of the catalogue could be indexed.*2 records read.*"
-                                                  "'images_undecodable': 1.*'records_unparseable': 1"):
+    with pytest.raises(
+        EmptyCatalogueError,
+        match="no item of the catalogue could be indexed.*2 records read.*"
+        "'images_undecodable': 1.*'records_unparseable': 1",
+    ):
         embed_job.run(["--workdir", work["dir"], "--examples", f"train={only_bad}", "--output", str(tmp_path / "i")])
     assert not os.path.exists(str(tmp_path / "i"))
 
@@ -228,23 +275,39 @@ def test_component_indexes_the_pushed_model_after_pusher(work, tmp_path):
     examples = str(tmp_path / "examples")  # laid out as ExampleGen writes its splits
     for split, source in (("train", "train"), ("eval", "validation")):
         shutil.copytree(os.path.join(work["dir"], "data", source), os.path.join(examples, f"Split-{split}"))
-    example_gen = tfx.dsl.Importer(source_uri=examples, artifact_type=tfx.types.standard_artifacts.Examples,
-                                   properties={"split_names": '["train", "eval"]'}).with_id("examples")
+    example_gen = tfx.dsl.Importer(
+        source_uri=examples,
+        artifact_type=tfx.types.standard_artifacts.Examples,
+        properties={"split_names": '["train", "eval"]'},
+    ).with_id("examples")
     pushed = str(tmp_path / "Pusher" / "pushed_model" / "7")  # Pusher's copy of the model, in its artifact
     shutil.copytree(work["model_dir"], pushed)
-    pusher = tfx.dsl.Importer(source_uri=pushed, artifact_type=tfx.types.standard_artifacts.PushedModel,
-                              custom_properties={"pushed": 1, "pushed_destination": work["model_dir"],
-                                                 "pushed_version": VERSION}).with_id("pusher")
-    indexer = SimilarityIndexer(examples=example_gen.outputs["result"], pushed_model=pusher.outputs["result"],
-                                label_map=os.path.join(work["dir"], "source", "label_map.csv"), splits="eval",
-                                index_destination=str(tmp_path / "similar"))
+    pusher = tfx.dsl.Importer(
+        source_uri=pushed,
+        artifact_type=tfx.types.standard_artifacts.PushedModel,
+        custom_properties={"pushed": 1, "pushed_destination": work["model_dir"], "pushed_version": VERSION},
+    ).with_id("pusher")
+    indexer = SimilarityIndexer(
+        examples=example_gen.outputs["result"],
+        pushed_model=pusher.outputs["result"],
+        label_map=os.path.join(work["dir"], "source", "label_map.csv"),
+        splits="eval",
+        index_destination=str(tmp_path / "similar"),
+    )
     metadata = str(tmp_path / "metadata.sqlite")
-    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-        pipeline_name="similar-test", pipeline_root=str(tmp_path / "root"), components=[example_gen, pusher, indexer],
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata),
-        beam_pipeline_args=BEAM))
+    tfx.orchestration.LocalDagRunner().run(
+        tfx.dsl.Pipeline(
+            pipeline_name="similar-test",
+            pipeline_root=str(tmp_path / "root"),
+            components=[example_gen, pusher, indexer],
+            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata),
+            beam_pipeline_args=BEAM,
+        )
+    )
 
-    artifact = max(runs.open_store(metadata).get_artifacts_by_type(SimilarityIndexArtifact.TYPE_NAME), key=lambda a: a.id)
+    artifact = max(
+        runs.open_store(metadata).get_artifacts_by_type(SimilarityIndexArtifact.TYPE_NAME), key=lambda a: a.id
+    )
     assert artifact.custom_properties["built"].int_value == 1
     assert artifact.custom_properties["items"].int_value == 4
     assert artifact.custom_properties["model_version"].string_value == VERSION

@@ -1,4 +1,5 @@
 """The compressed (IVF-PQ) backend, its sharded Beam build, the size-based default, and old index folders."""
+
 import os
 
 import apache_beam as beam
@@ -32,8 +33,16 @@ def clustered(n, dim, clusters, seed, spread=0.5):
 
 
 def _items(vectors):
-    return [{"id": f"train/{i}", "url": f"http://shop.test/{i}.jpg", "labels": (i % 4,), "vector": v,
-             "thumbnail": b"\xff\xd8" + i.to_bytes(2, "big")} for i, v in enumerate(vectors)]
+    return [
+        {
+            "id": f"train/{i}",
+            "url": f"http://shop.test/{i}.jpg",
+            "labels": (i % 4,),
+            "vector": v,
+            "thumbnail": b"\xff\xd8" + i.to_bytes(2, "big"),
+        }
+        for i, v in enumerate(vectors)
+    ]
 
 
 def _hits(index, queries, k=10):
@@ -58,8 +67,9 @@ def test_compressed_recall_against_brute_force_and_its_size():
 
 def test_lossy_vectors_come_back_decoded_and_normalised():
     vectors = clustered(2000, 64, 20, seed=1)
-    index = SimilarityIndex.build(vectors, [Item(f"i{n}") for n in range(2000)], MODEL, backend="faiss-ivfpq",
-                                  params={"m": 16})
+    index = SimilarityIndex.build(
+        vectors, [Item(f"i{n}") for n in range(2000)], MODEL, backend="faiss-ivfpq", params={"m": 16}
+    )
     decoded = index.vector_of("i5")
     assert abs(np.linalg.norm(decoded) - 1) < 1e-5 and float(decoded @ vectors[5]) > 0.9
     hits = index.search(decoded[None], k=5, exclude=["i5"])[0]  # what `imat similar ID` does
@@ -95,16 +105,21 @@ def test_beam_sharded_build_equals_one_build(tmp_path):
     items = _items(vectors)
     out = str(tmp_path / "index")
     with beam.Pipeline(options=PipelineOptions(BEAM)) as p:
-        written = (p | beam.Create(items + [dict(items[9])])  # a repeated id: one is kept, counted
-                   | BuildCompressedIndex(out, MODEL, {2: ("task", "red")}, {"build_id": "b1"}, params={"m": 16},
-                                          shards=3))
+        written = (
+            p
+            | beam.Create(items + [dict(items[9])])  # a repeated id: one is kept, counted
+            | BuildCompressedIndex(out, MODEL, {2: ("task", "red")}, {"build_id": "b1"}, params={"m": 16}, shards=3)
+        )
         assert_that(written, equal_to([1500]))
-    counters = {c.key.metric.name: c.committed for c in
-                p.result.metrics().query(MetricsFilter().with_namespace("imat_similar"))["counters"]}
+    counters = {
+        c.key.metric.name: c.committed
+        for c in p.result.metrics().query(MetricsFilter().with_namespace("imat_similar"))["counters"]
+    }
     assert counters == {"duplicate_ids": 1, "items_indexed": 1500}
     sharded = SimilarityIndex.load(out, expected_fingerprint=MODEL.fingerprint)
-    one = SimilarityIndex.build(vectors, [Item(i["id"], i["url"], i["labels"]) for i in items], MODEL,
-                                backend="faiss-ivfpq", params={"m": 16})
+    one = SimilarityIndex.build(
+        vectors, [Item(i["id"], i["url"], i["labels"]) for i in items], MODEL, backend="faiss-ivfpq", params={"m": 16}
+    )
     assert sharded.manifest["backend"] == "faiss-ivfpq" and sharded.manifest["params"] == one.backend.params
     assert sharded.manifest["build_id"] == "b1" and sharded.label_names == {2: ("task", "red")}
     assert sorted(i.item_id for i in sharded.items) == sorted(i["id"] for i in items)
@@ -116,13 +131,20 @@ def test_beam_sharded_build_equals_one_build(tmp_path):
 def test_auto_backend_follows_the_catalogue_size():
     assert choose_backend("auto", backends.COMPRESSED_FROM - 1) == "faiss-hnsw"
     assert choose_backend("auto", backends.COMPRESSED_FROM) == "faiss-ivfpq"
-    assert choose_backend("hnswlib", 10 ** 7) == "hnswlib"
+    assert choose_backend("hnswlib", 10**7) == "hnswlib"
     with pytest.raises(ValueError, match="unknown index backend 'annoy'.*'auto'"):
         choose_backend("annoy", 1)
 
 
-@pytest.mark.parametrize("backend, n, expected", [("auto", 799, "faiss-hnsw"), ("auto", 800, "faiss-ivfpq"),
-                                                  ("faiss-ivfpq", 300, "faiss-ivfpq"), ("exact", 900, "exact")])
+@pytest.mark.parametrize(
+    "backend, n, expected",
+    [
+        ("auto", 799, "faiss-hnsw"),
+        ("auto", 800, "faiss-ivfpq"),
+        ("faiss-ivfpq", 300, "faiss-ivfpq"),
+        ("exact", 900, "exact"),
+    ],
+)
 def test_the_job_writes_with_the_backend_chosen(backend, n, expected, tmp_path, monkeypatch):
     monkeypatch.setattr(backends, "COMPRESSED_FROM", 800)  # a small "large" catalogue, to run it here
     monkeypatch.setitem(FaissIVFPQBackend.defaults, "m", 16)

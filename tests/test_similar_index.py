@@ -1,4 +1,5 @@
 """The similarity index on its own: every backend, save/load, the model fingerprint, bad input."""
+
 import json
 import os
 import shutil
@@ -8,8 +9,15 @@ import pytest
 
 from components.similar import index as index_lib
 from components.similar.backends import BACKENDS, make_backend
-from components.similar.index import (EmptyCatalogueError, IndexFormatError, IndexMismatchError, Item, ModelInfo,
-                                      SimilarError, SimilarityIndex)
+from components.similar.index import (
+    EmptyCatalogueError,
+    IndexFormatError,
+    IndexMismatchError,
+    Item,
+    ModelInfo,
+    SimilarError,
+    SimilarityIndex,
+)
 
 DIM = 64
 MODEL = ModelInfo("f" * 64, "serving/17", "17")
@@ -68,8 +76,16 @@ def test_index_round_trips_through_save_and_load(vectors, backend, tmp_path):
     thumbnails = [bytes([i % 256]) * (i % 5) for i in range(len(items))]  # some items without one
     # IVF-PQ's default code (512 sub-quantizers) is for 2048-d embeddings; these vectors are narrower.
     params = {"m": 16} if backend == "faiss-ivfpq" else None
-    index = SimilarityIndex.build(vectors, items, MODEL, backend=backend, params=params, thumbnails=thumbnails,
-                                  label_names={1: ("category", "dress")}, extra={"catalogue": ["a/*.gz"]})
+    index = SimilarityIndex.build(
+        vectors,
+        items,
+        MODEL,
+        backend=backend,
+        params=params,
+        thumbnails=thumbnails,
+        label_names={1: ("category", "dress")},
+        extra={"catalogue": ["a/*.gz"]},
+    )
     path = str(tmp_path / "index")
     index.save(path)
     index.save(path)  # a rebuild replaces the folder

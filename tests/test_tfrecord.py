@@ -1,4 +1,5 @@
 """The TensorFlow-free Example encoder and TFRecord framing, checked against TensorFlow itself."""
+
 import gzip
 import io
 
@@ -9,11 +10,19 @@ from components.download.tfrecord import RecordError, bytes_feature, read_framed
 
 
 def test_serialized_example_parses_with_tensorflow():
-    data = serialize_example({
-        "image_id": b"42", "image/encoded": b"\xff\xd8\xff" + bytes(range(256)) * 3,
-        "image/height": 299, "image/width": 7, "labels": [1, 66, 228, 300],
-        "none": [], "negative": [-5], "floats": [0.5, -2.25], "names": [b"a", b"bc"],
-    })
+    data = serialize_example(
+        {
+            "image_id": b"42",
+            "image/encoded": b"\xff\xd8\xff" + bytes(range(256)) * 3,
+            "image/height": 299,
+            "image/width": 7,
+            "labels": [1, 66, 228, 300],
+            "none": [],
+            "negative": [-5],
+            "floats": [0.5, -2.25],
+            "names": [b"a", b"bc"],
+        }
+    )
     f = tf.train.Example.FromString(data).features.feature
     assert f["image_id"].bytes_list.value == [b"42"]
     assert f["image/encoded"].bytes_list.value[0].endswith(bytes(range(256)))
@@ -53,11 +62,15 @@ def test_records_written_by_tensorflow_read_back_framed_with_their_image_ids(tmp
     path = str(tmp_path / "tf.tfrecord.gz")
     examples = []
     for i in range(5):
-        example = tf.train.Example(features=tf.train.Features(feature={
-            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"\xff" * (i * 300)])),
-            "image_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"id-{i}".encode()])),
-            "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=[i, 2 ** 40])),
-        }))
+        example = tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"\xff" * (i * 300)])),
+                    "image_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"id-{i}".encode()])),
+                    "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=[i, 2**40])),
+                }
+            )
+        )
         examples.append(example.SerializeToString())
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for data in examples:
@@ -71,8 +84,9 @@ def test_records_written_by_tensorflow_read_back_framed_with_their_image_ids(tmp
     with gzip.open(tmp_path / "copy.tfrecord.gz", "wb") as f:
         for framed, _ in read:
             f.write(framed)
-    assert [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "copy.tfrecord.gz"), compression_type="GZIP")] \
-        == examples
+    assert [
+        r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "copy.tfrecord.gz"), compression_type="GZIP")
+    ] == examples
 
 
 def test_a_truncated_file_is_an_error_not_a_short_read(tmp_path):

@@ -1,4 +1,5 @@
 """Per-label threshold tuning."""
+
 import numpy as np
 import pytest
 
@@ -58,9 +59,15 @@ def test_beats_thresholds_tuned_for_each_labels_own_f1():
     probabilities[51:56, 1] = 0.6
     labels[51:53, 1] = 1
     thresholds, tuned = tune_thresholds(probabilities, labels, min_positives=1)
-    per_label_best = np.array([max(np.unique(probabilities[:, k]),
-                                   key=lambda t: f1_at(probabilities[:, [k]], labels[:, [k]], np.array([t])))
-                               for k in range(2)])
+    per_label_best = np.array(
+        [
+            max(
+                np.unique(probabilities[:, k]),
+                key=lambda t: f1_at(probabilities[:, [k]], labels[:, [k]], np.array([t])),
+            )
+            for k in range(2)
+        ]
+    )
     assert per_label_best[1] == pytest.approx(0.6)
     assert 0.6 < thresholds[1] <= 0.8
     assert f1_at(probabilities, labels, thresholds) > f1_at(probabilities, labels, per_label_best)

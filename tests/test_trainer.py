@@ -1,4 +1,5 @@
 """Transform's preprocessing_fn, the model, and the serving signatures, on a few real JPEGs."""
+
 import random
 
 import numpy as np
@@ -98,7 +99,9 @@ def test_one_training_step_lowers_the_loss():
 
 
 def test_mixed_precision_stays_inside_the_model():
-    config = model_lib.ModelConfig(num_labels=NUM_LABELS, image_size=SIZE, weights="none", mixed_precision="mixed_bfloat16")
+    config = model_lib.ModelConfig(
+        num_labels=NUM_LABELS, image_size=SIZE, weights="none", mixed_precision="mixed_bfloat16"
+    )
     model = model_lib.build_model(config)
     assert keras.mixed_precision.global_policy().name == "float32"  # the process is as it was
     conv = next(layer for layer in model_lib.backbone_of(model).layers if isinstance(layer, keras.layers.Conv2D))
@@ -112,8 +115,8 @@ def test_fine_tuning_unfreezes_only_the_top_blocks():
     model_lib.compile_for_fine_tuning(model, config)
     backbone = model_lib.backbone_of(model)
     names = [layer.name for layer in backbone.layers]
-    assert not any(layer.trainable for layer in backbone.layers[:names.index("mixed9")])
-    assert all(layer.trainable for layer in backbone.layers[names.index("mixed9"):])
+    assert not any(layer.trainable for layer in backbone.layers[: names.index("mixed9")])
+    assert all(layer.trainable for layer in backbone.layers[names.index("mixed9") :])
     with pytest.raises(ValueError, match="not a layer of inception_v3"):
         model_lib.compile_for_fine_tuning(model, model_lib.ModelConfig(NUM_LABELS, SIZE, "none", fine_tune_from="nope"))
 
@@ -135,9 +138,18 @@ def test_serving_signatures_match_the_model_on_transformed_features(raw_examples
     from_bytes = loaded.signatures["predict_images"](images=jpegs)
     np.testing.assert_allclose(from_bytes[exporter.PROBABILITIES].numpy(), expected, atol=1e-5)
 
-    serialized = tf.constant([tf.train.Example(features=tf.train.Features(feature={
-        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=r[features.IMAGE_KEY]))}))
-        .SerializeToString() for r in raw_examples])
+    serialized = tf.constant(
+        [
+            tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=r[features.IMAGE_KEY]))
+                    }
+                )
+            ).SerializeToString()
+            for r in raw_examples
+        ]
+    )
     from_examples = loaded.signatures["serving_default"](examples=serialized)
     np.testing.assert_allclose(from_examples[exporter.PROBABILITIES].numpy(), expected, atol=1e-5)
     decisions = from_examples[exporter.DECISIONS].numpy()

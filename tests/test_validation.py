@@ -4,6 +4,7 @@ Unit: TFDV's anomalies on real statistics become one line naming split, feature 
 schema's domain. Slow: the pipeline's front (ExampleGen -> ... -> ValidationGate -> Transform)
 stops on an out-of-domain label id, and lets it through with warn_only.
 """
+
 import dataclasses
 import gzip
 import io
@@ -35,9 +36,17 @@ def _rows(n, first_id, seed=0):
         image, labels = demo_data.render(rng, 80)
         jpeg = io.BytesIO()
         image.save(jpeg, format="JPEG")
-        rows.append({"image_id": str(i).encode(), "image/encoded": jpeg.getvalue(), "image/height": 80,
-                     "image/width": 80, "image/sha256": b"0" * 64, "image/url": f"http://x/{i}.jpg".encode(),
-                     "labels": labels})
+        rows.append(
+            {
+                "image_id": str(i).encode(),
+                "image/encoded": jpeg.getvalue(),
+                "image/height": 80,
+                "image/width": 80,
+                "image/sha256": b"0" * 64,
+                "image/url": f"http://x/{i}.jpg".encode(),
+                "labels": labels,
+            }
+        )
     return rows
 
 
@@ -60,8 +69,10 @@ def test_anomalies_become_one_line_naming_split_feature_and_domain(tmp_path):
     bad_label[2]["labels"] = [1, 99]
     no_image = _rows(6, 20)
     del no_image[4]["image/encoded"]
-    found = {name: _anomalies(tmp_path, name, rows)
-             for name, rows in (("train", clean), ("eval", bad_label), ("calibration", no_image))}
+    found = {
+        name: _anomalies(tmp_path, name, rows)
+        for name, rows in (("train", clean), ("eval", bad_label), ("calibration", no_image))
+    }
     assert validation.anomaly_lines("train", found["train"], SCHEMA) == []
     [line] = validation.anomaly_lines("eval", found["eval"], SCHEMA)
     assert line.startswith("split 'eval', feature 'labels': Out-of-range values") and "99" in line
@@ -97,15 +108,20 @@ def test_trainer_tunes_on_calibration_and_the_evaluator_scores_eval(tmp_path):
 def _split_ids(examples_uri, split):
     files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
     spec = {"image_id": tf.io.FixedLenFeature([], tf.string)}
-    return [tf.io.parse_single_example(r, spec)["image_id"].numpy().decode()
-            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    return [
+        tf.io.parse_single_example(r, spec)["image_id"].numpy().decode()
+        for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
+    ]
 
 
 def _run_front(config):
-    pipeline = tfx.dsl.Pipeline(pipeline_name="front", pipeline_root=config.pipeline_root,
-                                components=list(data_components(config).values()),
-                                metadata_connection_config=local_runner.metadata_config(config),
-                                beam_pipeline_args=list(config.beam_pipeline_args))
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="front",
+        pipeline_root=config.pipeline_root,
+        components=list(data_components(config).values()),
+        metadata_connection_config=local_runner.metadata_config(config),
+        beam_pipeline_args=list(config.beam_pipeline_args),
+    )
     tfx.orchestration.LocalDagRunner().run(pipeline)
     return {e.component: e.state for e in runs.last_run(metadata_path(config.pipeline_root))}
 
@@ -120,10 +136,13 @@ def test_an_out_of_domain_label_stops_the_run_before_transform_unless_warn_only(
     _write(os.path.join(work, "data", "train", "part-0.tfrecord.gz"), _rows(12, 0))
     _write(os.path.join(work, "data", "validation", "part-0.tfrecord.gz"), validation_rows)
     config = local_runner.with_staged_schema(
-        demo_config(work, 18, image_size=75, label_map=os.path.join(work, "label_map.csv")))
+        demo_config(work, 18, image_size=75, label_map=os.path.join(work, "label_map.csv"))
+    )
 
-    with pytest.raises(validation.DataValidationError,
-                       match=r"split 'calibration', feature 'labels': Out-of-range values.*19.*allows 1\.\.18"):
+    with pytest.raises(
+        validation.DataValidationError,
+        match=r"split 'calibration', feature 'labels': Out-of-range values.*19.*allows 1\.\.18",
+    ):
         _run_front(config)
     states = {e.component: e.state for e in runs.last_run(metadata_path(config.pipeline_root))}
     assert states["ValidationGate"] == "FAILED" and "Transform" not in states

@@ -4,6 +4,7 @@ Transform gives every model the same image, float32 in [-1, 1] (InceptionV3's sc
 backbone's own scaling is the first step of the model, so it is inside the serving graph,
 and the members of an ensemble, whatever their backbones, share one Transform graph.
 """
+
 import dataclasses
 from typing import Callable
 

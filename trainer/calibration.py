@@ -4,6 +4,7 @@ The Trainer's ``eval_files`` hold both splits (``EvalArgs(splits=["calibration",
 ``decision_report`` fits and chooses on calibration only, and the eval split is scored for the
 report (the Evaluator gates on it). The report's fields are in ``trainer/rules.py``.
 """
+
 import json
 import logging
 import os
@@ -29,16 +30,19 @@ def split_files(file_patterns: Sequence[str], split: str) -> List[str]:
     """
     chosen = [p for p in file_patterns if os.path.basename(os.path.dirname(p.rstrip("/"))) == f"Split-{split}"]
     if not chosen:
-        raise ValueError(f"the Trainer got no '{split}' split among {list(file_patterns)}: its EvalArgs must "
-                         f"list the splits '{CALIBRATION_SPLIT}' and '{EVAL_SPLIT}'")
+        raise ValueError(
+            f"the Trainer got no '{split}' split among {list(file_patterns)}: its EvalArgs must "
+            f"list the splits '{CALIBRATION_SPLIT}' and '{EVAL_SPLIT}'"
+        )
     return chosen
 
 
 def inference_fn(model):
     """The model in inference mode, traced once for any batch size (tracing InceptionV3 takes seconds)."""
     size = model.input_shape[1]
-    return tf.function(lambda images: model(images, training=False),
-                       input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    return tf.function(
+        lambda images: model(images, training=False), input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)]
+    )
 
 
 def predict_eval(infer, dataset, steps: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -55,14 +59,14 @@ def calibrate(model, fn_args, tf_transform_output, settings: TrainerSettings, la
     batch_size, steps = settings.eval_batch_size, int(fn_args.eval_steps or 0)
     scored, infer = {}, inference_fn(model)
     for split in (CALIBRATION_SPLIT, EVAL_SPLIT):
-        dataset = data.input_fn(split_files(fn_args.eval_files, split), tf_transform_output, batch_size,
-                                training=False)
+        dataset = data.input_fn(split_files(fn_args.eval_files, split), tf_transform_output, batch_size, training=False)
         scored[split] = predict_eval(infer, dataset, steps)
-    baseline = trivial_baseline.most_frequent_per_task(trivial_baseline.read_frequencies(tf_transform_output),
-                                                       label_map)
-    report = rules.decision_report(scored[CALIBRATION_SPLIT], scored[EVAL_SPLIT],
-                                   settings.min_positives,
-                                   settings.calibration_folds, baseline)
+    baseline = trivial_baseline.most_frequent_per_task(
+        trivial_baseline.read_frequencies(tf_transform_output), label_map
+    )
+    report = rules.decision_report(
+        scored[CALIBRATION_SPLIT], scored[EVAL_SPLIT], settings.min_positives, settings.calibration_folds, baseline
+    )
     for line in rules.format_report(report):
         log.info("%s", line)
     return report

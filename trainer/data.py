@@ -12,6 +12,7 @@ model lost 0.17 micro-F1 at 300 steps on a real catalogue (benchmarks/input_abla
 So training reads many shards at once, one record from each in turn, and shuffles the
 serialized records (a few KB each) in a buffer of thousands before parsing them.
 """
+
 from typing import Dict, List, Optional, Union
 
 import tensorflow as tf
@@ -77,8 +78,11 @@ def augment_batch(jpegs: tf.Tensor, image_size: int, seed: Optional[int] = None)
     """A batch of JPEG strings (any shape, one per example) -> augmented float images [batch, size, size, 3]."""
     if isinstance(jpegs, tf.SparseTensor):  # a schema without the feature's shape parses it sparse
         jpegs = tf.sparse.to_dense(jpegs, default_value="")
-    return tf.map_fn(lambda jpeg: augment_jpeg(jpeg, image_size, seed), tf.reshape(jpegs, [-1]),
-                     fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
+    return tf.map_fn(
+        lambda jpeg: augment_jpeg(jpeg, image_size, seed),
+        tf.reshape(jpegs, [-1]),
+        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
+    )
 
 
 def list_files(file_pattern: Union[str, List[str]]) -> List[str]:
@@ -94,10 +98,17 @@ def list_files(file_pattern: Union[str, List[str]]) -> List[str]:
     return files
 
 
-def raw_dataset(file_pattern: Union[str, List[str]], feature_spec: Dict[str, tf.io.FixedLenFeature],
-                batch_size: int, shuffle: bool, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-                cycle_length: int = 0, seed: Optional[int] = None, num_shards: int = 1,
-                shard_index: int = 0) -> tf.data.Dataset:
+def raw_dataset(
+    file_pattern: Union[str, List[str]],
+    feature_spec: Dict[str, tf.io.FixedLenFeature],
+    batch_size: int,
+    shuffle: bool,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    cycle_length: int = 0,
+    seed: Optional[int] = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
+) -> tf.data.Dataset:
     """Batches of parsed raw features from gzip TFRecords of tf.Examples.
 
     Args:
@@ -136,8 +147,9 @@ def raw_dataset(file_pattern: Union[str, List[str]], feature_spec: Dict[str, tf.
         dataset = dataset.shuffle(len(files), seed=seed).repeat()
         cycle = cycle_length or min(len(files), MAX_OPEN_FILES)
         # block_length 1: one record from each open file in turn, so one batch spans many shards.
-        dataset = dataset.interleave(read, cycle_length=cycle, block_length=1, num_parallel_calls=AUTOTUNE,
-                                     deterministic=False)
+        dataset = dataset.interleave(
+            read, cycle_length=cycle, block_length=1, num_parallel_calls=AUTOTUNE, deterministic=False
+        )
         dataset = dataset.shuffle(max(1, shuffle_buffer), seed=seed)
     else:
         dataset = dataset.flat_map(read)
@@ -150,10 +162,19 @@ def image_size_of(tf_transform_output: tft.TFTransformOutput) -> int:
     return int(tf_transform_output.transformed_feature_spec()[IMAGE_FEATURE].shape[0])
 
 
-def input_fn(file_pattern, tf_transform_output: tft.TFTransformOutput, batch_size: int, training: bool,
-             augment_images: bool = False, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, cycle_length: int = 0,
-             seed: Optional[int] = None, data_service_address: Optional[str] = None, num_shards: int = 1,
-             shard_index: int = 0) -> tf.data.Dataset:
+def input_fn(
+    file_pattern,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    training: bool,
+    augment_images: bool = False,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    cycle_length: int = 0,
+    seed: Optional[int] = None,
+    data_service_address: Optional[str] = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
+) -> tf.data.Dataset:
     """(image, multi-hot labels) batches; repeated, mixed and optionally augmented for training.
 
     Without augmentation, Transform's graph decodes and resizes the JPEGs here (it was not
@@ -191,9 +212,17 @@ def input_fn(file_pattern, tf_transform_output: tft.TFTransformOutput, batch_siz
 
     # Identical workers would send identical batches: unseeded, each shuffles its own way.
     reading_seed = None if data_service_address else seed
-    dataset = raw_dataset(file_pattern, tf_transform_output.raw_feature_spec(), batch_size, shuffle=training,
-                          shuffle_buffer=shuffle_buffer, cycle_length=cycle_length, seed=reading_seed,
-                          num_shards=num_shards, shard_index=shard_index)
+    dataset = raw_dataset(
+        file_pattern,
+        tf_transform_output.raw_feature_spec(),
+        batch_size,
+        shuffle=training,
+        shuffle_buffer=shuffle_buffer,
+        cycle_length=cycle_length,
+        seed=reading_seed,
+        num_shards=num_shards,
+        shard_index=shard_index,
+    )
     dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE)
     if training:
         options = tf.data.Options()
@@ -201,6 +230,9 @@ def input_fn(file_pattern, tf_transform_output: tft.TFTransformOutput, batch_siz
         options.deterministic = False
         dataset = dataset.with_options(options)
     if data_service_address:
-        dataset = dataset.apply(tf.data.experimental.service.distribute(
-            processing_mode=tf.data.experimental.service.ShardingPolicy.OFF, service=data_service_address))
+        dataset = dataset.apply(
+            tf.data.experimental.service.distribute(
+                processing_mode=tf.data.experimental.service.ShardingPolicy.OFF, service=data_service_address
+            )
+        )
     return dataset.prefetch(AUTOTUNE)

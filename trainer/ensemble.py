@@ -11,6 +11,7 @@ fitted to predictions the stacker made on its own training examples.
 Everything here is NumPy, except the stacker's fit (TensorFlow, eager); ``stacker_predict``
 is what the exported model computes (``trainer/ensemble_export.py``).
 """
+
 import dataclasses
 from typing import List, Sequence
 
@@ -90,8 +91,15 @@ def stacker_predict(stacker: Stacker, members: np.ndarray) -> np.ndarray:
     return (1 / (1 + np.exp(-z))).astype(np.float32)
 
 
-def fit_stacker(members: np.ndarray, labels: np.ndarray, hidden: int = 64, epochs: int = 300,
-                learning_rate: float = 3e-3, l2: float = 1e-3, seed: int = 0) -> Stacker:
+def fit_stacker(
+    members: np.ndarray,
+    labels: np.ndarray,
+    hidden: int = 64,
+    epochs: int = 300,
+    learning_rate: float = 3e-3,
+    l2: float = 1e-3,
+    seed: int = 0,
+) -> Stacker:
     """Fits the stacker on (member probabilities, labels) with full-batch Adam and an L2 penalty."""
     import tensorflow as tf
 
@@ -110,8 +118,9 @@ def fit_stacker(members: np.ndarray, labels: np.ndarray, hidden: int = 64, epoch
     def step():
         with tf.GradientTape() as tape:
             z = base + tf.nn.relu(x @ w1 + b1) @ w2 + b2
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(y, z)) + \
-                l2 * (tf.reduce_sum(w1 ** 2) + tf.reduce_sum(w2 ** 2))
+            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(y, z)) + l2 * (
+                tf.reduce_sum(w1**2) + tf.reduce_sum(w2**2)
+            )
         variables = [w1, b1, w2, b2]
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
@@ -149,8 +158,15 @@ class Combination:
         return weighted(members, self.weights)
 
 
-def fit_combination(method: str, calibration: tuple, evaluation: tuple, min_positives: int, folds: int,
-                    baseline_label_ids: Sequence[int] = (), seed: int = 0) -> Combination:
+def fit_combination(
+    method: str,
+    calibration: tuple,
+    evaluation: tuple,
+    min_positives: int,
+    folds: int,
+    baseline_label_ids: Sequence[int] = (),
+    seed: int = 0,
+) -> Combination:
     """Fits ``method`` on calibration, tunes the decision rule, scores eval.
 
     Args:
@@ -166,19 +182,26 @@ def fit_combination(method: str, calibration: tuple, evaluation: tuple, min_posi
     """
     cal_members, cal_labels = np.asarray(calibration[0], np.float32), np.asarray(calibration[1], np.float32)
     eval_members, eval_labels = np.asarray(evaluation[0], np.float32), np.asarray(evaluation[1], np.float32)
-    if cal_members.ndim != 3 or cal_members.shape[0] != eval_members.shape[0] or \
-            cal_members.shape[2] != eval_members.shape[2]:
-        raise ValueError(f"member probabilities must be [members, examples, labels] alike on both splits, "
-                         f"got {cal_members.shape} and {eval_members.shape}")
+    if (
+        cal_members.ndim != 3
+        or cal_members.shape[0] != eval_members.shape[0]
+        or cal_members.shape[2] != eval_members.shape[2]
+    ):
+        raise ValueError(
+            f"member probabilities must be [members, examples, labels] alike on both splits, "
+            f"got {cal_members.shape} and {eval_members.shape}"
+        )
     if method == WEIGHTS:
         combination = Combination(WEIGHTS, hill_climb(cal_members, cal_labels).tolist())
         tuned_on = combination.apply(cal_members)
     elif method == STACKER:
-        combination = Combination(STACKER, [1 / len(cal_members)] * len(cal_members),
-                                  fit_stacker(cal_members, cal_labels, seed=seed))
+        combination = Combination(
+            STACKER, [1 / len(cal_members)] * len(cal_members), fit_stacker(cal_members, cal_labels, seed=seed)
+        )
         tuned_on = out_of_fold(cal_members, cal_labels, folds, seed)
     else:
         raise ValueError(f"unknown ensemble method {method!r}: use {' or '.join(METHODS)}")
-    combination.report = rules.decision_report((tuned_on, cal_labels), (combination.apply(eval_members), eval_labels),
-                                                min_positives, folds, baseline_label_ids)
+    combination.report = rules.decision_report(
+        (tuned_on, cal_labels), (combination.apply(eval_members), eval_labels), min_positives, folds, baseline_label_ids
+    )
     return combination

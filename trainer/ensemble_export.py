@@ -9,6 +9,7 @@ are the combination (``trainer/ensemble.py``); its decisions use thresholds tune
 combination's calibration predictions. Embeddings and ``transform_features`` are the first
 member's (every member shares the pipeline's Transform graph).
 """
+
 import logging
 import os
 from typing import List, Sequence, Tuple
@@ -34,8 +35,10 @@ class EnsembleModule(tf.Module):
         self.stacked = combination.method == ensemble.STACKER
         if self.stacked:
             s = combination.stacker
-            self.stacker = [tf.Variable(np.asarray(v, np.float32), trainable=False)
-                            for v in (s.hidden_kernel, s.hidden_bias, s.output_kernel, s.output_bias)]
+            self.stacker = [
+                tf.Variable(np.asarray(v, np.float32), trainable=False)
+                for v in (s.hidden_kernel, s.hidden_bias, s.output_kernel, s.output_bias)
+            ]
         self.thresholds = tf.Variable(np.asarray(thresholds, np.float32), trainable=False, name="thresholds")
         self.label_names = tf.Variable(members[0].label_names.numpy(), trainable=False, name="label_names")
 
@@ -63,7 +66,10 @@ class EnsembleModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate(self, examples):
         outputs = exporter.decide(self._members(serving.EVALUATE, examples=examples), self.thresholds, self.label_names)
-        return {exporter.PROBABILITIES: outputs[exporter.PROBABILITIES], exporter.DECISIONS: outputs[exporter.DECISIONS]}
+        return {
+            exporter.PROBABILITIES: outputs[exporter.PROBABILITIES],
+            exporter.DECISIONS: outputs[exporter.DECISIONS],
+        }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(self, examples):
@@ -102,8 +108,16 @@ def score(models: Sequence, files: Sequence[str], batch_size: int = 64) -> Tuple
     return np.stack([np.concatenate(p) for p in probabilities]), np.concatenate(labels)
 
 
-def combine_and_export(member_dirs: Sequence[str], examples_uri: str, output_dir: str, method: str,
-                       min_positives: int, folds: int, batch_size: int, seed: int) -> dict:
+def combine_and_export(
+    member_dirs: Sequence[str],
+    examples_uri: str,
+    output_dir: str,
+    method: str,
+    min_positives: int,
+    folds: int,
+    batch_size: int,
+    seed: int,
+) -> dict:
     """Scores the members on calibration and eval, fits ``method`` on calibration, exports the ensemble.
 
     Args:
@@ -123,11 +137,20 @@ def combine_and_export(member_dirs: Sequence[str], examples_uri: str, output_dir
         scored[split] = score(models, examples_files(examples_uri, split), batch_size)
         log.info("scored %d %s examples with %d members", scored[split][1].shape[0], split, len(models))
     reports = [read_thresholds(d) for d in member_dirs]
-    combination = ensemble.fit_combination(method, scored["calibration"], scored["eval"], min_positives, folds,
-                                           reports[0].get(rules.BASELINE, {}).get("label_ids", ()), seed)
+    combination = ensemble.fit_combination(
+        method,
+        scored["calibration"],
+        scored["eval"],
+        min_positives,
+        folds,
+        reports[0].get(rules.BASELINE, {}).get("label_ids", ()),
+        seed,
+    )
     report = dict(combination.report)
     report["ensemble"] = {
-        "method": method, "members": list(member_dirs), "weights": combination.weights,
+        "method": method,
+        "members": list(member_dirs),
+        "weights": combination.weights,
         "member_micro_f1": [r["micro_f1"][r["served_rule"]] for r in reports],
     }
     for line in rules.format_report(report):

@@ -10,6 +10,7 @@ Signatures of the exported SavedModel:
                       applies it to get the dense multi-hot labels)
   embed_images        raw image bytes -> L2-normalised embedding (similar-product search)
 """
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -20,9 +21,18 @@ import tf_keras as keras
 from imat_common import features
 from trainer.model import EMBEDDING_LAYER
 from trainer.preprocessing import IMAGE_FEATURE
-from imat_common.serving import (DECISIONS, EMBED_IMAGES, EMBEDDING, EVALUATE, LABEL_IDS, LABEL_NAMES, PREDICT_IMAGES,
-                                 PROBABILITIES, SERVING_DEFAULT, TRANSFORM_FEATURES)
-
+from imat_common.serving import (
+    DECISIONS,
+    EMBED_IMAGES,
+    EMBEDDING,
+    EVALUATE,
+    LABEL_IDS,
+    LABEL_NAMES,
+    PREDICT_IMAGES,
+    PROBABILITIES,
+    SERVING_DEFAULT,
+    TRANSFORM_FEATURES,
+)
 
 
 def decide(probabilities: tf.Tensor, thresholds: tf.Tensor, label_names: tf.Tensor) -> dict:
@@ -38,8 +48,13 @@ def decide(probabilities: tf.Tensor, thresholds: tf.Tensor, label_names: tf.Tens
 
 
 # Signature name -> the serving module's method; the ensemble's module has the same methods.
-SIGNATURES = {SERVING_DEFAULT: "serve_examples", PREDICT_IMAGES: "serve_images", EVALUATE: "evaluate",
-              TRANSFORM_FEATURES: "transform_features", EMBED_IMAGES: "embed_images"}
+SIGNATURES = {
+    SERVING_DEFAULT: "serve_examples",
+    PREDICT_IMAGES: "serve_images",
+    EVALUATE: "evaluate",
+    TRANSFORM_FEATURES: "transform_features",
+    EMBED_IMAGES: "embed_images",
+}
 
 
 def signatures_of(module: tf.Module) -> dict:
@@ -50,8 +65,13 @@ def signatures_of(module: tf.Module) -> dict:
 class ServingModule(tf.Module):
     """Holds the model, the Transform layer, thresholds and label names for export."""
 
-    def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput, thresholds: np.ndarray,
-                 label_names: Optional[Sequence[str]] = None):
+    def __init__(
+        self,
+        model: keras.Model,
+        tf_transform_output: tft.TFTransformOutput,
+        thresholds: np.ndarray,
+        label_names: Optional[Sequence[str]] = None,
+    ):
         super().__init__()
         self.tft_layer = tf_transform_output.transform_features_layer()
         self._raw_spec = tf_transform_output.raw_feature_spec()
@@ -65,8 +85,10 @@ class ServingModule(tf.Module):
         # per signature made export take minutes.
         core = keras.Model(model.inputs, [model.output, model.get_layer(EMBEDDING_LAYER).output])
         size = model.input_shape[1]
-        self._infer = tf.function(lambda image: core(image, training=False),
-                                  input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+        self._infer = tf.function(
+            lambda image: core(image, training=False),
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)],
+        )
         # Track the weights, not the Keras model: saving a Keras model also traces every
         # layer's call for Keras' own loader, which serving never uses and costs a minute.
         self.weights = core.weights
@@ -107,8 +129,13 @@ class ServingModule(tf.Module):
         return signatures_of(self)
 
 
-def export(model: keras.Model, tf_transform_output: tft.TFTransformOutput, thresholds: np.ndarray,
-           serving_dir: str, label_names: Optional[Sequence[str]] = None) -> None:
+def export(
+    model: keras.Model,
+    tf_transform_output: tft.TFTransformOutput,
+    thresholds: np.ndarray,
+    serving_dir: str,
+    label_names: Optional[Sequence[str]] = None,
+) -> None:
     """Saves the model with its serving signatures, without optimizer state."""
     module = ServingModule(model, tf_transform_output, thresholds, label_names)
     # tf.saved_model.save of the module, not model.save: no optimizer slots (Adam's doubled

@@ -3,6 +3,7 @@
 All take probabilities (the model's sigmoid outputs) and return one value per example, the
 mean over labels, like Keras' ``BinaryCrossentropy``: the learning rates stay comparable.
 """
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -25,8 +26,14 @@ class AsymmetricLoss(keras.losses.Loss):
     The paper sums over labels; this averages them (see the module's docstring).
     """
 
-    def __init__(self, gamma_neg: float = ASL_GAMMA_NEG, gamma_pos: float = ASL_GAMMA_POS,
-                 clip: float = ASL_CLIP, name: str = "asymmetric_loss", **kwargs):
+    def __init__(
+        self,
+        gamma_neg: float = ASL_GAMMA_NEG,
+        gamma_pos: float = ASL_GAMMA_POS,
+        clip: float = ASL_CLIP,
+        name: str = "asymmetric_loss",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
 
@@ -39,8 +46,7 @@ class AsymmetricLoss(keras.losses.Loss):
         return -tf.reduce_mean(y_true * positive + (1.0 - y_true) * negative, axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "gamma_neg": self.gamma_neg, "gamma_pos": self.gamma_pos,
-                "clip": self.clip}
+        return {**super().get_config(), "gamma_neg": self.gamma_neg, "gamma_pos": self.gamma_pos, "clip": self.clip}
 
 
 def get_loss(name: str) -> keras.losses.Loss:

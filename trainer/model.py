@@ -1,4 +1,5 @@
 """A backbone (InceptionV3 by default) with one sigmoid per label, trained in two phases (head, then top blocks)."""
+
 import dataclasses
 import os
 
@@ -31,8 +32,9 @@ def _backbone_weights(weights: str):
     if weights in ("none", "", None):
         return None
     if not os.path.exists(weights) and not weights.startswith("gs://"):
-        raise FileNotFoundError(f"backbone weights file {weights!r} does not exist "
-                                f"(use 'imagenet', 'none' or a local no-top .h5 file)")
+        raise FileNotFoundError(
+            f"backbone weights file {weights!r} does not exist (use 'imagenet', 'none' or a local no-top .h5 file)"
+        )
     return weights
 
 
@@ -83,7 +85,8 @@ def _build(config: ModelConfig) -> keras.Model:
     # the network barely trains (measured on the demo data: micro-F1 0.41 against 0.86).
     features = backbone(spec.scale(inputs), training=False if config.pretrained else None)
     embedding = keras.layers.Activation("linear", name=EMBEDDING_LAYER, dtype="float32")(
-        _pool(features, config.pooling))
+        _pool(features, config.pooling)
+    )
     x = keras.layers.Dropout(config.dropout)(embedding)
     if config.head_units:
         x = keras.layers.Dropout(config.dropout)(keras.layers.Dense(config.head_units, activation="relu")(x))
@@ -108,8 +111,10 @@ def compile_for_fine_tuning(model: keras.Model, config: ModelConfig) -> None:
     names = [layer.name for layer in backbone.layers]
     first = config.first_fine_tuned_layer
     if first and first not in names:
-        raise ValueError(f"fine_tune_from={first!r} is not a layer of {config.backbone} "
-                         f"(its default: {backbones.get_backbone(config.backbone).fine_tune_from!r})")
+        raise ValueError(
+            f"fine_tune_from={first!r} is not a layer of {config.backbone} "
+            f"(its default: {backbones.get_backbone(config.backbone).fine_tune_from!r})"
+        )
     start = names.index(first) if first else 0
     for layer in backbone.layers[:start]:
         layer.trainable = False
@@ -119,5 +124,8 @@ def compile_for_fine_tuning(model: keras.Model, config: ModelConfig) -> None:
 def _compile(model: keras.Model, learning_rate: float, loss: str) -> None:
     # No F1 metric compiled in: TFMA would re-compute compiled metrics and a compiled
     # F1Score crashes it. Evaluation metrics live in the Evaluator's config.
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses.get_loss(loss),
-                  metrics=[keras.metrics.AUC(name="auc", multi_label=True)])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=losses.get_loss(loss),
+        metrics=[keras.metrics.AUC(name="auc", multi_label=True)],
+    )

@@ -8,6 +8,7 @@ wait inside its first collective for workers that have already moved on. A final
 every worker alive until the export exists, because TFX's executor checks, on every replica,
 that ``serving_model_dir`` exists when ``run_fn`` returns.
 """
+
 import dataclasses
 import hashlib
 import logging
@@ -31,8 +32,9 @@ class WorkerRole:
     is_chief: bool = True
 
 
-def role_from_cluster(cluster: Mapping[str, Sequence[str]], task_type: Optional[str],
-                      task_id: Optional[int]) -> WorkerRole:
+def role_from_cluster(
+    cluster: Mapping[str, Sequence[str]], task_type: Optional[str], task_id: Optional[int]
+) -> WorkerRole:
     """The role of task ``task_type``/``task_id`` in a TF_CONFIG-style cluster.
 
     The chief is the ``chief`` task (Vertex AI Training's first worker pool) or, when the
@@ -46,8 +48,10 @@ def role_from_cluster(cluster: Mapping[str, Sequence[str]], task_type: Optional[
     if not chiefs and not workers:
         return WorkerRole()
     if task_type not in ("chief", "worker"):
-        raise ValueError(f"task type {task_type!r}: MultiWorkerMirroredStrategy trains on 'chief' and "
-                         f"'worker' tasks only (cluster: {sorted(cluster)})")
+        raise ValueError(
+            f"task type {task_type!r}: MultiWorkerMirroredStrategy trains on 'chief' and "
+            f"'worker' tasks only (cluster: {sorted(cluster)})"
+        )
     tasks = chiefs if task_type == "chief" else workers
     if task_id is None or not 0 <= int(task_id) < len(tasks):
         raise ValueError(f"task {task_type}:{task_id} is not in the cluster's {len(tasks)} {task_type} task(s)")
@@ -63,8 +67,9 @@ def worker_role(strategy: tf.distribute.Strategy) -> WorkerRole:
     return role_from_cluster(resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id)
 
 
-def sharded_input(make_dataset: Callable[..., tf.data.Dataset], global_batch_size: int,
-                  num_replicas: int) -> keras.utils.experimental.DatasetCreator:
+def sharded_input(
+    make_dataset: Callable[..., tf.data.Dataset], global_batch_size: int, num_replicas: int
+) -> keras.utils.experimental.DatasetCreator:
     """Training input for ``model.fit`` that splits the global batch and the data between workers.
 
     ``make_dataset(batch_size=, num_shards=, shard_index=)`` builds one worker's input; it is
@@ -75,12 +80,17 @@ def sharded_input(make_dataset: Callable[..., tf.data.Dataset], global_batch_siz
       ValueError: ``global_batch_size`` does not divide among ``num_replicas``.
     """
     if global_batch_size % num_replicas:
-        raise ValueError(f"batch_size {global_batch_size} does not divide among {num_replicas} replicas: "
-                         f"use a multiple of {num_replicas}")
+        raise ValueError(
+            f"batch_size {global_batch_size} does not divide among {num_replicas} replicas: "
+            f"use a multiple of {num_replicas}"
+        )
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return make_dataset(batch_size=context.get_per_replica_batch_size(global_batch_size),
-                            num_shards=context.num_input_pipelines, shard_index=context.input_pipeline_id)
+        return make_dataset(
+            batch_size=context.get_per_replica_batch_size(global_batch_size),
+            num_shards=context.num_input_pipelines,
+            shard_index=context.input_pipeline_id,
+        )
 
     return keras.utils.experimental.DatasetCreator(dataset_fn)
 

@@ -7,6 +7,7 @@ images, against ~25 GB of JPEG); decoding on the fly costs a few ms of CPU per i
 spread over tf.data's parallel map. The same graph is embedded in the serving model, so
 training and serving cannot drift apart.
 """
+
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -32,9 +33,11 @@ def resize_and_scale(image: tf.Tensor, image_size: int) -> tf.Tensor:
     # Antialiasing only changes a shrink. On an enlargement it equals plain bilinear (within
     # 2e-5 after scaling) at about twice the CPU, and the download job stores images at
     # most 299 px on the longer side, so at 299 px no side ever shrinks.
-    image = tf.cond(shrinks,
-                    lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
-                    lambda: tf.image.resize(image, size, method="bilinear"))
+    image = tf.cond(
+        shrinks,
+        lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
+        lambda: tf.image.resize(image, size, method="bilinear"),
+    )
     return image / 127.5 - 1.0
 
 

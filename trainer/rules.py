@@ -24,6 +24,7 @@ contract every reader relies on: ``imat run``, ``imat report``, ``imat submissio
                            "baseline": {"calibration": ..., "eval": ...}}
   baseline                {"rule": description, "label_ids": the ids it predicts for every image}
 """
+
 import dataclasses
 from typing import Dict, List, Optional, Sequence
 
@@ -79,8 +80,9 @@ def micro_f1(count: np.ndarray) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
 
 
-def cross_validated_f1(probabilities: np.ndarray, labels: np.ndarray, min_positives: int, folds: int,
-                       seed: int = 0) -> Dict[str, float]:
+def cross_validated_f1(
+    probabilities: np.ndarray, labels: np.ndarray, min_positives: int, folds: int, seed: int = 0
+) -> Dict[str, float]:
     """Each rule's micro-F1 over k folds, every fold decided by rules fitted on the other folds.
 
     The decisions of all folds are pooled before computing F1 (one micro-F1, as the gate
@@ -117,8 +119,13 @@ def baseline_decisions(label_ids: Sequence[int], num_labels: int) -> np.ndarray:
     return row
 
 
-def decision_report(calibration: tuple, evaluation: tuple, min_positives: int, folds: int,
-                    baseline_label_ids: Optional[Sequence[int]] = None) -> dict:
+def decision_report(
+    calibration: tuple,
+    evaluation: tuple,
+    min_positives: int,
+    folds: int,
+    baseline_label_ids: Optional[Sequence[int]] = None,
+) -> dict:
     """Fits the rules on calibration, chooses the served one there, scores all three on eval.
 
     Args:
@@ -139,19 +146,30 @@ def decision_report(calibration: tuple, evaluation: tuple, min_positives: int, f
     scores = {}
     for rule in RULES:
         t = fitted.thresholds(rule)
-        scores[rule] = {"calibration": None if np.isnan(cv[rule]) else cv[rule],  # JSON has no NaN
-                        "calibration_fitted": micro_f1(counts(cal_p >= t, cal_l)),
-                        "eval": micro_f1(counts(eval_p >= t, eval_l))}
+        scores[rule] = {
+            "calibration": None if np.isnan(cv[rule]) else cv[rule],  # JSON has no NaN
+            "calibration_fitted": micro_f1(counts(cal_p >= t, cal_l)),
+            "eval": micro_f1(counts(eval_p >= t, eval_l)),
+        }
     ids = sorted(int(i) for i in baseline_label_ids or [])
     row = baseline_decisions(ids, cal_p.shape[1])
-    scores[BASELINE] = {"calibration": micro_f1(counts(np.broadcast_to(row, cal_l.shape), cal_l)),
-                        "eval": micro_f1(counts(np.broadcast_to(row, eval_l.shape), eval_l))}
+    scores[BASELINE] = {
+        "calibration": micro_f1(counts(np.broadcast_to(row, cal_l.shape), cal_l)),
+        "eval": micro_f1(counts(np.broadcast_to(row, eval_l.shape), eval_l)),
+    }
     return {
-        "format": REPORT_FORMAT, "served_rule": served, "thresholds": fitted.thresholds(served).tolist(),
-        "per_label_thresholds": fitted.per_label.tolist(), "tuned": fitted.tuned.tolist(),
-        "global_threshold": fitted.global_threshold, "min_positives": int(min_positives),
-        "calibration_folds": int(folds), "calibration_examples": int(len(cal_l)), "eval_examples": int(len(eval_l)),
-        "micro_f1": scores, BASELINE: {"rule": BASELINE_RULE, "label_ids": ids},
+        "format": REPORT_FORMAT,
+        "served_rule": served,
+        "thresholds": fitted.thresholds(served).tolist(),
+        "per_label_thresholds": fitted.per_label.tolist(),
+        "tuned": fitted.tuned.tolist(),
+        "global_threshold": fitted.global_threshold,
+        "min_positives": int(min_positives),
+        "calibration_folds": int(folds),
+        "calibration_examples": int(len(cal_l)),
+        "eval_examples": int(len(eval_l)),
+        "micro_f1": scores,
+        BASELINE: {"rule": BASELINE_RULE, "label_ids": ids},
     }
 
 
@@ -161,23 +179,31 @@ def format_report(report: dict) -> List[str]:
         return [f"(this model's {THRESHOLDS_FILE} predates the calibration split: retrain to compare the rules)"]
     scores = report["micro_f1"]
     cv = lambda v: "    -" if v is None else f"{v:.3f}"
-    lines = [f"micro-F1 on the eval split ({report['eval_examples']} images, never used for tuning); "
-             f"rule chosen by {report['calibration_folds']}-fold micro-F1 on the calibration split "
-             f"({report['calibration_examples']} images):",
-             f"  {'decision rule':42s} {'eval':>6s} {'calibration':>11s}"]
-    names = {PER_LABEL: f"per-label thresholds ({sum(report['tuned'])} of {len(report['tuned'])} own)",
-             GLOBAL: f"one global threshold ({report['global_threshold']:.3f})",
-             FIXED: "0.5 for every label"}
+    lines = [
+        f"micro-F1 on the eval split ({report['eval_examples']} images, never used for tuning); "
+        f"rule chosen by {report['calibration_folds']}-fold micro-F1 on the calibration split "
+        f"({report['calibration_examples']} images):",
+        f"  {'decision rule':42s} {'eval':>6s} {'calibration':>11s}",
+    ]
+    names = {
+        PER_LABEL: f"per-label thresholds ({sum(report['tuned'])} of {len(report['tuned'])} own)",
+        GLOBAL: f"one global threshold ({report['global_threshold']:.3f})",
+        FIXED: "0.5 for every label",
+    }
     for rule in RULES:
         served = "  <- served" if rule == report["served_rule"] else ""
         lines.append(f"  {names[rule]:42s} {scores[rule]['eval']:6.3f} {cv(scores[rule]['calibration']):>11s}{served}")
     baseline = scores[BASELINE]
-    lines.append(f"  {'baseline: most frequent train label per task':42s} {baseline['eval']:6.3f} "
-                 f"{baseline['calibration']:11.3f}")
+    lines.append(
+        f"  {'baseline: most frequent train label per task':42s} {baseline['eval']:6.3f} "
+        f"{baseline['calibration']:11.3f}"
+    )
     ensemble = report.get("ensemble")
     if ensemble:  # written by the Ensembler (trainer/ensemble_export.py)
-        lines.append(f"  an ensemble of {len(ensemble['members'])} ({ensemble['method']}); each member's own "
-                     f"served rule, eval / calibration:")
+        lines.append(
+            f"  an ensemble of {len(ensemble['members'])} ({ensemble['method']}); each member's own "
+            f"served rule, eval / calibration:"
+        )
         for i, (weight, own) in enumerate(zip(ensemble["weights"], ensemble["member_micro_f1"]), start=1):
             name = f"member {i}" + (f", weight {weight:.2f}" if ensemble["method"] == "weights" else "")
             lines.append(f"    {name:40s} {own['eval']:6.3f} {cv(own['calibration']):>11s}")

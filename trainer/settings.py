@@ -5,6 +5,7 @@ line flag; the pipeline hands the Trainer ``to_custom_config()`` and ``run_fn`` 
 same object with ``from_custom_config``. No list of keys is kept by hand anywhere. This module
 imports neither TensorFlow nor Beam.
 """
+
 import dataclasses
 from typing import Any, Mapping, TypeVar
 
@@ -88,8 +89,15 @@ class TrainerSettings:
 
 # Settings an ensemble member may not change: they describe the data every member reads
 # (one Transform graph, one label map) or the run around the Trainers, not a member's network.
-NOT_PER_MEMBER = ("num_labels", "image_size", "eval_batch_size", "distribution", "data_service_address",
-                  "min_positives", "calibration_folds")
+NOT_PER_MEMBER = (
+    "num_labels",
+    "image_size",
+    "eval_batch_size",
+    "distribution",
+    "data_service_address",
+    "min_positives",
+    "calibration_folds",
+)
 MEMBER_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainerSettings) if f.name not in NOT_PER_MEMBER)
 
 

@@ -6,6 +6,7 @@ plus ``label_map``, the path of label_map.csv.
 ``eval_files`` hold the calibration split (tunes the thresholds and picks the rule) and the
 eval split (only scored); ``trainer/calibration.py`` keeps them apart.
 """
+
 import functools
 import logging
 import time
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
-    """"default" (one device), "mirrored" (all local GPUs), "multi_worker" or "tpu"."""
+    """ "default" (one device), "mirrored" (all local GPUs), "multi_worker" or "tpu"."""
     if name in ("", "default"):
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -49,8 +50,10 @@ def training_segments(total: int, head_steps: int, small_steps: int) -> List[Tup
 
 def resized(dataset: tf.data.Dataset, size: int) -> tf.data.Dataset:
     """(images, labels) batches with the images resized to ``size`` (progressive resizing)."""
-    return dataset.map(lambda images, labels: (tf.image.resize(images, [size, size], antialias=True), labels),
-                       num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.map(
+        lambda images, labels: (tf.image.resize(images, [size, size], antialias=True), labels),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
 
 
 def run_fn(fn_args):
@@ -72,12 +75,21 @@ def run_fn(fn_args):
     batch_size, seed = model_config.batch_size, model_config.seed
     keras.utils.set_random_seed(seed)
     make_train = functools.partial(
-        data.input_fn, fn_args.train_files, tf_transform_output, training=True,
-        augment_images=model_config.augment, shuffle_buffer=model_config.shuffle_buffer, seed=seed,
-        data_service_address=model_config.data_service_address or None)
+        data.input_fn,
+        fn_args.train_files,
+        tf_transform_output,
+        training=True,
+        augment_images=model_config.augment,
+        shuffle_buffer=model_config.shuffle_buffer,
+        seed=seed,
+        data_service_address=model_config.data_service_address or None,
+    )
     # Several workers: each reads its own shard with its share of the (global) batch.
-    train = multi_worker.sharded_input(make_train, batch_size, strategy.num_replicas_in_sync) \
-        if role.num_workers > 1 else make_train(batch_size=batch_size)
+    train = (
+        multi_worker.sharded_input(make_train, batch_size, strategy.num_replicas_in_sync)
+        if role.num_workers > 1
+        else make_train(batch_size=batch_size)
+    )
 
     with strategy.scope():
         model = model_lib.build_model(model_config)
@@ -85,26 +97,46 @@ def run_fn(fn_args):
     total = int(fn_args.train_steps)
     # head_steps_fraction 0 skips phase one: from scratch, a frozen random backbone teaches the head nothing.
     head_steps = min(total, int(round(total * model_config.head_steps_fraction)))
-    small_steps = min(total, int(round(total * model_config.progressive_fraction))) \
-        if model_config.progressive_image_size else 0
-    callbacks = [keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")] \
-        if fn_args.model_run_dir and role.is_chief else []
+    small_steps = (
+        min(total, int(round(total * model_config.progressive_fraction))) if model_config.progressive_image_size else 0
+    )
+    callbacks = (
+        [keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")]
+        if fn_args.model_run_dir and role.is_chief
+        else []
+    )
     start = time.monotonic()
     for first, last in training_segments(total, head_steps, small_steps):
         if first == head_steps and first > 0:
             with strategy.scope():
                 model_lib.compile_for_fine_tuning(model, model_config)
-        phase = "phase 1: head only" if first < head_steps else \
-            f"phase 2: from {model_config.first_fine_tuned_layer or 'the first layer'} on"
+        phase = (
+            "phase 1: head only"
+            if first < head_steps
+            else f"phase 2: from {model_config.first_fine_tuned_layer or 'the first layer'} on"
+        )
         small = first < small_steps
         size = model_config.progressive_image_size if small else model_config.image_size
         lr = model_config.head_learning_rate if first < head_steps else model_config.fine_tune_learning_rate
-        log.info("%s, steps %d-%d of %d at lr %g, %d px (%.0f s so far)", phase, first + 1, last, total, lr, size,
-                 time.monotonic() - start)
+        log.info(
+            "%s, steps %d-%d of %d at lr %g, %d px (%.0f s so far)",
+            phase,
+            first + 1,
+            last,
+            total,
+            lr,
+            size,
+            time.monotonic() - start,
+        )
         # No validation inside fit: it would trace the network twice more; the calibration and
         # eval splits are scored once, after training.
-        model.fit(resized(train, size) if small else train, steps_per_epoch=last - first, epochs=1,
-                  callbacks=callbacks, verbose=2)
+        model.fit(
+            resized(train, size) if small else train,
+            steps_per_epoch=last - first,
+            epochs=1,
+            callbacks=callbacks,
+            verbose=2,
+        )
     log.info("training took %.0f s", time.monotonic() - start)
 
     if role.num_workers > 1:
@@ -119,8 +151,9 @@ def run_fn(fn_args):
         multi_worker.barrier(strategy)
 
 
-def _calibrate_and_export(model, model_config: model_lib.ModelConfig, fn_args, tf_transform_output,
-                          config: dict) -> None:
+def _calibrate_and_export(
+    model, model_config: model_lib.ModelConfig, fn_args, tf_transform_output, config: dict
+) -> None:
     log.info("choosing the decision rule on the calibration split")
     label_map = load_label_map(config["label_map"]) if config.get("label_map") else None
     report = calibration.calibrate(model, fn_args, tf_transform_output, model_config, label_map)
@@ -129,7 +162,8 @@ def _calibrate_and_export(model, model_config: model_lib.ModelConfig, fn_args, t
         by_id = label_map.by_id()
         label_names = [by_id[i].name if i in by_id else str(i) for i in range(1, model_config.num_labels + 1)]
     start = time.monotonic()
-    exporter.export(model, tf_transform_output, np.asarray(report["thresholds"], np.float32),
-                    fn_args.serving_model_dir, label_names)
+    exporter.export(
+        model, tf_transform_output, np.asarray(report["thresholds"], np.float32), fn_args.serving_model_dir, label_names
+    )
     log.info("exported to %s in %.0f s", fn_args.serving_model_dir, time.monotonic() - start)
     calibration.write_report(report, fn_args.serving_model_dir)

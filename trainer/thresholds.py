@@ -4,6 +4,7 @@ The competition's best teams gained most from this step: a rare label's best thr
 far below 0.5, a frequent one's often above it. ``trainer/rules.py`` decides, out of sample,
 whether per-label thresholds, one global threshold or 0.5 serves.
 """
+
 from typing import Tuple
 
 import numpy as np
@@ -51,8 +52,9 @@ def _threshold_for_cut(scores: np.ndarray, i: int) -> np.float32:
     return middle if below < middle <= above else above
 
 
-def tune_global_threshold(probabilities: np.ndarray, labels: np.ndarray,
-                          default: float = DEFAULT_THRESHOLD) -> np.float32:
+def tune_global_threshold(
+    probabilities: np.ndarray, labels: np.ndarray, default: float = DEFAULT_THRESHOLD
+) -> np.float32:
     """The one threshold, shared by every label, that maximises micro-F1.
 
     Micro-F1 pools every (example, label) decision, so this is the best cut of all scores
@@ -69,8 +71,13 @@ def tune_global_threshold(probabilities: np.ndarray, labels: np.ndarray,
     return _threshold_for_cut(scores[order], i)
 
 
-def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, min_positives: int = TrainerSettings.min_positives,
-                    default: float = DEFAULT_THRESHOLD, max_passes: int = 10) -> Tuple[np.ndarray, np.ndarray]:
+def tune_thresholds(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    min_positives: int = TrainerSettings.min_positives,
+    default: float = DEFAULT_THRESHOLD,
+    max_passes: int = 10,
+) -> Tuple[np.ndarray, np.ndarray]:
     """Finds per-label thresholds that maximise micro-averaged F1.
 
     Each label's F1-optimal threshold on its own is not what the gate measures: rare labels

@@ -6,6 +6,7 @@ vocabulary of the train label ids with their frequencies (``LABEL_FREQUENCIES``)
 count is one more full pass Transform already makes, on Dataflow too, not a second read of
 the images in the Trainer.
 """
+
 import collections
 from typing import Dict, Iterable, List, Mapping, Optional
 
@@ -48,8 +49,11 @@ def most_frequent_per_task(frequencies: Mapping[int, int], label_map: Optional[L
     Ids the label map does not list are ignored, and a task no train example carries gives no
     label. Without a label map all labels form one task.
     """
-    task_of = {label.label_id: label.task_id for label in label_map.labels} if label_map else \
-        {label_id: 0 for label_id in frequencies}
+    task_of = (
+        {label.label_id: label.task_id for label in label_map.labels}
+        if label_map
+        else {label_id: 0 for label_id in frequencies}
+    )
     best: Dict[int, tuple] = collections.OrderedDict()
     for label_id, count in sorted(frequencies.items()):
         if label_id not in task_of or count <= 0:

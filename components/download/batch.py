@@ -4,6 +4,7 @@ Memory stays bounded on three counts: requests in flight (``concurrency``), requ
 host (``per_host``) and bytes of bodies held until the thread pool has processed them
 (``max_inflight_bytes``): when decoding falls behind, fetching waits instead of piling up bodies.
 """
+
 import asyncio
 import concurrent.futures
 import hashlib
@@ -29,22 +30,25 @@ def _cpu_pool() -> concurrent.futures.ThreadPoolExecutor:
     global _CPU_POOL
     with _CPU_POOL_LOCK:
         if _CPU_POOL is None:
-            _CPU_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
-                                                              thread_name_prefix="imat-image")
+            _CPU_POOL = concurrent.futures.ThreadPoolExecutor(
+                max_workers=os.cpu_count() or 2, thread_name_prefix="imat-image"
+            )
         return _CPU_POOL
 
 
 def to_example(record: ImageRecord, jpeg: bytes, width: int, height: int, url: str) -> bytes:
     """The serialized tf.Example of one stored image."""
-    return serialize_example({
-        features.IMAGE_ID_KEY: record.image_id.encode("utf-8"),
-        features.IMAGE_KEY: jpeg,
-        features.HEIGHT_KEY: height,
-        features.WIDTH_KEY: width,
-        features.SHA256_KEY: hashlib.sha256(jpeg).hexdigest().encode("ascii"),
-        features.URL_KEY: url.encode("utf-8"),
-        features.LABELS_KEY: list(record.labels),
-    })
+    return serialize_example(
+        {
+            features.IMAGE_ID_KEY: record.image_id.encode("utf-8"),
+            features.IMAGE_KEY: jpeg,
+            features.HEIGHT_KEY: height,
+            features.WIDTH_KEY: width,
+            features.SHA256_KEY: hashlib.sha256(jpeg).hexdigest().encode("ascii"),
+            features.URL_KEY: url.encode("utf-8"),
+            features.LABELS_KEY: list(record.labels),
+        }
+    )
 
 
 class _Limits:
@@ -74,14 +78,22 @@ async def _download_one(session, limits: _Limits, record: ImageRecord, fetch_set
                 result = await fetch_lib.fetch(session, url, fetch_settings, deadline, limits.budget)
             if result.status == "ok":
                 break
-    status = {"image_id": record.image_id, "url": result.final_url or record.urls[-1], "labels": list(record.labels),
-              "status": result.status, "reason": result.reason, "http_status": result.http_status,
-              "attempts": result.attempts, "bytes": len(result.body)}
+    status = {
+        "image_id": record.image_id,
+        "url": result.final_url or record.urls[-1],
+        "labels": list(record.labels),
+        "status": result.status,
+        "reason": result.reason,
+        "http_status": result.http_status,
+        "attempts": result.attempts,
+        "bytes": len(result.body),
+    }
     if result.status != "ok":
         return status, None
     try:
         stored = await asyncio.get_running_loop().run_in_executor(
-            _cpu_pool(), process_image, result.body, image_settings)
+            _cpu_pool(), process_image, result.body, image_settings
+        )
     except ImageError as e:
         status.update(status=e.status, reason=str(e))
         return status, None
@@ -92,15 +104,21 @@ async def _download_one(session, limits: _Limits, record: ImageRecord, fetch_set
     return status, example
 
 
-def fetch_all(records: Iterable[ImageRecord], fetch_settings: fetch_lib.FetchSettings, image_settings: ImageSettings,
-              on_result: Callable[[dict, Optional[bytes]], None]) -> None:
+def fetch_all(
+    records: Iterable[ImageRecord],
+    fetch_settings: fetch_lib.FetchSettings,
+    image_settings: ImageSettings,
+    on_result: Callable[[dict, Optional[bytes]], None],
+) -> None:
     """Fetches and processes every record, calling ``on_result(status, example or None)`` as each finishes."""
 
     async def run():
         limits = _Limits(fetch_settings)
         async with fetch_lib.make_session(fetch_settings) as session:
-            tasks = [asyncio.ensure_future(_download_one(session, limits, r, fetch_settings, image_settings))
-                     for r in records]
+            tasks = [
+                asyncio.ensure_future(_download_one(session, limits, r, fetch_settings, image_settings))
+                for r in records
+            ]
             for done in asyncio.as_completed(tasks):
                 on_result(*await done)
 

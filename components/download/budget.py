@@ -1,4 +1,5 @@
 """A byte budget for asyncio: bounds the memory held by response bodies, not only their number."""
+
 import asyncio
 import collections
 from typing import Deque, Tuple

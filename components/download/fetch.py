@@ -4,6 +4,7 @@ asyncio keeps hundreds of requests in flight per worker at little cost, so a wor
 (JPEG decode, resize, encode, done in a thread pool where Pillow releases the GIL) is the
 limit rather than its waiting on the network.
 """
+
 import asyncio
 import dataclasses
 import functools
@@ -24,8 +25,9 @@ REDIRECT_CODES = (301, 302, 303, 307, 308)
 # Content types servers send for images; HTML error pages and the like are refused.
 BINARY_TYPES = ("application/octet-stream", "binary/octet-stream")
 OPT_OUT = re.compile(r"\bno(?:image)?ai\b", re.IGNORECASE)
-DEFAULT_USER_AGENT = ("imat-fashion-tfx/0.1 (image dataset downloader for model training; "
-                      "honours X-Robots-Tag noai/noimageai)")
+DEFAULT_USER_AGENT = (
+    "imat-fashion-tfx/0.1 (image dataset downloader for model training; honours X-Robots-Tag noai/noimageai)"
+)
 # Outcomes a later attempt may cure: what the fetch retries, and what --retry_failed fetches again.
 RETRYABLE_OUTCOMES = ("timeout", "connection_error")
 
@@ -38,7 +40,8 @@ def retryable_http(code: int) -> bool:
 def is_retryable(status: dict) -> bool:
     """Whether an image's status line records an outcome a later run may cure."""
     return status["status"] in RETRYABLE_OUTCOMES or (
-        status["status"] == "http_error" and retryable_http(status.get("http_status", 0)))
+        status["status"] == "http_error" and retryable_http(status.get("http_status", 0))
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +120,9 @@ def _networks(cidrs: Tuple[str, ...]):
     return tuple(netguard.parse_networks(cidrs))
 
 
-async def _attempt(session: aiohttp.ClientSession, url: str, settings: FetchSettings, timeout: float,
-                   budget: ByteBudget):
+async def _attempt(
+    session: aiohttp.ClientSession, url: str, settings: FetchSettings, timeout: float, budget: ByteBudget
+):
     """One attempt, following redirects by hand so each hop's scheme and address are checked.
 
     Returns (body, final URL, bytes of the budget held for the body).
@@ -138,9 +142,13 @@ async def _attempt(session: aiohttp.ClientSession, url: str, settings: FetchSett
                 url = target
                 continue
             if response.status != 200:
-                raise _Failure("http_error", f"HTTP {response.status}", response.status,
-                               retry=retryable_http(response.status),
-                               retry_after=_retry_after(response.headers.get("Retry-After")))
+                raise _Failure(
+                    "http_error",
+                    f"HTTP {response.status}",
+                    response.status,
+                    retry=retryable_http(response.status),
+                    retry_after=_retry_after(response.headers.get("Retry-After")),
+                )
             # A server may send several X-Robots-Tag headers (noindex, then noai): every one counts.
             robots = ", ".join(response.headers.getall("X-Robots-Tag", ()))
             if settings.respect_opt_out and OPT_OUT.search(robots):
@@ -171,8 +179,9 @@ def _classify(error: Exception, timeout: float) -> _Failure:
     return _Failure("connection_error", f"{type(error).__name__}: {error}", retry=True)
 
 
-async def fetch(session: aiohttp.ClientSession, url: str, settings: FetchSettings, deadline: float,
-                budget: ByteBudget) -> FetchResult:
+async def fetch(
+    session: aiohttp.ClientSession, url: str, settings: FetchSettings, deadline: float, budget: ByteBudget
+) -> FetchResult:
     """Fetches one URL before ``deadline``, retrying timeouts, 5xx and 429 with backoff.
 
     Args:
@@ -189,14 +198,16 @@ async def fetch(session: aiohttp.ClientSession, url: str, settings: FetchSetting
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return FetchResult("timeout", f"deadline of {settings.deadline_s} s reached before {url}",
-                               attempts=attempts)
+            return FetchResult(
+                "timeout", f"deadline of {settings.deadline_s} s reached before {url}", attempts=attempts
+            )
         attempts += 1
         timeout = min(settings.attempt_timeout_s, remaining)
         try:
             body, final_url, held = await _attempt(session, url, settings, timeout, budget)
-            return FetchResult("ok", body=body, http_status=200, attempts=attempts, final_url=final_url,
-                               held_bytes=held)
+            return FetchResult(
+                "ok", body=body, http_status=200, attempts=attempts, final_url=final_url, held_bytes=held
+            )
         except _Failure as e:
             failure = e
         except (asyncio.TimeoutError, aiohttp.ClientError) as e:
@@ -205,15 +216,21 @@ async def fetch(session: aiohttp.ClientSession, url: str, settings: FetchSetting
             return FetchResult(failure.status, failure.reason, http_status=failure.http_status, attempts=attempts)
         delay = max(failure.retry_after, random.uniform(0, settings.backoff_s * 2 ** (attempts - 1)))
         if time.monotonic() + delay >= deadline:
-            return FetchResult(failure.status, f"{failure.reason}; deadline of {settings.deadline_s} s reached",
-                               http_status=failure.http_status, attempts=attempts)
+            return FetchResult(
+                failure.status,
+                f"{failure.reason}; deadline of {settings.deadline_s} s reached",
+                http_status=failure.http_status,
+                attempts=attempts,
+            )
         await asyncio.sleep(delay)
 
 
 def make_session(settings: FetchSettings) -> aiohttp.ClientSession:
     """A session with the worker's limits, the address guard and an honest User-Agent. Call inside a loop."""
-    resolver = (None if settings.allow_private_networks
-                else netguard.GuardedResolver(_networks(settings.allowed_networks)))
+    resolver = (
+        None if settings.allow_private_networks else netguard.GuardedResolver(_networks(settings.allowed_networks))
+    )
     connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.per_host, resolver=resolver)
-    return aiohttp.ClientSession(connector=connector, headers={"User-Agent": settings.user_agent},
-                                 auto_decompress=True, trust_env=False)
+    return aiohttp.ClientSession(
+        connector=connector, headers={"User-Agent": settings.user_agent}, auto_decompress=True, trust_env=False
+    )

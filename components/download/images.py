@@ -1,4 +1,5 @@
 """Checks downloaded bytes are a safe, allowed image and turns them into the stored JPEG."""
+
 import dataclasses
 import io
 import warnings

@@ -22,6 +22,7 @@ Run on Dataflow (the JSON may be on GCS; workers install this project with --set
 Flags this job does not know are passed to Beam as pipeline options. Image URLs may only
 reach public addresses unless --allow_private_networks (or --allow_network CIDR) says otherwise.
 """
+
 import json
 import logging
 import shlex
@@ -90,17 +91,24 @@ class DownloadShards(beam.PTransform):
         self._image_settings = image_settings
 
     def expand(self, pbegin):
-        return (pbegin
-                | "PendingShards" >> beam.Create(self._shards)
-                # Spreads shards over workers; Create alone may keep them in one bundle.
-                | "Spread" >> beam.Reshuffle()
-                | "Download" >> beam.ParDo(DownloadShardFn(self._fetch_settings, self._image_settings)))
+        return (
+            pbegin
+            | "PendingShards" >> beam.Create(self._shards)
+            # Spreads shards over workers; Create alone may keep them in one bundle.
+            | "Spread" >> beam.Reshuffle()
+            | "Download" >> beam.ParDo(DownloadShardFn(self._fetch_settings, self._image_settings))
+        )
 
 
 def summarise(out_dir: str, plans: Dict[str, plan_lib.SplitPlan], seconds: float, fetched_images: int) -> dict:
     """Reads every status file back and counts outcomes per split."""
-    summary = {"output": out_dir, "splits": {}, "seconds": round(seconds, 1), "images_fetched_this_run": fetched_images,
-               "images_per_second": round(fetched_images / seconds, 1) if seconds > 0 else 0.0}
+    summary = {
+        "output": out_dir,
+        "splits": {},
+        "seconds": round(seconds, 1),
+        "images_fetched_this_run": fetched_images,
+        "images_per_second": round(fetched_images / seconds, 1) if seconds > 0 else 0.0,
+    }
     for name, p in plans.items():
         counts, downloaded, stored = Counter(), 0, 0
         for spec in p.shards:
@@ -110,9 +118,15 @@ def summarise(out_dir: str, plans: Dict[str, plan_lib.SplitPlan], seconds: float
                 stored += status.get("stored_bytes", 0)
         for rejected in p.rejected:
             counts[rejected["status"]] += 1
-        summary["splits"][name] = {"source": p.source, "shards": len(p.shards), "records": sum(counts.values()),
-                                   "ok": counts["ok"], "outcomes": dict(sorted(counts.items())),
-                                   "bytes_downloaded": downloaded, "bytes_stored": stored}
+        summary["splits"][name] = {
+            "source": p.source,
+            "shards": len(p.shards),
+            "records": sum(counts.values()),
+            "ok": counts["ok"],
+            "outcomes": dict(sorted(counts.items())),
+            "bytes_downloaded": downloaded,
+            "bytes_stored": stored,
+        }
     return summary
 
 
@@ -177,13 +191,21 @@ def run(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> dict:
     settings = options_lib.stored_settings(args)
     resuming = resume.check_settings(out, inputs, settings)
     resume.remove_stale_temp_files(out, list(inputs))
-    plans = {split: plan_lib.plan_split(split, path, out, args.images_per_shard, label_map, write=not resuming)
-             for split, path in inputs.items()}
+    plans = {
+        split: plan_lib.plan_split(split, path, out, args.images_per_shard, label_map, write=not resuming)
+        for split, path in inputs.items()
+    }
     resume.check_or_save_plans(out, inputs, settings, plans, resuming)
     pending, to_fetch = resume.pending_shards(plans, args.retry_failed)
     total = sum(len(p.shards) for p in plans.values())
-    log.info("%s: %d of %d shards to download (%d images)%s", out, len(pending), total, to_fetch,
-             " (resuming: the others are done)" if resuming and len(pending) < total else "")
+    log.info(
+        "%s: %d of %d shards to download (%d images)%s",
+        out,
+        len(pending),
+        total,
+        to_fetch,
+        " (resuming: the others are done)" if resuming and len(pending) < total else "",
+    )
     start = time.monotonic()
     if pending:
         quiet, beam_log = _NoInterruptTraceback(), logging.getLogger("apache_beam.runners.common")
@@ -192,8 +214,10 @@ def run(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> dict:
         # retrieved", with its traceback) when the task is collected, after this function returns.
         logging.getLogger("asyncio").addFilter(quiet)
         try:
-            with _Progress(pending, args.progress_s), beam.Pipeline(options=PipelineOptions(
-                    beam_args or LOCAL_RUNNER_ARGS)) as p:
+            with (
+                _Progress(pending, args.progress_s),
+                beam.Pipeline(options=PipelineOptions(beam_args or LOCAL_RUNNER_ARGS)) as p,
+            ):
                 _ = p | "DownloadShards" >> DownloadShards(pending, fetch_settings, image_settings)
         except BaseException as e:
             if _interrupted(e):
@@ -209,12 +233,16 @@ def run(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> dict:
 
 def format_summary(summary: dict) -> str:
     """A few human lines of the summary."""
-    lines = [f"Downloaded into {summary['output']} in {summary['seconds']} s: "
-             f"{summary['images_fetched_this_run']} images fetched this run, {summary['images_per_second']} images/s"]
+    lines = [
+        f"Downloaded into {summary['output']} in {summary['seconds']} s: "
+        f"{summary['images_fetched_this_run']} images fetched this run, {summary['images_per_second']} images/s"
+    ]
     for name, s in summary["splits"].items():
         failures = {k: v for k, v in s["outcomes"].items() if k != "ok"}
-        lines.append(f"  {name}: {s['ok']}/{s['records']} ok in {s['shards']} shards, "
-                     f"{s['bytes_stored'] / 1e6:.1f} MB stored; not stored: {failures or 'none'}")
+        lines.append(
+            f"  {name}: {s['ok']}/{s['records']} ok in {s['shards']} shards, "
+            f"{s['bytes_stored'] / 1e6:.1f} MB stored; not stored: {failures or 'none'}"
+        )
     return "\n".join(lines)
 
 
@@ -235,8 +263,12 @@ def main(argv: Optional[List[str]] = None, prog: str = "imat download") -> None:
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
         _fail(prog, f"{e.filename}: {e.strerror}", 2)
     except Interrupted as e:
-        _fail(prog, f"interrupted: {e.done} of {e.total} shards are finished and kept in {e.out_dir} "
-                    f"({e.stored} images stored); {resume_hint}", 130)
+        _fail(
+            prog,
+            f"interrupted: {e.done} of {e.total} shards are finished and kept in {e.out_dir} "
+            f"({e.stored} images stored); {resume_hint}",
+            130,
+        )
     except KeyboardInterrupt:
         _fail(prog, f"interrupted; {resume_hint}", 130)
     else:

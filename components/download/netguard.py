@@ -10,6 +10,7 @@ worker probe internal services. Every host is checked at every hop:
 - a name inside the connector's resolver, after DNS: the connector connects to the
   addresses the resolver returned, so no second lookup can answer differently.
 """
+
 import ipaddress
 import re
 import socket
@@ -67,9 +68,15 @@ def refusal(ip: IPAddress, allowed: Sequence[Network] = ()) -> str:
         return ""
     if embedded is not None:
         return refusal(embedded, allowed)
-    checks = (("loopback", ip.is_loopback), ("unspecified", ip.is_unspecified), ("link-local", ip.is_link_local),
-              ("multicast", ip.is_multicast), ("reserved", ip.is_reserved), ("private", ip.is_private),
-              ("site-local", ip.version == 6 and ip.is_site_local))
+    checks = (
+        ("loopback", ip.is_loopback),
+        ("unspecified", ip.is_unspecified),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+        ("site-local", ip.version == 6 and ip.is_site_local),
+    )
     for name, hit in checks:
         if hit:
             return name

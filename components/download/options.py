@@ -3,6 +3,7 @@
 Problems a user can fix (a missing file, a label map that is not UTF-8, an output path
 that is a file) raise ``UserError`` with one line naming the file and what is wrong.
 """
+
 import argparse
 import os
 from typing import Dict, List, Optional, Tuple
@@ -21,41 +22,72 @@ class UserError(ValueError):
 
 
 def _parser(prog: Optional[str], description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add = parser.add_argument
-    add("--input", action="append", required=True, metavar="SPLIT=PATH",
-        help="a split's competition JSON, e.g. train=train.json; repeat per split")
+    add(
+        "--input",
+        action="append",
+        required=True,
+        metavar="SPLIT=PATH",
+        help="a split's competition JSON, e.g. train=train.json; repeat per split",
+    )
     add("--output", required=True, help="output folder (local or gs://)")
     add("--label_map", help="label_map.csv; labels it does not list are refused and counted")
     add("--images_per_shard", type=int, default=1000)
-    add("--max_size", type=int, default=ImageSettings.max_size,
-        help="longer side of stored images, in pixels (never upscaled)")
+    add(
+        "--max_size",
+        type=int,
+        default=ImageSettings.max_size,
+        help="longer side of stored images, in pixels (never upscaled)",
+    )
     add("--jpeg_quality", type=int, default=ImageSettings.jpeg_quality)
     add("--keep_original", action="store_true", help="store fetched JPEGs unchanged")
     add("--max_pixels", type=int, default=ImageSettings.max_pixels)
-    add("--deadline_s", type=float, default=FetchSettings.deadline_s,
-        help="seconds per image, across all its URLs, attempts and redirects")
+    add(
+        "--deadline_s",
+        type=float,
+        default=FetchSettings.deadline_s,
+        help="seconds per image, across all its URLs, attempts and redirects",
+    )
     add("--attempt_timeout_s", type=float, default=FetchSettings.attempt_timeout_s)
     add("--max_bytes", type=int, default=FetchSettings.max_bytes)
     add("--max_redirects", type=int, default=FetchSettings.max_redirects)
     add("--retries", type=int, default=FetchSettings.retries)
     add("--backoff_s", type=float, default=FetchSettings.backoff_s)
-    add("--concurrency", type=int, default=FetchSettings.concurrency,
-        help="requests in flight per shard being downloaded")
-    add("--per_host", type=int, default=FetchSettings.per_host,
-        help="of those, requests in flight to one host")
-    add("--max_inflight_bytes", type=int, default=FetchSettings.max_inflight_bytes,
-        help="bytes of response bodies held at once per shard being downloaded, until decoded")
+    add(
+        "--concurrency",
+        type=int,
+        default=FetchSettings.concurrency,
+        help="requests in flight per shard being downloaded",
+    )
+    add("--per_host", type=int, default=FetchSettings.per_host, help="of those, requests in flight to one host")
+    add(
+        "--max_inflight_bytes",
+        type=int,
+        default=FetchSettings.max_inflight_bytes,
+        help="bytes of response bodies held at once per shard being downloaded, until decoded",
+    )
     add("--user_agent", default=DEFAULT_USER_AGENT)
-    add("--ignore_opt_out", action="store_true",
-        help="fetch images whose server says X-Robots-Tag: noai or noimageai")
-    add("--allow_private_networks", action="store_true",
-        help="fetch from loopback, private and link-local addresses (the demo, tests, an intranet)")
-    add("--allow_network", action="append", default=[], metavar="CIDR",
-        help="a network fetched even with the guard on, e.g. 10.1.2.0/24; repeat")
-    add("--retry_failed", action="store_true",
-        help="on a rerun, fetch again the images that ended in timeout, connection_error, or HTTP 429/5xx")
+    add("--ignore_opt_out", action="store_true", help="fetch images whose server says X-Robots-Tag: noai or noimageai")
+    add(
+        "--allow_private_networks",
+        action="store_true",
+        help="fetch from loopback, private and link-local addresses (the demo, tests, an intranet)",
+    )
+    add(
+        "--allow_network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a network fetched even with the guard on, e.g. 10.1.2.0/24; repeat",
+    )
+    add(
+        "--retry_failed",
+        action="store_true",
+        help="on a rerun, fetch again the images that ended in timeout, connection_error, or HTTP 429/5xx",
+    )
     add("--progress_s", type=float, default=10.0, help="seconds between progress lines")
     return parser
 
@@ -76,8 +108,10 @@ def parse_args(argv: Optional[List[str]], prog: Optional[str] = None, descriptio
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.max_inflight_bytes < args.max_bytes:
-        parser.error(f"--max_inflight_bytes ({args.max_inflight_bytes}) must be at least --max_bytes "
-                     f"({args.max_bytes}), or the largest allowed image could never be held")
+        parser.error(
+            f"--max_inflight_bytes ({args.max_inflight_bytes}) must be at least --max_bytes "
+            f"({args.max_bytes}), or the largest allowed image could never be held"
+        )
     try:
         args.allow_network = [str(n) for n in netguard.parse_networks(args.allow_network)]
     except ValueError as e:
@@ -87,22 +121,47 @@ def parse_args(argv: Optional[List[str]], prog: Optional[str] = None, descriptio
 
 def settings_of(args) -> Tuple[FetchSettings, ImageSettings]:
     """The fetch and image settings the flags ask for."""
-    image = ImageSettings(max_size=args.max_size, jpeg_quality=args.jpeg_quality,
-                          keep_original=args.keep_original, max_pixels=args.max_pixels)
+    image = ImageSettings(
+        max_size=args.max_size,
+        jpeg_quality=args.jpeg_quality,
+        keep_original=args.keep_original,
+        max_pixels=args.max_pixels,
+    )
     fetch = FetchSettings(
-        deadline_s=args.deadline_s, attempt_timeout_s=args.attempt_timeout_s, max_bytes=args.max_bytes,
-        max_redirects=args.max_redirects, retries=args.retries, backoff_s=args.backoff_s,
-        concurrency=args.concurrency, per_host=args.per_host, max_inflight_bytes=args.max_inflight_bytes,
-        user_agent=args.user_agent, respect_opt_out=not args.ignore_opt_out,
-        allow_private_networks=args.allow_private_networks, allowed_networks=tuple(args.allow_network))
+        deadline_s=args.deadline_s,
+        attempt_timeout_s=args.attempt_timeout_s,
+        max_bytes=args.max_bytes,
+        max_redirects=args.max_redirects,
+        retries=args.retries,
+        backoff_s=args.backoff_s,
+        concurrency=args.concurrency,
+        per_host=args.per_host,
+        max_inflight_bytes=args.max_inflight_bytes,
+        user_agent=args.user_agent,
+        respect_opt_out=not args.ignore_opt_out,
+        allow_private_networks=args.allow_private_networks,
+        allowed_networks=tuple(args.allow_network),
+    )
     return fetch, image
 
 
 # Flags that change what is stored, and so must match when resuming. The others (concurrency,
 # per-host and memory limits, backoff, User-Agent, progress) change only speed and manners.
-STORED_SETTINGS = ("images_per_shard", "max_size", "jpeg_quality", "keep_original", "max_pixels", "deadline_s",
-                   "attempt_timeout_s", "max_bytes", "max_redirects", "retries", "ignore_opt_out",
-                   "allow_private_networks", "allow_network")
+STORED_SETTINGS = (
+    "images_per_shard",
+    "max_size",
+    "jpeg_quality",
+    "keep_original",
+    "max_pixels",
+    "deadline_s",
+    "attempt_timeout_s",
+    "max_bytes",
+    "max_redirects",
+    "retries",
+    "ignore_opt_out",
+    "allow_private_networks",
+    "allow_network",
+)
 
 
 def stored_settings(args) -> Dict[str, object]:
@@ -145,6 +204,7 @@ def read_label_map(path: str) -> LabelMap:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise UserError(f"--label_map {path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                        f"save it as UTF-8") from None
+        raise UserError(
+            f"--label_map {path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); save it as UTF-8"
+        ) from None
     return parse_label_map(text, source=path)

@@ -14,6 +14,7 @@ clusters categories and colours), so records are spread across shards in the ord
 salted SHA-256 of their image id. Every shard then holds a sample of the whole split, and
 the order is the same on every run, which keeps resuming exact.
 """
+
 import dataclasses
 import hashlib
 import json
@@ -43,7 +44,10 @@ def join(*parts: str) -> str:
 def shard_spec(out_dir: str, split: str, index: int, num_shards: int, num_images: int = 0) -> ShardSpec:
     """Where shard ``index`` of ``split`` keeps its plan, images, status and temporary files."""
     return ShardSpec(
-        split=split, index=index, num_shards=num_shards, num_images=num_images,
+        split=split,
+        index=index,
+        num_shards=num_shards,
+        num_images=num_images,
         plan_path=join(out_dir, "_plan", split, f"part-{index:05d}.jsonl"),
         output_path=join(out_dir, split, f"part-{index:05d}-of-{num_shards:05d}.tfrecord.gz"),
         status_path=join(out_dir, "_status", split, f"part-{index:05d}.jsonl"),
@@ -77,8 +81,9 @@ class SplitPlan:
     fingerprint: str
 
 
-def plan_split(split: str, source: str, out_dir: str, images_per_shard: int,
-               label_map: Optional[LabelMap], write: bool = True) -> SplitPlan:
+def plan_split(
+    split: str, source: str, out_dir: str, images_per_shard: int, label_map: Optional[LabelMap], write: bool = True
+) -> SplitPlan:
     """Reads one split's JSON, refuses what cannot be fetched, and writes its shard plans.
 
     A duplicate image id keeps its first record. Each refused record becomes a status line
@@ -107,14 +112,26 @@ def plan_split(split: str, source: str, out_dir: str, images_per_shard: int,
             reject(item)
             continue
         if item.image_id in seen:
-            reject(BadRecord(item.image_id, f"{source}: imageId {item.image_id} appears again; the first record is kept",
-                             status="duplicate_id"), item.labels)
+            reject(
+                BadRecord(
+                    item.image_id,
+                    f"{source}: imageId {item.image_id} appears again; the first record is kept",
+                    status="duplicate_id",
+                ),
+                item.labels,
+            )
             continue
         seen.add(item.image_id)
         unknown = [k for k in item.labels if known is not None and k not in known]
         if unknown:
-            reject(BadRecord(item.image_id, f"{source}: imageId {item.image_id} has label ids {unknown} "
-                                            f"that the label map does not list", status="unknown_label"), item.labels)
+            reject(
+                BadRecord(
+                    item.image_id,
+                    f"{source}: imageId {item.image_id} has label ids {unknown} that the label map does not list",
+                    status="unknown_label",
+                ),
+                item.labels,
+            )
             continue
         line = json.dumps({"id": item.image_id, "urls": list(item.urls), "labels": list(item.labels)}) + "\n"
         keyed.append((shard_order_key(item.image_id), line))
@@ -125,7 +142,7 @@ def plan_split(split: str, source: str, out_dir: str, images_per_shard: int,
     num_shards = -(-len(lines) // images_per_shard)
     specs = []
     for index in range(num_shards):
-        chunk = lines[index * images_per_shard:(index + 1) * images_per_shard]
+        chunk = lines[index * images_per_shard : (index + 1) * images_per_shard]
         text = "".join(chunk)
         digest.update(text.encode("utf-8"))
         spec = shard_spec(out_dir, split, index, num_shards, len(chunk))

@@ -9,6 +9,7 @@ The test file has no annotations. The train file is ~375 MB, so it is read twice
 ijson (once for annotations, once for images) rather than loaded: only the id -> labels
 map is held, never the parsed document.
 """
+
 import dataclasses
 from typing import Callable, Dict, Iterator, IO, Optional, Tuple, Union
 
@@ -90,8 +91,11 @@ class _CountingReader:
         if size == 0:
             return b""  # ijson probes the type with read(0); consuming a byte there would lose it
         if self._fine_from is not None:
-            size = 1 if self.offset >= self._fine_from else (
-                self._fine_from - self.offset if size < 0 else min(size, self._fine_from - self.offset))
+            size = (
+                1
+                if self.offset >= self._fine_from
+                else (self._fine_from - self.offset if size < 0 else min(size, self._fine_from - self.offset))
+            )
         data = self._f.read(size)
         self.offset += len(data)
         return data
@@ -130,8 +134,11 @@ def _locate_error(open_fn: Callable[[], IO[bytes]], near: int) -> Tuple[int, str
         except ijson.JSONError as e:
             raw = e.args[0] if e.args else ""
             if isinstance(raw, UnicodeDecodeError) or "UTF8" in str(raw):
-                return max(0, reader.offset - 1), _where(arrays, current, item_depth is not None), \
-                    "not UTF-8 text (the competition files are UTF-8 JSON)"
+                return (
+                    max(0, reader.offset - 1),
+                    _where(arrays, current, item_depth is not None),
+                    "not UTF-8 text (the competition files are UTF-8 JSON)",
+                )
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             # The first line is the parser's verdict; later lines quote the file.
             first_line = text.splitlines()[0] if text.strip() else type(e).__name__
@@ -154,8 +161,9 @@ def _items(open_fn: Callable[[], IO[bytes]], prefix: str, source: str) -> Iterat
     raise ManifestError(f"{source}: malformed JSON at byte {offset}, {where}: {why}")
 
 
-def read_annotations(open_fn: Callable[[], IO[bytes]], source: str,
-                     on_bad: Callable[[BadRecord], None]) -> Dict[str, Optional[Tuple[int, ...]]]:
+def read_annotations(
+    open_fn: Callable[[], IO[bytes]], source: str, on_bad: Callable[[BadRecord], None]
+) -> Dict[str, Optional[Tuple[int, ...]]]:
     """Reads the ``annotations`` array into image id -> sorted label ids.
 
     Args:
@@ -184,8 +192,9 @@ def read_annotations(open_fn: Callable[[], IO[bytes]], source: str,
         try:
             ids = _label_ids(item.get("labelId", item.get("label_id", [])))
         except ValueError as e:
-            on_bad(BadRecord(image_id, f"{where} (imageId {image_id}): {e}; the image is not downloaded",
-                             "bad_annotation"))
+            on_bad(
+                BadRecord(image_id, f"{where} (imageId {image_id}): {e}; the image is not downloaded", "bad_annotation")
+            )
             labels[image_id] = None
             continue
         if image_id in labels and labels[image_id] is None:
@@ -195,8 +204,9 @@ def read_annotations(open_fn: Callable[[], IO[bytes]], source: str,
     return labels
 
 
-def iter_images(open_fn: Callable[[], IO[bytes]], source: str,
-                labels: Dict[str, Optional[Tuple[int, ...]]]) -> Iterator[Union[ImageRecord, BadRecord]]:
+def iter_images(
+    open_fn: Callable[[], IO[bytes]], source: str, labels: Dict[str, Optional[Tuple[int, ...]]]
+) -> Iterator[Union[ImageRecord, BadRecord]]:
     """Yields one ImageRecord, or a BadRecord saying why not, per entry of ``images``.
 
     Images whose annotation was refused (None in ``labels``) yield nothing: the refusal
@@ -224,8 +234,11 @@ def iter_images(open_fn: Callable[[], IO[bytes]], source: str,
             continue
         bad = [u for u in urls if not u.lower().startswith(ALLOWED_SCHEMES)]
         if bad:
-            yield BadRecord(image_id, f"{where} (imageId {image_id}): only http and https URLs are fetched, got {bad[0]!r}",
-                            status="bad_url")
+            yield BadRecord(
+                image_id,
+                f"{where} (imageId {image_id}): only http and https URLs are fetched, got {bad[0]!r}",
+                status="bad_url",
+            )
             continue
         if image_id in labels and labels[image_id] is None:
             continue

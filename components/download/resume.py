@@ -5,6 +5,7 @@ and which shards are left to do.
 is stored, and each split's plan fingerprint. A rerun into the folder must match it, so
 one folder never mixes two policies; a refusal names each setting that changed.
 """
+
 import dataclasses
 import json
 import logging
@@ -42,7 +43,8 @@ def _load(out_dir: str) -> Optional[dict]:
 def _refuse(out_dir: str, differences: List[str]) -> PlanMismatchError:
     return PlanMismatchError(
         f"{out_dir} holds a download with other inputs or settings: {'; '.join(differences)}. "
-        f"Rerun with the first run's values, or use a new --output folder")
+        f"Rerun with the first run's values, or use a new --output folder"
+    )
 
 
 def check_settings(out_dir: str, inputs: Dict[str, str], settings: Dict[str, object]) -> bool:
@@ -63,8 +65,10 @@ def check_settings(out_dir: str, inputs: Dict[str, str], settings: Dict[str, obj
     if earlier is None:
         return False
     if earlier.get("version") != PLAN_VERSION:
-        raise PlanMismatchError(f"{_record_path(out_dir)} was written by an earlier version of this job; "
-                                f"use a new --output folder, or delete {out_dir} to start over")
+        raise PlanMismatchError(
+            f"{_record_path(out_dir)} was written by an earlier version of this job; "
+            f"use a new --output folder, or delete {out_dir} to start over"
+        )
     settings = json.loads(json.dumps(settings))  # tuples become lists, as they were stored
     differences = []
     for split in sorted(set(earlier["inputs"]) | set(inputs)):
@@ -80,21 +84,27 @@ def check_settings(out_dir: str, inputs: Dict[str, str], settings: Dict[str, obj
     return True
 
 
-def check_or_save_plans(out_dir: str, inputs: Dict[str, str], settings: Dict[str, object],
-                        plans: Dict[str, SplitPlan], resuming: bool) -> None:
+def check_or_save_plans(
+    out_dir: str, inputs: Dict[str, str], settings: Dict[str, object], plans: Dict[str, SplitPlan], resuming: bool
+) -> None:
     """Saves a new run's plan record and refusals, or checks a rerun's plans are the same.
 
     Raises:
       PlanMismatchError: a split's JSON now gives another plan (its file changed).
     """
-    splits = {name: {"num_images": p.num_images, "num_shards": len(p.shards), "fingerprint": p.fingerprint}
-              for name, p in plans.items()}
+    splits = {
+        name: {"num_images": p.num_images, "num_shards": len(p.shards), "fingerprint": p.fingerprint}
+        for name, p in plans.items()
+    }
     if resuming:
         earlier = _load(out_dir)["splits"]
-        changed = [f"--input {name}={plans[name].source} now gives another plan ({earlier[name]['num_images']} "
-                   f"images in {earlier[name]['num_shards']} shards then, {s['num_images']} in {s['num_shards']} now; "
-                   f"the file or the label map changed)"
-                   for name, s in splits.items() if earlier[name] != s]
+        changed = [
+            f"--input {name}={plans[name].source} now gives another plan ({earlier[name]['num_images']} "
+            f"images in {earlier[name]['num_shards']} shards then, {s['num_images']} in {s['num_shards']} now; "
+            f"the file or the label map changed)"
+            for name, s in splits.items()
+            if earlier[name] != s
+        ]
         if changed:
             raise _refuse(out_dir, changed)
         return

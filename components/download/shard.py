@@ -8,6 +8,7 @@ is atomic, and on GCS a rename is a copy, which makes the object appear whole or
 A rerun skips shards with a status file and redoes the rest, so nothing good is lost and
 nothing is written twice, even if a crash or Beam's retry of a bundle interrupts a shard.
 """
+
 import dataclasses
 import json
 import logging
@@ -55,8 +56,10 @@ class ShardStats:
 def read_plan(path: str) -> List[ImageRecord]:
     """The image records of one shard's plan file."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return [ImageRecord(d["id"], tuple(d["urls"]), tuple(d["labels"]))
-                for d in (json.loads(line) for line in f.read().decode("utf-8").splitlines() if line)]
+        return [
+            ImageRecord(d["id"], tuple(d["urls"]), tuple(d["labels"]))
+            for d in (json.loads(line) for line in f.read().decode("utf-8").splitlines() if line)
+        ]
 
 
 def read_statuses(path: str) -> List[dict]:
@@ -81,9 +84,15 @@ def _rename(source: str, destination: str) -> None:
     FileSystems.rename([source], [destination])
 
 
-def _write_shard(spec: ShardSpec, records: List[ImageRecord], fetch_settings, image_settings,
-                 on_image: Optional[Callable[[dict], None]], copy: Callable[[object], None] = lambda out: None,
-                 kept_statuses: List[dict] = ()) -> ShardStats:
+def _write_shard(
+    spec: ShardSpec,
+    records: List[ImageRecord],
+    fetch_settings,
+    image_settings,
+    on_image: Optional[Callable[[dict], None]],
+    copy: Callable[[object], None] = lambda out: None,
+    kept_statuses: List[dict] = (),
+) -> ShardStats:
     stats, statuses, start = ShardStats(), list(kept_statuses), time.monotonic()
     last_log = [start]
 
@@ -100,8 +109,16 @@ def _write_shard(spec: ShardSpec, records: List[ImageRecord], fetch_settings, im
         if now - last_log[0] >= PROGRESS_EVERY_S:
             last_log[0] = now
             done = sum(stats.counts.values())
-            log.info("%s shard %d/%d: %d/%d images done (%d ok), %.1f images/s", spec.split, spec.index + 1,
-                     spec.num_shards, done, len(records), stats.counts["ok"], done / (now - start))
+            log.info(
+                "%s shard %d/%d: %d/%d images done (%d ok), %.1f images/s",
+                spec.split,
+                spec.index + 1,
+                spec.num_shards,
+                done,
+                len(records),
+                stats.counts["ok"],
+                done / (now - start),
+            )
 
     tmp_output = temp_path(spec, spec.output_path)
     with FileSystems.create(tmp_output, compression_type=CompressionTypes.GZIP) as out:
@@ -113,13 +130,24 @@ def _write_shard(spec: ShardSpec, records: List[ImageRecord], fetch_settings, im
         f.write("".join(json.dumps(s, sort_keys=True) + "\n" for s in statuses).encode("utf-8"))
     _rename(tmp_status, spec.status_path)
     stats.seconds = time.monotonic() - start
-    log.info("%s shard %d/%d written: %d images fetched, %s, %.1f images/s", spec.split, spec.index + 1,
-             spec.num_shards, len(records), dict(stats.counts), len(records) / max(stats.seconds, 1e-9))
+    log.info(
+        "%s shard %d/%d written: %d images fetched, %s, %.1f images/s",
+        spec.split,
+        spec.index + 1,
+        spec.num_shards,
+        len(records),
+        dict(stats.counts),
+        len(records) / max(stats.seconds, 1e-9),
+    )
     return stats
 
 
-def download_shard(spec: ShardSpec, fetch_settings: fetch_lib.FetchSettings, image_settings: ImageSettings,
-                   on_image: Optional[Callable[[dict], None]] = None) -> ShardStats:
+def download_shard(
+    spec: ShardSpec,
+    fetch_settings: fetch_lib.FetchSettings,
+    image_settings: ImageSettings,
+    on_image: Optional[Callable[[dict], None]] = None,
+) -> ShardStats:
     """Downloads every image of a shard and writes the shard's files.
 
     Args:
@@ -134,8 +162,12 @@ def download_shard(spec: ShardSpec, fetch_settings: fetch_lib.FetchSettings, ima
     return _write_shard(spec, read_plan(spec.plan_path), fetch_settings, image_settings, on_image)
 
 
-def retry_shard(spec: ShardSpec, fetch_settings: fetch_lib.FetchSettings, image_settings: ImageSettings,
-                on_image: Optional[Callable[[dict], None]] = None) -> ShardStats:
+def retry_shard(
+    spec: ShardSpec,
+    fetch_settings: fetch_lib.FetchSettings,
+    image_settings: ImageSettings,
+    on_image: Optional[Callable[[dict], None]] = None,
+) -> ShardStats:
     """Fetches again the images of a finished shard whose outcome was retryable; keeps the rest.
 
     The new TFRecord file holds the shard's stored images except those being retried, then

@@ -4,6 +4,7 @@ The download job runs on many small workers; importing TensorFlow costs each of 
 seconds and hundreds of MB for what is a few lines of protobuf wire format. The tests
 parse this output with TensorFlow itself to prove the bytes are identical in meaning.
 """
+
 import struct
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
@@ -129,7 +130,7 @@ def _fields(buf: bytes) -> Iterator[Tuple[int, bytes]]:
             pos += 4
         elif wire_type == 2:
             length, pos = _read_varint(buf, pos)
-            yield key >> 3, buf[pos:pos + length]
+            yield key >> 3, buf[pos : pos + length]
             pos += length
         else:
             raise RecordError(f"unsupported protobuf wire type {wire_type}")

@@ -3,6 +3,7 @@
 Kept apart from ``backends.py`` (the registry and the full-vector backends) so that the
 compressed backend (``compressed.py``) can subclass it without an import cycle.
 """
+
 import os
 from typing import Dict, Tuple
 
@@ -24,8 +25,10 @@ class Backend:
     def __init__(self, dim: int, **params: int):
         unknown = set(params) - set(self.defaults)
         if unknown:
-            raise ValueError(f"backend {self.name!r} has no parameter(s) {sorted(unknown)}; "
-                             f"it takes {sorted(self.defaults) or 'none'}")
+            raise ValueError(
+                f"backend {self.name!r} has no parameter(s) {sorted(unknown)}; "
+                f"it takes {sorted(self.defaults) or 'none'}"
+            )
         self.dim = dim
         self.params = {**self.defaults, **{k: int(v) for k, v in params.items()}}
         self.threads = -1  # -1: the library's default (all cores)
@@ -58,7 +61,6 @@ class Backend:
 class FaissBackend(Backend):
     """What the FAISS backends share: search, reconstruction, (de)serialisation, threads."""
 
-
     def search(self, queries, k):
         self._set_search_params(k)
         scores, rows = self._index.search(np.ascontiguousarray(queries, np.float32), k)
@@ -89,4 +91,3 @@ class FaissBackend(Backend):
 
     def _after_load(self) -> None:
         pass
-

@@ -6,6 +6,7 @@ keeps the item metadata and maps rows back to items; the benchmark compares thes
 backends on the same vectors. Libraries are imported when a backend is made, so the
 numpy-only ``exact`` backend works without them.
 """
+
 import io
 import os
 import tempfile
@@ -111,20 +112,27 @@ class HnswlibBackend(Backend):
         import hnswlib
 
         self._index = hnswlib.Index(space="ip", dim=self.dim)
-        self._index.init_index(max_elements=max(1, len(vectors)), ef_construction=self.params["ef_construction"],
-                               M=self.params["M"], random_seed=self.params["seed"])
-        self._index.add_items(np.ascontiguousarray(vectors, np.float32), np.arange(len(vectors)),
-                              num_threads=self.threads)
+        self._index.init_index(
+            max_elements=max(1, len(vectors)),
+            ef_construction=self.params["ef_construction"],
+            M=self.params["M"],
+            random_seed=self.params["seed"],
+        )
+        self._index.add_items(
+            np.ascontiguousarray(vectors, np.float32), np.arange(len(vectors)), num_threads=self.threads
+        )
 
     def search(self, queries, k):
         self._index.set_ef(max(self.params["ef_search"], k))
-        labels, distances = self._index.knn_query(np.ascontiguousarray(queries, np.float32), k=k,
-                                                  num_threads=self.threads)
+        labels, distances = self._index.knn_query(
+            np.ascontiguousarray(queries, np.float32), k=k, num_threads=self.threads
+        )
         return (1.0 - distances).astype(np.float32), labels.astype(np.int64)
 
     def vectors(self, rows):
-        return np.asarray(self._index.get_items(list(map(int, rows)), return_type="numpy"), np.float32) \
-            .reshape(len(rows), self.dim)
+        return np.asarray(self._index.get_items(list(map(int, rows)), return_type="numpy"), np.float32).reshape(
+            len(rows), self.dim
+        )
 
     def to_bytes(self):
         # hnswlib saves to and loads from local paths only; a temporary file carries the bytes.
@@ -152,8 +160,9 @@ class HnswlibBackend(Backend):
 # machine that serves them and ~3x that on the one Beam worker that builds them.
 AUTO_BACKEND, SMALL_BACKEND, LARGE_BACKEND = "auto", "faiss-hnsw", "faiss-ivfpq"
 COMPRESSED_FROM = 200_000
-BACKENDS: Dict[str, Type[Backend]] = {b.name: b for b in (ExactBackend, FaissHNSWBackend, FaissIVFBackend,
-                                                           HnswlibBackend, FaissIVFPQBackend)}
+BACKENDS: Dict[str, Type[Backend]] = {
+    b.name: b for b in (ExactBackend, FaissHNSWBackend, FaissIVFBackend, HnswlibBackend, FaissIVFPQBackend)
+}
 
 
 def make_backend(name: str, dim: int, **params: int) -> Backend:

@@ -14,6 +14,7 @@ In ``create_pipeline``::
                                 label_map=config.label_map,
                                 index_destination=os.path.join(os.path.dirname(config.serving_dir), "similar"))
 """
+
 import logging
 import os
 
@@ -46,9 +47,18 @@ def catalogue_of(examples, splits: str) -> dict:
     return {name: os.path.join(artifact_utils.get_split_uri([examples], name), "*") for name in wanted}
 
 
-def index_pushed_model(examples, pushed_model, index, beam_pipeline: beam.Pipeline, splits: str = "",
-                       backend: str = DEFAULT_BACKEND, label_map: str = "", index_destination: str = "",
-                       batch_size: int = 32, thumbnail_size: int = 96) -> None:
+def index_pushed_model(
+    examples,
+    pushed_model,
+    index,
+    beam_pipeline: beam.Pipeline,
+    splits: str = "",
+    backend: str = DEFAULT_BACKEND,
+    label_map: str = "",
+    index_destination: str = "",
+    batch_size: int = 32,
+    thumbnail_size: int = 96,
+) -> None:
     """The component's logic, on artifacts (anything with ``uri`` and custom properties).
 
     Records the model's fingerprint, version, item count and where the index was copied
@@ -61,9 +71,16 @@ def index_pushed_model(examples, pushed_model, index, beam_pipeline: beam.Pipeli
     # Every Pusher (to a folder, or to Vertex AI whose destination is no folder) copies the model
     # into its artifact: the same files, so the same fingerprint as the served copy.
     version = pushed_model.get_string_custom_property("pushed_version")
-    settings = embed_job.IndexSettings(model_dir=pushed_model.uri, catalogue=catalogue_of(examples, splits),
-                                       output=index.uri, backend=backend, batch_size=batch_size,
-                                       thumbnail_size=thumbnail_size, label_map=label_map, model_version=version)
+    settings = embed_job.IndexSettings(
+        model_dir=pushed_model.uri,
+        catalogue=catalogue_of(examples, splits),
+        output=index.uri,
+        backend=backend,
+        batch_size=batch_size,
+        thumbnail_size=thumbnail_size,
+        label_map=label_map,
+        model_version=version,
+    )
     summary = embed_job.index_catalogue(beam_pipeline, settings)
     log.info("%s", embed_job.format_summary(summary))
     index.set_int_custom_property("built", 1)
@@ -103,5 +120,15 @@ def SimilarityIndexer(
       batch_size: images per model call; thumbnail_size: thumbnails' longer side (0: none).
       beam_pipeline: made by TFX with the pipeline's Beam arguments.
     """
-    index_pushed_model(examples, pushed_model, index, beam_pipeline, splits, backend, label_map, index_destination,
-                       batch_size, thumbnail_size)
+    index_pushed_model(
+        examples,
+        pushed_model,
+        index,
+        beam_pipeline,
+        splits,
+        backend,
+        label_map,
+        index_destination,
+        batch_size,
+        thumbnail_size,
+    )

@@ -11,6 +11,7 @@ The training sample is chosen by a hash of the item ids (``sample_key``), so a b
 one machine (``SimilarityIndex.build``) and the Beam job's sharded build train on the same
 items and produce the same index.
 """
+
 import hashlib
 from typing import List, Sequence, Tuple
 
@@ -38,8 +39,9 @@ def training_rows(item_ids: Sequence[str], size: int) -> np.ndarray:
 
 def auto_nlist(count: int, sample_size: int) -> int:
     """About sqrt(count) cells, no more than the sample trains well (39 points per cell)."""
-    return max(1, min(int(round(np.sqrt(count))), count // MIN_POINTS_PER_CENTROID,
-                      sample_size // MIN_POINTS_PER_CENTROID))
+    return max(
+        1, min(int(round(np.sqrt(count))), count // MIN_POINTS_PER_CENTROID, sample_size // MIN_POINTS_PER_CENTROID)
+    )
 
 
 class FaissIVFPQBackend(FaissBackend):
@@ -84,7 +86,7 @@ class FaissIVFPQBackend(FaissBackend):
     def add(self, vectors: np.ndarray) -> None:
         """Encodes vectors into the index; their rows follow the rows already there."""
         for start in range(0, len(vectors), ADD_CHUNK):
-            self._index.add(np.ascontiguousarray(vectors[start:start + ADD_CHUNK], np.float32))
+            self._index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK], np.float32))
 
     def merge(self, parts: List["FaissIVFPQBackend"]) -> None:
         """Moves the parts' items into this index, after its own rows, part after part.

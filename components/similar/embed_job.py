@@ -18,6 +18,7 @@ IVF-PQ from there on, which many workers build (``sharded_build.py``) instead of
 Flags this job does not know are passed to Beam (``--runner=DataflowRunner ...``); the model,
 the files and the output may then be on ``gs://``.
 """
+
 import argparse
 import dataclasses
 import glob
@@ -36,8 +37,15 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from components.similar.backends import AUTO_BACKEND, BACKENDS, COMPRESSED_FROM, choose_backend
-from components.similar.index import (DEFAULT_BACKEND, EmptyCatalogueError, MANIFEST, NORM_TOLERANCE, SimilarError,
-                                      model_info, read_bytes)
+from components.similar.index import (
+    DEFAULT_BACKEND,
+    EmptyCatalogueError,
+    MANIFEST,
+    NORM_TOLERANCE,
+    SimilarError,
+    model_info,
+    read_bytes,
+)
 from components.similar.sharded_build import DEFAULT_SHARDS, NAMESPACE
 from components.similar.write_index import WriteIndex
 from imat_common import features, serving
@@ -97,8 +105,12 @@ class ParseItemFn(beam.DoFn):
             log.warning("%s: no %s; skipped", item_id, features.IMAGE_KEY)
             return
         url = feature[features.URL_KEY].bytes_list.value
-        yield {"id": item_id, "url": url[0].decode("utf-8", "replace") if url else "",
-               "labels": tuple(int(v) for v in feature[features.LABELS_KEY].int64_list.value), "jpeg": image[0]}
+        yield {
+            "id": item_id,
+            "url": url[0].decode("utf-8", "replace") if url else "",
+            "labels": tuple(int(v) for v in feature[features.LABELS_KEY].int64_list.value),
+            "jpeg": image[0],
+        }
 
 
 class EmbedBatchFn(beam.DoFn):
@@ -133,18 +145,25 @@ class EmbedBatchFn(beam.DoFn):
                 except self._tf.errors.OpError as e:
                     vectors.append(None)
                     self._undecodable.inc()
-                    log.warning("%s: image not decodable by the model (%s); skipped", item["id"],
-                                e.message.splitlines()[0])
+                    log.warning(
+                        "%s: image not decodable by the model (%s); skipped", item["id"], e.message.splitlines()[0]
+                    )
         for item, vector in zip(batch, vectors):
             if vector is not None and not is_unit(vector):
                 # An all-zero feature map normalises to zeros: it has no direction to compare.
                 self._degenerate.inc()
-                log.warning("%s: the model's embedding is not a unit vector (norm %s); skipped", item["id"],
-                            np.linalg.norm(vector))
+                log.warning(
+                    "%s: the model's embedding is not a unit vector (norm %s); skipped",
+                    item["id"],
+                    np.linalg.norm(vector),
+                )
             elif vector is not None:
                 self._embedded.inc()
-                yield {**{k: v for k, v in item.items() if k != "jpeg"}, "vector": vector,
-                       "thumbnail": self._thumbnail(item)}
+                yield {
+                    **{k: v for k, v in item.items() if k != "jpeg"},
+                    "vector": vector,
+                    "thumbnail": self._thumbnail(item),
+                }
 
     def _thumbnail(self, item: dict) -> bytes:
         from components.download.images import ImageError, ImageSettings, process_image
@@ -167,11 +186,13 @@ class ReadCatalogue(beam.PTransform):
         self._catalogue = catalogue
 
     def expand(self, pbegin):
-        parts = [pbegin
-                 | f"Files[{split}]" >> beam.Create([pattern])
-                 | f"Read[{split}]" >> beam.io.ReadAllFromTFRecord()
-                 | f"Parse[{split}]" >> beam.ParDo(ParseItemFn(split))
-                 for split, pattern in sorted(self._catalogue.items())]
+        parts = [
+            pbegin
+            | f"Files[{split}]" >> beam.Create([pattern])
+            | f"Read[{split}]" >> beam.io.ReadAllFromTFRecord()
+            | f"Parse[{split}]" >> beam.ParDo(ParseItemFn(split))
+            for split, pattern in sorted(self._catalogue.items())
+        ]
         return parts | "AllSplits" >> beam.Flatten()
 
 
@@ -183,10 +204,11 @@ class EmbedItems(beam.PTransform):
         self._model_dir, self._batch_size, self._thumbnail_size = model_dir, batch_size, thumbnail_size
 
     def expand(self, items):
-        return (items
-                | "Batch" >> beam.BatchElements(min_batch_size=min(8, self._batch_size),
-                                                max_batch_size=self._batch_size)
-                | "Embed" >> beam.ParDo(EmbedBatchFn(self._model_dir, self._thumbnail_size)))
+        return (
+            items
+            | "Batch" >> beam.BatchElements(min_batch_size=min(8, self._batch_size), max_batch_size=self._batch_size)
+            | "Embed" >> beam.ParDo(EmbedBatchFn(self._model_dir, self._thumbnail_size))
+        )
 
 
 def is_unit(vector: np.ndarray) -> bool:
@@ -227,11 +249,20 @@ def index_catalogue(pipeline: beam.Pipeline, settings: IndexSettings) -> dict:
     label_names = label_names_from(settings.label_map)
     build_id = uuid.uuid4().hex
     start = time.monotonic()
-    _ = (pipeline
-         | "ReadCatalogue" >> ReadCatalogue(settings.catalogue)
-         | "EmbedItems" >> EmbedItems(settings.model_dir, settings.batch_size, settings.thumbnail_size)
-         | "WriteIndex" >> WriteIndex(settings.output, settings.backend, model, label_names,
-                                      {"catalogue": settings.catalogue, "build_id": build_id}, settings.shards))
+    _ = (
+        pipeline
+        | "ReadCatalogue" >> ReadCatalogue(settings.catalogue)
+        | "EmbedItems" >> EmbedItems(settings.model_dir, settings.batch_size, settings.thumbnail_size)
+        | "WriteIndex"
+        >> WriteIndex(
+            settings.output,
+            settings.backend,
+            model,
+            label_names,
+            {"catalogue": settings.catalogue, "build_id": build_id},
+            settings.shards,
+        )
+    )
     result = pipeline.run()
     result.wait_until_finish()
     counts = {}
@@ -242,13 +273,22 @@ def index_catalogue(pipeline: beam.Pipeline, settings: IndexSettings) -> dict:
     manifest_path = os.path.join(settings.output, MANIFEST)
     manifest = json.loads(read_bytes(manifest_path)) if FileSystems.exists(manifest_path) else {}
     if manifest.get("build_id") != build_id:
-        raise EmptyCatalogueError(f"no item of the catalogue could be indexed ({settings.catalogue}): "
-                                  f"{counts.get('records_read', 0)} records read; counts: {counts}")
+        raise EmptyCatalogueError(
+            f"no item of the catalogue could be indexed ({settings.catalogue}): "
+            f"{counts.get('records_read', 0)} records read; counts: {counts}"
+        )
     skipped = {k: v for k, v in counts.items() if k not in ("records_read", "items_embedded", "items_indexed") and v}
-    summary = {"output": settings.output, "model": manifest["model"], "backend": manifest["backend"],
-               "params": manifest["params"], "items": manifest["count"], "records_read": counts.get("records_read", 0),
-               "skipped": skipped, "seconds": round(time.monotonic() - start, 1),
-               "index_build_seconds": manifest["build_seconds"]}
+    summary = {
+        "output": settings.output,
+        "model": manifest["model"],
+        "backend": manifest["backend"],
+        "params": manifest["params"],
+        "items": manifest["count"],
+        "records_read": counts.get("records_read", 0),
+        "skipped": skipped,
+        "seconds": round(time.monotonic() - start, 1),
+        "index_build_seconds": manifest["build_seconds"],
+    }
     with FileSystems.create(os.path.join(settings.output, SUMMARY)) as f:
         f.write(json.dumps(summary, indent=1).encode())
     return summary
@@ -256,8 +296,10 @@ def index_catalogue(pipeline: beam.Pipeline, settings: IndexSettings) -> dict:
 
 def default_catalogue(data_root: str) -> Dict[str, str]:
     """Every split folder of the download job's output: ``<data_root>/<split>/*.tfrecord.gz``."""
-    return {os.path.basename(os.path.dirname(p)): os.path.join(os.path.dirname(p), "*.tfrecord.gz")
-            for p in sorted(glob.glob(os.path.join(data_root, "*", "*.tfrecord.gz")))}
+    return {
+        os.path.basename(os.path.dirname(p)): os.path.join(os.path.dirname(p), "*.tfrecord.gz")
+        for p in sorted(glob.glob(os.path.join(data_root, "*", "*.tfrecord.gz")))
+    }
 
 
 def index_version(model_dir: str) -> str:
@@ -267,22 +309,35 @@ def index_version(model_dir: str) -> str:
 
 
 def parse_args(argv: Optional[List[str]]):
-    parser = argparse.ArgumentParser(prog="imat index", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="imat index", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="where the defaults below are found")
     parser.add_argument("--model", help="SavedModel folder; default: the newest pushed in WORKDIR/serving")
-    parser.add_argument("--examples", action="append", metavar="SPLIT=PATTERN",
-                        help="TFRecords of a catalogue split; repeat per split; default: WORKDIR/data/<split>/")
+    parser.add_argument(
+        "--examples",
+        action="append",
+        metavar="SPLIT=PATTERN",
+        help="TFRecords of a catalogue split; repeat per split; default: WORKDIR/data/<split>/",
+    )
     parser.add_argument("--output", help="index folder; default: WORKDIR/similar/<model version>")
-    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=[AUTO_BACKEND] + sorted(BACKENDS),
-                        help="auto (default): faiss-hnsw below %d items, the compressed faiss-ivfpq from there on"
-                        % COMPRESSED_FROM)
-    parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS,
-                        help="faiss-ivfpq: parts encoded in parallel, then merged")
+    parser.add_argument(
+        "--backend",
+        default=DEFAULT_BACKEND,
+        choices=[AUTO_BACKEND] + sorted(BACKENDS),
+        help="auto (default): faiss-hnsw below %d items, the compressed faiss-ivfpq from there on" % COMPRESSED_FROM,
+    )
+    parser.add_argument(
+        "--shards", type=int, default=DEFAULT_SHARDS, help="faiss-ivfpq: parts encoded in parallel, then merged"
+    )
     parser.add_argument("--label_map", help="default: WORKDIR/source/label_map.csv if present")
     parser.add_argument("--batch_size", type=int, default=IndexSettings.batch_size)
-    parser.add_argument("--thumbnail_size", type=int, default=IndexSettings.thumbnail_size,
-                        help="longer side of the thumbnails kept for contact sheets; 0 keeps none")
+    parser.add_argument(
+        "--thumbnail_size",
+        type=int,
+        default=IndexSettings.thumbnail_size,
+        help="longer side of the thumbnails kept for contact sheets; 0 keeps none",
+    )
     args, beam_args = parser.parse_known_args(argv)
     return parser, args, beam_args
 
@@ -291,8 +346,7 @@ def settings_from_args(parser, args) -> IndexSettings:
     work = Workdir(args.workdir)
     model_dir = args.model or work.latest_pushed_model()
     if not model_dir:
-        parser.error(f"no pushed model in {work.serving}: run `imat run` first, "
-                     f"or pass --model")
+        parser.error(f"no pushed model in {work.serving}: run `imat run` first, or pass --model")
     catalogue = {}
     for item in args.examples or []:
         split, sep, pattern = item.partition("=")
@@ -304,8 +358,9 @@ def settings_from_args(parser, args) -> IndexSettings:
     label_map = args.label_map or (work.label_map if os.path.exists(work.label_map) else "")
     if args.batch_size < 1 or args.thumbnail_size < 0 or args.shards < 1:
         parser.error("--batch_size and --shards must be at least 1 and --thumbnail_size at least 0")
-    return IndexSettings(model_dir, catalogue, output, args.backend, args.batch_size, args.thumbnail_size, label_map,
-                         shards=args.shards)
+    return IndexSettings(
+        model_dir, catalogue, output, args.backend, args.batch_size, args.thumbnail_size, label_map, shards=args.shards
+    )
 
 
 def run(argv: Optional[List[str]] = None) -> dict:
@@ -317,11 +372,13 @@ def run(argv: Optional[List[str]] = None) -> dict:
 
 def format_summary(summary: dict) -> str:
     model = summary["model"]
-    lines = [f"Indexed {summary['items']} items of {summary['records_read']} records in {summary['seconds']} s "
-             f"(index build {summary['index_build_seconds']} s, {summary['backend']} {summary['params']})",
-             f"  model: {model['path']} (version {model['version'] or '-'}, fingerprint {model['fingerprint'][:12]})",
-             f"  index: {summary['output']}",
-             f"  skipped: {summary['skipped'] or 'none'}"]
+    lines = [
+        f"Indexed {summary['items']} items of {summary['records_read']} records in {summary['seconds']} s "
+        f"(index build {summary['index_build_seconds']} s, {summary['backend']} {summary['params']})",
+        f"  model: {model['path']} (version {model['version'] or '-'}, fingerprint {model['fingerprint'][:12]})",
+        f"  index: {summary['output']}",
+        f"  skipped: {summary['skipped'] or 'none'}",
+    ]
     return "\n".join(lines)
 
 

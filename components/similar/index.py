@@ -14,6 +14,7 @@ is a SHA-256 of its SavedModel files (graph and weights), so Pusher's copy of a 
 the same fingerprint as the Trainer's, and any retrained model a different one: an index
 refuses queries embedded by another model (``IndexMismatchError``).
 """
+
 import collections
 import dataclasses
 import hashlib
@@ -116,8 +117,7 @@ def _list_files(folder: str) -> List[str]:
         for root, _, files in tf.io.gfile.walk(folder):
             out += [os.path.relpath(os.path.join(root, f), folder) for f in files]
         return sorted(out)
-    return sorted(os.path.relpath(os.path.join(root, f), folder)
-                  for root, _, files in os.walk(folder) for f in files)
+    return sorted(os.path.relpath(os.path.join(root, f), folder) for root, _, files in os.walk(folder) for f in files)
 
 
 def model_fingerprint(model_dir: str) -> str:
@@ -146,8 +146,15 @@ def model_info(model_dir: str) -> ModelInfo:
 class SimilarityIndex:
     """Items and their unit vectors in a k-NN backend, tied to the model that embedded them."""
 
-    def __init__(self, backend: Backend, items: Sequence[Item], model: ModelInfo, manifest: Optional[dict] = None,
-                 thumbnails: bytes = b"", thumbnail_spans: Optional[Sequence[Tuple[int, int]]] = None):
+    def __init__(
+        self,
+        backend: Backend,
+        items: Sequence[Item],
+        model: ModelInfo,
+        manifest: Optional[dict] = None,
+        thumbnails: bytes = b"",
+        thumbnail_spans: Optional[Sequence[Tuple[int, int]]] = None,
+    ):
         self.backend = backend
         self.items = list(items)
         self.model = model
@@ -170,10 +177,17 @@ class SimilarityIndex:
         return {int(k): (v["task"], v["name"]) for k, v in self.manifest.get("labels", {}).items()}
 
     @classmethod
-    def build(cls, vectors: np.ndarray, items: Sequence[Item], model: ModelInfo, backend: str = DEFAULT_BACKEND,
-              params: Optional[dict] = None, thumbnails: Optional[Sequence[bytes]] = None,
-              label_names: Optional[Dict[int, Tuple[str, str]]] = None, extra: Optional[dict] = None
-              ) -> "SimilarityIndex":
+    def build(
+        cls,
+        vectors: np.ndarray,
+        items: Sequence[Item],
+        model: ModelInfo,
+        backend: str = DEFAULT_BACKEND,
+        params: Optional[dict] = None,
+        thumbnails: Optional[Sequence[bytes]] = None,
+        label_names: Optional[Dict[int, Tuple[str, str]]] = None,
+        extra: Optional[dict] = None,
+    ) -> "SimilarityIndex":
         """Builds an index over unit vectors.
 
         Args:
@@ -203,17 +217,26 @@ class SimilarityIndex:
         index_backend = make_backend(choose_backend(backend, len(items)), vectors.shape[1], **(params or {}))
         if index_backend.trains_on_sample:
             # The same sample as the Beam job's sharded build: the items first in sample_key order.
-            index_backend.build(vectors, training_rows([item.item_id for item in items],
-                                                       index_backend.params["train_size"]))
+            index_backend.build(
+                vectors, training_rows([item.item_id for item in items], index_backend.params["train_size"])
+            )
         else:
             index_backend.build(vectors)
-        return cls.assemble(index_backend, items, model, thumbnails, label_names, extra,
-                            build_seconds=time.monotonic() - start)
+        return cls.assemble(
+            index_backend, items, model, thumbnails, label_names, extra, build_seconds=time.monotonic() - start
+        )
 
     @classmethod
-    def assemble(cls, backend: Backend, items: Sequence[Item], model: ModelInfo,
-                 thumbnails: Optional[Sequence[bytes]] = None, label_names: Optional[Dict[int, Tuple[str, str]]] = None,
-                 extra: Optional[dict] = None, build_seconds: float = 0.0) -> "SimilarityIndex":
+    def assemble(
+        cls,
+        backend: Backend,
+        items: Sequence[Item],
+        model: ModelInfo,
+        thumbnails: Optional[Sequence[bytes]] = None,
+        label_names: Optional[Dict[int, Tuple[str, str]]] = None,
+        extra: Optional[dict] = None,
+        build_seconds: float = 0.0,
+    ) -> "SimilarityIndex":
         """An index around a backend already filled with the items' vectors, row i being ``items[i]``.
 
         ``build`` uses it; so does the Beam job, which fills the backend in parts on several workers.
@@ -224,9 +247,15 @@ class SimilarityIndex:
             spans.append((offset, len(thumb)))
             offset += len(thumb)
         manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "backend": backend.name, "params": backend.params,
-            "metric": "cosine", "dim": int(backend.dim), "count": len(items),
-            "model": dataclasses.asdict(model), "build_seconds": round(build_seconds, 3),
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "backend": backend.name,
+            "params": backend.params,
+            "metric": "cosine",
+            "dim": int(backend.dim),
+            "count": len(items),
+            "model": dataclasses.asdict(model),
+            "build_seconds": round(build_seconds, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "labels": {str(k): {"task": t, "name": n} for k, (t, n) in sorted((label_names or {}).items())},
             **(extra or {}),
@@ -239,11 +268,11 @@ class SimilarityIndex:
             raise SimilarError(f"k must be at least 1, got {k}")
         if k > self.count - excluded:
             others = " other" if excluded else ""
-            raise SimilarError(f"k={k} is larger than the catalogue: the index holds {self.count - excluded}{others} "
-                               f"item(s)")
+            raise SimilarError(
+                f"k={k} is larger than the catalogue: the index holds {self.count - excluded}{others} item(s)"
+            )
 
-    def search(self, vectors: np.ndarray, k: int, exclude: Optional[Sequence[Optional[str]]] = None
-               ) -> List[List[Hit]]:
+    def search(self, vectors: np.ndarray, k: int, exclude: Optional[Sequence[Optional[str]]] = None) -> List[List[Hit]]:
         """The k nearest items to each query vector, best first.
 
         Args:
@@ -256,8 +285,9 @@ class SimilarityIndex:
         """
         vectors = np.atleast_2d(np.asarray(vectors, np.float32))
         if vectors.shape[1] != self.dim:
-            raise IndexMismatchError(f"query vectors have {vectors.shape[1]} dimensions, the index {self.dim}: "
-                                     f"they come from another model")
+            raise IndexMismatchError(
+                f"query vectors have {vectors.shape[1]} dimensions, the index {self.dim}: they come from another model"
+            )
         _check_unit(vectors, "query vectors")
         exclude = list(exclude) if exclude is not None else [None] * len(vectors)
         extra = int(any(e is not None for e in exclude))  # one more, in case the query item comes back
@@ -265,8 +295,9 @@ class SimilarityIndex:
         scores, rows = self.backend.search(vectors, min(k + extra, self.count))
         results = []
         for query_scores, query_rows, skip in zip(scores, rows, exclude):
-            hits = [(float(s), int(r)) for s, r in zip(query_scores, query_rows)
-                    if r >= 0 and self.items[r].item_id != skip]
+            hits = [
+                (float(s), int(r)) for s, r in zip(query_scores, query_rows) if r >= 0 and self.items[r].item_id != skip
+            ]
             results.append([Hit(rank, score, self.items[row], row) for rank, (score, row) in enumerate(hits[:k], 1)])
         return results
 
@@ -284,7 +315,7 @@ class SimilarityIndex:
     def thumbnail(self, row: int) -> bytes:
         """The item's thumbnail JPEG, or b"" when the index stores none."""
         offset, length = self._spans[row]
-        return self._thumbnails[offset:offset + length]
+        return self._thumbnails[offset : offset + length]
 
     def save(self, path: str) -> None:
         """Writes the index folder, replacing an existing one; the manifest is written last.
@@ -300,9 +331,15 @@ class SimilarityIndex:
             tf.io.gfile.makedirs(path)
         else:
             os.makedirs(target)
-        lines = [json.dumps({"id": item.item_id, "url": item.url, "labels": list(item.labels), "thumbnail": list(span)})
-                 for item, span in zip(self.items, self._spans)]
-        files = {ITEMS: ("\n".join(lines) + "\n").encode(), INDEX: self.backend.to_bytes(), THUMBNAILS: self._thumbnails}
+        lines = [
+            json.dumps({"id": item.item_id, "url": item.url, "labels": list(item.labels), "thumbnail": list(span)})
+            for item, span in zip(self.items, self._spans)
+        ]
+        files = {
+            ITEMS: ("\n".join(lines) + "\n").encode(),
+            INDEX: self.backend.to_bytes(),
+            THUMBNAILS: self._thumbnails,
+        }
         for name, data in files.items():
             _write_bytes(os.path.join(target, name), data)
         manifest = {**self.manifest, "files": {name: len(data) for name, data in files.items()}}
@@ -335,9 +372,11 @@ class SimilarityIndex:
         except ValueError as e:
             raise IndexFormatError(f"{manifest_path}: not valid JSON ({e})") from None
         if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexFormatError(f"{path}: format {manifest.get('format')!r} version "
-                                   f"{manifest.get('format_version')!r}; this code reads {FORMAT!r} "
-                                   f"version {FORMAT_VERSION}")
+            raise IndexFormatError(
+                f"{path}: format {manifest.get('format')!r} version "
+                f"{manifest.get('format_version')!r}; this code reads {FORMAT!r} "
+                f"version {FORMAT_VERSION}"
+            )
         model = ModelInfo(**manifest["model"])
         if expected_fingerprint is not None:
             check_fingerprint(model, expected_fingerprint, model_path)
@@ -347,8 +386,9 @@ class SimilarityIndex:
             data[name] = read_bytes(file_path) if _exists(file_path) else None
             if data[name] is None or len(data[name]) != size:
                 found = "missing" if data[name] is None else f"{len(data[name])} bytes"
-                raise IndexFormatError(f"{file_path}: expected {size} bytes, found {found}: the index is damaged; "
-                                       f"rebuild it")
+                raise IndexFormatError(
+                    f"{file_path}: expected {size} bytes, found {found}: the index is damaged; rebuild it"
+                )
         items, spans = [], []
         for line_no, line in enumerate(data[ITEMS].decode().splitlines(), start=1):
             row = json.loads(line)
@@ -368,7 +408,8 @@ def check_fingerprint(model: ModelInfo, fingerprint: str, model_path: str = "") 
             f"the index was built from another model: index model {model.path or '?'} (version "
             f"{model.version or '?'}, fingerprint {model.fingerprint[:12]}), query model {model_path or '?'} "
             f"(fingerprint {fingerprint[:12]}); rebuild the index with this model (imat index --model ...) "
-            f"or query with the index's model")
+            f"or query with the index's model"
+        )
 
 
 def _check_unit(vectors: np.ndarray, what: str) -> None:
@@ -377,8 +418,10 @@ def _check_unit(vectors: np.ndarray, what: str) -> None:
     norms = np.linalg.norm(vectors, axis=1)
     bad = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
     if len(bad):
-        raise SimilarError(f"{what}: {len(bad)} of {len(vectors)} are not unit length (row {bad[0]} has norm "
-                           f"{norms[bad[0]]:.4f}); use the model's embed_images signature, which normalises them")
+        raise SimilarError(
+            f"{what}: {len(bad)} of {len(vectors)} are not unit length (row {bad[0]} has norm "
+            f"{norms[bad[0]]:.4f}); use the model's embed_images signature, which normalises them"
+        )
 
 
 def brute_force(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

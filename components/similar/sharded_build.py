@@ -14,6 +14,7 @@
 The functions under the DoFns (``train_template``, ``encode_part``, ``merge_parts``) are what
 ``benchmarks/index_scale_benchmark.py`` measures step by step.
 """
+
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -56,8 +57,9 @@ def _from_template(template: dict) -> FaissIVFPQBackend:
     return backend
 
 
-def encode_part(template: dict, items: Iterable[dict], on_duplicate: Callable[[str], None] = lambda item_id: None
-                ) -> dict:
+def encode_part(
+    template: dict, items: Iterable[dict], on_duplicate: Callable[[str], None] = lambda item_id: None
+) -> dict:
     """A shard's items encoded into a copy of the trained index, ADD_CHUNK vectors at a time.
 
     Returns:
@@ -120,8 +122,15 @@ class _MergeAndWriteFn(beam.DoFn):
     def process(self, keyed_parts, template):
         start = time.monotonic()
         backend, items, thumbnails = merge_parts(template, keyed_parts[1])
-        index = SimilarityIndex.assemble(backend, items, self._model, thumbnails, self._label_names, self._extra,
-                                         build_seconds=time.monotonic() - start)
+        index = SimilarityIndex.assemble(
+            backend,
+            items,
+            self._model,
+            thumbnails,
+            self._label_names,
+            self._extra,
+            build_seconds=time.monotonic() - start,
+        )
         index.save(self._output)
         self._indexed.inc(index.count)
         yield index.count
@@ -134,8 +143,15 @@ class BuildCompressedIndex(beam.PTransform):
     the manifest (the catalogue, the build id).
     """
 
-    def __init__(self, output: str, model: ModelInfo, label_names: Dict[int, tuple], extra: dict,
-                 params: Optional[dict] = None, shards: int = DEFAULT_SHARDS):
+    def __init__(
+        self,
+        output: str,
+        model: ModelInfo,
+        label_names: Dict[int, tuple],
+        extra: dict,
+        params: Optional[dict] = None,
+        shards: int = DEFAULT_SHARDS,
+    ):
         super().__init__()
         if shards < 1:
             raise ValueError(f"shards must be at least 1, got {shards}")
@@ -145,19 +161,26 @@ class BuildCompressedIndex(beam.PTransform):
 
     def expand(self, items):
         count = items | "Count" >> beam.combiners.Count.Globally()
-        template = (items
-                    | "SampleKey" >> beam.Map(lambda item: (sample_key(item["id"]), item["vector"]))
-                    | "Sample" >> beam.combiners.Top.Of(self._params["train_size"], key=lambda pair: pair[0],
-                                                        reverse=True)
-                    | "Train" >> beam.FlatMap(_train, count=beam.pvalue.AsSingleton(count), params=self._params))
+        template = (
+            items
+            | "SampleKey" >> beam.Map(lambda item: (sample_key(item["id"]), item["vector"]))
+            | "Sample" >> beam.combiners.Top.Of(self._params["train_size"], key=lambda pair: pair[0], reverse=True)
+            | "Train" >> beam.FlatMap(_train, count=beam.pvalue.AsSingleton(count), params=self._params)
+        )
         template_side = beam.pvalue.AsSingleton(template, default_value=None)
         shards = self._shards
-        parts = (items
-                 | "KeyByShard" >> beam.Map(lambda item: (shard_of(item["id"], shards), item))
-                 | "GroupByShard" >> beam.GroupByKey()
-                 | "Encode" >> beam.ParDo(_EncodeShardFn(), template=template_side))
-        return (parts
-                | "OneKey" >> beam.Map(lambda part: (None, part))
-                | "AllParts" >> beam.GroupByKey()
-                | "MergeAndWrite" >> beam.ParDo(_MergeAndWriteFn(self._output, self._model, self._label_names,
-                                                                 self._extra), template=template_side))
+        parts = (
+            items
+            | "KeyByShard" >> beam.Map(lambda item: (shard_of(item["id"], shards), item))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "Encode" >> beam.ParDo(_EncodeShardFn(), template=template_side)
+        )
+        return (
+            parts
+            | "OneKey" >> beam.Map(lambda part: (None, part))
+            | "AllParts" >> beam.GroupByKey()
+            | "MergeAndWrite"
+            >> beam.ParDo(
+                _MergeAndWriteFn(self._output, self._model, self._label_names, self._extra), template=template_side
+            )
+        )

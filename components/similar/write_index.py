@@ -6,6 +6,7 @@ sample and filled by many workers (``sharded_build.BuildCompressedIndex``). With
 "auto", each item is routed by the catalogue's count (``backends.choose_backend``): the items
 reach one of the two branches, the other one writes nothing.
 """
+
 import logging
 from typing import Dict, List
 
@@ -27,8 +28,10 @@ class WriteIndexFn(beam.DoFn):
     def __init__(self, output: str, backend: str, model: ModelInfo, label_names: dict, extra: dict):
         self._output, self._backend, self._model = output, backend, model
         self._label_names, self._extra = label_names, extra
-        self._duplicates, self._indexed = Metrics.counter(NAMESPACE, "duplicate_ids"), \
-            Metrics.counter(NAMESPACE, "items_indexed")
+        self._duplicates, self._indexed = (
+            Metrics.counter(NAMESPACE, "duplicate_ids"),
+            Metrics.counter(NAMESPACE, "items_indexed"),
+        )
 
     def process(self, items: List[dict]):
         if not items:
@@ -42,9 +45,14 @@ class WriteIndexFn(beam.DoFn):
                 unique[item["id"]] = item
         rows = list(unique.values())
         index = SimilarityIndex.build(
-            np.stack([r["vector"] for r in rows]), [Item(r["id"], r["url"], r["labels"]) for r in rows], self._model,
-            backend=self._backend, thumbnails=[r["thumbnail"] for r in rows], label_names=self._label_names,
-            extra=self._extra)
+            np.stack([r["vector"] for r in rows]),
+            [Item(r["id"], r["url"], r["labels"]) for r in rows],
+            self._model,
+            backend=self._backend,
+            thumbnails=[r["thumbnail"] for r in rows],
+            label_names=self._label_names,
+            extra=self._extra,
+        )
         index.save(self._output)
         self._indexed.inc(index.count)
         yield index.count
@@ -59,8 +67,9 @@ class _RouteFn(beam.DoFn):
 class WriteIndex(beam.PTransform):
     """Embedded item dicts -> the index folder at ``output`` with ``backend`` ("auto": by the count)."""
 
-    def __init__(self, output: str, backend: str, model: ModelInfo, label_names: dict, extra: dict,
-                 shards: int = DEFAULT_SHARDS):
+    def __init__(
+        self, output: str, backend: str, model: ModelInfo, label_names: dict, extra: dict, shards: int = DEFAULT_SHARDS
+    ):
         super().__init__()
         choose_backend(backend, 0)  # an unknown name fails here, before the pipeline runs
         self._output, self._backend, self._model = output, backend, model
@@ -70,7 +79,8 @@ class WriteIndex(beam.PTransform):
         if self._backend == AUTO_BACKEND:
             count = items | "Count" >> beam.combiners.Count.Globally()
             routed = items | "Route" >> beam.ParDo(_RouteFn(), count=beam.pvalue.AsSingleton(count)).with_outputs(
-                GATHERED, SHARDED)
+                GATHERED, SHARDED
+            )
             gathered, sharded = routed[GATHERED], routed[SHARDED]
         elif BACKENDS[self._backend].trains_on_sample:
             gathered, sharded = None, items
@@ -78,12 +88,16 @@ class WriteIndex(beam.PTransform):
             gathered, sharded = items, None
         outputs = []
         if gathered is not None:
-            outputs.append(gathered
-                           | "AllItems" >> beam.combiners.ToList()
-                           | "WriteGathered" >> beam.ParDo(WriteIndexFn(self._output, self._backend, self._model,
-                                                                        self._label_names, self._extra)))
+            outputs.append(
+                gathered
+                | "AllItems" >> beam.combiners.ToList()
+                | "WriteGathered"
+                >> beam.ParDo(WriteIndexFn(self._output, self._backend, self._model, self._label_names, self._extra))
+            )
         if sharded is not None:
-            outputs.append(sharded | "WriteSharded" >> BuildCompressedIndex(self._output, self._model,
-                                                                            self._label_names, self._extra,
-                                                                            shards=self._shards))
+            outputs.append(
+                sharded
+                | "WriteSharded"
+                >> BuildCompressedIndex(self._output, self._model, self._label_names, self._extra, shards=self._shards)
+            )
         return outputs | "Written" >> beam.Flatten()
