@@ -11,7 +11,7 @@ import os
 from typing import List, Optional
 
 from components.similar.index import Hit, SimilarError, SimilarityIndex, model_fingerprint
-from imat_common.workdir import DEFAULT_WORKDIR, Workdir
+from imat_common.workdir import DEFAULT_WORKDIR, model_or_newest
 
 TILE, CAPTION = 160, 46  # contact sheet: image square and caption height, pixels
 
@@ -99,11 +99,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}")
-    model_dir = args.model or Workdir(args.workdir).latest_pushed_model()
-    if not model_dir or not os.path.isdir(model_dir):
-        parser.error(
-            f"no model at {model_dir or os.path.join(args.workdir, 'serving')}: run `imat run` first, or pass --model"
-        )
+    try:
+        model_dir = model_or_newest(args.model, args.workdir)
+    except FileNotFoundError as e:
+        parser.error(str(e))
+    if not os.path.isdir(model_dir):
+        parser.error(f"no model at {model_dir}: pass the folder of an exported model with --model")
     try:
         index_dir = args.index or find_index(args.workdir, model_dir)
         if not args.index and not os.path.isdir(index_dir):

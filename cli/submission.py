@@ -22,7 +22,7 @@ import os
 from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from trainer import rules
-from imat_common.workdir import DEFAULT_WORKDIR, Workdir
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir, model_or_newest
 from imat_common.serving import thresholds_path
 
 
@@ -109,12 +109,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     parser.add_argument("--labels", help="competition JSON with annotations for these images: print the scores")
     parser.add_argument("--batch_size", type=int, default=64, help="examples per model call")
     args, beam_args = parser.parse_known_args(argv)
-    model_dir = args.model or Workdir(args.workdir).latest_pushed_model()
-    if not model_dir:
-        parser.error(
-            f"no pushed model in {os.path.join(args.workdir, 'serving')}: run `imat run` first, or pass --model"
-        )
-    examples = args.examples or os.path.join(args.workdir, "data", "test", "*.tfrecord.gz")
+    try:
+        model_dir = model_or_newest(args.model, args.workdir)
+    except FileNotFoundError as e:
+        parser.error(str(e))
+    examples = args.examples or os.path.join(Workdir(args.workdir).data, "test", "*.tfrecord.gz")
     output = args.output or os.path.join(args.workdir, "submission.csv")
     import apache_beam as beam
     import tensorflow as tf

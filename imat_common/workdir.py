@@ -64,3 +64,15 @@ def latest_pushed_model(serving_dir: str) -> Optional[str]:
 def metadata_path(pipeline_root: str) -> str:
     """The local ML Metadata store of a pipeline root."""
     return os.path.join(pipeline_root, METADATA_FILE)
+
+
+def model_or_newest(model: Optional[str], workdir: str) -> str:
+    """``model`` when given, else the newest model the Pusher wrote in ``workdir``.
+
+    Raises:
+      FileNotFoundError: no model given and none pushed, naming where it looked.
+    """
+    newest = model or Workdir(workdir).latest_pushed_model()
+    if not newest:
+        raise FileNotFoundError(f"no pushed model in {Workdir(workdir).serving}: run `imat run` first, or pass --model")
+    return newest

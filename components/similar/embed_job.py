@@ -49,7 +49,7 @@ from components.similar.index import (
 from components.similar.sharded_build import DEFAULT_SHARDS, NAMESPACE
 from components.similar.write_index import WriteIndex
 from imat_common import features, serving
-from imat_common.workdir import DEFAULT_WORKDIR, Workdir
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir, model_or_newest
 
 log = logging.getLogger(__name__)
 EMBED_SIGNATURE, EMBED_INPUT, EMBED_OUTPUT = serving.EMBED_IMAGES, serving.IMAGES, serving.EMBEDDING
@@ -344,9 +344,10 @@ def parse_args(argv: Optional[List[str]]):
 
 def settings_from_args(parser, args) -> IndexSettings:
     work = Workdir(args.workdir)
-    model_dir = args.model or work.latest_pushed_model()
-    if not model_dir:
-        parser.error(f"no pushed model in {work.serving}: run `imat run` first, or pass --model")
+    try:
+        model_dir = model_or_newest(args.model, args.workdir)
+    except FileNotFoundError as e:
+        parser.error(str(e))
     catalogue = {}
     for item in args.examples or []:
         split, sep, pattern = item.partition("=")
