@@ -8,6 +8,9 @@ the outputs are, which each command derives from flags of its own (``--workdir``
 
 import argparse
 import dataclasses
+import functools
+import inspect
+import re
 from typing import Dict, List
 
 from pipeline.config import PipelineConfig
@@ -29,6 +32,32 @@ def setting_fields() -> List[dataclasses.Field]:
     return [f for f in dataclasses.fields(PipelineConfig) if f.name not in LOCATION_FIELDS]
 
 
+@functools.lru_cache(maxsize=None)
+def field_comments(cls: type) -> Dict[str, str]:
+    """Each dataclass field's comment in the source of the class (and its bases) that defines it:
+    the comment on its line, else the comment lines just above it. The flags' help is written there."""
+    comments = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        above: List[str] = []
+        for line in inspect.getsource(klass).splitlines():
+            text = line.strip()
+            if text.startswith("#"):
+                above.append(text.lstrip("#").strip())
+                continue
+            match = re.match(r"(\w+)\s*:[^#]*?(?:#\s*(.*))?$", text)
+            if match and match.group(1) in {f.name for f in dataclasses.fields(klass)}:
+                comments[match.group(1)] = match.group(2) or " ".join(above)
+            above = []
+    return comments
+
+
+def _help(field: dataclasses.Field, default: str) -> str:
+    comment = field_comments(PipelineConfig).get(field.name, "").replace("%", "%%")  # argparse formats help
+    return f"{comment} (default: {default})" if comment else f"default: {default}"
+
+
 def _is_tuple(field: dataclasses.Field) -> bool:
     return isinstance(field.default, tuple)
 
@@ -43,17 +72,17 @@ def add_config_flags(parser) -> None:
                 action="append",
                 default=None,
                 metavar="KEY=VALUE,...",
-                help="repeat: one per ensemble member, e.g. backbone=xception,seed=1",
+                help=_help(field, "none") + "; repeat, one per member",
             )
         elif field.type is bool:
             parser.add_argument(
                 f"--{name}",
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f"default: {'on' if default else 'off'}",
+                help=_help(field, "on" if default else "off"),
             )
         else:
-            parser.add_argument(f"--{name}", type=field.type, default=None, help=f"default: {default!r}")
+            parser.add_argument(f"--{name}", type=field.type, default=None, help=_help(field, repr(default)))
 
 
 def config_overrides(args: argparse.Namespace) -> Dict[str, object]:

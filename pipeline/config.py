@@ -23,11 +23,11 @@ class PipelineConfig(TrainerSettings):
     serving_dir: str  # Pusher's destination; each blessed model lands in a versioned folder
     label_map: str  # label_map.csv: the multi-hot width and the names served with decisions
     schema_path: str = ""  # the curated schema (pipeline/schema.py); imat run writes one from the label map
-    train_split: str = "train"
+    train_split: str = "train"  # the folder of data_root the Trainer learns from
     eval_split: str = "validation"  # the folder cut into the calibration and eval splits
     calibration_percent: int = 50  # share of eval_split's images (by hash of the id) that tune the thresholds
     warn_only: bool = False  # data that breaks the schema: log it and go on, instead of stopping before Transform
-    train_steps: int = 2000
+    train_steps: int = 2000  # both phases together
     eval_steps: int = 0  # 0: the whole eval split
     micro_f1_lower_bound: float = 0.3  # the Evaluator blesses a model at or above this micro-F1
     # Several Trainers, combined by the Ensembler (components/ensembler.py) into the model the
@@ -36,7 +36,7 @@ class PipelineConfig(TrainerSettings):
     ensemble: Tuple[str, ...] = ()
     ensemble_method: str = "weights"  # weights (hill climbing on calibration) | stacker
     beam_pipeline_args: Tuple[str, ...] = ("--runner=FnApiRunner",)
-    enable_cache: bool = True
+    enable_cache: bool = True  # reuse a component's outputs when its inputs and settings are unchanged
 
     def trainer_custom_config(self) -> dict:
         """The Trainer's settings (``TrainerSettings.from_custom_config`` reads them back) and the label map."""

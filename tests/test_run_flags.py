@@ -74,6 +74,15 @@ def test_help_lists_a_flag_for_every_field_of_the_config_booleans_both_ways(comm
     assert {f.name for f in dataclasses.fields(TrainerSettings)} <= set(FIELDS)
 
 
+def test_each_flags_help_is_the_comment_beside_its_field():
+    comments = flags.field_comments(PipelineConfig)
+    assert [f.name for f in flags.setting_fields() if not comments.get(f.name)] == []
+    assert comments["pooling"] == "of the backbone's last feature map: avg, max or avgmax (both, concatenated)"
+    text = " ".join(_help("run").split())
+    assert "--pooling POOLING of the backbone's last feature map: avg, max or avgmax" in text
+    assert "(default: 'avg')" in text and "--augment, --no-augment random flip" in text
+
+
 def _flags_for_every_field():
     """A command line setting each flagged field to a value other than its default."""
     argv, expected = [], {}

@@ -26,11 +26,11 @@ class TrainerSettings:
     """
 
     num_labels: int  # width of the multi-hot vector (the label map's highest id)
-    image_size: int = 299
+    image_size: int = 299  # side of the square image Transform gives the model, in pixels
     weights: str = "imagenet"  # "imagenet", "none" (from scratch) or a local no-top .h5 file of the backbone
-    dropout: float = 0.3
-    head_learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-4
+    dropout: float = 0.3  # before the sigmoids (and after the dense head layer)
+    head_learning_rate: float = 1e-3  # Adam, phase one: the head only
+    fine_tune_learning_rate: float = 1e-4  # Adam, phase two: the head and the unfrozen backbone layers
     # Layers from this one on are unfrozen in phase two; "" trains the whole backbone; "auto" is
     # the backbone's last blocks (InceptionV3: "mixed9", the last two Inception blocks, as the
     # competition's fastest teams did).
@@ -42,19 +42,19 @@ class TrainerSettings:
     # Progressive resizing: >0 trains the first progressive_fraction of the steps on images this
     # size; the model then takes any size (serving still gets image_size).
     progressive_image_size: int = 0
-    progressive_fraction: float = 0.5
+    progressive_fraction: float = 0.5  # share of the steps at progressive_image_size
     head_steps_fraction: float = 0.3  # phase one's (backbone frozen) share of the training steps
-    batch_size: int = 32
-    eval_batch_size: int = 64
+    batch_size: int = 32  # training batch, over all replicas and workers
+    eval_batch_size: int = 64  # scoring the calibration and eval splits
     distribution: str = "default"  # default | mirrored | multi_worker | tpu
     mixed_precision: str = ""  # "" | mixed_bfloat16 (CPU AMX, TPU) | mixed_float16 (GPU)
     # Moving-average momentum of the backbone's batch norms; Keras' 0.99 tracks too slowly for
     # the few hundred steps of a from-scratch demo (0.9 there). 0: leave Keras' value.
     batch_norm_momentum: float = 0.0
-    # Training input (trainer/data.py): serialized examples held for shuffling; random flip and
-    # crop/zoom. Both chosen by benchmarks/input_ablation.py (README, "Training input").
+    # Training input (trainer/data.py): serialized examples held for shuffling. It and augment
+    # were chosen by benchmarks/input_ablation.py (README, "Training input").
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
-    augment: bool = False
+    augment: bool = False  # random flip and crop/zoom of the training images
     # A tf.data service dispatcher (grpc://host:port) whose workers read, decode and augment
     # the training input when the Trainer's own CPUs cannot feed its GPUs (README, "Feeding a GPU").
     data_service_address: str = ""
