@@ -50,3 +50,9 @@ def test_the_download_job_imports_only_itself_and_the_shared_names():
         if not name.startswith(DOWNLOAD_MAY_IMPORT)
     ]
     assert other == []
+
+
+def test_kubeflow_holds_no_python_that_would_shadow_the_kubeflow_sdk():
+    # Installed or on sys.path, a `kubeflow` package of ours would hide the official SDK's.
+    assert os.path.exists(os.path.join(REPO, "kubeflow", "Dockerfile"))
+    assert glob.glob(os.path.join(REPO, "kubeflow", "**", "*.py"), recursive=True) == []
