@@ -14,16 +14,16 @@ import dataclasses
 import os
 import sys
 import time
-from imat_common.workdir import metadata_path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
+from imat_common.workdir import Workdir, metadata_path
 
 
 def main(argv=None):
     from pipeline import local_runner
     from cli import runs
-    from cli.main import download_demo
+    from cli.demo import download_demo
     from pipeline.config import demo_config
     from imat_common.features import load_label_map
 
@@ -37,7 +37,7 @@ def main(argv=None):
         start = time.time()
         download_demo(args.work, args.num_images)
         downloaded = time.time()
-        config = demo_config(args.work, load_label_map(os.path.join(args.work, "source", "label_map.csv")).num_labels)
+        config = demo_config(args.work, load_label_map(Workdir(args.work).label_map).num_labels)
         local_runner.run(dataclasses.replace(config, enable_cache=False))
     metadata = metadata_path(config.pipeline_root)
     rows = [("download job", start, downloaded - start)]

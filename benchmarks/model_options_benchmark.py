@@ -114,7 +114,7 @@ def evaluate(config, trained: dict, source: str) -> dict:
     models = [tf.saved_model.load(d) for d in member_dirs]
     examples = runs.latest_artifact_uri(metadata_path(config.pipeline_root), "Examples")
     splits = {
-        split: ensemble_export.score(models, ensemble_export.examples_files(examples, split))
+        split: ensemble_export.score(models, ensemble_export.examples_files(examples, split), 64)
         for split in ("calibration", "eval")
     }
     splits["test"] = test_split(config, source, models)

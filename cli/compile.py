@@ -32,7 +32,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     where = parser.add_argument_group("where it runs")
     where.add_argument("--project", required=True, help="Google Cloud project")
     where.add_argument("--region", required=True, help="Vertex AI and Dataflow region, e.g. us-central1")
-    where.add_argument("--image", required=True, help="the pipeline image built from the Dockerfile")
+    where.add_argument("--image", required=True, help="the pipeline image built from kubeflow/Dockerfile")
     where.add_argument("--pipeline_root", required=True, help="gs:// folder for the pipeline's artifacts")
     where.add_argument("--data", required=True, help="gs:// folder: the download job's --output")
     where.add_argument("--label_map", required=True, help="gs:// path of label_map.csv")

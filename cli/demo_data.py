@@ -195,7 +195,7 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+    def log_message(self, format, *args):
         """Keeps request logs off the console; errors still raise."""
 
 

@@ -41,7 +41,11 @@ def field_comments(cls: type) -> Dict[str, str]:
         if not dataclasses.is_dataclass(klass):
             continue
         above: List[str] = []
-        for line in inspect.getsource(klass).splitlines():
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):  # installed without sources: help falls back to the default alone
+            continue
+        for line in source.splitlines():
             text = line.strip()
             if text.startswith("#"):
                 above.append(text.lstrip("#").strip())

@@ -13,7 +13,7 @@ import warnings
 from typing import Dict, Iterator, Optional, TextIO
 
 # This project's packages: their INFO lines (download progress, training phases) are the output.
-OWN_LOGGERS = ("pipeline", "components", "trainer", "kubeflow")
+OWN_LOGGERS = ("imat_common", "trainer", "components", "pipeline", "cli")
 LIBRARY_LOGGERS = (
     "absl",
     "tensorflow",

@@ -57,12 +57,12 @@ def build_config(args) -> PipelineConfig:
     if not args.data:
         label_map = Workdir(args.workdir).label_map
         return demo_config(args.workdir, load_label_map(label_map).num_labels, **overrides)
-    workdir = os.path.abspath(args.workdir)
+    work = Workdir(os.path.abspath(args.workdir))
     return PipelineConfig(
         pipeline_name="imat",
-        pipeline_root=os.path.join(workdir, "pipeline"),
+        pipeline_root=work.pipeline_root,
         data_root=os.path.abspath(args.data),
-        serving_dir=os.path.join(workdir, "serving"),
+        serving_dir=work.serving,
         label_map=os.path.abspath(args.label_map),
         num_labels=load_label_map(args.label_map).num_labels,
         **overrides,
@@ -95,7 +95,7 @@ def summary_lines(config: PipelineConfig) -> List[str]:
 def demo_data_ready(workdir: str, num_images: int) -> bool:
     """Whether ``workdir/data`` already holds all ``num_images`` demo images, downloaded."""
     try:
-        with open(os.path.join(workdir, "data", "summary.json")) as f:
+        with open(os.path.join(Workdir(workdir).data, "summary.json")) as f:
             splits = json.load(f)["splits"].values()
     except (OSError, ValueError, KeyError):
         return False
@@ -107,7 +107,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if not args.data:
         if demo_data_ready(args.workdir, args.num_images) and not args.redownload:
             # Downloading again would serve on a new port, change every URL and so every cache key.
-            print(f"reusing the demo data in {os.path.join(args.workdir, 'data')} (--redownload to fetch it again)")
+            print(f"reusing the demo data in {Workdir(args.workdir).data} (--redownload to fetch it again)")
         else:
             from cli.demo import download_demo
 

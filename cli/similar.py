@@ -11,7 +11,7 @@ import os
 from typing import List, Optional
 
 from components.similar.index import Hit, SimilarError, SimilarityIndex, model_fingerprint
-from imat_common.workdir import DEFAULT_WORKDIR, model_or_newest
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir, model_or_newest
 
 TILE, CAPTION = 160, 46  # contact sheet: image square and caption height, pixels
 
@@ -20,7 +20,7 @@ def find_index(workdir: str, model_dir: str) -> str:
     """The index folder of a model: ``WORKDIR/similar/<model version>``."""
     from components.similar.embed_job import index_version
 
-    return os.path.join(workdir, "similar", index_version(model_dir))
+    return os.path.join(Workdir(workdir).similar, index_version(model_dir))
 
 
 def resolve_item(index: SimilarityIndex, query: str) -> Optional[str]:

@@ -73,9 +73,7 @@ class Executor(import_executor.Executor):
     """ImportExampleGen's executor with the ``calibration`` and ``eval`` splits partitioned by image id."""
 
     def GenerateExamplesByBeam(
-        self,
-        pipeline: beam.Pipeline,
-        exec_properties: Dict[str, Any],  # noqa: N802
+        self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
     ) -> Dict[str, beam.pvalue.PCollection]:
         splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
         percent = _settings(exec_properties)

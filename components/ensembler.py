@@ -9,7 +9,9 @@ In ``create_pipeline`` (``config.ensemble`` lists the members' settings)::
     trainers = [Trainer(...).with_id(f"Trainer_{i}") for i, member in enumerate(members)]
     ensembler = Ensembler(examples=example_gen.outputs["examples"],
                           **{member_key(i): t.outputs["model"] for i, t in enumerate(trainers)},
-                          method="weights", min_positives=5, calibration_folds=5)
+                          method=config.ensemble_method, min_positives=config.min_positives,
+                          calibration_folds=config.calibration_folds, eval_batch_size=config.eval_batch_size,
+                          seed=config.seed)
 """
 
 from tfx import v1 as tfx

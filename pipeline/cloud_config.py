@@ -9,7 +9,7 @@ Credentials in its environment (the job's service account on Vertex and Dataflow
 import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
-# Where the Dockerfile puts this project inside the pipeline image.
+# Where kubeflow/Dockerfile puts this project inside the pipeline image.
 IMAGE_PROJECT_DIR = "/pipeline"
 # Vertex AI's prebuilt TensorFlow serving image matching the TF 2.16 the model is saved with.
 DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest"
@@ -111,7 +111,7 @@ class CloudConfig:
 
     project: str
     region: str
-    image: str  # the pipeline image (Dockerfile), for every component and the training job
+    image: str  # the pipeline image (kubeflow/Dockerfile), for every component and the training job
     pipeline_root: str  # gs://: artifacts; Vertex AI writes there too
     data_root: str  # gs://: the download job's --output
     label_map: str  # gs://: label_map.csv

@@ -18,6 +18,8 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 
+from imat_common import serving
+from imat_common.serving import DECISIONS, PROBABILITIES
 from components import baseline
 from components.calibration_split import CALIBRATION, EVAL, TRAIN, calibration_example_gen
 from components.ensembler import Ensembler, member_key
@@ -26,9 +28,7 @@ from components.validation_gate import ValidationGate
 from pipeline import run_parameters
 from pipeline.config import PipelineConfig
 from pipeline.label_metrics import LabelSliceMetrics
-from trainer.exporter import DECISIONS, PROBABILITIES
 from trainer.preprocessing import LABELS_FEATURE
-from imat_common import serving
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
@@ -239,6 +239,15 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
     }
 
 
+def member_run_values(member: PipelineConfig, config: PipelineConfig, run_values: Dict[str, Any]) -> Dict[str, Any]:
+    """The run parameters of one ensemble member's Trainer: the pipeline's, except what the member sets itself.
+
+    A member's own learning rate is a constant of its Trainer; the others follow the run's parameters.
+    """
+    own, shared = runtime_parameter_defaults(member), runtime_parameter_defaults(config)
+    return {name: own[name] if own[name] != shared[name] else value for name, value in run_values.items()}
+
+
 def _trainer(config: PipelineConfig, front: Dict[str, Any], run_values: Dict[str, Any], deployment: Deployment):
     return run_parameters.Trainer(
         run_fn=RUN_FN,
@@ -275,7 +284,7 @@ def create_pipeline(
     example_gen = front["example_gen"]
     members = config.member_configs()
     trainers = [
-        _trainer(member, front, run_values, deployment).with_id(f"Trainer_{i}")
+        _trainer(member, front, member_run_values(member, config, run_values), deployment).with_id(f"Trainer_{i}")
         for i, member in enumerate(members, start=1)
     ] or [_trainer(config, front, run_values, deployment)]
     trained = trainers

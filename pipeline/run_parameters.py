@@ -86,7 +86,7 @@ def apply_evaluator_parameters(exec_properties: Mapping[str, Any]) -> Dict[str, 
 class TrainerExecutor(trainer_executor.GenericExecutor):
     """The stock trainer executor, after applying the run parameters."""
 
-    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
+    def Do(self, input_dict, output_dict, exec_properties):
         return super().Do(input_dict, output_dict, apply_trainer_parameters(exec_properties))
 
 
@@ -96,14 +96,14 @@ class VertexTrainerExecutor(vertex_trainer_executor.GenericExecutor):
     The job runs the stock trainer executor on the already-rewritten properties.
     """
 
-    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
+    def Do(self, input_dict, output_dict, exec_properties):
         return super().Do(input_dict, output_dict, apply_trainer_parameters(exec_properties))
 
 
 class EvaluatorExecutor(evaluator_executor.Executor):
     """The stock evaluator executor, after setting the gate's lower bound."""
 
-    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802
+    def Do(self, input_dict, output_dict, exec_properties):
         return super().Do(input_dict, output_dict, apply_evaluator_parameters(exec_properties))
 
 

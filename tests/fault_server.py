@@ -55,7 +55,7 @@ class FaultServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format, *args):  # noqa: A002 - base class signature
+            def log_message(self, format, *args):
                 """Silences per-request logs."""
 
             def _send(self, code, body=b"", content_type="image/jpeg", headers=None, length=True):
@@ -71,7 +71,7 @@ class FaultServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self):  # noqa: N802 - http.server's naming
+            def do_GET(self):
                 path = self.path
                 with server._lock:
                     server.hits[path] += 1

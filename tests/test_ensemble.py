@@ -141,10 +141,10 @@ def test_the_exported_ensemble_serves_the_combination_computed_outside_it(member
 
     members = [tf.saved_model.load(d) for d in dirs]
     eval_files = ensemble_export.examples_files(examples, "eval")
-    probabilities, labels = ensemble_export.score(members, eval_files)
+    probabilities, labels = ensemble_export.score(members, eval_files, 64)
     combination = ensemble.Combination(method, report["ensemble"]["weights"])
     if method == ensemble.STACKER:  # refit exactly as the export did: same data, same seed
-        cal = ensemble_export.score(members, ensemble_export.examples_files(examples, "calibration"))
+        cal = ensemble_export.score(members, ensemble_export.examples_files(examples, "calibration"), 64)
         combination.stacker = ensemble.fit_stacker(*cal, seed=0)
     expected = combination.apply(probabilities)
 

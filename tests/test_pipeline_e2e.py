@@ -257,10 +257,10 @@ def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(w
     members = [tf.saved_model.load(d) for d in trained["ensemble"]["members"]]
     examples = runs.latest_artifact_uri(metadata, "Examples")
     stacker = ensemble.fit_stacker(
-        *ensemble_export.score(members, ensemble_export.examples_files(examples, "calibration"))
+        *ensemble_export.score(members, ensemble_export.examples_files(examples, "calibration"), 64)
     )
     eval_files = ensemble_export.examples_files(examples, "eval")
-    probabilities, _ = ensemble_export.score(members, eval_files)
+    probabilities, _ = ensemble_export.score(members, eval_files, 64)
     expected = ensemble.stacker_predict(stacker, probabilities)
     batch = tf.constant([r.numpy() for r in tf.data.TFRecordDataset(eval_files, compression_type="GZIP")])
     served = tf.saved_model.load(pushed).signatures["serving_default"](examples=batch)

@@ -29,7 +29,9 @@ COMPILE_REQUIRED = [
     "--serving_dir",
     "gs://b/s",
 ]
-# Where things are: each command's own flags set these fields.
+# Where things are: each command's own flags set these fields. None: no flag, the command names it
+# (imat run: "imat", or "imat-demo" without --data; imat compile: Dataflow's Beam args from its
+# --dataflow_* flags).
 LOCATION_FLAGS = {
     "run": {
         "pipeline_root": "--workdir",
@@ -39,7 +41,7 @@ LOCATION_FLAGS = {
         "num_labels": "--label_map",
         "schema_path": "--schema",
         "beam_pipeline_args": "--beam_arg",
-        "pipeline_name": "--data",
+        "pipeline_name": None,
     },
     "compile": {
         "pipeline_root": "--pipeline_root",
@@ -48,7 +50,7 @@ LOCATION_FLAGS = {
         "label_map": "--label_map",
         "num_labels": "--num_labels",
         "schema_path": "--schema",
-        "beam_pipeline_args": "--dataflow_machine_type",
+        "beam_pipeline_args": None,
         "pipeline_name": "--pipeline_name",
     },
 }
@@ -67,6 +69,8 @@ def test_help_lists_a_flag_for_every_field_of_the_config_booleans_both_ways(comm
     text = _help(command)
     for name, field in FIELDS.items():
         flag = LOCATION_FLAGS[command].get(name, f"--{name}")
+        if flag is None:
+            continue
         assert f"{flag} " in text or f"{flag}\n" in text or f"{flag}," in text, f"imat {command}: no flag for {name}"
         if field.type is bool:
             assert f"--no-{name}" in text, f"imat {command}: no --no-{name}"
@@ -171,3 +175,30 @@ def test_ensemble_members_override_only_trainer_settings_with_their_types():
         with pytest.raises(ValueError, match=f"ensemble member 1.*{message}"):
             dataclasses.replace(config, ensemble=(spec,)).member_configs()
     assert dataclasses.replace(config, ensemble=()).member_configs() == []
+
+
+@pytest.mark.parametrize("runtime_parameters", [False, True], ids=["local", "vertex"])
+def test_a_members_own_learning_rate_is_not_replaced_by_the_runs(runtime_parameters):
+    import json
+
+    from pipeline.pipeline import Deployment, create_pipeline
+
+    config = PipelineConfig(
+        pipeline_name="p",
+        pipeline_root="r",
+        data_root="d",
+        serving_dir="s",
+        label_map="l.csv",
+        num_labels=5,
+        schema_path="schema.pbtxt",
+        ensemble=("seed=1", "head_learning_rate=0.05"),
+    )
+    nodes = {n.id: n for n in create_pipeline(config, deployment=Deployment(runtime_parameters)).components}
+    first, second = (nodes[f"Trainer_{i}"].exec_properties for i in (1, 2))
+    assert second["head_learning_rate"] == 0.05
+    assert json.loads(second["custom_config"])["head_learning_rate"] == 0.05
+    if runtime_parameters:  # the other members follow the run's parameter
+        assert first["head_learning_rate"].name == "head_learning_rate"
+        assert second["fine_tune_learning_rate"].name == "fine_tune_learning_rate"
+    else:
+        assert first["head_learning_rate"] == config.head_learning_rate

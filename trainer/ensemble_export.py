@@ -53,7 +53,7 @@ class EnsembleModule(tf.Module):
         return tf.sigmoid(base + tf.nn.relu(inputs @ w1 + b1) @ w2 + b2)
 
     def _members(self, signature: str, **inputs) -> tf.Tensor:
-        return self._combine([m.signatures[signature](**inputs)[exporter.PROBABILITIES] for m in self.members])
+        return self._combine([m.signatures[signature](**inputs)[serving.PROBABILITIES] for m in self.members])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, examples):
@@ -66,10 +66,7 @@ class EnsembleModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate(self, examples):
         outputs = exporter.decide(self._members(serving.EVALUATE, examples=examples), self.thresholds, self.label_names)
-        return {
-            exporter.PROBABILITIES: outputs[exporter.PROBABILITIES],
-            exporter.DECISIONS: outputs[exporter.DECISIONS],
-        }
+        return {serving.PROBABILITIES: outputs[serving.PROBABILITIES], serving.DECISIONS: outputs[serving.DECISIONS]}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(self, examples):
@@ -95,7 +92,7 @@ def examples_files(examples_uri: str, split: str) -> List[str]:
     return files
 
 
-def score(models: Sequence, files: Sequence[str], batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+def score(models: Sequence, files: Sequence[str], batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
     """(probabilities [members, examples, labels], multi-hot labels [examples, labels]) of every example in ``files``.
 
     Labels come from the first member's ``transform_features`` (the pipeline's Transform graph).
@@ -103,7 +100,7 @@ def score(models: Sequence, files: Sequence[str], batch_size: int = 64) -> Tuple
     probabilities, labels = [[] for _ in models], []
     for batch in tf.data.TFRecordDataset(list(files), compression_type="GZIP").batch(batch_size):
         for i, model in enumerate(models):
-            probabilities[i].append(model.signatures[serving.EVALUATE](examples=batch)[exporter.PROBABILITIES].numpy())
+            probabilities[i].append(model.signatures[serving.EVALUATE](examples=batch)[serving.PROBABILITIES].numpy())
         labels.append(models[0].signatures[serving.TRANSFORM_FEATURES](examples=batch)[LABELS_FEATURE].numpy())
     return np.stack([np.concatenate(p) for p in probabilities]), np.concatenate(labels)
 

@@ -1,6 +1,6 @@
 """The Trainer's ``run_fn``: two-phase training, the decision rule chosen on calibration, export.
 
-``custom_config`` is ``trainer.model_config.TrainerSettings`` by name (``PipelineConfig.trainer_custom_config``),
+``custom_config`` is ``trainer.settings.TrainerSettings`` by name (``PipelineConfig.trainer_custom_config``),
 plus ``label_map``, the path of label_map.csv.
 
 ``eval_files`` hold the calibration split (tunes the thresholds and picks the rule) and the

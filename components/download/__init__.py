@@ -1,0 +1,1 @@
+"""The download job: image URLs to sharded TFRecords (``job.py``). Imports no TensorFlow."""
