@@ -56,3 +56,18 @@ def test_kubeflow_holds_no_python_that_would_shadow_the_kubeflow_sdk():
     # Installed or on sys.path, a `kubeflow` package of ours would hide the official SDK's.
     assert os.path.exists(os.path.join(REPO, "kubeflow", "Dockerfile"))
     assert glob.glob(os.path.join(REPO, "kubeflow", "**", "*.py"), recursive=True) == []
+
+
+def test_the_image_build_context_holds_everything_the_dockerfile_copies():
+    copied = []
+    for line in open(os.path.join(REPO, "kubeflow", "Dockerfile")):
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            copied += [w.rstrip("/") for w in words[1:-1]]
+    allowed = {
+        line.strip()[1:].rstrip("/") for line in open(os.path.join(REPO, ".dockerignore")) if line.startswith("!")
+    }
+    assert "imat_common" in copied and "cli" in copied
+    assert sorted(set(copied) - allowed) == []
+    # Every package setup.py installs is copied, so the image's editable install finds them all.
+    assert {p for p in LAYERS} <= set(copied)
