@@ -70,4 +70,4 @@ def test_the_image_build_context_holds_everything_the_dockerfile_copies():
     assert "imat_common" in copied and "cli" in copied
     assert sorted(set(copied) - allowed) == []
     # Every package setup.py installs is copied, so the image's editable install finds them all.
-    assert {p for p in LAYERS} <= set(copied)
+    assert set(LAYERS) <= set(copied)
