@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import functools
 import inspect
+import os
 import re
 from typing import Dict, List
 
@@ -97,3 +98,16 @@ def config_overrides(args: argparse.Namespace) -> Dict[str, object]:
         if value is not None:
             overrides[field.name] = tuple(value) if _is_tuple(field) else value
     return overrides
+
+
+def local_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """``--model``, else the newest model pushed in ``--workdir``: a local folder, or a one-line usage error."""
+    from imat_common.workdir import model_or_newest
+
+    try:
+        model_dir = model_or_newest(args.model, args.workdir)
+    except FileNotFoundError as e:
+        parser.error(str(e))
+    if not os.path.isdir(model_dir):
+        parser.error(f"no model at {model_dir}: pass the folder of an exported model with --model")
+    return model_dir

@@ -13,7 +13,8 @@ import time
 from typing import Iterable, Iterator, List, Optional, Tuple
 
 from imat_common import serving
-from imat_common.workdir import DEFAULT_WORKDIR, Workdir, model_or_newest
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir
+from cli.flags import local_model
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 
@@ -131,12 +132,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
-    try:
-        model_dir = model_or_newest(args.model, args.workdir)
-    except FileNotFoundError as e:
-        parser.error(str(e))
-    if not os.path.isdir(model_dir):
-        parser.error(f"no model at {model_dir}: pass the folder of an exported model with --model")
+    model_dir = local_model(parser, args)
     paths = expand(args.images)
     if not paths:
         parser.error(f"no image files in {args.images}")

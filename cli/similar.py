@@ -11,7 +11,8 @@ import os
 from typing import List, Optional
 
 from components.similar.index import Hit, SimilarError, SimilarityIndex, model_fingerprint
-from imat_common.workdir import DEFAULT_WORKDIR, Workdir, model_or_newest
+from imat_common.workdir import DEFAULT_WORKDIR, Workdir
+from cli.flags import local_model
 
 TILE, CAPTION = 160, 46  # contact sheet: image square and caption height, pixels
 
@@ -99,12 +100,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}")
-    try:
-        model_dir = model_or_newest(args.model, args.workdir)
-    except FileNotFoundError as e:
-        parser.error(str(e))
-    if not os.path.isdir(model_dir):
-        parser.error(f"no model at {model_dir}: pass the folder of an exported model with --model")
+    model_dir = local_model(parser, args)
     try:
         index_dir = args.index or find_index(args.workdir, model_dir)
         if not args.index and not os.path.isdir(index_dir):

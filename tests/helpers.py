@@ -158,3 +158,22 @@ def write_examples(rows: List[Dict], path: str) -> None:
                     )
                 ).SerializeToString()
             )
+
+
+# The node ids of the single-Trainer pipeline, as the local runner records them.
+COMPONENTS = frozenset(
+    {
+        "ImportExampleGen",
+        "StatisticsGen",
+        "SchemaGen",
+        "ImportSchemaGen",
+        "ExampleValidator",
+        "ValidationGate",
+        "Transform",
+        "Trainer",
+        "latest_blessed_model_resolver",
+        "Evaluator",
+        "Pusher",
+        "SimilarityIndexer",
+    }
+)

@@ -10,6 +10,7 @@ import yaml
 from cli import compile as compile_command
 from pipeline.cloud_config import CloudConfig, CloudConfigError
 from pipeline.config import PipelineConfig
+from tests.helpers import COMPONENTS
 
 IMAGE = "us-central1-docker.pkg.dev/my-proj/imat/pipeline:v1"
 BASE = [
@@ -28,21 +29,9 @@ BASE = [
     "--num_labels",
     "228",
 ]
-TASKS = {
-    "ImportExampleGen",
-    "StatisticsGen",
-    "SchemaGen",
-    "ImportSchemaGen",
-    "ExampleValidator",
-    "ValidationGate",
-    "Transform",
-    "Trainer",
-    "latest_blessed_model_resolver-model-blessing-resolver",
-    "latest_blessed_model_resolver-model-resolver",
-    "Evaluator",
-    "Pusher",
-    "SimilarityIndexer",
-}
+# KFP compiles the resolver node into two tasks.
+RESOLVER = "latest_blessed_model_resolver"
+TASKS = COMPONENTS - {RESOLVER} | {f"{RESOLVER}-model-blessing-resolver", f"{RESOLVER}-model-resolver"}
 DATAFLOW = [
     "--runner=DataflowRunner",
     "--project=my-proj",

@@ -23,25 +23,12 @@ from cli import demo_data, logs, predict, report, runs, submission
 from pipeline.config import demo_config
 from cli.run import summary_lines
 from tests.browser import open_page
+from tests.helpers import COMPONENTS
 from trainer import ensemble, ensemble_export, rules
 from imat_common.workdir import latest_pushed_model, metadata_path
 from imat_common.serving import read_thresholds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPONENTS = {
-    "ImportExampleGen",
-    "StatisticsGen",
-    "SchemaGen",
-    "ImportSchemaGen",
-    "ExampleValidator",
-    "ValidationGate",
-    "Transform",
-    "Trainer",
-    "latest_blessed_model_resolver",
-    "Evaluator",
-    "Pusher",
-    "SimilarityIndexer",
-}
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,14 @@ LOCATION_FLAGS = {
         "pipeline_name": "--pipeline_name",
     },
 }
+
+
+def _config(**settings) -> PipelineConfig:
+    return PipelineConfig(
+        pipeline_name="p", pipeline_root="r", data_root="d", serving_dir="s", label_map="l.csv", **settings
+    )
+
+
 PARSERS = {"run": run_command.parse_args, "compile": lambda argv: compile_command.parse_args(COMPILE_REQUIRED + argv)}
 
 
@@ -141,9 +149,7 @@ def test_the_trainer_rebuilds_every_setting_it_was_given_through_json():
         )
         for f in dataclasses.fields(TrainerSettings)
     }
-    config = PipelineConfig(
-        pipeline_name="p", pipeline_root="r", data_root="d", serving_dir="s", label_map="l.csv", **changed
-    )
+    config = _config(**changed)
     custom = json.loads(json.dumps(config.trainer_custom_config()))
     assert custom["label_map"] == "l.csv"
     assert ModelConfig.from_custom_config(custom) == ModelConfig(**changed)
@@ -152,16 +158,7 @@ def test_the_trainer_rebuilds_every_setting_it_was_given_through_json():
 
 
 def test_ensemble_members_override_only_trainer_settings_with_their_types():
-    config = PipelineConfig(
-        pipeline_name="p",
-        pipeline_root="r",
-        data_root="d",
-        serving_dir="s",
-        label_map="l.csv",
-        num_labels=5,
-        dropout=0.3,
-        ensemble=("backbone=xception, seed=2", "loss=asl,augment=true"),
-    )
+    config = _config(num_labels=5, dropout=0.3, ensemble=("backbone=xception, seed=2", "loss=asl,augment=true"))
     first, second = config.member_configs()
     assert (first.backbone, first.seed, first.loss, first.dropout) == ("xception", 2, "bce", 0.3)
     assert (second.backbone, second.loss, second.augment) == ("inception_v3", "asl", True)
@@ -183,16 +180,7 @@ def test_a_members_own_learning_rate_is_not_replaced_by_the_runs(runtime_paramet
 
     from pipeline.pipeline import Deployment, create_pipeline
 
-    config = PipelineConfig(
-        pipeline_name="p",
-        pipeline_root="r",
-        data_root="d",
-        serving_dir="s",
-        label_map="l.csv",
-        num_labels=5,
-        schema_path="schema.pbtxt",
-        ensemble=("seed=1", "head_learning_rate=0.05"),
-    )
+    config = _config(num_labels=5, schema_path="schema.pbtxt", ensemble=("seed=1", "head_learning_rate=0.05"))
     nodes = {n.id: n for n in create_pipeline(config, deployment=Deployment(runtime_parameters)).components}
     first, second = (nodes[f"Trainer_{i}"].exec_properties for i in (1, 2))
     assert second["head_learning_rate"] == 0.05
