@@ -37,7 +37,7 @@ import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow load
 import numpy as np
 
 import pipeline_benchmark
-from imat_common.workdir import Workdir
+from imat_common.workdir import Workdir, latest_pushed_model
 
 SWEEP = {
     "exact": ("", [0]),
@@ -275,14 +275,14 @@ def main(argv=None):
 
     label_map = pipeline_benchmark.prepare(os.path.abspath(args.dataset), args.work)
     data = os.path.join(args.work, "data")
-    model_dir = args.model or Workdir(args.work).latest_pushed_model()
+    model_dir = args.model or latest_pushed_model(Workdir(args.work).serving)
     if not model_dir:
         print("no trained model: running the pipeline to train one", flush=True)
         settings = argparse.Namespace(
             work=args.work, image_size=args.image_size, train_steps=args.train_steps, batch_size=32, learning_rate=1e-3
         )
         pipeline_benchmark.run_pipeline(pipeline_benchmark.pipeline_config(settings, label_map))
-        model_dir = Workdir(args.work).latest_pushed_model()
+        model_dir = latest_pushed_model(Workdir(args.work).serving)
     results = {"model": model_dir}
     scratch = tempfile.mkdtemp(prefix="similar-bench-")
     untrained_dir = export_untrained(model_dir, label_map, scratch, seed=1)

@@ -14,6 +14,7 @@ import os
 import re
 from typing import Dict, List
 
+from imat_common.workdir import model_or_newest
 from pipeline.config import PipelineConfig
 
 LOCATION_FIELDS = (
@@ -102,8 +103,6 @@ def config_overrides(args: argparse.Namespace) -> Dict[str, object]:
 
 def local_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
     """``--model``, else the newest model pushed in ``--workdir``: a local folder, or a one-line usage error."""
-    from imat_common.workdir import model_or_newest
-
     try:
         model_dir = model_or_newest(args.model, args.workdir)
     except FileNotFoundError as e:

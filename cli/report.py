@@ -33,11 +33,6 @@ from imat_common.workdir import DEFAULT_WORKDIR, Workdir
 from imat_common import serving
 from imat_common.serving import read_thresholds
 
-_DECISIONS, _PROBABILITIES = serving.DECISIONS, serving.PROBABILITIES
-# pipeline.label_metrics' names, spelled out: importing that module imports Beam and TFMA.
-LABEL_SLICE_EXAMPLE_COUNT = "label_slice_example_count"
-LABEL_SLICE_MICRO_RECALL, LABEL_SLICE_MICRO_F1 = "label_slice_micro_recall", "label_slice_micro_f1"
-
 
 @dataclasses.dataclass(frozen=True)
 class LabelRow:
@@ -60,7 +55,7 @@ def _value(metrics: dict, name: str) -> float:
 
 
 def _micro_f1(metrics: dict) -> float:
-    for name, value in metrics.get(_DECISIONS, {}).get("", {}).items():
+    for name, value in metrics.get(serving.DECISIONS, {}).get("", {}).items():
         if name.endswith("micro_f1"):
             return float(value["doubleValue"])
     return math.nan
@@ -74,7 +69,7 @@ def micro_f1(slicing_metrics: Sequence[Tuple[tuple, dict]]) -> float:
 def num_labels(slicing_metrics: Sequence[Tuple[tuple, dict]]) -> int:
     """The width of the multi-hot vector: the per-class sub keys of the overall slice's decisions."""
     overall = dict(slicing_metrics).get((), {})
-    return len([k for k in overall.get(_DECISIONS, {}) if k.startswith("classId:")])
+    return len([k for k in overall.get(serving.DECISIONS, {}) if k.startswith("classId:")])
 
 
 def label_rows(
@@ -98,13 +93,16 @@ def label_rows(
         label_id = index + 1
         if label_map and label_id not in names:
             continue  # a gap in the label ids
-        decisions = overall.get(_DECISIONS, {}).get(f"classId:{index}", {})
-        probabilities = overall.get(_PROBABILITIES, {}).get(f"classId:{index}", {})
-        support = _value(decisions, LABEL_SLICE_EXAMPLE_COUNT)
-        slice_recall, slice_f1 = _value(decisions, LABEL_SLICE_MICRO_RECALL), _value(decisions, LABEL_SLICE_MICRO_F1)
+        decisions = overall.get(serving.DECISIONS, {}).get(f"classId:{index}", {})
+        probabilities = overall.get(serving.PROBABILITIES, {}).get(f"classId:{index}", {})
+        support = _value(decisions, serving.LABEL_SLICE_EXAMPLE_COUNT)
+        slice_recall, slice_f1 = (
+            _value(decisions, serving.LABEL_SLICE_MICRO_RECALL),
+            _value(decisions, serving.LABEL_SLICE_MICRO_F1),
+        )
         if math.isnan(support):  # an evaluation from before LabelSliceMetrics: per-label slices
             label_slice = by_slice.get(((LABELS_KEY, label_id),), {})
-            support = _value(label_slice.get(_DECISIONS, {}).get("", {}), "example_count")
+            support = _value(label_slice.get(serving.DECISIONS, {}).get("", {}), "example_count")
             slice_f1 = _micro_f1(label_slice)
         label = names.get(label_id)
         rows.append(

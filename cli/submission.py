@@ -23,7 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from trainer import rules
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir, model_or_newest
-from imat_common.serving import thresholds_path
+from imat_common.serving import read_thresholds
 
 
 def read_labels(path: str) -> Dict[str, Tuple[int, ...]]:
@@ -123,13 +123,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
     if not tf.io.gfile.glob(examples):
         parser.error(f"no examples match {examples}")
-    report_path = thresholds_path(model_dir)
     try:
-        with tf.io.gfile.GFile(report_path) as f:
-            report = json.load(f)
+        report = read_thresholds(model_dir)
         batch_scoring.rule_thresholds(report)
         labels = read_labels(args.labels) if args.labels else None
-    except (OSError, ValueError) as e:  # tf.errors.NotFoundError is an OSError
+    except (OSError, ValueError) as e:
         parser.error(str(e))
     counts_path = os.path.splitext(output)[0] + "_counts.json"
     options = PipelineOptions(beam_args or ["--runner=FnApiRunner"])

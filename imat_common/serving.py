@@ -26,6 +26,15 @@ PROBABILITIES, DECISIONS, LABEL_IDS, LABEL_NAMES, EMBEDDING = (
     "embedding",
 )
 
+# The Evaluator's per-label metrics (pipeline/label_metrics.py), under output ``decisions`` and
+# sub key ``classId:k``: the images carrying label k+1, and micro metrics over them.
+LABEL_SLICE_EXAMPLE_COUNT, LABEL_SLICE_MICRO_PRECISION, LABEL_SLICE_MICRO_RECALL, LABEL_SLICE_MICRO_F1 = (
+    "label_slice_example_count",
+    "label_slice_micro_precision",
+    "label_slice_micro_recall",
+    "label_slice_micro_f1",
+)
+
 ASSETS_EXTRA = "assets.extra"
 THRESHOLDS_FILE = "thresholds.json"  # the decision rules and their scores (trainer/rules.py)
 

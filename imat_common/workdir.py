@@ -48,9 +48,6 @@ class Workdir:
         """Similar-product indexes, one folder per model version."""
         return os.path.join(self.root, "similar")
 
-    def latest_pushed_model(self) -> Optional[str]:
-        return latest_pushed_model(self.serving)
-
 
 def latest_pushed_model(serving_dir: str) -> Optional[str]:
     """The newest versioned folder the Pusher wrote, or None."""
@@ -72,7 +69,8 @@ def model_or_newest(model: Optional[str], workdir: str) -> str:
     Raises:
       FileNotFoundError: no model given and none pushed, naming where it looked.
     """
-    newest = model or Workdir(workdir).latest_pushed_model()
+    serving = Workdir(workdir).serving
+    newest = model or latest_pushed_model(serving)
     if not newest:
-        raise FileNotFoundError(f"no pushed model in {Workdir(workdir).serving}: run `imat run` first, or pass --model")
+        raise FileNotFoundError(f"no pushed model in {serving}: run `imat run` first, or pass --model")
     return newest

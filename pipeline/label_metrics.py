@@ -19,13 +19,14 @@ import numpy as np
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 from tensorflow_model_analysis.proto import config_pb2
 
-LABEL_SLICE_METRICS_NAME = "label_slice_metrics"
-EXAMPLE_COUNT, MICRO_PRECISION, MICRO_RECALL, MICRO_F1 = (
-    "label_slice_example_count",
-    "label_slice_micro_precision",
-    "label_slice_micro_recall",
-    "label_slice_micro_f1",
+from imat_common.serving import (
+    LABEL_SLICE_EXAMPLE_COUNT,
+    LABEL_SLICE_MICRO_F1,
+    LABEL_SLICE_MICRO_PRECISION,
+    LABEL_SLICE_MICRO_RECALL,
 )
+
+LABEL_SLICE_METRICS_NAME = "label_slice_metrics"
 DECISION_THRESHOLD = 0.5  # TFMA's default threshold for precision, recall and F1
 
 
@@ -120,10 +121,10 @@ class _LabelSliceCombiner(beam.CombineFn):
         output = {}
         for class_id, (count, tp, fp, fn) in enumerate(accumulator if accumulator is not None else []):
             values = {
-                EXAMPLE_COUNT: count,
-                MICRO_PRECISION: _ratio(tp, tp + fp),
-                MICRO_RECALL: _ratio(tp, tp + fn),
-                MICRO_F1: _ratio(2 * tp, 2 * tp + fp + fn),
+                LABEL_SLICE_EXAMPLE_COUNT: count,
+                LABEL_SLICE_MICRO_PRECISION: _ratio(tp, tp + fp),
+                LABEL_SLICE_MICRO_RECALL: _ratio(tp, tp + fn),
+                LABEL_SLICE_MICRO_F1: _ratio(2 * tp, 2 * tp + fp + fn),
             }
             for metric, value in values.items():
                 output[
