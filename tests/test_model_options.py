@@ -109,14 +109,6 @@ def test_the_trainers_custom_config_rebuilds_the_model_config_with_types():
         model_lib.ModelConfig.from_custom_config({"image_size": 75})
 
 
-def test_training_segments_split_at_the_phase_and_the_size_change():
-    assert task.training_segments(100, 30, 0) == [(0, 30), (30, 100)]
-    assert task.training_segments(100, 0, 50) == [(0, 50), (50, 100)]
-    assert task.training_segments(100, 30, 50) == [(0, 30), (30, 50), (50, 100)]
-    assert task.training_segments(100, 100, 0) == [(0, 100)]
-    assert task.training_segments(10, 0, 10) == [(0, 10)]
-
-
 def test_progressive_resizing_trains_on_small_images_then_serves_full_size():
     config = model_lib.ModelConfig(NUM_LABELS, 75, "none", progressive_image_size=48, backbone="mobilenetv3small")
     model = model_lib.build_model(config)

@@ -6,7 +6,7 @@ import os
 import tf_keras as keras
 
 from imat_common.serving import EMBEDDING, PROBABILITIES
-from trainer import backbones, losses
+from trainer import backbones, losses, plan
 from trainer.preprocessing import IMAGE_FEATURE
 from trainer.settings import AUTO, TrainerSettings
 
@@ -39,7 +39,7 @@ def _backbone_weights(weights: str):
 
 
 def build_model(config: ModelConfig) -> keras.Model:
-    """Builds the network; the backbone starts frozen (phase one trains the head).
+    """Builds the network, uncompiled, with the backbone frozen; ``compile_for_phase`` sets what trains.
 
     With ``config.mixed_precision`` the layers are built under that policy, and the process's
     global policy is put back afterwards: the model keeps its own, nothing else changes.
@@ -119,6 +119,23 @@ def compile_for_fine_tuning(model: keras.Model, config: ModelConfig) -> None:
     for layer in backbone.layers[:start]:
         layer.trainable = False
     _compile(model, config.fine_tune_learning_rate, config.loss)
+
+
+def compile_for_phase(model: keras.Model, config: ModelConfig, phase: str) -> None:
+    """Sets the trainable layers of ``phase`` (``trainer.plan.HEAD`` or ``FINE_TUNE``) and compiles.
+
+    tf_keras applies a change of ``trainable`` only when the model is compiled again, and the
+    new optimizer starts at the phase's learning rate.
+
+    Raises:
+      ValueError: an unknown phase.
+    """
+    if phase == plan.HEAD:
+        compile_for_head(model, config)
+    elif phase == plan.FINE_TUNE:
+        compile_for_fine_tuning(model, config)
+    else:
+        raise ValueError(f"unknown training phase {phase!r}: use {plan.HEAD!r} or {plan.FINE_TUNE!r}")
 
 
 def _compile(model: keras.Model, learning_rate: float, loss: str) -> None:

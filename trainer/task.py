@@ -1,4 +1,4 @@
-"""The Trainer's ``run_fn``: two-phase training, the decision rule chosen on calibration, export.
+"""The Trainer's ``run_fn``: training by plan (``trainer/plan.py``), the decision rule chosen on calibration, export.
 
 ``custom_config`` is ``trainer.settings.TrainerSettings`` by name (``PipelineConfig.trainer_custom_config``),
 plus ``label_map``, the path of label_map.csv.
@@ -10,14 +10,13 @@ eval split (only scored); ``trainer/calibration.py`` keeps them apart.
 import functools
 import logging
 import time
-from typing import List, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import calibration, data, exporter, model as model_lib, multi_worker
+from trainer import calibration, data, exporter, model as model_lib, multi_worker, plan
 from imat_common.features import load_label_map
 
 log = logging.getLogger(__name__)
@@ -37,15 +36,6 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"unknown distribution {name!r}: use default, mirrored, multi_worker or tpu")
-
-
-def training_segments(total: int, head_steps: int, small_steps: int) -> List[Tuple[int, int]]:
-    """[first, last) step ranges of one phase and one image size each, in order.
-
-    Phase one (the head) covers steps [0, head_steps), progressive resizing [0, small_steps).
-    """
-    cuts = sorted({0, total} | {c for c in (head_steps, small_steps) if 0 < c < total})
-    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
 def resized(dataset: tf.data.Dataset, size: int) -> tf.data.Dataset:
@@ -93,50 +83,38 @@ def run_fn(fn_args):
 
     with strategy.scope():
         model = model_lib.build_model(model_config)
-        model_lib.compile_for_head(model, model_config)
     total = int(fn_args.train_steps)
-    # head_steps_fraction 0 skips phase one: from scratch, a frozen random backbone teaches the head nothing.
-    head_steps = min(total, int(round(total * model_config.head_steps_fraction)))
-    small_steps = (
-        min(total, int(round(total * model_config.progressive_fraction))) if model_config.progressive_image_size else 0
-    )
+    segments = plan.training_plan(total, model_config)
     callbacks = (
         [keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")]
         if fn_args.model_run_dir and role.is_chief
         else []
     )
-    start = time.monotonic()
-    for first, last in training_segments(total, head_steps, small_steps):
-        if first == head_steps and first > 0:
+    start, compiled_for = time.monotonic(), None
+    for segment in segments:
+        if segment.phase != compiled_for:
             with strategy.scope():
-                model_lib.compile_for_fine_tuning(model, model_config)
-        phase = (
-            "phase 1: head only"
-            if first < head_steps
-            else f"phase 2: from {model_config.first_fine_tuned_layer or 'the first layer'} on"
-        )
-        small = first < small_steps
-        size = model_config.progressive_image_size if small else model_config.image_size
-        lr = model_config.head_learning_rate if first < head_steps else model_config.fine_tune_learning_rate
+                model_lib.compile_for_phase(model, model_config, segment.phase)
+            compiled_for = segment.phase
         log.info(
-            "%s, steps %d-%d of %d at lr %g, %d px (%.0f s so far)",
-            phase,
-            first + 1,
-            last,
-            total,
-            lr,
-            size,
+            "%s: %d of %d weight tensors trainable (%.0f s so far)",
+            segment.describe(total, model_config.first_fine_tuned_layer),
+            len(model.trainable_weights),
+            len(model.weights),
             time.monotonic() - start,
         )
         # No validation inside fit: it would trace the network twice more; the calibration and
         # eval splits are scored once, after training.
         model.fit(
-            resized(train, size) if small else train,
-            steps_per_epoch=last - first,
+            resized(train, segment.image_size) if segment.progressive else train,
+            steps_per_epoch=segment.steps,
             epochs=1,
             callbacks=callbacks,
             verbose=2,
         )
+    if compiled_for is None:  # no training steps: compiled all the same, as the export expects
+        with strategy.scope():
+            model_lib.compile_for_phase(model, model_config, plan.HEAD)
     log.info("training took %.0f s", time.monotonic() - start)
 
     if role.num_workers > 1:
