@@ -64,10 +64,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     from components.download.records import ManifestError
     from components.validation import DataValidationError
     from imat_common.features import LabelMapError
+    from trainer.weights import WeightsUnavailable
 
     try:
         COMMANDS[argv[0]](argv[1:])
-    except (ManifestError, LabelMapError, PlanMismatchError, DataValidationError) as e:
+    except (ManifestError, LabelMapError, PlanMismatchError, DataValidationError, WeightsUnavailable) as e:
         # Bad input is the user's to fix: say what and where, without a traceback.
         print(f"imat {argv[0]}: error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -69,6 +69,24 @@ def build_config(args) -> PipelineConfig:
     )
 
 
+def check_weights(config: PipelineConfig) -> None:
+    """Before the DAG starts: every Trainer's weights file exists, and its ImageNet weights can be had
+    (Keras' cache or a download).
+
+    Raises:
+      trainer.weights.WeightsUnavailable: one line naming ``--weights none`` and ``--weights FILE.h5``.
+    """
+    from trainer import weights
+
+    members = config.member_configs() or [config]
+    for member in members:
+        # A local file must exist; a remote one (gs://) is read where the Trainer runs.
+        if member.weights != weights.IMAGENET and "://" not in member.weights:
+            weights.resolve(member.weights)
+    for backbone in sorted({member.backbone for member in members if member.weights == weights.IMAGENET}):
+        weights.check_imagenet(backbone)
+
+
 def summary_lines(config: PipelineConfig) -> List[str]:
     """What the last run did, its micro-F1 and where the model went."""
     metadata = metadata_path(config.pipeline_root)
@@ -113,6 +131,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
             download_demo(args.workdir, args.num_images)
     config = build_config(args)
+    check_weights(config)
     from pipeline import local_runner
     from cli import logs
 

@@ -9,6 +9,7 @@ import glob
 import io
 import json
 import os
+import random
 from typing import Dict, List
 
 from PIL import Image
@@ -158,6 +159,40 @@ def write_examples(rows: List[Dict], path: str) -> None:
                     )
                 ).SerializeToString()
             )
+
+
+def demo_splits(root: str, tft_dir: str, counts: Dict[str, int], image_size: int, seed: int = 7, train_files: int = 1):
+    """Demo garments (labels visible in the pixels) as the Trainer sees them: ``Split-<name>`` folders
+    of gzip TFRecords and the transform graph of the train split.
+
+    Args:
+      counts: images per split, in order, e.g. {"train": 24, "calibration": 8, "eval": 8}.
+      image_size: the side Transform resizes to; the JPEGs are drawn at 90 px.
+      train_files: the train split's files (examples dealt round-robin), one per worker.
+
+    Returns:
+      (train file patterns, eval file patterns: every other split), as ``FnArgs`` takes them.
+    """
+    from cli import demo_data
+
+    num_labels = max(label.label_id for label in demo_data.label_table())
+    rng = random.Random(seed)
+    rows = {}
+    for split, count in counts.items():
+        rows[split] = []
+        for _ in range(count):
+            im, labels = demo_data.render(rng, 90)
+            rows[split].append({features.IMAGE_KEY: [jpeg(im)], features.LABELS_KEY: labels})
+    for split, split_rows in rows.items():
+        folder = os.path.join(root, f"Split-{split}")
+        os.makedirs(folder)
+        parts = train_files if split == "train" else 1
+        for i in range(parts):
+            write_examples(split_rows[i::parts], os.path.join(folder, f"data_tfrecord-{i:05d}-of-{parts:05d}.gz"))
+    transform(rows["train"], tft_dir, num_labels, image_size)
+    return [os.path.join(root, "Split-train", "*")], [
+        os.path.join(root, f"Split-{s}", "*") for s in counts if s != "train"
+    ]
 
 
 # The node ids of the single-Trainer pipeline, as the local runner records them.

@@ -16,7 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from cli import demo_data
-from tests.helpers import jpeg, transform, write_examples
+from tests.helpers import demo_splits, jpeg
 from trainer import data, model as model_lib, multi_worker
 from imat_common import features
 from trainer.multi_worker import WorkerRole, role_from_cluster
@@ -125,30 +125,17 @@ def _free_ports(n):
     return ports
 
 
-def _tiny_examples(root, tft_dir):
-    """Train (two files: one per worker), calibration and eval splits of demo garments, and their transform graph."""
-    rng = random.Random(7)
-    rows = []
-    for _ in range(40):
-        im, labels = demo_data.render(rng, 90)
-        rows.append({features.IMAGE_KEY: [jpeg(im)], features.LABELS_KEY: labels})
-    splits = {"train": rows[:24], "calibration": rows[24:32], "eval": rows[32:]}
-    for split, split_rows in splits.items():
-        folder = os.path.join(root, f"Split-{split}")
-        os.makedirs(folder)
-        halves = (split_rows[::2], split_rows[1::2]) if split == "train" else (split_rows,)
-        for i, part in enumerate(halves):
-            write_examples(part, os.path.join(folder, f"data_tfrecord-{i:05d}-of-{len(halves):05d}.gz"))
-    transform(splits["train"], tft_dir, NUM_LABELS, SIZE)
-    return [os.path.join(root, "Split-train", "*")], [
-        os.path.join(root, f"Split-{s}", "*") for s in ("calibration", "eval")
-    ]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_two_workers_train_one_model_and_only_the_chief_exports(tmp_path):
-    train_files, eval_files = _tiny_examples(str(tmp_path / "examples"), str(tmp_path / "transform"))
+    # Train (two files: one per worker), calibration and eval splits of demo garments.
+    train_files, eval_files = demo_splits(
+        str(tmp_path / "examples"),
+        str(tmp_path / "transform"),
+        {"train": 24, "calibration": 8, "eval": 8},
+        SIZE,
+        train_files=2,
+    )
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     custom_config = {

@@ -17,11 +17,24 @@ def _scores(rng, n, rates, shift):
     return probabilities.astype(np.float32), labels
 
 
+def test_only_labels_whose_threshold_moved_count_as_tuned():
+    # Label 1 is separated by the global threshold already, so coordinate ascent leaves it there.
+    rng = np.random.default_rng(0)
+    separable = rng.uniform(size=200) < 0.3
+    noisy = rng.uniform(size=200) < 0.3
+    probabilities = np.stack([np.where(separable, 0.9, 0.1), rng.uniform(size=200) * 0.6 + noisy * 0.3], 1)
+    fitted = rules.fit(probabilities.astype(np.float32), np.stack([separable, noisy], 1).astype(np.float32), 5)
+    assert fitted.per_label[0] == np.float32(fitted.global_threshold)
+    np.testing.assert_array_equal(fitted.tuned, fitted.per_label != np.float32(fitted.global_threshold))
+    assert not fitted.tuned[0]
+
+
 def test_fit_gives_rare_labels_the_global_threshold():
     rng = np.random.default_rng(0)
     probabilities, labels = _scores(rng, 400, (0.4, 0.3, 0.005), (0.3, 0.3, 0.3))
     fitted = rules.fit(probabilities, labels, min_positives=5)
-    assert list(fitted.tuned) == [True, True, False]
+    # Tuned: a threshold of its own. Label 2 stays at the global threshold, as its best cut.
+    assert list(fitted.tuned) == [True, False, False]
     assert fitted.per_label[2] == np.float32(fitted.global_threshold) != 0.5
     assert (fitted.thresholds(rules.GLOBAL) == np.float32(fitted.global_threshold)).all()
     assert (fitted.thresholds(rules.FIXED) == 0.5).all()

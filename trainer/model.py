@@ -1,12 +1,11 @@
 """A backbone (InceptionV3 by default) with one sigmoid per label, trained in two phases (head, then top blocks)."""
 
 import dataclasses
-import os
 
 import tf_keras as keras
 
 from imat_common.serving import EMBEDDING, PROBABILITIES
-from trainer import backbones, losses, plan
+from trainer import backbones, losses, plan, weights
 from trainer.preprocessing import IMAGE_FEATURE
 from trainer.settings import AUTO, TrainerSettings
 
@@ -24,18 +23,6 @@ class ModelConfig(TrainerSettings):
         if self.fine_tune_from == AUTO:
             return backbones.get_backbone(self.backbone).fine_tune_from
         return self.fine_tune_from
-
-
-def _backbone_weights(weights: str):
-    if weights in ("imagenet",):
-        return "imagenet"
-    if weights in ("none", "", None):
-        return None
-    if not os.path.exists(weights) and not weights.startswith("gs://"):
-        raise FileNotFoundError(
-            f"backbone weights file {weights!r} does not exist (use 'imagenet', 'none' or a local no-top .h5 file)"
-        )
-    return weights
 
 
 def build_model(config: ModelConfig) -> keras.Model:
@@ -74,7 +61,7 @@ def _build(config: ModelConfig) -> keras.Model:
             raise ValueError(f"{name} {size} is below {config.backbone}'s minimum of {spec.min_size}")
     side = None if config.progressive_image_size else config.image_size  # None: any size
     inputs = keras.Input(shape=(side, side, 3), name=IMAGE_FEATURE)
-    backbone = spec.build(include_top=False, weights=_backbone_weights(config.weights), input_shape=(side, side, 3))
+    backbone = spec.build(include_top=False, weights=weights.resolve(config.weights), input_shape=(side, side, 3))
     backbone.trainable = False
     if config.batch_norm_momentum:
         for layer in backbone.layers:

@@ -16,7 +16,7 @@ contract every reader relies on: ``imat run``, ``imat report``, ``imat submissio
   served_rule             the rule the exported model applies
   thresholds              its threshold per label (label id k at index k-1)
   per_label_thresholds    the per_label rule's thresholds
-  tuned                   per label: true where it has its own threshold (else the global one)
+  tuned                   per label: true where its threshold differs from the global one
   global_threshold        the global rule's threshold
   min_positives, calibration_folds, calibration_examples, eval_examples
   micro_f1                {rule: {"calibration": k-fold micro-F1 (what chose the rule),

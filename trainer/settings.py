@@ -27,7 +27,9 @@ class TrainerSettings:
 
     num_labels: int  # width of the multi-hot vector (the label map's highest id)
     image_size: int = 299  # side of the square image Transform gives the model, in pixels
-    weights: str = "imagenet"  # "imagenet", "none" (from scratch) or a local no-top .h5 file of the backbone
+    # "imagenet", "none" (from scratch) or a no-top .h5 weights file of the backbone (local, or gs://
+    # and any file system Beam reads); imat run checks that imagenet can be had before it starts.
+    weights: str = "imagenet"
     dropout: float = 0.3  # before the sigmoids (and after the dense head layer)
     head_learning_rate: float = 1e-3  # Adam, phase one: the head only
     fine_tune_learning_rate: float = 1e-4  # Adam, phase two: the head and the unfrozen backbone layers

@@ -96,7 +96,9 @@ def tune_thresholds(
       max_passes: bound on the passes over all labels.
 
     Returns:
-      (thresholds [labels] float32, tuned [labels] bool: False where the fallback was kept).
+      (thresholds [labels] float32, tuned [labels] bool: True where the threshold differs from
+      ``default``, False where the fallback was kept, for too few positives or because no other
+      threshold did better).
     """
     probabilities = np.asarray(probabilities, dtype=np.float32)
     labels = np.asarray(labels) > 0.5
@@ -104,7 +106,7 @@ def tune_thresholds(
         raise ValueError(f"probabilities {probabilities.shape} and labels {labels.shape} must be the same 2-D shape")
     num_labels = probabilities.shape[1]
     thresholds = np.full(num_labels, default, dtype=np.float32)
-    tuned = labels.sum(axis=0) >= min_positives
+    eligible = labels.sum(axis=0) >= min_positives
     decisions = probabilities >= thresholds
     tp = (decisions & labels).sum(axis=0).astype(np.float64)
     fp = (decisions & ~labels).sum(axis=0).astype(np.float64)
@@ -112,7 +114,7 @@ def tune_thresholds(
     sorted_labels = {}
     for _ in range(max_passes):
         improved = False
-        for k in np.flatnonzero(tuned):
+        for k in np.flatnonzero(eligible):
             if k not in sorted_labels:
                 order = np.argsort(-probabilities[:, k], kind="stable")
                 sorted_labels[k] = (probabilities[order, k], labels[order, k])
@@ -128,4 +130,5 @@ def tune_thresholds(
                 improved = True
         if not improved:
             break
-    return thresholds, tuned
+    # Own threshold: moved off the fallback. An eligible label whose best cut is the fallback has none.
+    return thresholds, thresholds != np.float32(default)
