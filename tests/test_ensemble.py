@@ -72,6 +72,25 @@ def test_out_of_fold_predictions_come_from_stackers_that_never_saw_the_example()
     )
 
 
+def test_hill_climbed_weights_are_fitted_inside_the_folds():
+    members, labels = _members(n=40)
+    folds, seed = 4, 3
+    oof = ensemble.out_of_fold(members, labels, folds, seed, ensemble.WEIGHTS)
+    held = np.random.default_rng(seed).permutation(40) % folds == 2
+    by_hand = ensemble.weighted(members[:, held], ensemble.hill_climb(members[:, ~held], labels[~held]))
+    np.testing.assert_allclose(oof[held], by_hand, atol=1e-6)
+    flipped = labels.copy()
+    flipped[held] = 1 - flipped[held]  # the held-out examples' own labels do not reach their predictions
+    np.testing.assert_allclose(ensemble.out_of_fold(members, flipped, folds, seed, ensemble.WEIGHTS)[held], oof[held])
+    # The report's calibration figures are those out-of-fold predictions' (not the weights' in-sample fit).
+    combination = ensemble.fit_combination(ensemble.WEIGHTS, (members, labels), (members, labels), 3, folds, seed=seed)
+    fitted = rules.fit(oof, labels, 3)
+    served = combination.report["served_rule"]
+    assert combination.report["micro_f1"][served]["calibration_fitted"] == pytest.approx(
+        rules.micro_f1(rules.counts(oof >= fitted.thresholds(served), labels))
+    )
+
+
 def test_fit_combination_tunes_on_calibration_and_refuses_bad_input():
     members, labels = _members(n=160)
     cal, ev = (members[:, :100], labels[:100]), (members[:, 100:], labels[100:])

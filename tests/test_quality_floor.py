@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 
 import pytest
 
@@ -80,8 +81,11 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=STEPS)
     args = parser.parse_args(argv)
     for seed in args.seeds:
+        start, cpu = time.monotonic(), time.process_time()
         with tempfile.TemporaryDirectory() as work:
-            print(json.dumps(train_and_score(work, seed, args.steps)), flush=True)
+            result = train_and_score(work, seed, args.steps)
+        result.update(wall_s=round(time.monotonic() - start), cpu_s=round(time.process_time() - cpu))
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

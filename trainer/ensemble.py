@@ -4,9 +4,11 @@ Both are fitted on the calibration split only. Weights: greedy forward selection
 replacement (Caruana et al. 2004, the method of the 2018 challenge's seed reports), on
 micro-F1 at the best global threshold. Stacker: a small dense network from every member's
 probabilities for every label to each label's probability, started at the members' mean
-(its last layer starts at zero, so it learns corrections to the mean); its k-fold
-out-of-fold predictions are what the decision thresholds are tuned on, so no threshold is
-fitted to predictions the stacker made on its own training examples.
+(its last layer starts at zero, so it learns corrections to the mean). For either method the
+decision thresholds are tuned on k-fold out-of-fold predictions (each fold combined by weights
+or a stacker fitted on the other folds), so no threshold is fitted to predictions the
+combination made on its own fitting examples; the exported combination is fitted on all of
+calibration.
 
 Everything here is NumPy, except the stacker's fit (TensorFlow, eager); ``stacker_predict``
 is what the exported model computes (``trainer/ensemble_export.py``).
@@ -129,16 +131,29 @@ def fit_stacker(
     return Stacker(w1.numpy(), b1.numpy(), w2.numpy(), b2.numpy())
 
 
-def out_of_fold(members: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0, **fit_args) -> np.ndarray:
-    """Each example's stacker prediction from a stacker fitted on the other folds."""
+def out_of_fold(
+    members: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0, method: str = STACKER, **fit_args
+) -> np.ndarray:
+    """Each example's combined probabilities from a combination fitted on the other folds.
+
+    Args:
+      members, labels: as in ``fit_combination``'s calibration.
+      folds: k; the folds are a fixed permutation of the examples (``seed``).
+      method: ``STACKER`` (``fit_args`` go to ``fit_stacker``) or ``WEIGHTS`` (hill climbing).
+    """
     members, labels = np.asarray(members, np.float32), np.asarray(labels, np.float32)
     n = members.shape[1]
     fold = np.random.default_rng(seed).permutation(n) % max(2, min(folds, n))
     predictions = np.zeros(members.shape[1:], np.float32)
     for k in np.unique(fold):
         held = fold == k
-        stacker = fit_stacker(members[:, ~held], labels[~held], seed=seed, **fit_args)
-        predictions[held] = stacker_predict(stacker, members[:, held])
+        if method == STACKER:
+            stacker = fit_stacker(members[:, ~held], labels[~held], seed=seed, **fit_args)
+            predictions[held] = stacker_predict(stacker, members[:, held])
+        elif method == WEIGHTS:
+            predictions[held] = weighted(members[:, held], hill_climb(members[:, ~held], labels[~held]))
+        else:
+            raise ValueError(f"unknown ensemble method {method!r}: use {' or '.join(METHODS)}")
     return predictions
 
 
@@ -193,14 +208,15 @@ def fit_combination(
         )
     if method == WEIGHTS:
         combination = Combination(WEIGHTS, hill_climb(cal_members, cal_labels).tolist())
-        tuned_on = combination.apply(cal_members)
     elif method == STACKER:
         combination = Combination(
             STACKER, [1 / len(cal_members)] * len(cal_members), fit_stacker(cal_members, cal_labels, seed=seed)
         )
-        tuned_on = out_of_fold(cal_members, cal_labels, folds, seed)
     else:
         raise ValueError(f"unknown ensemble method {method!r}: use {' or '.join(METHODS)}")
+    # The thresholds and the rule are fitted on predictions of combinations that never saw the
+    # example: weights hill-climbed on the same examples would make the calibration scores in sample.
+    tuned_on = out_of_fold(cal_members, cal_labels, folds, seed, method)
     combination.report = rules.decision_report(
         (tuned_on, cal_labels), (combination.apply(eval_members), eval_labels), min_positives, folds, baseline_label_ids
     )
