@@ -42,6 +42,7 @@ def train_and_score(work: str, seed: int, steps: int = STEPS) -> dict:
         os.path.join(work, "examples"), os.path.join(work, "transform"), COUNTS, SIZE, seed=100 + seed
     )
     config = demo_config(work, NUM_LABELS, image_size=SIZE, train_steps=steps, seed=seed)
+    os.makedirs(os.path.dirname(config.label_map), exist_ok=True)
     write_label_map(demo_data.label_table(), config.label_map)  # the baseline: each task's most frequent label
     serving = os.path.join(work, "serving")
     task.run_fn(

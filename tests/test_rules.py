@@ -132,6 +132,8 @@ def test_the_report_prints_three_rules_the_served_one_and_the_baseline():
     assert f"{report['micro_f1'][rules.FIXED]['eval']:6.3f}" in next(line for line in lines if "0.5 for every" in line)
     assert lines[-1].lstrip().startswith("baseline: most frequent train label per task")
     assert rules.format_report({"thresholds": [0.5]})[0].startswith("(this model's thresholds.json predates")
+    report["training"] = {"steps": 600, "batch_size": 32, "train_examples": 1577, "epochs": 600 * 32 / 1577}
+    assert rules.format_report(report)[-1] == "trained 600 steps of 32: 12.18 epochs of 1577 train images"
 
 
 LABEL_MAP = LabelMap(

@@ -11,7 +11,7 @@ from cli import demo_data
 from tests.helpers import jpeg, transform
 from trainer import calibration, exporter, model as model_lib, trivial_baseline
 from imat_common import features
-from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, multi_hot
+from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, multi_hot, read_example_count
 
 SIZE, NUM_LABELS = 75, 18
 
@@ -54,6 +54,20 @@ def test_transform_counts_train_labels_for_the_baseline(raw_examples, transforme
         for label_id in raw[features.LABELS_KEY]:
             expected[label_id] = expected.get(label_id, 0) + 1
     assert trivial_baseline.read_frequencies(tf_transform_output) == expected
+    assert read_example_count(tf_transform_output) == len(raw_examples)  # what train_epochs counts on
+
+
+def test_a_transform_graph_without_the_count_is_refused_by_name(tmp_path):
+    class Old:  # a graph written before Transform counted the train split
+        def vocabulary_file_by_name(self, name):
+            return None
+
+    with pytest.raises(ValueError, match="no 'train_example_count' vocabulary.*run Transform again"):
+        read_example_count(Old())
+    (tmp_path / "count").write_text("12 labels\n")
+    Old.vocabulary_file_by_name = lambda self, name: str(tmp_path / "count")
+    with pytest.raises(ValueError, match="count: expected one line 'count example', got \\[\\['12', 'labels'\\]\\]"):
+        read_example_count(Old())
 
 
 def test_multi_hot_accepts_sparse_ragged_and_dense_label_ids():

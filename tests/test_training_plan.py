@@ -69,3 +69,15 @@ def test_bad_fractions_and_steps_are_refused():
         plan.training_plan(10, _settings(progressive_image_size=48, progressive_fraction=-0.1))
     with pytest.raises(ValueError, match="training steps must be 0 or more"):
         plan.training_plan(-1, _settings())
+
+
+def test_train_epochs_give_the_steps_from_the_train_splits_size():
+    assert plan.training_steps(_settings(), 2000, None) == 2000  # train_epochs 0: the pipeline's steps
+    assert plan.training_steps(_settings(train_epochs=2.0, batch_size=32), 2000, 1577) == 99  # ceil(3154 / 32)
+    assert plan.training_steps(_settings(train_epochs=0.001, batch_size=32), 2000, 100) == 1  # at least a step
+    assert plan.epochs_trained(99, 32, 1577) == pytest.approx(2.009, abs=1e-3)
+    assert plan.epochs_trained(99, 32, None) is None
+    with pytest.raises(ValueError, match="train_epochs 2.0 needs the train split's size"):
+        plan.training_steps(_settings(train_epochs=2.0), 2000, None)
+    with pytest.raises(ValueError, match="train_epochs must be 0"):
+        plan.training_steps(_settings(train_epochs=-1.0), 2000, 10)

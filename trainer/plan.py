@@ -10,7 +10,8 @@ This module imports neither TensorFlow nor Keras.
 """
 
 import dataclasses
-from typing import List
+import math
+from typing import List, Optional
 
 from trainer.settings import TrainerSettings
 
@@ -43,6 +44,33 @@ class Segment:
         return (
             f"{what}, steps {self.first + 1}-{self.last} of {total} at lr {self.learning_rate:g}, {self.image_size} px"
         )
+
+
+def training_steps(settings: TrainerSettings, train_steps: int, train_examples: Optional[int]) -> int:
+    """The run's training steps: ``train_epochs`` passes over the train split, or else ``train_steps``.
+
+    Args:
+      train_steps: the pipeline's fixed count (the Trainer's ``TrainArgs``), used when
+        ``settings.train_epochs`` is 0.
+      train_examples: the train split's size (``preprocessing.read_example_count``); needed
+        only with ``train_epochs``.
+
+    Raises:
+      ValueError: ``train_epochs`` is negative, or set while the train split's size is unknown or 0.
+    """
+    epochs = settings.train_epochs
+    if epochs < 0:
+        raise ValueError(f"train_epochs must be 0 (train by train_steps) or more, got {epochs}")
+    if not epochs:
+        return int(train_steps)
+    if not train_examples:
+        raise ValueError(f"train_epochs {epochs} needs the train split's size, and it is {train_examples}")
+    return max(1, math.ceil(epochs * train_examples / settings.batch_size))
+
+
+def epochs_trained(steps: int, batch_size: int, train_examples: Optional[int]) -> Optional[float]:
+    """Passes over the train split that ``steps`` batches make; None when its size is unknown."""
+    return steps * batch_size / train_examples if train_examples else None
 
 
 def head_steps(total: int, settings: TrainerSettings) -> int:

@@ -17,6 +17,10 @@ from trainer.trivial_baseline import LABEL_FREQUENCIES
 IMAGE_FEATURE = "image"  # float32 [size, size, 3] in [-1, 1]; each backbone rescales it (trainer/backbones.py)
 LABELS_FEATURE = "labels_multi_hot"  # float32 [num_labels]; label id k at index k - 1
 
+# The vocabulary that counts the analysed (train) examples: one token, stored with its frequency.
+EXAMPLE_COUNT = "train_example_count"
+_EXAMPLE_TOKEN = "example"
+
 MIN_IMAGE_SIZE = 32  # the smallest input of any backbone; the model checks its own (trainer/backbones.py)
 
 
@@ -89,8 +93,9 @@ def preprocessing_fn(inputs, custom_config):
 
     Returns:
       ``image`` and, when labels are given, ``labels_multi_hot``. Analysing the train split
-      also writes the vocabulary ``train_label_frequencies`` (label id and its count) for the
-      trivial baseline (``trainer/trivial_baseline.py``).
+      also writes the vocabularies ``train_label_frequencies`` (label id and its count) for the
+      trivial baseline (``trainer/trivial_baseline.py``) and ``train_example_count`` (the
+      train split's size, from which ``train_epochs`` gives the training steps).
     """
     image_size = int(custom_config["image_size"])
     if image_size < MIN_IMAGE_SIZE:
@@ -103,4 +108,26 @@ def preprocessing_fn(inputs, custom_config):
         label_ids = label_ids_as_sparse(inputs[features.LABELS_KEY])
         outputs[LABELS_FEATURE] = multi_hot(label_ids, int(custom_config["num_labels"]))
         tft.vocabulary(label_ids, vocab_filename=LABEL_FREQUENCIES, store_frequency=True)
+        tokens = tf.fill(tf.shape(jpegs)[:1], _EXAMPLE_TOKEN)
+        tft.vocabulary(tokens, vocab_filename=EXAMPLE_COUNT, store_frequency=True)
     return outputs
+
+
+def read_example_count(tf_transform_output) -> int:
+    """The number of examples Transform analysed (ExampleGen's train split), from its vocabulary.
+
+    Raises:
+      ValueError: the transform graph predates the count (Transform must run again), or the
+        file is not one "count example" line.
+    """
+    path = tf_transform_output.vocabulary_file_by_name(EXAMPLE_COUNT)
+    if path is None:
+        raise ValueError(
+            f"the transform graph has no {EXAMPLE_COUNT!r} vocabulary: it was written before Transform "
+            "counted the train split; run Transform again, or train by train_steps (train_epochs 0)"
+        )
+    with tf.io.gfile.GFile(path) as f:
+        lines = [line.split() for line in f if line.strip()]
+    if len(lines) != 1 or len(lines[0]) != 2 or lines[0][1] != _EXAMPLE_TOKEN or not lines[0][0].isdigit():
+        raise ValueError(f"{path}: expected one line 'count {_EXAMPLE_TOKEN}', got {lines[:3]}")
+    return int(lines[0][0])

@@ -23,6 +23,7 @@ contract every reader relies on: ``imat run``, ``imat report``, ``imat submissio
                                   "calibration_fitted": in-sample, "eval": out of sample},
                            "baseline": {"calibration": ..., "eval": ...}}
   baseline                {"rule": description, "label_ids": the ids it predicts for every image}
+  training                (added by run_fn) {"steps", "batch_size", "train_examples", "epochs"}
 """
 
 import dataclasses
@@ -198,6 +199,12 @@ def format_report(report: dict) -> List[str]:
         f"  {'baseline: most frequent train label per task':42s} {baseline['eval']:6.3f} "
         f"{baseline['calibration']:11.3f}"
     )
+    training = report.get("training")
+    if training and training.get("epochs"):  # written by run_fn (trainer/task.py)
+        lines.append(
+            f"trained {training['steps']} steps of {training['batch_size']}: {training['epochs']:.2f} epochs "
+            f"of {training['train_examples']} train images"
+        )
     ensemble = report.get("ensemble")
     if ensemble:  # written by the Ensembler (trainer/ensemble_export.py)
         lines.append(

@@ -45,6 +45,9 @@ class TrainerSettings:
     # size; the model then takes any size (serving still gets image_size).
     progressive_image_size: int = 0
     progressive_fraction: float = 0.5  # share of the steps at progressive_image_size
+    # >0: train this many passes over the train split (steps from its size, which Transform
+    # counts), instead of the pipeline's train_steps; 0: train_steps.
+    train_epochs: float = 0.0
     head_steps_fraction: float = 0.3  # phase one's (backbone frozen) share of the training steps
     batch_size: int = 32  # training batch, over all replicas and workers
     eval_batch_size: int = 64  # scoring the calibration and eval splits

@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import calibration, data, exporter, model as model_lib, multi_worker, plan
+from trainer import calibration, data, exporter, model as model_lib, multi_worker, plan, preprocessing
 from imat_common.features import load_label_map
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,15 @@ def run_fn(fn_args):
 
     with strategy.scope():
         model = model_lib.build_model(model_config)
-    total = int(fn_args.train_steps)
+    train_examples = _train_examples(tf_transform_output, model_config)
+    total = plan.training_steps(model_config, int(fn_args.train_steps), train_examples)
+    epochs = plan.epochs_trained(total, batch_size, train_examples)
+    log.info(
+        "training %d steps of %d: %s",
+        total,
+        batch_size,
+        f"{epochs:.2f} epochs of {train_examples} train examples" if epochs else "the train split's size is unknown",
+    )
     segments = plan.training_plan(total, model_config)
     callbacks = (
         [keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")]
@@ -124,17 +132,30 @@ def run_fn(fn_args):
             multi_worker.barrier(strategy)  # returns once the chief has exported
             return
         model = multi_worker.plain_copy(weights, model_config)
-    _calibrate_and_export(model, model_config, fn_args, tf_transform_output, config)
+    training = {"steps": total, "batch_size": batch_size, "train_examples": train_examples, "epochs": epochs}
+    _calibrate_and_export(model, model_config, fn_args, tf_transform_output, config, training)
     if role.num_workers > 1:
         multi_worker.barrier(strategy)
 
 
+def _train_examples(tf_transform_output, settings: model_lib.ModelConfig):
+    """The train split's size from the transform graph; None if the graph predates the count and
+    the steps do not depend on it."""
+    try:
+        return preprocessing.read_example_count(tf_transform_output)
+    except ValueError:
+        if settings.train_epochs:
+            raise
+        return None
+
+
 def _calibrate_and_export(
-    model, model_config: model_lib.ModelConfig, fn_args, tf_transform_output, config: dict
+    model, model_config: model_lib.ModelConfig, fn_args, tf_transform_output, config: dict, training: dict
 ) -> None:
     log.info("choosing the decision rule on the calibration split")
     label_map = load_label_map(config["label_map"]) if config.get("label_map") else None
     report = calibration.calibrate(model, fn_args, tf_transform_output, model_config, label_map)
+    report["training"] = training
     label_names = None
     if label_map:
         by_id = label_map.by_id()
