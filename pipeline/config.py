@@ -27,7 +27,7 @@ class PipelineConfig(TrainerSettings):
     eval_split: str = "validation"  # the folder cut into the calibration and eval splits
     calibration_percent: int = 50  # share of eval_split's images (by hash of the id) that tune the thresholds
     warn_only: bool = False  # data that breaks the schema: log it and go on, instead of stopping before Transform
-    train_steps: int = 2000  # both phases together
+    train_steps: int = 2000  # both phases together; train_epochs > 0 replaces it
     eval_steps: int = 0  # 0: the whole eval split
     micro_f1_lower_bound: float = 0.3  # the Evaluator blesses a model at or above this micro-F1
     # Several Trainers, combined by the Ensembler (components/ensembler.py) into the model the

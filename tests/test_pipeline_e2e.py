@@ -100,7 +100,7 @@ def _check_calibration_and_rules(workdir, metadata, pushed):
     assert len(report_["baseline"]["label_ids"]) == 3  # category, colour, pattern: sleeve never occurs
     evaluation_result = tfma.load_eval_result(runs.latest_artifact_uri(metadata, "ModelEvaluation"))
     gated = report.micro_f1(evaluation_result.slicing_metrics)
-    assert gated == pytest.approx(report_["micro_f1"][report_["served_rule"]]["eval"], abs=0.02)
+    assert gated == pytest.approx(report_["micro_f1"][report_["served_rule"]]["eval"], abs=1e-6)
     return report_
 
 
