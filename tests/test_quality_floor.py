@@ -27,8 +27,12 @@ NUM_LABELS = max(label.label_id for label in demo_data.label_table())
 COUNTS = {"train": 210, "calibration": 60, "eval": 60}  # the demo's 300 images, with a larger eval split
 SIZE, STEPS = 75, 150
 # Eval micro-F1 above the baseline's, at 0.5 and under the served rule. Measured before the
-# floor was set (seeds 0-4, this module's main): see the README's "The model learns" section.
-MARGIN = 0.15
+# floor was set (this module's main, seeds 0-4, each with its own data; 2026-12-04, commit
+# ccdefe4, a 2-core machine shared with other jobs), the margins over the baseline were, at 0.5: 0.431 0.367 0.371
+# 0.449 0.343, served: 0.480 0.368 0.365 0.476 0.343 (baseline 0.17-0.24); 150 steps took
+# 260-285 CPU seconds. The code before the fix (a frozen random backbone) scored seed 0 at
+# 0.000 at 0.5 and a margin of 0.155 served. 0.25 fails that and leaves 0.09 below the worst seed.
+MARGIN = 0.25
 
 
 def train_and_score(work: str, seed: int, steps: int = STEPS) -> dict:
