@@ -1,6 +1,7 @@
 """Starting weights: a no-top .h5 file (local or through Beam's file systems), and ImageNet checked before a run."""
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -46,6 +47,7 @@ class _FakeBucket(LocalFileSystem):
 def bucket(tmp_path, monkeypatch):
     """A folder that Beam's FileSystems reads as gs://; real paths still go to the local file system."""
     _FakeBucket.root, _FakeBucket.opened = str(tmp_path / "gcs"), []
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the default cache: no copy from another run
     real = FileSystems.get_filesystem
     monkeypatch.setattr(
         FileSystems,
