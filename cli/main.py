@@ -15,6 +15,9 @@ imat download    the download job (see ``imat download --help``)
 
 -v, --verbose    (before or after the command) the libraries' INFO logs too: TensorFlow, TFX,
                  Beam, absl; without it a command prints its own output, progress and warnings
+
+Exit code 2: a flag or an input file to fix (a malformed label map, manifest or data, a used
+output folder, weights that cannot be had), said in one line on stderr, with no traceback.
 """
 
 import importlib
@@ -24,6 +27,9 @@ from typing import Callable, List, Optional
 from cli import logs
 
 VERBOSE_FLAGS = ("-v", "--verbose")
+# Bad input, whichever command meets it: the code argparse uses for a bad flag and the download
+# job for a bad file, so a script can tell "fix the input" from a crash (1, with a traceback).
+USER_ERROR_EXIT = 2
 
 
 # Imported only when chosen: most commands pull in TensorFlow or Beam, `imat --help` should not.
@@ -52,6 +58,15 @@ COMMANDS = {name: _module_main(spec) for name, spec in _MODULES.items()}
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    """Runs one ``imat`` command.
+
+    Args:
+      argv: the command and its flags; default: ``sys.argv[1:]``.
+
+    Raises:
+      SystemExit: 2 with one line on stderr for a user error (a malformed label map, manifest or
+        data, a mismatched output folder, weights that cannot be had), or the command's own code.
+    """
     argv = sys.argv[1:] if argv is None else argv
     # The one global flag, anywhere on the line (`imat -v run`, `imat run -v`): no command has a -v.
     verbose = any(arg in VERBOSE_FLAGS for arg in argv)
@@ -71,7 +86,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except (ManifestError, LabelMapError, PlanMismatchError, DataValidationError, WeightsUnavailable) as e:
         # Bad input is the user's to fix: say what and where, without a traceback.
         print(f"imat {argv[0]}: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(USER_ERROR_EXIT)
 
 
 if __name__ == "__main__":

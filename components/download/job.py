@@ -45,7 +45,7 @@ from components.download.fetch import FetchSettings
 from components.download.images import ImageSettings
 from components.download.records import ManifestError
 from components.download.shard import ShardSpec, download_shard, read_statuses, retry_shard
-from imat_common.features import LabelMapError
+from imat_common.features import LabelMapError, load_label_map
 
 log = logging.getLogger(__name__)
 LOCAL_RUNNER_ARGS = ["--runner=FnApiRunner"]
@@ -186,7 +186,7 @@ def run(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> dict:
     fetch_settings, image_settings = options_lib.settings_of(args)
     out = resume.normalise_path(args.output).rstrip("/")
     options_lib.check_paths(inputs, args.label_map, out)
-    label_map = options_lib.read_label_map(args.label_map) if args.label_map else None
+    label_map = load_label_map(args.label_map) if args.label_map else None
     inputs = {split: resume.normalise_path(path) for split, path in inputs.items()}
     settings = options_lib.stored_settings(args)
     resuming = resume.check_settings(out, inputs, settings)

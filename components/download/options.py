@@ -1,7 +1,8 @@
 """The download job's command line: flags, their checks, and the settings they make.
 
-Problems a user can fix (a missing file, a label map that is not UTF-8, an output path
-that is a file) raise ``UserError`` with one line naming the file and what is wrong.
+Problems a user can fix (a missing input or label map, an output path that is a file) raise
+``UserError`` with one line naming the file and what is wrong. The label map itself is read
+by ``imat_common.features.load_label_map``, the reader every command shares.
 """
 
 import argparse
@@ -14,7 +15,6 @@ from components.download import netguard
 from components.download.fetch import DEFAULT_USER_AGENT, FetchSettings
 from components.download.images import ImageSettings
 from components.download.resume import normalise_path
-from imat_common.features import LabelMap, parse_label_map
 
 
 class UserError(ValueError):
@@ -190,21 +190,3 @@ def check_paths(inputs: Dict[str, str], label_map: Optional[str], output: str) -
             parent = os.path.dirname(parent.rstrip("/"))
         if parent and not os.path.isdir(parent):
             raise UserError(f"--output {output}: {parent} is a file, not a folder")
-
-
-def read_label_map(path: str) -> LabelMap:
-    """Reads and parses a label map, local or gs://.
-
-    Raises:
-      UserError: the file is not UTF-8 text.
-      LabelMapError: the CSV is malformed, naming the line.
-    """
-    with FileSystems.open(path) as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UserError(
-            f"--label_map {path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); save it as UTF-8"
-        ) from None
-    return parse_label_map(text, source=path)
