@@ -22,6 +22,7 @@ from pipeline.cloud_config import (
     DataflowSettings,
     TrainerResources,
 )
+from cli.errors import user_error
 from cli.flags import add_config_flags, config_overrides
 
 
@@ -148,10 +149,12 @@ def cloud_config(args: argparse.Namespace) -> CloudConfig:
 def _num_labels(args: argparse.Namespace) -> int:
     if args.num_labels is not None:
         return args.num_labels
-    from imat_common.features import load_label_map
+    from imat_common.features import LabelMapError, load_label_map
 
     try:
         return load_label_map(args.label_map).num_labels
+    except LabelMapError:  # the file is there and wrong: its own message says where
+        raise
     except Exception as e:  # GCS unreachable or no credentials: say what to do instead
         raise CloudConfigError(
             f"cannot read --label_map {args.label_map} ({type(e).__name__}: {e}); "
@@ -165,9 +168,10 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     try:
         import kfp.pipeline_spec  # noqa: F401  TFX exports KubeflowV2DagRunner only next to kfp
     except ImportError:
-        raise SystemExit(
-            "imat compile: error: kfp is not installed: pip install -e '.[kubeflow]' "
-            "(kfp 2.x with protobuf 3.20.x; a bare `pip install kfp` breaks TensorFlow)"
+        raise user_error(
+            "compile",
+            "kfp is not installed: pip install -e '.[kubeflow]' "
+            "(kfp 2.x with protobuf 3.20.x; a bare `pip install kfp` breaks TensorFlow)",
         ) from None
     from pipeline import kubeflow_v2_runner as runner  # TFX is heavy: only after the flags are known to parse
 
@@ -178,7 +182,7 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
             overrides["schema_path"] = args.schema
         config = runner.pipeline_config(cloud, _num_labels(args), pipeline_name=args.pipeline_name, **overrides)
     except CloudConfigError as e:
-        raise SystemExit(f"imat compile: error: {e}") from None
+        raise user_error("compile", e) from None
     paths = runner.compile_pipeline(config, cloud, args.output_dir, kfp_yaml=args.kfp_yaml)
     for path in paths:
         print(f"wrote {path}")

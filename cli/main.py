@@ -25,11 +25,9 @@ import sys
 from typing import Callable, List, Optional
 
 from cli import logs
+from cli.errors import USER_ERROR_EXIT
 
 VERBOSE_FLAGS = ("-v", "--verbose")
-# Bad input, whichever command meets it: the code argparse uses for a bad flag and the download
-# job for a bad file, so a script can tell "fix the input" from a crash (1, with a traceback).
-USER_ERROR_EXIT = 2
 
 
 # Imported only when chosen: most commands pull in TensorFlow or Beam, `imat --help` should not.

@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from cli.errors import user_error
+
 # Pipeline spec parameter types -> how a --param value is read.
 _READERS = {
     "NUMBER_INTEGER": int,
@@ -174,5 +176,5 @@ def main(argv: Optional[List[str]] = None):
             result = submit_vertex(args, document, parameters)
             print(f"submitted {result.resource_name}")
     except SubmitError as e:
-        raise SystemExit(f"imat submit: error: {e}") from None
+        raise user_error("submit", e) from None
     return result

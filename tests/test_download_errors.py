@@ -46,13 +46,15 @@ def test_a_missing_label_map(tmp_path, capsys, source):
     assert err.endswith(f"--label_map {tmp_path / 'labels.csv'}: no such file")
 
 
-def test_a_label_map_in_latin1(tmp_path, capsys, source):
-    text = "labelId,taskId,labelName,taskName\n1,1,café,style\n"
-    (tmp_path / "labels.csv").write_bytes(text.encode("latin-1"))
+def test_a_label_map_neither_utf8_nor_latin1(tmp_path, capsys, source):
+    data = b"labelId,taskId,labelName,taskName\n1,1,caf\x81,style\n"  # 0x81: undefined in Windows-1252
+    (tmp_path / "labels.csv").write_bytes(data)
     err = _fails(
         capsys, [f"--input=train={source}", f"--output={tmp_path / 'out'}", f"--label_map={tmp_path / 'labels.csv'}"]
     )
-    assert f"--label_map {tmp_path / 'labels.csv'}: not UTF-8 text (byte 0xe9 at offset {text.index('é')})" in err
+    offset = data.index(b"\x81")
+    expected = f"neither UTF-8 nor Latin-1 (Windows-1252) text (line 2, byte 0x81 at offset {offset})"
+    assert f"{tmp_path / 'labels.csv'}: {expected}" in err
 
 
 def test_a_malformed_label_map_names_the_line(tmp_path, capsys, source):

@@ -191,21 +191,23 @@ def test_kfp_submit_creates_a_run_from_the_yaml(compiled, monkeypatch):
         (["--pipeline_root", "/tmp/root"], "Vertex AI needs a gs:// pipeline root"),
     ],
 )
-def test_bad_submissions_stop_before_anything_is_sent(compiled, monkeypatch, extra, message):
+def test_bad_submissions_stop_before_anything_is_sent(compiled, monkeypatch, capsys, extra, message):
     job = Recorder()
     monkeypatch.setattr(aiplatform, "PipelineJob", job)
     with pytest.raises(SystemExit) as e:
         submit.main(VERTEX + ["--pipeline", compiled[0]] + extra)
-    assert message in str(e.value)
+    assert e.value.code == 2 and message in capsys.readouterr().err
     assert job.calls == []
 
 
-def test_each_target_refuses_the_other_format(compiled, monkeypatch):
+def test_each_target_refuses_the_other_format(compiled, monkeypatch, capsys):
     monkeypatch.setattr(kfp, "Client", Recorder())
-    with pytest.raises(SystemExit, match="Kubeflow Pipelines takes the .yaml"):
+    with pytest.raises(SystemExit, match="2"):
         submit.main(["--kfp_host", "https://kfp", "--pipeline", compiled[0]])
-    with pytest.raises(SystemExit, match="Vertex AI takes the .json"):
+    assert "Kubeflow Pipelines takes the .yaml" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):
         submit.main(VERTEX + ["--pipeline", compiled[1]])
+    assert "Vertex AI takes the .json" in capsys.readouterr().err
 
 
 def test_vertex_needs_project_and_region(compiled, capsys):

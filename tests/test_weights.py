@@ -112,7 +112,7 @@ def test_imat_run_stops_before_the_pipeline_when_imagenet_cannot_be_had(tmp_path
     workdir = tmp_path / "work"
     with pytest.raises(SystemExit) as stopped:
         imat.main(["run", "--workdir", str(workdir), "--num_images", "30", "--weights", "imagenet"])
-    assert stopped.value.code == 1
+    assert stopped.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("imat run: error: ImageNet weights for inception_v3"), error
     assert "--weights none" in error[0] and "--weights FILE.h5" in error[0]
