@@ -10,7 +10,6 @@ that earlier components left allocated included), and its growth over the level 
 """
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -38,8 +37,8 @@ def main(argv=None):
         download_demo(args.work, args.num_images)
         downloaded = time.time()
         config = demo_config(args.work, load_label_map(Workdir(args.work).label_map).num_labels)
-        local_runner.run(dataclasses.replace(config, enable_cache=False))
-    metadata = metadata_path(config.pipeline_root)
+        local_runner.run(config.with_settings(enable_cache=False))
+    metadata = metadata_path(config.locations.pipeline_root)
     rows = [("download job", start, downloaded - start)]
     rows += [(e.component, e.started, e.seconds) for e in runs.last_run(metadata)]
     print(f"{'component':32s} {'seconds':>8s} {'peak RSS MB':>12s} {'growth MB':>10s}")

@@ -110,14 +110,11 @@ def pipeline_eval_config(num_labels: int, labels_slices: bool = False):
       num_labels: width of the multi-hot vector.
       labels_slices: the configuration before this change: per-label slices, no label-slice metric.
     """
-    from pipeline.config import PipelineConfig
+    from pipeline.config import Locations, PipelineConfig
     from pipeline.pipeline import eval_config
+    from trainer.settings import TrainerSettings
 
-    config = eval_config(
-        PipelineConfig(
-            pipeline_name="bench", pipeline_root="", data_root="", serving_dir="", label_map="", num_labels=num_labels
-        )
-    )
+    config = eval_config(PipelineConfig(locations=Locations(), trainer=TrainerSettings(num_labels=num_labels)))
     # No baseline here: a change threshold would make TFMA refuse to run.
     for spec in config.metrics_specs:
         for metric in spec.metrics:

@@ -29,7 +29,6 @@ The measured configuration (three backbones, three seeds; about 75 minutes on 2 
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -93,9 +92,11 @@ def test_split(config, source: str, models):
     from benchmarks.pipeline_benchmark import load_split
     from cli.submission import read_labels
 
-    _, _, ids, jpegs = load_split(config.data_root, "test", config.image_size, config.num_labels)
+    _, _, ids, jpegs = load_split(
+        config.locations.data_root, "test", config.trainer.image_size, config.trainer.num_labels
+    )
     truth = read_labels(os.path.join(source, "test_labels.json"))
-    labels = np.zeros((len(ids), config.num_labels), np.float32)
+    labels = np.zeros((len(ids), config.trainer.num_labels), np.float32)
     for row, image_id in enumerate(ids):
         labels[row, [k - 1 for k in truth[image_id.decode()]]] = 1
     probabilities = [
@@ -122,7 +123,7 @@ def evaluate(config, trained: dict, source: str, variants) -> dict:
 
     member_dirs = trained["ensemble"]["members"]
     models = [tf.saved_model.load(d) for d in member_dirs]
-    examples = runs.latest_artifact_uri(metadata_path(config.pipeline_root), "Examples")
+    examples = runs.latest_artifact_uri(metadata_path(config.locations.pipeline_root), "Examples")
     splits = {
         split: ensemble_export.score(models, ensemble_export.examples_files(examples, split), 64)
         for split in ("calibration", "eval")
@@ -135,8 +136,8 @@ def evaluate(config, trained: dict, source: str, variants) -> dict:
         report = rules.decision_report(
             (splits["calibration"][0][i], splits["calibration"][1]),
             (splits["eval"][0][i], splits["eval"][1]),
-            config.min_positives,
-            config.calibration_folds,
+            config.trainer.min_positives,
+            config.trainer.calibration_folds,
             baseline,
         )
         cut = np.asarray(report["thresholds"], np.float32)
@@ -158,8 +159,8 @@ def evaluate(config, trained: dict, source: str, variants) -> dict:
             method,
             (splits["calibration"][0][chosen], splits["calibration"][1]),
             (splits["eval"][0][chosen], splits["eval"][1]),
-            config.min_positives,
-            config.calibration_folds,
+            config.trainer.min_positives,
+            config.trainer.calibration_folds,
             baseline,
         )
         cut = np.asarray(combination.report["thresholds"], np.float32)
@@ -171,7 +172,7 @@ def evaluate(config, trained: dict, source: str, variants) -> dict:
             else None,
             "cpu_seconds": time.process_time() - start,
         }
-    row = rules.baseline_decisions(baseline, config.num_labels)
+    row = rules.baseline_decisions(baseline, config.trainer.num_labels)
     decided["trivial baseline"] = {s: np.broadcast_to(row, splits[s][1].shape) > 0.5 for s in ("eval", "test")}
     counts = {name: {s: per_image_counts(d[s], splits[s][1]) for s in d} for name, d in decided.items()}
     result = {"images": {s: int(len(splits[s][1])) for s in splits}, "rows": {}, "fitted": fitted, "counts": counts}
@@ -283,12 +284,12 @@ def run_seed(args, label_map: str, seed: int, variants: list) -> dict:
     from pipeline import local_runner
     from cli import runs
 
-    config = dataclasses.replace(
-        pipeline_config(args, label_map, seed), ensemble=tuple(VARIANTS[v] for v in variants), ensemble_method="weights"
+    config = pipeline_config(args, label_map, seed).with_settings(
+        ensemble=tuple(VARIANTS[v] for v in variants), ensemble_method="weights"
     )
     start = time.monotonic()
     local_runner.run(config)  # cached when nothing changed: rerunning only re-scores
-    metadata = metadata_path(config.pipeline_root)
+    metadata = metadata_path(config.locations.pipeline_root)
     executions = {e.component: e for e in runs.last_run(metadata)}
     # A cached Trainer's time is that of the execution that trained it, in an earlier run.
     trained_in = {e.component: e.seconds for e in runs.executions(metadata) if e.state == "COMPLETE"}
@@ -306,7 +307,7 @@ def run_seed(args, label_map: str, seed: int, variants: list) -> dict:
             "train_steps": args.train_steps,
             "seed": seed,
             "batch_size": args.batch_size,
-            "num_labels": config.num_labels,
+            "num_labels": config.trainer.num_labels,
         },
         trainer_seconds=seconds,
         pipeline_ensemble={

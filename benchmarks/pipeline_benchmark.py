@@ -65,15 +65,13 @@ def prepare(dataset_dir: str, work: str) -> str:
 
 
 def pipeline_config(args, label_map: str, seed: int = 0):
-    from pipeline.config import PipelineConfig
+    from pipeline.config import local_config
 
-    return PipelineConfig(
+    return local_config(
+        args.work,
+        load_label_map(label_map).num_labels,
         pipeline_name="imat-bench",
-        pipeline_root=os.path.join(args.work, "pipeline"),
-        data_root=os.path.join(args.work, "data"),
-        serving_dir=os.path.join(args.work, "serving"),
         label_map=label_map,
-        num_labels=load_label_map(label_map).num_labels,
         image_size=args.image_size,
         weights="none",
         train_steps=args.train_steps,
@@ -97,7 +95,7 @@ def run_pipeline(config, source: str) -> dict:
     start = time.monotonic()
     local_runner.run(config)
     seconds = time.monotonic() - start
-    metadata = metadata_path(config.pipeline_root)
+    metadata = metadata_path(config.locations.pipeline_root)
     model_dir = os.path.join(runs.latest_artifact_uri(metadata, "Model"), "Format-Serving")
     report = read_thresholds(model_dir)
     test = submission.main(
@@ -105,9 +103,9 @@ def run_pipeline(config, source: str) -> dict:
             "--model",
             model_dir,
             "--examples",
-            os.path.join(config.data_root, "test", "*.tfrecord.gz"),
+            os.path.join(config.locations.data_root, "test", "*.tfrecord.gz"),
             "--output",
-            os.path.join(os.path.dirname(config.pipeline_root), "submission.csv"),
+            os.path.join(os.path.dirname(config.locations.pipeline_root), "submission.csv"),
             "--labels",
             os.path.join(source, "test_labels.json"),
         ]
@@ -152,8 +150,8 @@ def scores(probabilities: np.ndarray, labels: np.ndarray, calibration: np.ndarra
     report = rules.decision_report(
         (probabilities[calibration], labels[calibration]),
         (probabilities[~calibration], labels[~calibration]),
-        config.min_positives,
-        config.calibration_folds,
+        config.trainer.min_positives,
+        config.trainer.calibration_folds,
         baseline,
     )
     result = {rule: report["micro_f1"][rule]["eval"] for rule in (*rules.RULES, rules.BASELINE)}
@@ -232,16 +230,22 @@ def plain_keras(config, steps: int, learning_rate: float, validation_images: np.
 
     from trainer import model as model_lib
 
-    tf.keras.utils.set_random_seed(config.seed)
-    x, y, _, _ = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)
+    tf.keras.utils.set_random_seed(config.trainer.seed)
+    x, y, _, _ = load_split(
+        config.locations.data_root, config.data.train_split, config.trainer.image_size, config.trainer.num_labels
+    )
     model = model_lib.build_model(
         model_lib.ModelConfig(
-            config.num_labels, config.image_size, "none", config.dropout, batch_norm_momentum=config.batch_norm_momentum
+            config.trainer.num_labels,
+            config.trainer.image_size,
+            "none",
+            config.trainer.dropout,
+            batch_norm_momentum=config.trainer.batch_norm_momentum,
         )
     )
     model_lib.backbone_of(model).trainable = True
     model.compile(keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
-    train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x)).repeat().batch(config.batch_size)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x)).repeat().batch(config.trainer.batch_size)
     start = time.monotonic()
     model.fit(train, steps_per_epoch=steps, epochs=1, verbose=2)
     seconds = time.monotonic() - start
@@ -274,15 +278,17 @@ def training_speed(config, transform_uri: str, steps: int, warmup: int, reps: in
     from trainer import data, model as model_lib
 
     transform_output = tft.TFTransformOutput(transform_uri)
-    x, y, _, _ = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)
+    x, y, _, _ = load_split(
+        config.locations.data_root, config.data.train_split, config.trainer.image_size, config.trainer.num_labels
+    )
     in_memory = (
         tf.data.Dataset.from_tensor_slices((x, y))
         .shuffle(len(x))
         .repeat()
-        .batch(config.batch_size, drop_remainder=True)
+        .batch(config.trainer.batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
-    pattern = os.path.join(config.data_root, config.train_split, "*.tfrecord.gz")
+    pattern = os.path.join(config.locations.data_root, config.data.train_split, "*.tfrecord.gz")
     results = {}
     for rep in range(reps):
         for precision in ("float32", "mixed_bfloat16"):
@@ -290,18 +296,22 @@ def training_speed(config, transform_uri: str, steps: int, warmup: int, reps: in
                 keras.backend.clear_session()
                 keras.mixed_precision.set_global_policy(precision)
                 dataset = (
-                    data.input_fn(pattern, transform_output, config.batch_size, training=True)
+                    data.input_fn(pattern, transform_output, config.trainer.batch_size, training=True)
                     if feed == "input_fn"
                     else in_memory
                 )
                 model_config = model_lib.ModelConfig(
-                    config.num_labels, config.image_size, "none", fine_tune_from="", batch_norm_momentum=0.9
+                    config.trainer.num_labels,
+                    config.trainer.image_size,
+                    "none",
+                    fine_tune_from="",
+                    batch_norm_momentum=0.9,
                 )
                 model = model_lib.build_model(model_config)
                 model_lib.compile_for_fine_tuning(model, model_config)
                 timer = _StepTimer(warmup)
                 model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer.callback])
-                rate = steps * config.batch_size / (timer.end - timer.start)
+                rate = steps * config.trainer.batch_size / (timer.end - timer.start)
                 results.setdefault(f"{feed} {precision}", []).append(rate)
                 print(f"rep {rep}: {feed:9s} {precision:14s} {rate:6.1f} images/s", flush=True)
     keras.mixed_precision.set_global_policy("float32")
@@ -330,7 +340,7 @@ def main(argv=None):
             "train_steps": args.train_steps,
             "seeds": args.seeds,
             "batch_size": args.batch_size,
-            "num_labels": config.num_labels,
+            "num_labels": config.trainer.num_labels,
         }
     }
     if "quality" not in args.skip:
@@ -340,7 +350,7 @@ def main(argv=None):
 
         if "quality" in args.skip:
             run_pipeline(config, os.path.dirname(label_map))
-        transform = runs.latest_artifact_uri(metadata_path(config.pipeline_root), "TransformGraph")
+        transform = runs.latest_artifact_uri(metadata_path(config.locations.pipeline_root), "TransformGraph")
         results["training_images_per_second"] = training_speed(config, transform, args.speed_steps, 5, args.speed_reps)
     print(json.dumps(results, indent=1))
     with open(os.path.join(args.work, "results.json"), "w") as f:
@@ -352,10 +362,14 @@ def quality(args, label_map: str) -> dict:
     from trainer import rules, trivial_baseline
 
     config = pipeline_config(args, label_map)
-    images, labels, ids, jpegs = load_split(config.data_root, config.eval_split, config.image_size, config.num_labels)
-    calibration = is_calibration(ids, config.calibration_percent)
+    images, labels, ids, jpegs = load_split(
+        config.locations.data_root, config.data.eval_split, config.trainer.image_size, config.trainer.num_labels
+    )
+    calibration = is_calibration(ids, config.data.calibration_percent)
     evaluation = ~calibration
-    train_labels = load_split(config.data_root, config.train_split, config.image_size, config.num_labels)[1]
+    train_labels = load_split(
+        config.locations.data_root, config.data.train_split, config.trainer.image_size, config.trainer.num_labels
+    )[1]
     frequencies = {i + 1: int(c) for i, c in enumerate(train_labels.sum(axis=0))}
     baseline = trivial_baseline.most_frequent_per_task(frequencies, load_label_map(label_map))
     print(f"validation: {int(calibration.sum())} calibration, {int(evaluation.sum())} eval images", flush=True)

@@ -131,7 +131,7 @@ def run_size(work: str, train: int, train_steps: int) -> dict:
     with Sampler() as sampler:
         config = local_runner.run(config)
     rows = []
-    for e in runs.last_run(metadata_path(config.pipeline_root)):
+    for e in runs.last_run(metadata_path(config.locations.pipeline_root)):
         rows.append(
             {
                 "component": e.component,

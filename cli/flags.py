@@ -1,78 +1,36 @@
-"""Command-line flags generated from ``PipelineConfig``'s fields, for ``imat run`` and ``imat compile``.
+"""Command-line flags generated from ``PipelineConfig``'s settings, for ``imat run`` and ``imat compile``.
 
-Every field is a flag of the same name, typed as the field, booleans as ``--name`` /
-``--no-name``, tuples repeated, except ``LOCATION_FIELDS``: where the data, the label map and
-the outputs are, which each command derives from flags of its own (``--workdir``, ``--data``,
-``--pipeline_root``, ...).
+Every setting declared with ``flag=True`` (``imat_common.settings``) is a flag of its public name,
+typed as its field, booleans as ``--name`` / ``--no-name``, tuples repeated, its help from the
+field's metadata. Locations are not flags: each command derives them from flags of its own
+(``--workdir``, ``--data``, ``--pipeline_root``, ...).
 """
 
 import argparse
 import dataclasses
-import functools
-import inspect
 import os
-import re
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
+from imat_common.settings import help_of, is_flag, kind_of, name_of
 from imat_common.workdir import model_or_newest
 from pipeline.config import PipelineConfig
 
-LOCATION_FIELDS = (
-    "pipeline_name",
-    "pipeline_root",
-    "data_root",
-    "serving_dir",
-    "label_map",
-    "num_labels",
-    "schema_path",
-    "beam_pipeline_args",
-)
 
-
-def setting_fields() -> List[dataclasses.Field]:
-    """The fields that get a flag each."""
-    return [f for f in dataclasses.fields(PipelineConfig) if f.name not in LOCATION_FIELDS]
-
-
-@functools.lru_cache(maxsize=None)
-def field_comments(cls: type) -> Dict[str, str]:
-    """Each dataclass field's comment in the source of the class (and its bases) that defines it:
-    the comment on its line, else the comment lines just above it. The flags' help is written there."""
-    comments = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        above: List[str] = []
-        try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):  # installed without sources: help falls back to the default alone
-            continue
-        for line in source.splitlines():
-            text = line.strip()
-            if text.startswith("#"):
-                above.append(text.lstrip("#").strip())
-                continue
-            match = re.match(r"(\w+)\s*:[^#]*?(?:#\s*(.*))?$", text)
-            if match and match.group(1) in {f.name for f in dataclasses.fields(klass)}:
-                comments[match.group(1)] = match.group(2) or " ".join(above)
-            above = []
-    return comments
+def setting_fields() -> List[Tuple[str, dataclasses.Field]]:
+    """(public name, field) of the settings that get a flag each."""
+    return [(name_of(f), f) for _, f in PipelineConfig.fields() if is_flag(f)]
 
 
 def _help(field: dataclasses.Field, default: str) -> str:
-    comment = field_comments(PipelineConfig).get(field.name, "").replace("%", "%%")  # argparse formats help
-    return f"{comment} (default: {default})" if comment else f"default: {default}"
-
-
-def _is_tuple(field: dataclasses.Field) -> bool:
-    return isinstance(field.default, tuple)
+    text = help_of(field).replace("%", "%%")  # argparse formats help
+    return f"{text} (default: {default})" if text else f"default: {default}"
 
 
 def add_config_flags(parser) -> None:
-    """One flag per ``setting_fields()`` field, left unset (None) unless given."""
-    for field in setting_fields():
-        name, default = field.name, field.default
-        if _is_tuple(field):
+    """One flag per ``setting_fields()`` entry, left unset (None) unless given."""
+    for name, field in setting_fields():
+        default, kind = field.default, kind_of(field)
+        if kind is tuple:
             parser.add_argument(
                 f"--{name}",
                 action="append",
@@ -80,7 +38,7 @@ def add_config_flags(parser) -> None:
                 metavar="KEY=VALUE,...",
                 help=_help(field, "none") + "; repeat, one per member",
             )
-        elif field.type is bool:
+        elif kind is bool:
             parser.add_argument(
                 f"--{name}",
                 action=argparse.BooleanOptionalAction,
@@ -88,16 +46,16 @@ def add_config_flags(parser) -> None:
                 help=_help(field, "on" if default else "off"),
             )
         else:
-            parser.add_argument(f"--{name}", type=field.type, default=None, help=_help(field, repr(default)))
+            parser.add_argument(f"--{name}", type=kind, default=None, help=_help(field, repr(default)))
 
 
 def config_overrides(args: argparse.Namespace) -> Dict[str, object]:
-    """The settings given on the command line, as ``PipelineConfig`` keyword arguments."""
+    """The settings given on the command line, by public name (``PipelineConfig.with_settings``)."""
     overrides = {}
-    for field in setting_fields():
-        value = getattr(args, field.name)
+    for name, field in setting_fields():
+        value = getattr(args, name)
         if value is not None:
-            overrides[field.name] = tuple(value) if _is_tuple(field) else value
+            overrides[name] = tuple(value) if kind_of(field) is tuple else value
     return overrides
 
 

@@ -30,7 +30,7 @@ from cli import runs
 from cli.label_stats import LabelStats, count_labels, format_distribution, read_label_lists
 from imat_common.features import LABELS_KEY, LabelMap
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir
-from imat_common import serving
+from imat_common import serving, splits
 from imat_common.serving import read_thresholds
 
 
@@ -250,7 +250,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     print("\n".join(schema_lines(metadata)))
     stats = None
     if examples:
-        pattern = os.path.join(examples, f"Split-{args.split}", "*")
+        pattern = splits.split_pattern(examples, args.split)
         stats = count_labels(read_label_lists(pattern, args.max_examples), width)
         print("\n".join(format_distribution(stats, label_map, args.split)))
     out = args.html or os.path.join(args.workdir, "report.html")

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from cli import runs
 from cli.flags import add_config_flags, config_overrides
-from pipeline.config import PipelineConfig, demo_config
+from pipeline.config import DEMO_SETTINGS, PipelineConfig, local_config
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir, latest_pushed_model, metadata_path
 from imat_common.serving import read_thresholds
 
@@ -36,7 +36,7 @@ def parse_args(argv: Optional[List[str]]):
         parser.add_argument_group(
             "pipeline settings",
             "PipelineConfig's production defaults; without --data the demo's smaller settings "
-            "apply (pipeline/config.py, demo_config)",
+            "apply (pipeline/config.py, DEMO_SETTINGS)",
         )
     )
     parser.add_argument("--beam_arg", action="append", default=None, help="a Beam pipeline arg; repeat")
@@ -47,25 +47,29 @@ def parse_args(argv: Optional[List[str]]):
 
 
 def build_config(args) -> PipelineConfig:
+    """One config, built the same way for the demo and for user data; every path absolute.
+
+    The demo starts from ``DEMO_SETTINGS`` (small images, from scratch); user data from the
+    production defaults. Flags given on the command line override either.
+    """
     from imat_common.features import load_label_map
 
-    overrides = config_overrides(args)
+    workdir = os.path.abspath(args.workdir)
+    label_map = os.path.abspath(args.label_map) if args.data else Workdir(workdir).label_map
+    settings = {} if args.data else dict(DEMO_SETTINGS)
+    settings.update(config_overrides(args))
+    if args.data:
+        settings["data_root"] = os.path.abspath(args.data)
     if args.beam_arg:
-        overrides["beam_pipeline_args"] = tuple(args.beam_arg)
+        settings["beam_pipeline_args"] = tuple(args.beam_arg)
     if args.schema:
-        overrides["schema_path"] = os.path.abspath(args.schema)
-    if not args.data:
-        label_map = Workdir(args.workdir).label_map
-        return demo_config(args.workdir, load_label_map(label_map).num_labels, **overrides)
-    work = Workdir(os.path.abspath(args.workdir))
-    return PipelineConfig(
-        pipeline_name="imat",
-        pipeline_root=work.pipeline_root,
-        data_root=os.path.abspath(args.data),
-        serving_dir=work.serving,
-        label_map=os.path.abspath(args.label_map),
-        num_labels=load_label_map(args.label_map).num_labels,
-        **overrides,
+        settings["schema_path"] = os.path.abspath(args.schema)
+    return local_config(
+        workdir,
+        load_label_map(label_map).num_labels,
+        pipeline_name="imat" if args.data else "imat-demo",
+        label_map=label_map,
+        **settings,
     )
 
 
@@ -78,7 +82,7 @@ def check_weights(config: PipelineConfig) -> None:
     """
     from trainer import weights
 
-    members = config.member_configs() or [config]
+    members = [m.trainer for m in config.members()] or [config.trainer]
     for member in members:
         # A local file must exist; a remote one (gs://) is read where the Trainer runs.
         if member.weights != weights.IMAGENET and "://" not in member.weights:
@@ -89,12 +93,12 @@ def check_weights(config: PipelineConfig) -> None:
 
 def summary_lines(config: PipelineConfig) -> List[str]:
     """What the last run did, its micro-F1 and where the model went."""
-    metadata = metadata_path(config.pipeline_root)
+    metadata = metadata_path(config.locations.pipeline_root)
     lines = ["components:"] + [f"  {e.component:32s} {e.state:9s} {e.seconds:7.1f} s" for e in runs.last_run(metadata)]
-    pushed = latest_pushed_model(config.serving_dir)
+    pushed = latest_pushed_model(config.locations.serving_dir)
     blessed = runs.latest_blessing(metadata)
     lines.append(
-        f"evaluator: {'blessed' if blessed else 'NOT blessed'} (gate: micro-F1 >= {config.micro_f1_lower_bound} "
+        f"evaluator: {'blessed' if blessed else 'NOT blessed'} (gate: micro-F1 >= {config.gate.micro_f1_lower_bound} "
         f"and not worse than the last blessed model)"
     )
     trainer_model = runs.latest_artifact_uri(metadata, "Model")

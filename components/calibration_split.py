@@ -11,8 +11,8 @@ run and as the folder grows.
 
 In ``create_pipeline``::
 
-    example_gen = calibration_example_gen(config.data_root, "train/*.tfrecord.gz",
-                                          "validation/*.tfrecord.gz", config.calibration_percent)
+    example_gen = calibration_example_gen(config.locations.data_root, "train/*.tfrecord.gz",
+                                          "validation/*.tfrecord.gz", config.data.calibration_percent)
 """
 
 import hashlib
@@ -25,11 +25,12 @@ from tfx.components.example_gen.import_example_gen import executor as import_exe
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
+
+from imat_common.splits import CALIBRATION, EVAL, TRAIN
 from tfx.utils import proto_utils
 
 from imat_common import features
 
-TRAIN, CALIBRATION, EVAL = "train", "calibration", "eval"
 _PERCENT_KEY = "calibration_percent"
 
 

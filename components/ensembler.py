@@ -4,14 +4,14 @@ The members are scored on the calibration split; weights (hill climbing) or a st
 fitted there, the decision thresholds tuned on the combination, and one SavedModel that runs
 every member is exported (``trainer/ensemble_export.py``). The eval split is only scored.
 
-In ``create_pipeline`` (``config.ensemble`` lists the members' settings)::
+In ``create_pipeline`` (``config.ensemble.members`` lists the members' settings)::
 
     trainers = [Trainer(...).with_id(f"Trainer_{i}") for i, member in enumerate(members)]
     ensembler = Ensembler(examples=example_gen.outputs["examples"],
                           **{member_key(i): t.outputs["model"] for i, t in enumerate(trainers)},
-                          method=config.ensemble_method, min_positives=config.min_positives,
-                          calibration_folds=config.calibration_folds, eval_batch_size=config.eval_batch_size,
-                          seed=config.seed)
+                          method=config.ensemble.method, min_positives=settings.min_positives,
+                          calibration_folds=settings.calibration_folds,
+                          eval_batch_size=settings.eval_batch_size, seed=settings.seed)
 """
 
 from tfx import v1 as tfx

@@ -8,7 +8,7 @@ In ``create_pipeline``::
 
     gate = ValidationGate(statistics=statistics_gen.outputs["statistics"],
                           anomalies=example_validator.outputs["anomalies"],
-                          schema=schema_importer.outputs["schema"], warn_only=int(config.warn_only))
+                          schema=schema_importer.outputs["schema"], warn_only=int(config.data.warn_only))
     transform = Transform(..., schema=gate.outputs["validated_schema"])
 """
 
@@ -63,7 +63,7 @@ def ValidationGate(
     anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
     schema: InputArtifact[standard_artifacts.Schema],
     validated_schema: OutputArtifact[standard_artifacts.Schema],
-    warn_only: Parameter[int],  # the pipeline passes PipelineConfig.warn_only
+    warn_only: Parameter[int],  # the pipeline passes PipelineConfig.data.warn_only
 ) -> None:
     """Stops the run when the examples break the schema; otherwise outputs the schema unchanged.
 

@@ -7,6 +7,7 @@ Credentials in its environment (the job's service account on Vertex and Dataflow
 """
 
 import dataclasses
+import posixpath
 from typing import Any, Dict, List, Optional, Tuple
 
 # Where kubeflow/Dockerfile puts this project inside the pipeline image.
@@ -148,6 +149,11 @@ class CloudConfig:
         if found:
             raise CloudConfigError("cloud settings: " + "; ".join(found))
         return self
+
+    @property
+    def similar_dir(self) -> str:
+        """Where the similar-product indexes go: ``similar/`` beside the serving folder ('' with an endpoint)."""
+        return posixpath.join(posixpath.dirname(self.serving_dir.rstrip("/")), "similar") if self.serving_dir else ""
 
     def beam_pipeline_args(self) -> Tuple[str, ...]:
         """Beam args that run every Beam component on Dataflow."""

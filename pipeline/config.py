@@ -1,101 +1,250 @@
-"""The pipeline's one configuration object: frozen, no side effects, shared by every runner."""
+"""The pipeline's one configuration object: frozen, no side effects, shared by every runner.
+
+``PipelineConfig`` is composed of sections, each a flat frozen dataclass whose fields declare
+their help and roles once (``imat_common.settings``):
+
+- ``locations``: where the data, the label map, the schema and the outputs are (no flags: each
+  command derives them from flags of its own, ``--workdir``, ``--data``, ``--pipeline_root``);
+- ``trainer``: ``trainer.settings.TrainerSettings``, what the Trainer reads;
+- ``data``: the splits and the validation gate;
+- ``gate``: the Evaluator's blessing threshold;
+- ``ensemble``: the members and how they are combined;
+- ``run``: Beam and caching.
+
+Every setting has one public name, unique across sections: the flag ``--<name>``, the keyword of
+``with_settings``. Change settings with ``config.with_settings(train_steps=100)``.
+"""
 
 import dataclasses
-from typing import List, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Tuple
 
+from imat_common.settings import is_runtime, name_of, setting, typed
 from imat_common.workdir import Workdir
-from trainer.settings import MEMBER_SETTINGS, TrainerSettings, typed
+from trainer.settings import TrainerSettings, member_settings
 
 
-# kw_only: the Trainer's settings (the base class) come first and have defaults; the pipeline's
-# own required fields follow them.
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class PipelineConfig(TrainerSettings):
+@dataclasses.dataclass(frozen=True)
+class Locations:
+    """Where things are. Local runs take them from ``Workdir``, Vertex from ``CloudConfig``."""
+
+    pipeline_name: str = setting("imat", "the pipeline's name in ML Metadata", flag=False)
+    pipeline_root: str = setting("", "where TFX writes artifacts", flag=False)
+    data_root: str = setting("", "the download job's --output: <split>/*.tfrecord.gz", flag=False)
+    serving_dir: str = setting(
+        "", "the Pusher's destination; each blessed model lands in a versioned folder", flag=False
+    )
+    similar_dir: str = setting(
+        "", "where the similar-product index of each pushed model is copied ('' keeps it in the run)", flag=False
+    )
+    label_map: str = setting("", "label_map.csv: the multi-hot width and the names served with decisions", flag=False)
+    schema_path: str = setting(
+        "", "the curated schema (pipeline/schema.py); imat run writes one from the label map", flag=False
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+    """Which folders train and which are held out, and what bad data does."""
+
+    train_split: str = setting("train", "the folder of the data the Trainer learns from")
+    eval_split: str = setting("validation", "the folder cut into the calibration and eval splits")
+    calibration_percent: int = setting(
+        50, "share of eval_split's images (by hash of the id) that tune the thresholds; the rest is eval"
+    )
+    warn_only: bool = setting(
+        False, "data that breaks the schema: log it and go on, instead of stopping before Transform"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class GateSettings:
+    """What the Evaluator blesses (and the Pusher then pushes)."""
+
+    micro_f1_lower_bound: float = setting(
+        0.3, "the Evaluator blesses a model at or above this eval micro-F1", runtime=True
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleSettings:
+    """Several Trainers, combined by the Ensembler (components/ensembler.py) into the gated model."""
+
+    members: Tuple[str, ...] = setting(
+        (),
+        "one Trainer per entry, 'key=value,...' over the per-member Trainer settings, e.g. "
+        "'backbone=xception,seed=1'; none: one Trainer",
+        name="ensemble",
+    )
+    method: str = setting("weights", "weights (hill climbing on calibration) or stacker", name="ensemble_method")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """How the components run."""
+
+    beam_pipeline_args: Tuple[str, ...] = setting(
+        ("--runner=FnApiRunner",), "Beam's arguments for every component", flag=False
+    )
+    enable_cache: bool = setting(True, "reuse a component's outputs when its inputs and settings are unchanged")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One ensemble member: its spec, the settings the spec names, and its Trainer's settings."""
+
+    number: int
+    spec: str
+    own: Mapping[str, Any]
+    trainer: TrainerSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
     """Everything ``create_pipeline`` needs. Runners only choose roots and orchestration.
 
-    The Trainer's settings, with their defaults, are ``TrainerSettings``' fields; these are the
-    rest. Production defaults: 299 px, ImageNet weights. Tests and the demo shrink them.
+    Production defaults: 299 px, ImageNet weights. Tests and the demo shrink them (``DEMO_SETTINGS``).
     """
 
-    pipeline_name: str
-    pipeline_root: str  # where TFX writes artifacts
-    data_root: str  # the download job's --output: <split>/*.tfrecord.gz
-    serving_dir: str  # Pusher's destination; each blessed model lands in a versioned folder
-    label_map: str  # label_map.csv: the multi-hot width and the names served with decisions
-    schema_path: str = ""  # the curated schema (pipeline/schema.py); imat run writes one from the label map
-    train_split: str = "train"  # the folder of data_root the Trainer learns from
-    eval_split: str = "validation"  # the folder cut into the calibration and eval splits
-    calibration_percent: int = 50  # share of eval_split's images (by hash of the id) that tune the thresholds
-    warn_only: bool = False  # data that breaks the schema: log it and go on, instead of stopping before Transform
-    train_steps: int = 2000  # both phases together; train_epochs > 0 replaces it
-    eval_steps: int = 0  # 0: the whole eval split
-    micro_f1_lower_bound: float = 0.3  # the Evaluator blesses a model at or above this micro-F1
-    # Several Trainers, combined by the Ensembler (components/ensembler.py) into the model the
-    # Evaluator gates: one member per entry, "key=value,..." over trainer.settings.MEMBER_SETTINGS,
-    # e.g. ("backbone=inception_v3", "backbone=xception,seed=1"); empty: one Trainer.
-    ensemble: Tuple[str, ...] = ()
-    ensemble_method: str = "weights"  # weights (hill climbing on calibration) | stacker
-    beam_pipeline_args: Tuple[str, ...] = ("--runner=FnApiRunner",)
-    enable_cache: bool = True  # reuse a component's outputs when its inputs and settings are unchanged
+    locations: Locations
+    trainer: TrainerSettings
+    data: DataSettings = DataSettings()
+    gate: GateSettings = GateSettings()
+    ensemble: EnsembleSettings = EnsembleSettings()
+    run: RunSettings = RunSettings()
+
+    @staticmethod
+    def sections() -> Tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(PipelineConfig))
+
+    @classmethod
+    def fields(cls) -> Iterator[Tuple[str, dataclasses.Field]]:
+        """Every setting of every section: (section name, field)."""
+        defaults = {"trainer": TrainerSettings}
+        for section in dataclasses.fields(cls):
+            kind = defaults.get(section.name) or section.type
+            if isinstance(kind, str):  # postponed annotations: the default's class
+                kind = type(section.default)
+            for field in dataclasses.fields(kind):
+                yield section.name, field
+
+    @classmethod
+    def settings_index(cls) -> Dict[str, Tuple[str, dataclasses.Field]]:
+        """Public name -> (section, field).
+
+        Raises:
+          TypeError: two sections declare the same public name.
+        """
+        index: Dict[str, Tuple[str, dataclasses.Field]] = {}
+        for section, field in cls.fields():
+            name = name_of(field)
+            if name in index:
+                raise TypeError(f"setting {name!r} is declared in both {index[name][0]} and {section}")
+            index[name] = (section, field)
+        return index
+
+    def get(self, name: str) -> Any:
+        """A setting's value by its public name."""
+        section, field = self.settings_index()[name]
+        return getattr(getattr(self, section), field.name)
+
+    def with_settings(self, **settings: Any) -> "PipelineConfig":
+        """This config with settings changed, by public name (the flags' names), any section.
+
+        Raises:
+          ValueError: naming an unknown setting, with the closest known names.
+        """
+        index = self.settings_index()
+        changes: Dict[str, Dict[str, Any]] = {}
+        for name, value in settings.items():
+            if name not in index:
+                import difflib
+
+                close = difflib.get_close_matches(name, index, n=3)
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                raise ValueError(f"unknown setting {name!r}{hint}")
+            section, field = index[name]
+            if isinstance(value, list):
+                value = tuple(value)
+            changes.setdefault(section, {})[field.name] = value
+        return dataclasses.replace(
+            self,
+            **{section: dataclasses.replace(getattr(self, section), **values) for section, values in changes.items()},
+        )
+
+    def runtime_values(self) -> Dict[str, Any]:
+        """Each runtime parameter (``setting(runtime=True)``) and its value in this config."""
+        return {
+            name_of(field): getattr(getattr(self, section), field.name)
+            for section, field in self.fields()
+            if is_runtime(field)
+        }
 
     def trainer_custom_config(self) -> dict:
         """The Trainer's settings (``TrainerSettings.from_custom_config`` reads them back) and the label map."""
-        return {**self.to_custom_config(), "label_map": self.label_map}
+        return {**self.trainer.to_custom_config(), "label_map": self.locations.label_map}
 
-    def member_configs(self) -> List["PipelineConfig"]:
-        """This config as seen by each ensemble member's Trainer; empty without an ensemble.
+    def transform_custom_config(self) -> dict:
+        return {"num_labels": self.trainer.num_labels, "image_size": self.trainer.image_size}
+
+    def members(self) -> List[Member]:
+        """The ensemble's members: each one's own settings and its Trainer's; empty without an ensemble.
 
         Raises:
           ValueError: naming the member and the setting that cannot be read.
         """
-        fields = {f.name: f for f in dataclasses.fields(self)}
+        allowed = member_settings()
+        fields = {f.name: f for f in dataclasses.fields(TrainerSettings)}
         members = []
-        for number, spec in enumerate(self.ensemble, start=1):
-            overrides = {}
+        for number, spec in enumerate(self.ensemble.members, start=1):
+            own: Dict[str, Any] = {}
             for item in filter(None, (part.strip() for part in spec.split(","))):
                 key, sep, value = item.partition("=")
                 key = key.strip()
-                if not sep or key not in MEMBER_SETTINGS:
+                if not sep or key not in allowed:
                     raise ValueError(
                         f"ensemble member {number} ({spec!r}): {item!r} is not key=value with a key "
-                        f"in {', '.join(MEMBER_SETTINGS)}"
+                        f"in {', '.join(allowed)}"
                     )
-                overrides[key] = typed(fields[key], value.strip(), f"ensemble member {number}, {key}")
-            members.append(dataclasses.replace(self, ensemble=(), **overrides))
+                own[key] = typed(fields[key], value.strip(), f"ensemble member {number}, {key}")
+            members.append(Member(number, spec, own, dataclasses.replace(self.trainer, **own)))
         return members
 
-    def transform_custom_config(self) -> dict:
-        return {"num_labels": self.num_labels, "image_size": self.image_size}
 
-
-def demo_config(workdir: str, num_labels: int, **overrides) -> PipelineConfig:
-    """Settings for the embedded demo data: small images, trained from scratch on 2 CPU cores.
-
-    ImageNet weights cannot be assumed offline, so the backbone trains from scratch: the whole
-    network trains from the first step (no head-only phase, ``fine_tune_from=""``), with batch
-    norm learning its statistics at a momentum that keeps up with 300 steps.
-    """
+def local_config(workdir: str, num_labels: int, pipeline_name: str = "imat", **settings: Any) -> PipelineConfig:
+    """A config whose outputs live in ``workdir`` (``Workdir``'s layout), its data and label map
+    there too unless ``settings`` names others (``data_root=``, ``label_map=``)."""
     work = Workdir(workdir)
-    settings = dict(
-        pipeline_name="imat-demo",
+    locations = Locations(
+        pipeline_name=pipeline_name,
         pipeline_root=work.pipeline_root,
         data_root=work.data,
         serving_dir=work.serving,
+        similar_dir=work.similar,
         label_map=work.label_map,
-        num_labels=num_labels,
-        image_size=96,
-        weights="none",
-        train_steps=300,
-        head_steps_fraction=0.0,
-        batch_size=16,
-        eval_batch_size=32,
-        fine_tune_from="",
-        head_learning_rate=2e-3,
-        fine_tune_learning_rate=1e-3,
-        dropout=0.2,
-        batch_norm_momentum=0.9,
-        min_positives=3,
-        micro_f1_lower_bound=0.5,
     )
-    settings.update(overrides)
-    return PipelineConfig(**settings)
+    return PipelineConfig(locations=locations, trainer=TrainerSettings(num_labels=num_labels)).with_settings(**settings)
+
+
+# The embedded demo: small images, trained from scratch on 2 CPU cores. ImageNet weights cannot
+# be assumed offline, so the backbone trains from scratch: the whole network from the first
+# step (no head-only phase, fine_tune_from=""), batch norm at a momentum that keeps up with 300 steps.
+DEMO_SETTINGS: Mapping[str, Any] = {
+    "image_size": 96,
+    "weights": "none",
+    "train_steps": 300,
+    "head_steps_fraction": 0.0,
+    "batch_size": 16,
+    "eval_batch_size": 32,
+    "fine_tune_from": "",
+    "head_learning_rate": 2e-3,
+    "fine_tune_learning_rate": 1e-3,
+    "dropout": 0.2,
+    "batch_norm_momentum": 0.9,
+    "min_positives": 3,
+    "micro_f1_lower_bound": 0.5,
+}
+
+
+def demo_config(workdir: str, num_labels: int, **settings: Any) -> PipelineConfig:
+    """The demo's config in ``workdir``: ``DEMO_SETTINGS``, then ``settings``."""
+    return local_config(workdir, num_labels, pipeline_name="imat-demo", **{**DEMO_SETTINGS, **settings})

@@ -16,12 +16,13 @@ import yaml
 from tfx import v1 as tfx
 
 from pipeline.cloud_config import CloudConfig, CloudConfigError
-from pipeline.config import PipelineConfig
+from pipeline.config import Locations, PipelineConfig
+from trainer.settings import TrainerSettings
 from pipeline.pipeline import Deployment, create_pipeline, runtime_parameter_defaults
 
 
 def pipeline_config(cloud: CloudConfig, num_labels: int, pipeline_name: str = "imat", **overrides) -> PipelineConfig:
-    """The pipeline's config on GCS and Dataflow; ``overrides`` are other PipelineConfig fields.
+    """The pipeline's config on GCS and Dataflow; ``overrides`` are other settings, by public name.
 
     The curated schema defaults to ``schema.pbtxt`` beside the label map (``imat schema`` writes it).
 
@@ -44,24 +45,25 @@ def pipeline_config(cloud: CloudConfig, num_labels: int, pipeline_name: str = "i
                 f"it needs {wanted!r}"
             )
         overrides["distribution"] = wanted
-    config = PipelineConfig(
+    locations = Locations(
         pipeline_name=pipeline_name,
         pipeline_root=cloud.pipeline_root,
         data_root=cloud.data_root,
         serving_dir=cloud.serving_dir,
+        similar_dir=cloud.similar_dir,
         label_map=cloud.label_map,
-        num_labels=num_labels,
-        beam_pipeline_args=cloud.beam_pipeline_args(),
-        **overrides,
+    )
+    config = PipelineConfig(locations=locations, trainer=TrainerSettings(num_labels=num_labels)).with_settings(
+        beam_pipeline_args=tuple(cloud.beam_pipeline_args()), **overrides
     )
     if cloud.vertex_training and cloud.trainer.workers:
         # Each replica takes an equal share of the global batch; the trainer would refuse it
         # after the machines had started.
         trainer = cloud.trainer
         replicas = (trainer.workers + 1) * (trainer.accelerator_count if trainer.accelerator_type else 1)
-        if config.batch_size % replicas:
+        if config.trainer.batch_size % replicas:
             raise CloudConfigError(
-                f"--batch_size {config.batch_size} does not divide among the {replicas} training "
+                f"--batch_size {config.trainer.batch_size} does not divide among the {replicas} training "
                 f"replicas of {trainer.workers + 1} machines: use a multiple of {replicas}"
             )
     return config
@@ -94,7 +96,7 @@ def compile_job(config: PipelineConfig, cloud: CloudConfig) -> Dict[str, Any]:
     defaults = runtime_parameter_defaults(config)
     job = runner.run(create_pipeline(config, deployment=deployment(cloud)), parameter_values=defaults, write_out=False)
     spec = job["pipelineSpec"]
-    spec["defaultPipelineRoot"] = config.pipeline_root
+    spec["defaultPipelineRoot"] = config.locations.pipeline_root
     for name, definition in spec["root"]["inputDefinitions"]["parameters"].items():
         definition["defaultValue"] = defaults[name]
         definition["isOptional"] = True
@@ -122,4 +124,4 @@ def write_job(job: Dict[str, Any], output_dir: str, name: str, kfp_yaml: bool = 
 
 def compile_pipeline(config: PipelineConfig, cloud: CloudConfig, output_dir: str, kfp_yaml: bool = False) -> List[str]:
     """Compiles and writes the pipeline; returns the paths written."""
-    return write_job(compile_job(config, cloud), output_dir, config.pipeline_name, kfp_yaml)
+    return write_job(compile_job(config, cloud), output_dir, config.locations.pipeline_name, kfp_yaml)

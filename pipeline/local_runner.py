@@ -1,6 +1,5 @@
 """Runs the pipeline on this machine: LocalDagRunner, SQLite metadata, Beam's FnApiRunner."""
 
-import dataclasses
 import os
 
 from tfx import v1 as tfx
@@ -14,22 +13,23 @@ from imat_common.workdir import metadata_path
 def with_staged_schema(config: PipelineConfig) -> PipelineConfig:
     """The config with its schema copied to ``<workdir>/schema/<digest>/schema.pbtxt``.
 
-    The schema is ``config.schema_path``'s (a reviewed, checked-in file) or, without one, the
+    The schema is ``config.locations.schema_path``'s (a reviewed, checked-in file) or, without one, the
     schema generated from the label map. A path per content keeps ImportSchemaGen's cache
     honest: it keys on the path, so an edited file at the same path would be reused unread.
     """
-    if config.schema_path:
-        schema = schema_lib.read_schema(config.schema_path)
+    locations = config.locations
+    if locations.schema_path:
+        schema = schema_lib.read_schema(locations.schema_path)
     else:
         from imat_common.features import load_label_map
 
-        schema = schema_lib.build_schema(load_label_map(config.label_map))
-    folder = os.path.join(os.path.dirname(os.path.abspath(config.pipeline_root)), "schema")
-    return dataclasses.replace(config, schema_path=schema_lib.stage_schema(schema, folder))
+        schema = schema_lib.build_schema(load_label_map(locations.label_map))
+    folder = os.path.join(os.path.dirname(os.path.abspath(locations.pipeline_root)), "schema")
+    return config.with_settings(schema_path=schema_lib.stage_schema(schema, folder))
 
 
 def metadata_config(config: PipelineConfig):
-    return tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path(config.pipeline_root))
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path(config.locations.pipeline_root))
 
 
 def run(config: PipelineConfig) -> PipelineConfig:

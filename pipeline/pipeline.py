@@ -11,36 +11,29 @@ What a runner may change besides roots and Beam args is in ``Deployment``.
 """
 
 import dataclasses
-import posixpath
 from typing import Any, Dict, Mapping, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 
-from imat_common import serving
+from imat_common import serving, splits
 from imat_common.serving import DECISIONS, PROBABILITIES
 from components import baseline
-from components.calibration_split import CALIBRATION, EVAL, TRAIN, calibration_example_gen
+from components.calibration_split import calibration_example_gen
 from components.ensembler import Ensembler, member_key
 from components.similar.component import SimilarityIndexer
 from components.validation_gate import ValidationGate
 from pipeline import run_parameters
-from pipeline.config import PipelineConfig
+from pipeline.config import Member, PipelineConfig
 from pipeline.label_metrics import LabelSliceMetrics
 from trainer.preprocessing import LABELS_FEATURE
+from trainer.settings import TrainerSettings
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
 MICRO_F1 = run_parameters.MICRO_F1
 AUC_NUM_THRESHOLDS = 200
-# Values users change per run on Kubeflow / Vertex without recompiling: name -> type.
-RUNTIME_PARAMETERS = {
-    run_parameters.TRAIN_STEPS: int,
-    run_parameters.HEAD_LEARNING_RATE: float,
-    run_parameters.FINE_TUNE_LEARNING_RATE: float,
-    run_parameters.MICRO_F1_LOWER_BOUND: float,
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,14 +41,14 @@ class Deployment:
     """What an orchestrator changes in the DAG. The defaults are the local runner's.
 
     Attributes:
-      runtime_parameters: make ``RUNTIME_PARAMETERS`` pipeline parameters, defaulting to the
-        config's values (Kubeflow / Vertex); otherwise they are the config's plain values.
+      runtime_parameters: make the runtime settings (``setting(runtime=True)``) pipeline
+        parameters, defaulting to the config's values (Kubeflow / Vertex); otherwise they are the config's plain values.
       candidate_aware_baseline: resolve the baseline with ``components.baseline`` (never the
         candidate itself). The KFP v2 compiler only knows TFX's ``LatestBlessedModelStrategy``.
       vertex_training: ``custom_config`` entries that run the Trainer as a Vertex AI Training
         job (``tfx.extensions.google_cloud_ai_platform`` keys); None trains in the component.
       vertex_serving: ``custom_config`` of ``google_cloud_ai_platform.Pusher`` (a Vertex AI
-        endpoint); None pushes to ``config.serving_dir``.
+        endpoint); None pushes to ``config.locations.serving_dir``.
     """
 
     runtime_parameters: bool = False
@@ -66,7 +59,7 @@ class Deployment:
 
 def runtime_parameter_defaults(config: PipelineConfig) -> Dict[str, Any]:
     """Each runtime parameter's value in ``config``, which is its default when compiled."""
-    return {name: ptype(getattr(config, name)) for name, ptype in RUNTIME_PARAMETERS.items()}
+    return config.runtime_values()
 
 
 def _run_values(config: PipelineConfig, deployment: Deployment) -> Dict[str, Any]:
@@ -74,7 +67,7 @@ def _run_values(config: PipelineConfig, deployment: Deployment) -> Dict[str, Any
     if not deployment.runtime_parameters:
         return values
     return {
-        name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=RUNTIME_PARAMETERS[name], default=value)
+        name: tfx.dsl.experimental.RuntimeParameter(name=name, ptype=type(value), default=value)
         for name, value in values.items()
     }
 
@@ -91,7 +84,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     The model's ``transform_features`` signature turns the raw label-id list into the dense
     multi-hot vector TFMA needs (a variable-length list gives silently wrong metrics).
     """
-    per_label = tfma.BinarizationOptions(class_ids={"values": list(range(config.num_labels))})
+    per_label = tfma.BinarizationOptions(class_ids={"values": list(range(config.trainer.num_labels))})
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -110,7 +103,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                         config=f'{{"name": "{MICRO_F1}"}}',
                         threshold=tfma.MetricThreshold(
                             value_threshold=tfma.GenericValueThreshold(
-                                lower_bound={"value": config.micro_f1_lower_bound}
+                                lower_bound={"value": config.gate.micro_f1_lower_bound}
                             ),
                             change_threshold=tfma.GenericChangeThreshold(
                                 direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}
@@ -180,7 +173,7 @@ def _pusher(config: PipelineConfig, deployment: Deployment, trainer, evaluator):
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.locations.serving_dir)
         ),
     )
 
@@ -189,24 +182,25 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
     """The DAG up to Transform, by role, in run order: the part that validates the data.
 
     Raises:
-      ValueError: ``config.schema_path`` is empty (the pipeline imports a curated schema).
+      ValueError: ``config.locations.schema_path`` is empty (the pipeline imports a curated schema).
     """
-    if not config.schema_path:
+    locations, data = config.locations, config.data
+    if not locations.schema_path:
         raise ValueError(
-            "PipelineConfig.schema_path is empty: the pipeline imports a curated schema; "
+            "PipelineConfig.locations.schema_path is empty: the pipeline imports a curated schema; "
             "write one with `imat schema --label_map CSV --output schema.pbtxt`"
         )
     example_gen = calibration_example_gen(
-        config.data_root,
-        f"{config.train_split}/*.tfrecord.gz",
-        f"{config.eval_split}/*.tfrecord.gz",
-        config.calibration_percent,
+        locations.data_root,
+        f"{data.train_split}/*.tfrecord.gz",
+        f"{data.eval_split}/*.tfrecord.gz",
+        data.calibration_percent,
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     # SchemaGen's guess from this run's statistics: a statistic to compare with the contract
     # (`imat report` prints the differences), read by nothing downstream.
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=locations.schema_path)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
     )
@@ -214,7 +208,7 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
         statistics=statistics_gen.outputs["statistics"],
         anomalies=example_validator.outputs["anomalies"],
         schema=schema_importer.outputs["schema"],
-        warn_only=int(config.warn_only),
+        warn_only=int(data.warn_only),
     )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -239,28 +233,36 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
     }
 
 
-def member_run_values(member: PipelineConfig, config: PipelineConfig, run_values: Dict[str, Any]) -> Dict[str, Any]:
-    """The run parameters of one ensemble member's Trainer: the pipeline's, except what the member sets itself.
+def member_run_values(member: Member, run_values: Dict[str, Any]) -> Dict[str, Any]:
+    """The run parameters of one ensemble member's Trainer: the pipeline's, except what its spec sets.
 
-    A member's own learning rate is a constant of its Trainer; the others follow the run's parameters.
+    A setting the member's spec names (``"fine_tune_learning_rate=1e-3"``) is a constant of its
+    Trainer; the others follow the run's parameters.
     """
-    own, shared = runtime_parameter_defaults(member), runtime_parameter_defaults(config)
-    return {name: own[name] if own[name] != shared[name] else value for name, value in run_values.items()}
+    return {name: member.own.get(name, value) for name, value in run_values.items()}
 
 
-def _trainer(config: PipelineConfig, front: Dict[str, Any], run_values: Dict[str, Any], deployment: Deployment):
+def _trainer(
+    config: PipelineConfig,
+    trainer: TrainerSettings,
+    front: Dict[str, Any],
+    run_values: Dict[str, Any],
+    deployment: Deployment,
+):
     return run_parameters.Trainer(
         run_fn=RUN_FN,
         examples=front["example_gen"].outputs["examples"],
         transform_graph=front["transform"].outputs["transform_graph"],
         schema=front["gate"].outputs["validated_schema"],
-        train_args=tfx.proto.TrainArgs(splits=[TRAIN], num_steps=config.train_steps),
+        train_args=tfx.proto.TrainArgs(splits=[splits.TRAIN], num_steps=trainer.train_steps),
         # Calibration tunes the thresholds and picks the rule; eval is only scored for the report.
-        eval_args=tfx.proto.EvalArgs(splits=[CALIBRATION, EVAL], num_steps=config.eval_steps),
-        custom_config={**config.trainer_custom_config(), **(deployment.vertex_training or {})},
-        train_steps=run_values[run_parameters.TRAIN_STEPS],
-        head_learning_rate=run_values[run_parameters.HEAD_LEARNING_RATE],
-        fine_tune_learning_rate=run_values[run_parameters.FINE_TUNE_LEARNING_RATE],
+        eval_args=tfx.proto.EvalArgs(splits=list(splits.HELD_OUT), num_steps=trainer.eval_steps),
+        custom_config={
+            **trainer.to_custom_config(),
+            "label_map": config.locations.label_map,
+            **(deployment.vertex_training or {}),
+        },
+        run_values={name: value for name, value in run_values.items() if name in run_parameters.TRAINER_PARAMETERS},
         vertex=deployment.vertex_training is not None,
     )
 
@@ -276,55 +278,56 @@ def create_pipeline(
     Args:
       config: the pipeline's settings.
       metadata_connection_config: ML Metadata for local runs; None where the orchestrator has its own.
-      beam_pipeline_args: overrides ``config.beam_pipeline_args``.
+      beam_pipeline_args: overrides ``config.run.beam_pipeline_args``.
       deployment: what the orchestrator changes (runtime parameters, Vertex AI Training and serving).
     """
     run_values = _run_values(config, deployment)
     front = data_components(config)
     example_gen = front["example_gen"]
-    members = config.member_configs()
+    members = config.members()
     trainers = [
-        _trainer(member, front, member_run_values(member, config, run_values), deployment).with_id(f"Trainer_{i}")
-        for i, member in enumerate(members, start=1)
-    ] or [_trainer(config, front, run_values, deployment)]
-    trained = trainers
+        _trainer(config, m.trainer, front, member_run_values(m, run_values), deployment).with_id(f"Trainer_{m.number}")
+        for m in members
+    ] or [_trainer(config, config.trainer, front, run_values, deployment)]
+    gated = trainers[0]  # the model the Evaluator gates: the single Trainer's, or the Ensembler's
+    ensembler = []
     if members:
-        ensembler = Ensembler(
+        settings = config.trainer
+        gated = Ensembler(
             examples=example_gen.outputs["examples"],
             **{member_key(i): t.outputs["model"] for i, t in enumerate(trainers)},
-            method=config.ensemble_method,
-            min_positives=config.min_positives,
-            calibration_folds=config.calibration_folds,
-            eval_batch_size=config.eval_batch_size,
-            seed=config.seed,
+            method=config.ensemble.method,
+            min_positives=settings.min_positives,
+            calibration_folds=settings.calibration_folds,
+            eval_batch_size=settings.eval_batch_size,
+            seed=settings.seed,
         )
-        trained = trainers + [ensembler]
-    trainer = trained[-1]  # the model the Evaluator gates: the single Trainer's, or the ensemble
-    model_resolver = _baseline_resolver(trainer, deployment)
+        ensembler = [gated]
+    model_resolver = _baseline_resolver(gated, deployment)
     evaluator = run_parameters.Evaluator(
         examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
+        model=gated.outputs["model"],
         baseline_model=model_resolver.outputs[baseline.MODEL_KEY],
         eval_config=eval_config(config),
         micro_f1_lower_bound=run_values[run_parameters.MICRO_F1_LOWER_BOUND],
-        example_splits=[EVAL],
+        example_splits=[splits.EVAL],
     )  # never the calibration split: the gate is out of sample
-    pusher = _pusher(config, deployment, trainer, evaluator)
-    # "More like this": the catalogue embedded by the model that serves, copied beside the
-    # serving folder (<serving_dir>/../similar/<version>) where `imat similar` looks for it.
+    pusher = _pusher(config, deployment, gated, evaluator)
+    # "More like this": the catalogue embedded by the model that serves, copied to
+    # <similar_dir>/<version>, where `imat similar` looks for it.
     indexer = SimilarityIndexer(
         examples=example_gen.outputs["examples"],
         pushed_model=pusher.outputs["pushed_model"],
-        label_map=config.label_map,
-        index_destination=posixpath.join(posixpath.dirname(config.serving_dir.rstrip("/")), "similar")
-        if config.serving_dir
-        else "",
+        label_map=config.locations.label_map,
+        index_destination=config.locations.similar_dir,
     )
     return tfx.dsl.Pipeline(
-        pipeline_name=config.pipeline_name,
-        pipeline_root=config.pipeline_root,
-        components=list(front.values()) + trained + [model_resolver, evaluator, pusher, indexer],
-        enable_cache=config.enable_cache,
+        pipeline_name=config.locations.pipeline_name,
+        pipeline_root=config.locations.pipeline_root,
+        components=list(front.values()) + trainers + ensembler + [model_resolver, evaluator, pusher, indexer],
+        enable_cache=config.run.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(beam_pipeline_args if beam_pipeline_args is not None else config.beam_pipeline_args),
+        beam_pipeline_args=list(
+            beam_pipeline_args if beam_pipeline_args is not None else config.run.beam_pipeline_args
+        ),
     )

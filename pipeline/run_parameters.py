@@ -4,11 +4,13 @@ Kubeflow Pipelines / Vertex AI can only change a top-level execution parameter a
 a ``RuntimeParameter`` inside ``TrainArgs`` cannot be built (the proto refuses it), and one
 inside ``custom_config`` or an ``EvalConfig`` is compiled into the JSON as the parameter object
 itself, silently, never as a pipeline parameter. So these components declare the values users
-change per run (training steps, the two learning rates, the micro-F1 bound) as parameters of
-their own, and their executors write them into ``TrainArgs``, ``custom_config`` and the
-``EvalConfig`` before the stock executor runs. Locally they are plain numbers.
+change per run (the settings declared ``runtime=True``: training steps, the two learning rates,
+the micro-F1 bound) as parameters of their own, and their executors write them into
+``TrainArgs``, ``custom_config`` and the ``EvalConfig`` before the stock executor runs. Locally
+they are plain numbers.
 """
 
+import dataclasses
 import json
 from typing import Any, Dict, List, Mapping, Optional, Union
 
@@ -24,12 +26,22 @@ from tfx.types import standard_artifacts, standard_component_specs as specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils, proto_utils
 
-TRAIN_STEPS = "train_steps"
-HEAD_LEARNING_RATE = "head_learning_rate"
-FINE_TUNE_LEARNING_RATE = "fine_tune_learning_rate"
+from imat_common.settings import is_runtime, kind_of, name_of
+from pipeline.config import GateSettings
+from trainer.settings import TrainerSettings
+
+TRAIN_STEPS = "train_steps"  # also TrainArgs.num_steps
 MICRO_F1_LOWER_BOUND = "micro_f1_lower_bound"
 MICRO_F1 = "micro_f1"  # the gate metric's name in the EvalConfig
-_LEARNING_RATES = (HEAD_LEARNING_RATE, FINE_TUNE_LEARNING_RATE)
+
+
+def _runtime(section: type) -> Dict[str, type]:
+    return {name_of(f): kind_of(f) for f in dataclasses.fields(section) if is_runtime(f)}
+
+
+# The runtime settings each component takes as parameters: name -> type.
+TRAINER_PARAMETERS = _runtime(TrainerSettings)
+EVALUATOR_PARAMETERS = _runtime(GateSettings)
 
 Number = Union[int, float, data_types.RuntimeParameter]
 
@@ -37,8 +49,8 @@ Number = Union[int, float, data_types.RuntimeParameter]
 def apply_trainer_parameters(exec_properties: Mapping[str, Any]) -> Dict[str, Any]:
     """The Trainer's execution properties with the run parameters written where run_fn reads them.
 
-    ``train_steps`` replaces ``TrainArgs.num_steps``; the learning rates replace the
-    ``custom_config`` keys of the same names.
+    Each replaces the ``custom_config`` key of its name; ``train_steps`` also replaces
+    ``TrainArgs.num_steps``, which ``run_fn`` reads.
     """
     result = dict(exec_properties)
     if result.get(TRAIN_STEPS) is not None:
@@ -46,9 +58,9 @@ def apply_trainer_parameters(exec_properties: Mapping[str, Any]) -> Dict[str, An
         train_args.num_steps = int(result[TRAIN_STEPS])
         result[specs.TRAIN_ARGS_KEY] = proto_utils.proto_to_json(train_args)
     custom_config = json_utils.loads(result.get(specs.CUSTOM_CONFIG_KEY) or "null") or {}
-    for key in _LEARNING_RATES:
+    for key, kind in TRAINER_PARAMETERS.items():
         if result.get(key) is not None:
-            custom_config[key] = float(result[key])
+            custom_config[key] = kind(result[key])
     result[specs.CUSTOM_CONFIG_KEY] = json_utils.dumps(custom_config)
     return result
 
@@ -112,20 +124,21 @@ class TrainerSpec(specs.TrainerSpec):
 
     PARAMETERS = {
         **specs.TrainerSpec.PARAMETERS,
-        TRAIN_STEPS: ExecutionParameter(type=int, optional=True),
-        HEAD_LEARNING_RATE: ExecutionParameter(type=float, optional=True),
-        FINE_TUNE_LEARNING_RATE: ExecutionParameter(type=float, optional=True),
+        **{name: ExecutionParameter(type=kind, optional=True) for name, kind in TRAINER_PARAMETERS.items()},
     }
 
 
 class EvaluatorSpec(specs.EvaluatorSpec):
     """The stock Evaluator's spec and the gate's lower bound."""
 
-    PARAMETERS = {**specs.EvaluatorSpec.PARAMETERS, MICRO_F1_LOWER_BOUND: ExecutionParameter(type=float, optional=True)}
+    PARAMETERS = {
+        **specs.EvaluatorSpec.PARAMETERS,
+        **{name: ExecutionParameter(type=kind, optional=True) for name, kind in EVALUATOR_PARAMETERS.items()},
+    }
 
 
 class Trainer(base_component.BaseComponent):
-    """TFX's Trainer with a ``run_fn`` by import path and ``train_steps`` and learning rates as parameters.
+    """TFX's Trainer with a ``run_fn`` by import path and the runtime Trainer settings as parameters.
 
     ``vertex=True`` runs it as ``tfx.extensions.google_cloud_ai_platform.Trainer`` does: the
     component launches a Vertex AI custom job described by ``custom_config`` and waits for it.
@@ -143,11 +156,17 @@ class Trainer(base_component.BaseComponent):
         train_args: trainer_pb2.TrainArgs,
         eval_args: trainer_pb2.EvalArgs,
         custom_config: Dict[str, Any],
-        train_steps: Optional[Number] = None,
-        head_learning_rate: Optional[Number] = None,
-        fine_tune_learning_rate: Optional[Number] = None,
+        run_values: Optional[Mapping[str, Number]] = None,
         vertex: bool = False,
     ):
+        """``run_values``: a value (or ``RuntimeParameter``) per ``TRAINER_PARAMETERS`` name.
+
+        Raises:
+          ValueError: ``run_values`` names a setting that is not a runtime Trainer setting.
+        """
+        unknown = set(run_values or {}) - set(TRAINER_PARAMETERS)
+        if unknown:
+            raise ValueError(f"not runtime Trainer settings: {sorted(unknown)}; known: {sorted(TRAINER_PARAMETERS)}")
         spec = TrainerSpec(
             examples=examples,
             transform_graph=transform_graph,
@@ -158,9 +177,7 @@ class Trainer(base_component.BaseComponent):
             custom_config=json_utils.dumps(custom_config),
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun),
-            train_steps=train_steps,
-            head_learning_rate=head_learning_rate,
-            fine_tune_learning_rate=fine_tune_learning_rate,
+            **dict(run_values or {}),
         )
         super().__init__(
             spec=spec, custom_executor_spec=(executor_spec.ExecutorClassSpec(VertexTrainerExecutor) if vertex else None)

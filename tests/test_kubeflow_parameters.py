@@ -12,23 +12,26 @@ from tfx.utils import proto_utils
 
 from pipeline.cloud_config import CloudConfig, TrainerResources
 from pipeline import run_parameters
-from pipeline.config import PipelineConfig
+from pipeline.config import Locations, PipelineConfig
 from pipeline.pipeline import eval_config
+from trainer.settings import TrainerSettings
 
 IMAGE = "europe-docker.pkg.dev/my-proj/imat/pipeline:v2"
 CONFIG = PipelineConfig(
-    pipeline_name="imat",
-    pipeline_root="gs://b/root",
-    data_root="gs://b/data",
-    serving_dir="gs://b/serving",
-    label_map="gs://b/lm.csv",
-    num_labels=6,
+    locations=Locations(
+        pipeline_name="imat",
+        pipeline_root="gs://b/root",
+        data_root="gs://b/data",
+        serving_dir="gs://b/serving",
+        label_map="gs://b/lm.csv",
+    ),
+    trainer=TrainerSettings(num_labels=6),
 )
 
 
 def trainer_properties(**extra):
     return {
-        "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=CONFIG.train_steps)),
+        "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(num_steps=CONFIG.trainer.train_steps)),
         "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(num_steps=0)),
         "run_fn": "trainer.task.run_fn",
         "custom_config": json.dumps(CONFIG.trainer_custom_config()),
@@ -43,15 +46,19 @@ def test_trainer_parameters_replace_num_steps_and_learning_rates():
     assert proto_utils.json_to_proto(result["train_args"], trainer_pb2.TrainArgs()).num_steps == 777
     custom_config = json.loads(result["custom_config"])
     assert custom_config["head_learning_rate"] == 0.02 and custom_config["fine_tune_learning_rate"] == 0.003
-    assert {k: v for k, v in custom_config.items() if "learning_rate" not in k} == {
-        k: v for k, v in CONFIG.trainer_custom_config().items() if "learning_rate" not in k
+    assert custom_config["train_steps"] == 777  # run_fn's record of the steps agrees with TrainArgs
+    moved = {"head_learning_rate", "fine_tune_learning_rate", "train_steps"}
+    assert {k: v for k, v in custom_config.items() if k not in moved} == {
+        k: v for k, v in CONFIG.trainer_custom_config().items() if k not in moved
     }
 
 
 def test_absent_trainer_parameters_leave_the_properties_alone():
     properties = trainer_properties()
     result = run_parameters.apply_trainer_parameters(properties)
-    assert proto_utils.json_to_proto(result["train_args"], trainer_pb2.TrainArgs()).num_steps == CONFIG.train_steps
+    assert (
+        proto_utils.json_to_proto(result["train_args"], trainer_pb2.TrainArgs()).num_steps == CONFIG.trainer.train_steps
+    )
     assert json.loads(result["custom_config"]) == CONFIG.trainer_custom_config()
 
 

@@ -4,7 +4,6 @@ Every image carries exactly three labels (category, colour, pattern): the data o
 SchemaGen's guess made ``labels`` fixed-length and Transform failed, before the curated schema.
 """
 
-import dataclasses
 import io
 import json
 import os
@@ -117,12 +116,12 @@ def first_run(workdir):
 @pytest.mark.slow
 def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsys, monkeypatch):
     config = first_run
-    metadata = metadata_path(config.pipeline_root)
+    metadata = metadata_path(config.locations.pipeline_root)
     first = runs.last_run(metadata)
     assert {e.component for e in first} == COMPONENTS
     assert all(e.state == "COMPLETE" for e in first), first
     assert runs.latest_blessing(metadata) is True
-    pushed = latest_pushed_model(config.serving_dir)
+    pushed = latest_pushed_model(config.locations.serving_dir)
     assert pushed is not None
     with open(os.path.join(workdir, "source", "images", "1.jpg"), "rb") as f:
         outputs = tf.saved_model.load(pushed).signatures["predict_images"](images=tf.constant([f.read()]))
@@ -162,7 +161,7 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsy
     assert [x.split()[0] for x in lines[::2]] == [x.split()[0] for x in lines[1::2]]
     assert {x.split()[0] for x in lines} == COMPONENTS
     assert all(e.state == "CACHED" for e in second if e.component != "latest_blessed_model_resolver"), second
-    assert len(os.listdir(config.serving_dir)) == 1  # the same model is not pushed twice
+    assert len(os.listdir(config.locations.serving_dir)) == 1  # the same model is not pushed twice
 
     # imat report reads that evaluation: per-label rows grouped by task, and the label data.
     capsys.readouterr()
@@ -183,7 +182,7 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsy
 
     # A retrained model against a gate no model can pass: evaluated against the first model as
     # its baseline, not blessed, and nothing is pushed.
-    strict = dataclasses.replace(config, micro_f1_lower_bound=1.01, train_steps=5)
+    strict = config.with_settings(micro_f1_lower_bound=1.01, train_steps=5)
     local_runner.run(strict)
     third = {e.component: e.state for e in runs.last_run(metadata)}
     assert third["Trainer"] == "COMPLETE" and third["Evaluator"] == "COMPLETE"
@@ -191,7 +190,7 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsy
     evaluation = tfma.load_eval_result(runs.latest_artifact_uri(metadata, "ModelEvaluation"))
     overall = dict(evaluation.slicing_metrics)[()]["decisions"][""]
     assert any(name.endswith("micro_f1_diff") for name in overall), overall  # compared with the baseline
-    assert latest_pushed_model(config.serving_dir) == pushed
+    assert latest_pushed_model(config.locations.serving_dir) == pushed
     assert any("no model pushed by this run" in line for line in summary_lines(strict))
 
 
@@ -231,11 +230,11 @@ def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(w
         ensemble=("backbone=inception_v3", "backbone=mobilenetv3small,loss=asl,seed=1,progressive_image_size=48"),
     )
     local_runner.run(config)
-    metadata = metadata_path(config.pipeline_root)
+    metadata = metadata_path(config.locations.pipeline_root)
     states = {e.component: e.state for e in runs.last_run(metadata)}
     assert set(states) == COMPONENTS - {"Trainer"} | {"Trainer_1", "Trainer_2", "Ensembler"}
     assert all(state == "COMPLETE" for state in states.values()), states
-    pushed = latest_pushed_model(config.serving_dir)
+    pushed = latest_pushed_model(config.locations.serving_dir)
     assert pushed is not None
     trained = read_thresholds(pushed)
     assert trained["ensemble"]["method"] == "stacker" and len(trained["ensemble"]["members"]) == 2

@@ -46,8 +46,9 @@ def train_and_score(work: str, seed: int, steps: int = STEPS) -> dict:
         os.path.join(work, "examples"), os.path.join(work, "transform"), COUNTS, SIZE, seed=100 + seed
     )
     config = demo_config(work, NUM_LABELS, image_size=SIZE, train_steps=steps, seed=seed)
-    os.makedirs(os.path.dirname(config.label_map), exist_ok=True)
-    write_label_map(demo_data.label_table(), config.label_map)  # the baseline: each task's most frequent label
+    os.makedirs(os.path.dirname(config.locations.label_map), exist_ok=True)
+    # The baseline: each task's most frequent label.
+    write_label_map(demo_data.label_table(), config.locations.label_map)
     serving = os.path.join(work, "serving")
     task.run_fn(
         FnArgs(
@@ -56,7 +57,7 @@ def train_and_score(work: str, seed: int, steps: int = STEPS) -> dict:
             transform_output=os.path.join(work, "transform"),
             serving_model_dir=serving,
             model_run_dir="",
-            train_steps=config.train_steps,
+            train_steps=config.trainer.train_steps,
             eval_steps=0,
             custom_config=config.trainer_custom_config(),
         )

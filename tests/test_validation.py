@@ -5,7 +5,6 @@ schema's domain. Slow: the pipeline's front (ExampleGen -> ... -> ValidationGate
 stops on an out-of-domain label id, and lets it through with warn_only.
 """
 
-import dataclasses
 import gzip
 import io
 import os
@@ -102,7 +101,7 @@ def test_trainer_tunes_on_calibration_and_the_evaluator_scores_eval(tmp_path):
     for name in ("Transform", "Trainer"):
         assert nodes[name].inputs["schema"].producer_component_id == "ValidationGate"
     with pytest.raises(ValueError, match="schema_path is empty"):
-        create_pipeline(dataclasses.replace(config, schema_path=""))
+        create_pipeline(config.with_settings(schema_path=""))
 
 
 def _split_ids(examples_uri, split):
@@ -117,13 +116,13 @@ def _split_ids(examples_uri, split):
 def _run_front(config):
     pipeline = tfx.dsl.Pipeline(
         pipeline_name="front",
-        pipeline_root=config.pipeline_root,
+        pipeline_root=config.locations.pipeline_root,
         components=list(data_components(config).values()),
         metadata_connection_config=local_runner.metadata_config(config),
-        beam_pipeline_args=list(config.beam_pipeline_args),
+        beam_pipeline_args=list(config.run.beam_pipeline_args),
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
-    return {e.component: e.state for e in runs.last_run(metadata_path(config.pipeline_root))}
+    return {e.component: e.state for e in runs.last_run(metadata_path(config.locations.pipeline_root))}
 
 
 @pytest.mark.slow
@@ -144,19 +143,19 @@ def test_an_out_of_domain_label_stops_the_run_before_transform_unless_warn_only(
         match=r"split 'calibration', feature 'labels': Out-of-range values.*19.*allows 1\.\.18",
     ):
         _run_front(config)
-    states = {e.component: e.state for e in runs.last_run(metadata_path(config.pipeline_root))}
+    states = {e.component: e.state for e in runs.last_run(metadata_path(config.locations.pipeline_root))}
     assert states["ValidationGate"] == "FAILED" and "Transform" not in states
 
     # ExampleGen cut the validation folder into calibration and eval: disjoint, nothing lost.
-    examples = runs.latest_artifact_uri(metadata_path(config.pipeline_root), "Examples")
+    examples = runs.latest_artifact_uri(metadata_path(config.locations.pipeline_root), "Examples")
     calibration, evaluation = _split_ids(examples, "calibration"), _split_ids(examples, "eval")
     assert calibration and evaluation and not set(calibration) & set(evaluation)
     assert sorted(calibration + evaluation) == sorted(r["image_id"].decode() for r in validation_rows)
     assert sorted(_split_ids(examples, "train"), key=int) == [str(i) for i in range(12)]
 
-    states = _run_front(dataclasses.replace(config, warn_only=True))
+    states = _run_front(config.with_settings(warn_only=True))
     assert states["ValidationGate"] == "COMPLETE" and states["Transform"] == "COMPLETE"
     # Transform analyses (the label counts) without re-describing every decoded image.
-    metadata = metadata_path(config.pipeline_root)
+    metadata = metadata_path(config.locations.pipeline_root)
     assert runs.latest_output_uri(metadata, "Transform", "TransformGraph")
     assert runs.latest_output_uri(metadata, "Transform", "ExampleStatistics") is None

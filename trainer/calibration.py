@@ -14,12 +14,11 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import data, rules, trivial_baseline
-from imat_common import serving
+from imat_common import serving, splits
 from imat_common.features import LabelMap
 from trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
-CALIBRATION_SPLIT, EVAL_SPLIT = "calibration", "eval"  # ExampleGen's split names (components/calibration_split.py)
 
 
 def split_files(file_patterns: Sequence[str], split: str) -> List[str]:
@@ -28,11 +27,11 @@ def split_files(file_patterns: Sequence[str], split: str) -> List[str]:
     Raises:
       ValueError: no pattern belongs to ``split``.
     """
-    chosen = [p for p in file_patterns if os.path.basename(os.path.dirname(p.rstrip("/"))) == f"Split-{split}"]
+    chosen = [p for p in file_patterns if splits.split_of(p) == split]
     if not chosen:
         raise ValueError(
             f"the Trainer got no '{split}' split among {list(file_patterns)}: its EvalArgs must "
-            f"list the splits '{CALIBRATION_SPLIT}' and '{EVAL_SPLIT}'"
+            f"list the splits '{splits.CALIBRATION}' and '{splits.EVAL}'"
         )
     return chosen
 
@@ -58,14 +57,14 @@ def calibrate(model, fn_args, tf_transform_output, settings: TrainerSettings, la
     """Scores both splits with the trained model and returns the ``thresholds.json`` report."""
     batch_size, steps = settings.eval_batch_size, int(fn_args.eval_steps or 0)
     scored, infer = {}, inference_fn(model)
-    for split in (CALIBRATION_SPLIT, EVAL_SPLIT):
+    for split in splits.HELD_OUT:
         dataset = data.input_fn(split_files(fn_args.eval_files, split), tf_transform_output, batch_size, training=False)
         scored[split] = predict_eval(infer, dataset, steps)
     baseline = trivial_baseline.most_frequent_per_task(
         trivial_baseline.read_frequencies(tf_transform_output), label_map
     )
     report = rules.decision_report(
-        scored[CALIBRATION_SPLIT], scored[EVAL_SPLIT], settings.min_positives, settings.calibration_folds, baseline
+        scored[splits.CALIBRATION], scored[splits.EVAL], settings.min_positives, settings.calibration_folds, baseline
     )
     for line in rules.format_report(report):
         log.info("%s", line)

@@ -11,7 +11,6 @@ member's (every member shares the pipeline's Transform graph).
 """
 
 import logging
-import os
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -19,7 +18,7 @@ import tensorflow as tf
 
 from trainer import calibration, ensemble, exporter, rules
 from trainer.preprocessing import LABELS_FEATURE
-from imat_common import serving
+from imat_common import serving, splits
 from imat_common.serving import read_thresholds
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ def examples_files(examples_uri: str, split: str) -> List[str]:
     Raises:
       FileNotFoundError: the split has no files.
     """
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    files = sorted(tf.io.gfile.glob(splits.split_pattern(examples_uri, split)))
     if not files:
         raise FileNotFoundError(f"no examples of split '{split}' under {examples_uri}")
     return files
@@ -130,14 +129,14 @@ def combine_and_export(
     """
     models = [tf.saved_model.load(d) for d in member_dirs]
     scored = {}
-    for split in ("calibration", "eval"):
+    for split in splits.HELD_OUT:
         scored[split] = score(models, examples_files(examples_uri, split), batch_size)
         log.info("scored %d %s examples with %d members", scored[split][1].shape[0], split, len(models))
     reports = [read_thresholds(d) for d in member_dirs]
     combination = ensemble.fit_combination(
         method,
-        scored["calibration"],
-        scored["eval"],
+        scored[splits.CALIBRATION],
+        scored[splits.EVAL],
         min_positives,
         folds,
         reports[0].get(rules.BASELINE, {}).get("label_ids", ()),
