@@ -62,9 +62,12 @@ def configure(verbose: bool = False) -> None:
     absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
-    if not verbose:
-        absl_logging.get_absl_logger().addFilter(_DropHarmless())
-        logging.getLogger("tensorflow").addFilter(_DropHarmless())
+    for logger in (absl_logging.get_absl_logger(), logging.getLogger("tensorflow")):
+        # One filter per logger however often a process configures (tests call commands in-process).
+        for old in [f for f in logger.filters if isinstance(f, _DropHarmless)]:
+            logger.removeFilter(old)
+        if not verbose:
+            logger.addFilter(_DropHarmless())
     # Google's client libraries warn at import that Python 3.10 or google-cloud-storage 2 is old;
     # TFX 1.16 needs both.
     for module in (r"google\.api_core", r"google\.cloud\.aiplatform"):

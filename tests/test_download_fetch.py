@@ -1,7 +1,5 @@
 """The fetch layer on its own: one deadline per image across its URLs, and the byte budget."""
 
-import time
-
 from components.download import batch
 from components.download.budget import ByteBudget
 from components.download.fetch import FetchSettings
@@ -19,12 +17,11 @@ def _fetch(records, settings):
 def test_fallback_urls_share_the_image_deadline(fault_server):
     urls = tuple(fault_server.url(f"/stall/{n}") for n in range(3))
     settings = FetchSettings(deadline_s=1.5, attempt_timeout_s=1.0, retries=0, allow_private_networks=True)
-    start = time.monotonic()
     status = _fetch([ImageRecord("1", urls, ())], settings)["1"]
-    elapsed = time.monotonic() - start
     assert status["status"] == "timeout"
-    # Each URL with a deadline of its own would take 3 x 1 s; one deadline stops at 1.5 s.
-    assert elapsed < 1.5 + 0.8 < STALL_S
+    # Each URL with a deadline of its own would try all three (1 s each); one deadline of 1.5 s
+    # stops during the second. Counted in requests, not seconds: a busy machine cannot fail it.
+    assert settings.deadline_s < 2 * settings.attempt_timeout_s < STALL_S
     assert fault_server.hits["/stall/0"] == 1 and fault_server.hits["/stall/1"] == 1
     assert fault_server.hits["/stall/2"] == 0
 
