@@ -6,15 +6,44 @@ module in every test session, and most tests need no TensorFlow.
 """
 
 import glob
+import importlib.util
 import io
 import json
 import os
 import random
 from typing import Dict, List
 
+import pytest
 from PIL import Image
 
 from imat_common import features
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def needs(module: str, extra: str):
+    """A mark for tests that need ``module`` from the project's optional ``extra``.
+
+    Without it they are skipped with the reason and the install command, except under ``CI=true``,
+    where the extras are part of the install: there the test runs, and fails if it cannot import.
+    """
+    if importlib.util.find_spec(module) is not None or os.environ.get("CI") == "true":
+        return pytest.mark.usefixtures()
+    return pytest.mark.skip(reason=f"needs {module}: pip install -e '.[{extra}]' (required when CI=true)")
+
+
+def import_extra(module: str, extra: str):
+    """Imports ``module`` for a test module, skipping the module without it (failing under ``CI=true``).
+
+    For test modules that import an extra's package at the top, where a mark comes too late.
+    """
+    if os.environ.get("CI") == "true":
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=f"needs {module}: pip install -e '.[{extra}]' (required when CI=true)")
+
+
+KUBEFLOW = needs("kfp", "kubeflow")
+SIMILAR = [needs("faiss", "similar"), needs("hnswlib", "similar")]
 
 
 # Image bytes

@@ -22,12 +22,11 @@ from cli import demo_data, logs, predict, report, runs, submission
 from pipeline.config import demo_config
 from cli.run import summary_lines
 from tests.browser import open_page
-from tests.helpers import COMPONENTS
+from tests.helpers import REPO, COMPONENTS
 from trainer import ensemble, ensemble_export, rules
-from imat_common.workdir import latest_pushed_model, metadata_path
+from imat_common import splits
+from imat_common.workdir import Workdir, latest_pushed_model, metadata_path
 from imat_common.serving import read_thresholds
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +55,7 @@ def workdir(tmp_path_factory):
     return work
 
 
-NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks", "evaluation.ipynb")
+NOTEBOOK = os.path.join(REPO, "notebooks", "evaluation.ipynb")
 
 
 def _execute_notebook(workdir, monkeypatch):
@@ -75,7 +74,7 @@ def _execute_notebook(workdir, monkeypatch):
 
 
 def _split_ids(examples_uri, split):
-    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    files = tf.io.gfile.glob(splits.split_pattern(examples_uri, split))
     spec = {"image_id": tf.io.FixedLenFeature([], tf.string)}
     return {
         tf.io.parse_single_example(r, spec)["image_id"].numpy().decode()
@@ -83,7 +82,7 @@ def _split_ids(examples_uri, split):
     }
 
 
-def _check_calibration_and_rules(workdir, metadata, pushed):
+def _check_calibration_and_rules(workdir, metadata, pushed, evaluation):
     """Thresholds come from calibration images only; the report holds the contract; TFMA agrees on eval."""
     examples = runs.latest_artifact_uri(metadata, "Examples")
     calibration, evaluation = _split_ids(examples, "calibration"), _split_ids(examples, "eval")
@@ -97,49 +96,69 @@ def _check_calibration_and_rules(workdir, metadata, pushed):
     assert set(report_["micro_f1"]) == set(rules.RULES) | {rules.BASELINE}
     assert all(set(report_["micro_f1"][r]) >= {"calibration", "eval"} for r in report_["micro_f1"])
     assert len(report_["baseline"]["label_ids"]) == 3  # category, colour, pattern: sleeve never occurs
-    evaluation_result = tfma.load_eval_result(runs.latest_artifact_uri(metadata, "ModelEvaluation"))
+    evaluation_result = tfma.load_eval_result(evaluation)
     gated = report.micro_f1(evaluation_result.slicing_metrics)
     assert gated == pytest.approx(report_["micro_f1"][report_["served_rule"]]["eval"], abs=1e-6)
     return report_
 
 
+class FirstRun:
+    """The first run's config and what it left, read before any later run adds its own."""
+
+    def __init__(self, config):
+        self.config = config
+        self.metadata = metadata_path(config.locations.pipeline_root)
+        self.executions = runs.last_run(self.metadata)
+        self.blessed = runs.latest_blessing(self.metadata)
+        self.pushed = latest_pushed_model(config.locations.serving_dir)
+        self.evaluation = runs.latest_artifact_uri(self.metadata, "ModelEvaluation")
+
+
 @pytest.fixture(scope="module")
 def first_run(workdir):
-    """The pipeline run once on the workdir's data, with a gate every model passes; its config."""
+    """The pipeline run once on the workdir's data, with a gate every model passes."""
     config = demo_config(
         workdir, num_labels=18, image_size=75, train_steps=4, batch_size=8, eval_batch_size=16, micro_f1_lower_bound=0.0
     )
     local_runner.run(config)
-    return config
+    return FirstRun(config)
+
+
+# The scenarios below share one pipeline run (the module's fixtures) and report separately. The
+# ones that read "the latest evaluation" come before the strict gate's run, the file's last test.
 
 
 @pytest.mark.slow
-def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsys, monkeypatch):
-    config = first_run
-    metadata = metadata_path(config.locations.pipeline_root)
-    first = runs.last_run(metadata)
-    assert {e.component for e in first} == COMPONENTS
-    assert all(e.state == "COMPLETE" for e in first), first
-    assert runs.latest_blessing(metadata) is True
-    pushed = latest_pushed_model(config.locations.serving_dir)
-    assert pushed is not None
+def test_the_first_run_completes_blesses_and_pushes_a_model_that_serves_images(workdir, first_run):
+    assert {e.component for e in first_run.executions} == COMPONENTS
+    assert all(e.state == "COMPLETE" for e in first_run.executions), first_run.executions
+    assert first_run.blessed is True and first_run.pushed is not None
     with open(os.path.join(workdir, "source", "images", "1.jpg"), "rb") as f:
-        outputs = tf.saved_model.load(pushed).signatures["predict_images"](images=tf.constant([f.read()]))
+        outputs = tf.saved_model.load(first_run.pushed).signatures["predict_images"](images=tf.constant([f.read()]))
     assert outputs["probabilities"].shape == (1, 18) and outputs["label_names"].shape == (1, 18)
-    lines = summary_lines(config)
-    assert any("pushed model: " + pushed in line for line in lines)
+    lines = summary_lines(first_run.config)
+    assert any("pushed model: " + first_run.pushed in line for line in lines)
     assert any("never used for tuning" in line for line in lines)
     assert any(line.strip().startswith("baseline: most frequent train label per task") for line in lines)
-    trained = _check_calibration_and_rules(workdir, metadata, pushed)
 
-    # imat predict streams images in batches; imat submission scores the test split (never seen).
+
+@pytest.mark.slow
+def test_thresholds_come_from_calibration_and_the_gate_agrees_with_the_report(workdir, first_run):
+    _check_calibration_and_rules(workdir, first_run.metadata, first_run.pushed, first_run.evaluation)
+
+
+@pytest.mark.slow
+def test_imat_predict_streams_images_in_batches(workdir, first_run, capsys):
     images = [os.path.join(workdir, "source", "images", f"{i}.jpg") for i in (1, 2, 3)]
-    predict.main(
-        images
-        + ["--model", pushed, "--batch_size", "2", "--label_map", os.path.join(workdir, "source", "label_map.csv")]
-    )
+    label_map = os.path.join(workdir, "source", "label_map.csv")
+    predict.main(images + ["--model", first_run.pushed, "--batch_size", "2", "--label_map", label_map])
     printed = capsys.readouterr().out
     assert all(f"{path}:" in printed for path in images)
+
+
+@pytest.mark.slow
+def test_imat_submission_scores_the_test_split_never_seen(workdir, first_run):
+    trained = read_thresholds(first_run.pushed)
     result = submission.main(["--workdir", workdir, "--labels", os.path.join(workdir, "source", "test_labels.json")])
     with open(os.path.join(workdir, "source", "splits.json")) as f:
         test_ids = {image_id for image_id, _ in json.load(f)["test"]}
@@ -147,24 +166,32 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsy
         assert {line.split(",")[0] for line in f.read().splitlines()[1:]} == test_ids
     assert result["scored"] == len(test_ids) and result["labelled_without_example"] == 0
     assert result["micro_f1"]["submission"] == pytest.approx(result["micro_f1"][trained["served_rule"]])
-    # SimilarityIndexer indexed the catalogue with the pushed model, where `imat similar` looks.
-    assert os.path.isfile(os.path.join(workdir, "similar", os.path.basename(pushed), "manifest.json"))
 
+
+@pytest.mark.slow
+def test_the_similarity_index_lies_where_imat_similar_looks(workdir, first_run):
+    assert first_run.config.locations.similar_dir == Workdir(workdir).similar
+    assert os.path.isfile(os.path.join(Workdir(workdir).similar, os.path.basename(first_run.pushed), "manifest.json"))
+
+
+@pytest.mark.slow
+def test_a_second_run_with_nothing_changed_reuses_every_execution(first_run):
     progress = io.StringIO()
     with logs.component_progress(progress):
-        local_runner.run(config)  # nothing changed: every execution is reused
-    second = runs.last_run(metadata)
+        local_runner.run(first_run.config)
+    second = runs.last_run(first_run.metadata)
     assert {e.component for e in second} == COMPONENTS
+    assert all(e.state == "CACHED" for e in second if e.component != "latest_blessed_model_resolver"), second
+    assert len(os.listdir(first_run.config.locations.serving_dir)) == 1  # the same model is not pushed twice
     # imat run's progress: a line as each component starts, one with its seconds as it ends.
     lines = progress.getvalue().splitlines()
     assert len(lines) == 2 * len(COMPONENTS) and all(re.fullmatch(r"\S+ (\.\.\.|done in \d+\.\d s)", x) for x in lines)
     assert [x.split()[0] for x in lines[::2]] == [x.split()[0] for x in lines[1::2]]
     assert {x.split()[0] for x in lines} == COMPONENTS
-    assert all(e.state == "CACHED" for e in second if e.component != "latest_blessed_model_resolver"), second
-    assert len(os.listdir(config.locations.serving_dir)) == 1  # the same model is not pushed twice
 
-    # imat report reads that evaluation: per-label rows grouped by task, and the label data.
-    capsys.readouterr()
+
+@pytest.mark.slow
+def test_imat_report_groups_labels_by_task_and_its_page_has_no_script_error(workdir, first_run, capsys):
     report.main(["--workdir", workdir])
     printed = capsys.readouterr().out
     assert "[category]" in printed and "label distribution (train split, 63 examples" in printed
@@ -173,25 +200,16 @@ def test_pipeline_runs_blesses_pushes_caches_and_gates(workdir, first_run, capsy
     assert "labels: shape [3], contract variable" in printed
     assert "label slices (the eval images carrying each label" in printed
     assert open_page(os.path.join(workdir, "report.html")) == []  # no script error in Chromium
+
+
+@pytest.mark.slow
+def test_the_evaluation_notebook_opens_the_run(workdir, first_run, monkeypatch):
     # The notebook opens this evaluation: TFMA's viewer on the overall slice, a table of every label.
     opened, viewer, table = _execute_notebook(workdir, monkeypatch)
-    assert runs.latest_artifact_uri(metadata, "ModelEvaluation") in "".join(o.get("text", "") for o in opened)
+    assert first_run.evaluation in "".join(o.get("text", "") for o in opened)
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in viewer)
     html_table = next(o["data"]["text/html"] for o in table if o["output_type"] == "execute_result")
     assert html_table.split("<tbody>")[1].count("<tr") == 18  # one row per label
-
-    # A retrained model against a gate no model can pass: evaluated against the first model as
-    # its baseline, not blessed, and nothing is pushed.
-    strict = config.with_settings(micro_f1_lower_bound=1.01, train_steps=5)
-    local_runner.run(strict)
-    third = {e.component: e.state for e in runs.last_run(metadata)}
-    assert third["Trainer"] == "COMPLETE" and third["Evaluator"] == "COMPLETE"
-    assert runs.latest_blessing(metadata) is False
-    evaluation = tfma.load_eval_result(runs.latest_artifact_uri(metadata, "ModelEvaluation"))
-    overall = dict(evaluation.slicing_metrics)[()]["decisions"][""]
-    assert any(name.endswith("micro_f1_diff") for name in overall), overall  # compared with the baseline
-    assert latest_pushed_model(config.locations.serving_dir) == pushed
-    assert any("no model pushed by this run" in line for line in summary_lines(strict))
 
 
 @pytest.mark.slow
@@ -200,7 +218,7 @@ def test_imat_report_prints_the_report_and_a_handful_of_other_lines(workdir, fir
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "report", "--workdir", workdir],
-        cwd=ROOT,
+        cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
@@ -224,6 +242,7 @@ def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(w
         micro_f1_lower_bound=0.0,
         pipeline_root=str(tmp_path / "pipeline"),
         serving_dir=str(tmp_path / "serving"),
+        similar_dir=str(tmp_path / "similar"),
         ensemble_method="stacker",
         # The first member's embeddings are the index's: InceptionV3's, as in the test
         # above (a 4-step MobileNetV3Small's hard-swish features can all be zero).
@@ -257,3 +276,18 @@ def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(w
         trained["micro_f1"][trained["served_rule"]]["eval"], abs=1e-6
     )
     assert os.path.isfile(os.path.join(str(tmp_path), "similar", os.path.basename(pushed), "manifest.json"))
+
+
+@pytest.mark.slow
+def test_a_model_below_the_gate_is_evaluated_against_the_first_and_not_pushed(first_run):
+    # Last in the file: its run becomes "the latest evaluation" the tests above read.
+    strict = first_run.config.with_settings(micro_f1_lower_bound=1.01, train_steps=5)
+    local_runner.run(strict)
+    third = {e.component: e.state for e in runs.last_run(first_run.metadata)}
+    assert third["Trainer"] == "COMPLETE" and third["Evaluator"] == "COMPLETE"
+    assert runs.latest_blessing(first_run.metadata) is False
+    evaluation = tfma.load_eval_result(runs.latest_artifact_uri(first_run.metadata, "ModelEvaluation"))
+    overall = dict(evaluation.slicing_metrics)[()]["decisions"][""]
+    assert any(name.endswith("micro_f1_diff") for name in overall), overall  # compared with the baseline
+    assert latest_pushed_model(first_run.config.locations.serving_dir) == first_run.pushed
+    assert any("no model pushed by this run" in line for line in summary_lines(strict))

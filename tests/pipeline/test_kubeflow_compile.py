@@ -2,7 +2,6 @@
 
 import json
 import os
-import sys
 
 import pytest
 import yaml
@@ -10,7 +9,9 @@ import yaml
 from cli import compile as compile_command
 from pipeline.cloud_config import CloudConfig, CloudConfigError
 from trainer.settings import TrainerSettings
-from tests.helpers import COMPONENTS
+from tests.helpers import COMPONENTS, KUBEFLOW
+
+pytestmark = KUBEFLOW
 
 IMAGE = "us-central1-docker.pkg.dev/my-proj/imat/pipeline:v1"
 BASE = [
@@ -287,13 +288,6 @@ def test_bad_settings_stop_with_a_message_naming_them(tmp_path, capsys, flags, m
         compile_command.main(BASE + ["--output_dir", str(tmp_path)] + flags)
     assert e.value.code == 2 and message in capsys.readouterr().err
     assert not os.listdir(tmp_path)
-
-
-def test_without_kfp_compile_names_the_extra_to_install(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "kfp.pipeline_spec", None)  # as if kfp were not installed
-    with pytest.raises(SystemExit, match="2"):
-        compile_command.main(BASE + ["--output_dir", str(tmp_path), "--serving_dir", "gs://bkt/s"])
-    assert "pip install -e '.[kubeflow]'" in capsys.readouterr().err
 
 
 def test_cloud_config_lists_every_problem_at_once():

@@ -2,7 +2,6 @@
 
 import io
 import logging
-import os
 import subprocess
 import sys
 
@@ -10,8 +9,7 @@ import pytest
 from absl import logging as absl_logging
 
 from cli import logs
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
 
 
 @pytest.fixture
@@ -56,7 +54,7 @@ def test_component_progress_passes_library_info_on_when_verbose(quiet_absl, capl
 def test_verbose_flag_is_global(tmp_path, argv):
     result = subprocess.run(
         [sys.executable, "-m", "cli.main"] + argv + ["--out", str(tmp_path), "--num_images=3"],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
@@ -84,7 +82,7 @@ logging.getLogger("components.download.shard").info("train shard 1/3 written")
 @pytest.mark.parametrize("mode", ["quiet", "verbose"])
 def test_configure_keeps_warnings_and_own_info_and_drops_library_info_unless_verbose(mode):
     result = subprocess.run(
-        [sys.executable, "-c", CONFIGURE_AND_LOG, mode], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", CONFIGURE_AND_LOG, mode], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
@@ -108,7 +106,7 @@ for verbose in (False, False, True, False):
 
 def test_configure_called_again_keeps_one_filter_per_logger_and_verbose_removes_it():
     result = subprocess.run(
-        [sys.executable, "-c", CONFIGURE_TWICE], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", CONFIGURE_TWICE], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:4] == ["1 1", "1 1", "0 0", "1 1"]

@@ -16,12 +16,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from cli import demo_data
-from tests.helpers import demo_splits, jpeg
+from tests.helpers import REPO, demo_splits, jpeg
 from trainer import data, model as model_lib, multi_worker
 from imat_common import features
 from trainer.multi_worker import WorkerRole, role_from_cluster
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 75
 NUM_LABELS = max(label.label_id for label in demo_data.label_table())
 

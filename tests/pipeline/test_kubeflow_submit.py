@@ -3,7 +3,6 @@
 import json
 
 import google.auth
-import kfp
 import pytest
 from google.auth import credentials as ga_credentials
 from google.cloud import aiplatform
@@ -12,6 +11,9 @@ from google.cloud.aiplatform_v1.services.pipeline_service import PipelineService
 from google.cloud.aiplatform_v1.types import pipeline_job as pipeline_job_pb
 
 from cli import compile as compile_command, submit
+from tests.helpers import import_extra
+
+kfp = import_extra("kfp", "kubeflow")
 
 VERTEX = ["--project", "my-proj", "--region", "us-central1"]
 

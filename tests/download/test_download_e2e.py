@@ -6,17 +6,15 @@ import sys
 
 import pytest
 
-from tests.helpers import read_examples
+from tests.helpers import REPO, read_examples
 from imat_common import features
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow
 def test_imat_demo_downloads_every_demo_image(tmp_path):
     result = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "imat"), "demo", "--num_images=40", f"--workdir={tmp_path}"],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,

@@ -19,8 +19,8 @@ from pipeline.config import PipelineConfig, demo_config
 from tfx.types import standard_component_specs as specs
 from trainer.model import ModelConfig
 from trainer.settings import TrainerSettings, member_settings
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("imat_common", "pipeline", "trainer", "components", "cli")
 # Where settings are declared (and the demo's values of them).
 DEFINED_IN = ("trainer/settings.py", "pipeline/config.py", "imat_common/settings.py")

@@ -7,9 +7,7 @@ import sys
 import pytest
 
 from components.download import job
-from tests.helpers import FAST, write_json
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO, FAST, write_json
 
 
 def _fails(capsys, argv):
@@ -93,11 +91,11 @@ def test_the_imat_command_prints_one_line_and_exits_2(tmp_path):
     missing = tmp_path / "train.json"
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "download", f"--input=train={missing}", f"--output={tmp_path / 'out'}"],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": ROOT},
+        env={**os.environ, "PYTHONPATH": REPO},
     )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]

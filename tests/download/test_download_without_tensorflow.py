@@ -7,9 +7,8 @@ import sys
 import pytest
 
 from cli import demo_data
-from tests.helpers import read_examples
+from tests.helpers import REPO, read_examples
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Any import of TensorFlow or Keras fails; a library that tries one and copes is fine, one that needs it is not.
 BLOCKED_JOB = """
 import sys
@@ -38,8 +37,8 @@ def test_the_download_job_runs_with_tensorflow_unimportable(tmp_path):
             [sys.executable, "-c", BLOCKED_JOB]
             + [f"--input={k}={v}" for k, v in paths.items()]
             + [f"--output={out}", f"--label_map={os.path.join(source, 'label_map.csv')}", "--allow_private_networks"],
-            cwd=ROOT,
-            env={**env, "PYTHONPATH": ROOT},
+            cwd=REPO,
+            env={**env, "PYTHONPATH": REPO},
             capture_output=True,
             text=True,
             timeout=300,

@@ -10,9 +10,8 @@ import sys
 
 import pytest
 
-from tests.helpers import FAST, example_ids, read_examples, write_json
+from tests.helpers import REPO, FAST, example_ids, read_examples, write_json
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N, PER_SHARD = 12, 4
 
 
@@ -45,7 +44,7 @@ def test_killed_mid_shard_then_rerun_stores_every_image_exactly_once(tmp_path, f
     # SIGINT ignored, and then Python never raises KeyboardInterrupt.
     proc = subprocess.Popen(
         cmd,
-        cwd=ROOT,
+        cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -78,7 +77,7 @@ def test_killed_mid_shard_then_rerun_stores_every_image_exactly_once(tmp_path, f
         ), last
     hits_before = sum(v for k, v in fault_server.hits.items() if k.startswith("/held/"))
 
-    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     hits_after = sum(v for k, v in fault_server.hits.items() if k.startswith("/held/"))
     assert hits_after - hits_before == PER_SHARD * (N // PER_SHARD - done)  # only the unfinished shards

@@ -11,8 +11,8 @@ from pipeline import schema as schema_lib
 from cli import demo_data, schema as schema_command
 from imat_common import features
 from imat_common.features import Label, LabelMap, write_label_map
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABEL_MAP = LabelMap(tuple(Label(i, 1 + i // 100, f"l{i}", f"t{1 + i // 100}") for i in range(1, 229)))
 
 

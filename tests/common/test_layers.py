@@ -5,8 +5,8 @@ import glob
 import os
 
 import pytest
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = ("imat_common", "trainer", "components", "pipeline", "cli")
 # The download job's workers must not load the model package: it reads only itself and imat_common.
 DOWNLOAD_MAY_IMPORT = ("components.download", "imat_common")
