@@ -1,8 +1,9 @@
 """``report.html`` for ``imat report``: plotly charts and a sortable per-label slice table in one file.
 
-The page opens offline: plotly.js is inlined once (about 4.7 MB), and the table sorts with a few lines
-of inline JavaScript. Charts give values on hover and have axes; per-label bars are drawn one figure per
-task, tall enough for a task's labels (the competition's largest task has 105).
+The page opens offline: plotly.js is inlined once (most of the page's size; measured: docs/benchmarks.md,
+"Report page size"), and the table sorts with a few lines of inline JavaScript. Charts give values on
+hover and have axes; per-label bars are drawn one figure per task, tall enough for a task's labels (the
+competition's largest task has 105).
 """
 
 import html

@@ -79,7 +79,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     example count and micro precision, recall and F1 of the images carrying label k, comes from
     ``pipeline.label_metrics.LabelSliceMetrics`` under ``classId:k``: TFMA 0.47 computes every
     metric in every slice, so per-label slices re-computed all labels' metrics for each label
-    (examples x (1 + labels per example) x labels; benchmarks/evaluator_benchmark.py).
+    (examples x (1 + labels per example) x labels; measured: docs/benchmarks.md, "Evaluator").
 
     The model's ``transform_features`` signature turns the raw label-id list into the dense
     multi-hot vector TFMA needs (a variable-length list gives silently wrong metrics).
@@ -119,8 +119,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 metrics=[tfma.MetricConfig(class_name=name) for name in ("Precision", "Recall", "F1Score")],
                 binarize=per_label,
             ),
-            # TFMA's default 10,000 thresholds per label and slice made AUC 96 % of the Evaluator's
-            # time (benchmarks/evaluator_benchmark.py); 200 keeps AUC to about 0.005.
+            # AUC at AUC_NUM_THRESHOLDS, not TFMA's default 10,000: the default made AUC most of the
+            # Evaluator's time, for a small gain in AUC's precision (measured: docs/benchmarks.md,
+            # "Evaluator"). AUC is reported, never gated.
             tfma.MetricsSpec(
                 output_names=[PROBABILITIES],
                 metrics=[tfma.MetricConfig(class_name="AUC", config=f'{{"num_thresholds": {AUC_NUM_THRESHOLDS}}}')],
@@ -216,8 +217,9 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
         preprocessing_fn=PREPROCESSING_FN,
         materialize=False,
         # Statistics of the transformed features would decode and resize every image of every
-        # split once more, only to describe 268,203 floats per image at 299 px: it was most of Transform's CPU
-        # and, in the local runner, memory that grew with the data (benchmarks/scale_benchmark.py).
+        # split once more, only to describe 268,203 floats per image at 299 px: most of Transform's CPU
+        # and, in the local runner, memory that grows with the data (measured: docs/benchmarks.md,
+        # "Competition scale").
         # StatisticsGen already describes the raw data that the schema checks.
         disable_statistics=True,
         custom_config=config.transform_custom_config(),

@@ -3,12 +3,12 @@
 Augmentation belongs here, not in Transform: Transform's graph is also the serving graph,
 and serving must see the image as it is. It crops while decoding (``decode_crop_resize``)
 and ends in Transform's own resize and scaling, so a full-image crop is Transform's image.
-CPU per image at 299 px, variant by variant: benchmarks/input_benchmark.py.
+CPU per image at 299 px, variant by variant: docs/benchmarks.md, "Training input: CPU per image".
 
 Mixing matters more than anything else in this file. Catalogues are usually listed in
-product-id order, which clusters categories and colours; reading two shard files at a time
-through a shuffle buffer of 128 examples gave batches so far from a uniform sample that the
-model lost 0.17 micro-F1 at 300 steps on a real catalogue (benchmarks/input_ablation.py).
+product-id order, which clusters categories and colours; reading a few shard files at a time
+through a small shuffle buffer gives batches far from a uniform sample, and the model learns
+much less (measured: docs/benchmarks.md, "Training input: mixing and augmentation").
 So training reads many shards at once, one record from each in turn, and shuffles the
 serialized records (a few KB each) in a buffer of thousands before parsing them.
 """

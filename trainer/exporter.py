@@ -138,6 +138,7 @@ def export(
 ) -> None:
     """Saves the model with its serving signatures, without optimizer state."""
     module = ServingModule(model, tf_transform_output, thresholds, label_names)
-    # tf.saved_model.save of the module, not model.save: no optimizer slots (Adam's doubled
-    # the InceptionV3 SavedModel to 257 MB), and every signature shares one set of weights.
+    # tf.saved_model.save of the module, not model.save: no optimizer slots (Adam keeps two per
+    # trainable weight; measured: docs/benchmarks.md, "SavedModel size"), and every signature
+    # shares one set of weights.
     tf.saved_model.save(module, serving_dir, signatures=module.signatures())

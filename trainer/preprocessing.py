@@ -3,9 +3,9 @@
 Transform runs with ``materialize=False``: it analyses the data and exports the transform
 graph, and the Trainer applies that graph to the raw JPEG examples as it reads them.
 Materialised float images would cost ~1 MB each at 299 px (1 TB for the competition's 1M
-images, against ~25 GB of JPEG); decoding on the fly costs a few ms of CPU per image,
-spread over tf.data's parallel map. The same graph is embedded in the serving model, so
-training and serving cannot drift apart.
+images, against ~25 GB of JPEG); decoding on the fly costs CPU per image (measured:
+docs/benchmarks.md, "Training input: CPU per image"), spread over tf.data's parallel map. The
+same graph is embedded in the serving model, so training and serving cannot drift apart.
 """
 
 import tensorflow as tf

@@ -12,8 +12,9 @@ from typing import Any, Mapping, Tuple, TypeVar
 from imat_common.settings import is_per_member, setting, typed
 
 AUTO = "auto"  # fine_tune_from: the backbone's own last blocks (trainer/backbones.py)
-# Serialized examples held for shuffling. At 299 px a stored JPEG is about 20-40 KB, so
-# 10,000 hold 200-400 MB; docs/benchmarks.md ("Training input") measures smaller buffers.
+# Serialized examples held for shuffling: thousands, so that batches are a uniform sample of a
+# catalogue listed in product order; each is one stored JPEG, so the buffer fits in memory.
+# measured: docs/benchmarks.md, "Training input: mixing and augmentation"
 DEFAULT_SHUFFLE_BUFFER = 10_000
 
 T = TypeVar("T", bound="TrainerSettings")

@@ -127,8 +127,8 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
             out_w, out_h = width, height
         if rgb.size != (out_w, out_h):
             # Pillow's bilinear resize is an antialiasing triangle filter: after the DCT
-            # reduction the remaining ratio is under 2, where it looks like bicubic at half
-            # the cost (measured: 1.2 vs 2.1 ms for 300 -> 299 px).
+            # reduction the remaining ratio is under 2, where it looks like bicubic at a lower
+            # cost (measured: docs/benchmarks.md, "Download throughput").
             rgb = rgb.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
         buf = io.BytesIO()
         rgb.save(buf, format="JPEG", quality=settings.jpeg_quality)

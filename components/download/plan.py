@@ -89,10 +89,10 @@ def plan_split(
     A duplicate image id keeps its first record. Each refused record becomes a status line
     (``bad_record``, ``bad_annotation``, ``bad_url``, ``duplicate_id``, ``unknown_label``)
     naming the file, the record and the reason. The accepted records are ordered by
-    ``shard_order_key`` and cut into shards; until then they are held in memory (a generated
-    1,014,544-record competition JSON planned in 34 s with an 888 MB peak for the whole process,
-    Beam included: benchmarks/scale_benchmark.py). With ``write`` False nothing
-    is written: a rerun uses that to check its plan against the earlier one's.
+    ``shard_order_key`` and cut into shards; until then they are held in memory (the
+    competition's size fits on the launching machine; measured: docs/benchmarks.md, "Competition
+    scale"). With ``write`` False nothing is written: a rerun uses that to check its plan against
+    the earlier one's.
 
     Raises:
       ManifestError: the JSON cannot be parsed, with file and position.
