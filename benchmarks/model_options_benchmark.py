@@ -48,7 +48,7 @@ VARIANTS = {
     "loss=focal": "loss=focal",
     "loss=asl": "loss=asl",
     "pooling=max": "pooling=max",
-    # Xception and ResNet50 are built and tested (tests/test_model_options.py) but left out here:
+    # Xception and ResNet50 are built and tested (tests/trainer/test_model_options.py) but left out here:
     # on 2 CPU cores, shared, an InceptionV3-sized member costs 10-20 minutes.
     "backbone=efficientnetv2b0": "backbone=efficientnetv2b0",
     "backbone=mobilenetv3small": "backbone=mobilenetv3small",

@@ -413,7 +413,7 @@ def main(argv=None):
         type=float,
         default=820.0,
         help="InceptionV3 training images/s on the chosen GPU; an input, not measured here (default: the "
-        "README's estimate for one V100 at mixed precision)",
+        "estimate for one V100 at mixed precision in docs/scale.md, 'Feeding a GPU')",
     )
     add("--target_hours", type=float, default=1.0, help="wall time the Dataflow jobs should take")
     add("--worker_vcpus", type=int, default=8)

@@ -6,7 +6,7 @@ that no step of training, thresholds or rule choice sees (``thresholds.json``'s 
 A network that trains only its sigmoids on a frozen random backbone (the regression of issue
 21) stays near the baseline; one that trains its backbone clears it by far.
 
-Measured with ``python -m tests.test_quality_floor --seeds 0 1 2 3 4`` (see MARGIN).
+Measured with ``python -m tests.trainer.test_quality_floor --seeds 0 1 2 3 4`` (see MARGIN).
 """
 
 import argparse
