@@ -4,15 +4,15 @@ Takes Pusher's ``pushed_model`` (the model that serves) and ExampleGen's ``examp
 catalogue), runs the same Beam transforms as ``imat index`` with the pipeline's Beam
 arguments, and outputs a ``SimilarityIndex`` artifact. A model that was not pushed gets
 no index (the artifact says ``built=0``), so an index always matches a served model.
-With ``index_destination`` the index is also copied to ``<index_destination>/<model
-version>``, beside the serving folder, where ``imat similar`` finds it.
+With ``index_destination`` (the pipeline's ``similar_dir``) the index is also copied to
+``<index_destination>/<model version>``, where ``imat similar`` finds it.
 
 In ``create_pipeline``::
 
     indexer = SimilarityIndexer(examples=example_gen.outputs["examples"],
                                 pushed_model=pusher.outputs["pushed_model"],
-                                label_map=config.label_map,
-                                index_destination=os.path.join(os.path.dirname(config.serving_dir), "similar"))
+                                label_map=config.locations.label_map,
+                                index_destination=config.locations.similar_dir)
 """
 
 import logging

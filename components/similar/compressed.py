@@ -7,23 +7,103 @@ centroids each) approximates the inner products. It is trained once on a sample,
 number of workers encode their part of the catalogue into copies of the trained, empty
 index and the parts are merged (``merge_from``): no worker ever holds all the vectors.
 
+FAISS needs ``m`` to divide the embedding width: ``choose_m`` takes the width's largest divisor
+up to the ``m`` asked for (512 by default), so 512 for the 2,048-d InceptionV3, Xception and
+ResNet50, 320 for EfficientNetV2B0's 1,280 and 288 for MobileNetV3Small's 576.
+
 The training sample is chosen by a hash of the item ids (``sample_key``), so a build on
 one machine (``SimilarityIndex.build``) and the Beam job's sharded build train on the same
 items and produce the same index.
 """
 
 import hashlib
-from typing import List, Sequence, Tuple
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from components.similar.backend_base import FaissBackend
+
+log = logging.getLogger(__name__)
 
 # Vectors encoded per FAISS call. Encoding n vectors with m sub-quantizers of 32 or 16 dimensions
 # allocates n x 256 x m floats of distance tables (512 MB for 8,192 vectors at m=64): 1,024 keep it
 # under 128 MB at m=128 (m=256's 8-dimension sub-vectors are encoded without the tables).
 ADD_CHUNK = 1024
 MIN_POINTS_PER_CENTROID = 39  # below this FAISS's k-means warns that the cells are poorly trained
+# Sub-quantizers asked for by default: 512-byte codes, chosen for 2,048-d embeddings by
+# benchmarks/index_scale_benchmark.py (README, "Similar products at a million items").
+DEFAULT_M = 512
+# An m below a quarter of the one asked for (a prime width has no divisor but 1 and itself) is a
+# coarse code, warned about: its sub-vectors are too wide for 2^nbits centroids to tell items apart.
+COARSE_FACTOR = 4
+
+
+def choose_m(width: int, target: int = DEFAULT_M) -> int:
+    """Sub-quantizers for ``width``-wide vectors: the largest divisor of ``width`` that is at most ``target``.
+
+    FAISS's product quantizer (CPU, any ``nbits``) needs ``m`` to divide the width; nothing else
+    bounds it: sub-vectors of any width (1, 2, 5, ... dimensions) train, encode, merge and search.
+    A ``target`` above the width gives the width itself (one dimension per sub-quantizer).
+
+    Raises:
+      ValueError: ``width`` or ``target`` below 1.
+    """
+    if width < 1 or target < 1:
+        raise ValueError(f"faiss-ivfpq: needs a width and an m of at least 1, got width {width} and m={target}")
+    return next(m for m in range(min(target, width), 0, -1) if width % m == 0)
+
+
+def _m_note(width: int, asked: int, m: int) -> str:
+    """The one line that says which ``m`` is used instead of the ``m`` asked for, and why."""
+    note = (
+        f"faiss-ivfpq: m={m} used instead of m={asked}: FAISS's m must divide the embedding width {width}, "
+        f"and {m} is its largest divisor up to {asked}"
+    )
+    if m * COARSE_FACTOR < min(asked, width):
+        note += (
+            f"; a coarse code of {width // m}-dimension sub-vectors that finds near neighbours poorly "
+            "(faiss-hnsw keeps the vectors whole)"
+        )
+    return note
+
+
+def log_m_choice(width: int, asked: int) -> int:
+    """``choose_m(width, asked)``, logging one line when it is not ``asked``: INFO for the default, else WARNING."""
+    m = choose_m(width, asked)
+    if m != asked:
+        coarse = m * COARSE_FACTOR < min(asked, width)
+        log.log(logging.INFO if asked == DEFAULT_M and not coarse else logging.WARNING, "%s", _m_note(width, asked, m))
+    return m
+
+
+def check_settings(params: Dict[str, int], width: Optional[int]) -> Dict[str, int]:
+    """Checks the IVF-PQ settings a user gave, before hours of embedding; returns them with ``m`` chosen.
+
+    Args:
+      params: the parameters given (``m``, ``nprobe``, ...); the defaults are not checked.
+      width: the embedding width (the model's ``embed_images`` output), None where unknown: ``m``
+        is then checked against it when the index is trained.
+
+    Returns:
+      ``params`` with ``m`` replaced by ``choose_m(width, m)`` (one log line when that differs).
+
+    Raises:
+      ValueError: one line naming the setting, its value and the width: ``m`` below 1 or above
+        the width, ``nprobe`` below 1.
+    """
+    on = f" for embeddings of width {width}" if width else ""
+    m, nprobe = params.get("m"), params.get("nprobe")
+    if m is not None and (m < 1 or (width and m > width)):
+        limits = f"between 1 and {width} (default: {choose_m(width)})" if width else "at least 1"
+        raise ValueError(f"faiss-ivfpq: m={m} is invalid{on}: m (sub-quantizers, bytes per item) must be {limits}")
+    if nprobe is not None and nprobe < 1:
+        raise ValueError(
+            f"faiss-ivfpq: nprobe={nprobe} is invalid{on}: nprobe (cells scanned per query) must be at least 1"
+        )
+    if m is not None and width:
+        return {**params, "m": log_m_choice(width, m)}
+    return dict(params)
 
 
 def sample_key(item_id: str) -> Tuple[int, str]:
@@ -47,29 +127,35 @@ def auto_nlist(count: int, sample_size: int) -> int:
 class FaissIVFPQBackend(FaissBackend):
     """FAISS ``IndexIVFPQ`` on inner product.
 
-    Parameters: ``m`` bytes per item (sub-quantizers, a divisor of the dimension); ``nlist``
-    cells (0: ``auto_nlist`` of the catalogue's size); ``nprobe`` cells scanned per query;
-    ``train_size`` vectors in the training sample; ``nbits`` bits per sub-quantizer code
-    (0: 8, or fewer for a sample under 256 x 39 vectors).
+    Parameters: ``m`` bytes per item (sub-quantizers; ``train`` takes the largest divisor of the
+    dimension up to it, ``choose_m``, and records that); ``nlist`` cells (0: ``auto_nlist`` of the
+    catalogue's size); ``nprobe`` cells scanned per query; ``train_size`` vectors in the training
+    sample; ``nbits`` bits per sub-quantizer code (0: 8, or fewer for a sample under 256 x 39 vectors).
     """
 
     name = "faiss-ivfpq"
     lossy = True
     trains_on_sample = True
     # Chosen by benchmarks/index_scale_benchmark.py (README, "Similar products at a million items").
-    defaults = {"nlist": 0, "m": 512, "nbits": 0, "nprobe": 16, "train_size": 65536}
+    defaults = {"nlist": 0, "m": DEFAULT_M, "nbits": 0, "nprobe": 16, "train_size": 65536}
+
+    def __init__(self, dim: int, **params: int):
+        super().__init__(dim, **params)
+        for name in ("m", "nprobe"):
+            if self.params[name] < 1:
+                raise ValueError(f"faiss-ivfpq: {name}={self.params[name]} must be at least 1 (dimension {dim})")
 
     def train(self, sample: np.ndarray, count: int) -> None:
         """Trains an empty index on ``sample`` for a catalogue of ``count`` items.
 
+        ``m`` becomes the largest divisor of the dimension up to it (one log line when it changes).
+
         Raises:
-          ValueError: ``m`` does not divide the dimension, or the sample is empty.
+          ValueError: the sample is empty.
         """
         import faiss
 
-        m = self.params["m"]
-        if m < 1 or self.dim % m:
-            raise ValueError(f"faiss-ivfpq: m={m} must divide the dimension {self.dim}")
+        m = self.params["m"] = log_m_choice(self.dim, self.params["m"])
         if len(sample) == 0:
             raise ValueError("faiss-ivfpq: an empty training sample")
         self.params["nlist"] = self.params["nlist"] or auto_nlist(count, len(sample))

@@ -13,7 +13,9 @@ image ids repeat across splits.
       --output similar/1700000000 --backend faiss-ivfpq --shards 64
 
 The backend is "auto" unless named: HNSW below ``backends.COMPRESSED_FROM`` items, the compressed
-IVF-PQ from there on, which many workers build (``sharded_build.py``) instead of one.
+IVF-PQ from there on, which many workers build (``sharded_build.py``) instead of one. ``--m`` and
+``--nprobe`` set the compressed index's code size and cells scanned per query; they are checked
+against the model's embedding width before anything is embedded.
 
 Flags this job does not know are passed to Beam (``--runner=DataflowRunner ...``); the model,
 the files and the output may then be on ``gs://``.
@@ -36,7 +38,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components.similar.backends import AUTO_BACKEND, BACKENDS, COMPRESSED_FROM, choose_backend
+from components.similar import compressed
+from components.similar.backends import AUTO_BACKEND, BACKENDS, COMPRESSED_FROM, LARGE_BACKEND, choose_backend
 from components.similar.index import (
     DEFAULT_BACKEND,
     EmptyCatalogueError,
@@ -68,6 +71,9 @@ class IndexSettings:
     label_map: str = ""  # label_map.csv, so results print label names and tasks
     model_version: str = ""  # Pusher's version of the model; "" takes the folder's name when it is a number
     shards: int = DEFAULT_SHARDS  # parts the compressed index is encoded in, one worker each
+    # The compressed backend's parameters given (m, nprobe, ...; compressed.FaissIVFPQBackend); the
+    # others keep its defaults. Only with the backend "auto" or "faiss-ivfpq".
+    params: Dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _counter(name: str):
@@ -222,6 +228,48 @@ def label_names_from(label_map: str) -> Dict[int, tuple]:
     return {label.label_id: (label.task, label.name) for label in features.load_label_map(label_map).labels}
 
 
+def embedding_width(model_dir: str) -> Optional[int]:
+    """The width of the model's ``embed_images`` output, read from ``saved_model.pb`` (nothing is run).
+
+    None when the file does not declare it (no such signature, or an unknown last dimension).
+
+    Raises:
+      OSError: no ``saved_model.pb`` (``model_info`` says so first).
+    """
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    try:
+        saved_model = saved_model_pb2.SavedModel.FromString(read_bytes(os.path.join(model_dir, "saved_model.pb")))
+    except DecodeError:
+        return None
+    for meta_graph in saved_model.meta_graphs:
+        signature = meta_graph.signature_def.get(EMBED_SIGNATURE)
+        if signature is not None and EMBED_OUTPUT in signature.outputs:
+            dims = signature.outputs[EMBED_OUTPUT].tensor_shape.dim
+            return int(dims[-1].size) if dims and dims[-1].size > 0 else None
+    return None
+
+
+def check_params(settings: IndexSettings) -> Dict[str, int]:
+    """The compressed backend's parameters checked against the model's embedding width, ``m`` chosen.
+
+    Raises:
+      SimilarError: parameters for a backend that takes none of them, or a value the width rules out.
+    """
+    if not settings.params:
+        return {}
+    if settings.backend not in (AUTO_BACKEND, LARGE_BACKEND):
+        given = ", ".join(f"{k}={v}" for k, v in sorted(settings.params.items()))
+        raise SimilarError(
+            f"{given}: settings of the compressed backend {LARGE_BACKEND}, not of --backend {settings.backend}"
+        )
+    try:
+        return compressed.check_settings(settings.params, embedding_width(settings.model_dir))
+    except ValueError as e:
+        raise SimilarError(str(e)) from None
+
+
 def check_catalogue(catalogue: Dict[str, str]) -> None:
     """Raises EmptyCatalogueError naming the split whose pattern matches no file."""
     if not catalogue:
@@ -235,7 +283,8 @@ def index_catalogue(pipeline: beam.Pipeline, settings: IndexSettings) -> dict:
     """Embeds the catalogue and writes the index with ``pipeline``; returns the summary.
 
     Raises:
-      SimilarError: the model is not a SavedModel, or an unknown backend.
+      SimilarError: the model is not a SavedModel, an unknown backend, or backend parameters
+        that the model's embedding width rules out (all before anything runs).
       EmptyCatalogueError: no file matches, or no record of them could be indexed.
     """
     try:
@@ -243,6 +292,7 @@ def index_catalogue(pipeline: beam.Pipeline, settings: IndexSettings) -> dict:
     except ValueError as e:
         raise SimilarError(str(e)) from None
     model = model_info(settings.model_dir)  # before the run: a wrong --model fails at once
+    params = check_params(settings)  # so does an m or nprobe the embedding width rules out
     if settings.model_version:
         model = dataclasses.replace(model, version=settings.model_version)
     check_catalogue(settings.catalogue)
@@ -261,6 +311,7 @@ def index_catalogue(pipeline: beam.Pipeline, settings: IndexSettings) -> dict:
             label_names,
             {"catalogue": settings.catalogue, "build_id": build_id},
             settings.shards,
+            params,
         )
     )
     result = pipeline.run()
@@ -327,8 +378,22 @@ def parse_args(argv: Optional[List[str]]):
         choices=[AUTO_BACKEND] + sorted(BACKENDS),
         help="auto (default): faiss-hnsw below %d items, the compressed faiss-ivfpq from there on" % COMPRESSED_FROM,
     )
-    parser.add_argument(
-        "--shards", type=int, default=DEFAULT_SHARDS, help="faiss-ivfpq: parts encoded in parallel, then merged"
+    ivfpq = parser.add_argument_group(
+        f"the compressed backend ({LARGE_BACKEND}; what --backend auto builds from {COMPRESSED_FROM} items)"
+    )
+    ivfpq.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help="parts encoded in parallel, then merged")
+    ivfpq.add_argument(
+        "--m",
+        type=int,
+        help="sub-quantizers: bytes per item, a divisor of the model's embedding width (else its largest divisor "
+        f"below, with a warning); at most the width. Default: the largest divisor up to {compressed.DEFAULT_M} "
+        "(512 for 2,048-d embeddings, 320 for 1,280, 288 for 576)",
+    )
+    ivfpq.add_argument(
+        "--nprobe",
+        type=int,
+        help="cells scanned per query, at least 1, kept in the index for its searches; more: better recall, "
+        f"slower queries. Default: {compressed.FaissIVFPQBackend.defaults['nprobe']}",
     )
     parser.add_argument("--label_map", help="default: WORKDIR/source/label_map.csv if present")
     parser.add_argument("--batch_size", type=int, default=IndexSettings.batch_size)
@@ -359,8 +424,17 @@ def settings_from_args(parser, args) -> IndexSettings:
     label_map = args.label_map or (work.label_map if os.path.exists(work.label_map) else "")
     if args.batch_size < 1 or args.thumbnail_size < 0 or args.shards < 1:
         parser.error("--batch_size and --shards must be at least 1 and --thumbnail_size at least 0")
+    params = {name: getattr(args, name) for name in ("m", "nprobe") if getattr(args, name) is not None}
     return IndexSettings(
-        model_dir, catalogue, output, args.backend, args.batch_size, args.thumbnail_size, label_map, shards=args.shards
+        model_dir,
+        catalogue,
+        output,
+        args.backend,
+        args.batch_size,
+        args.thumbnail_size,
+        label_map,
+        shards=args.shards,
+        params=params,
     )
 
 

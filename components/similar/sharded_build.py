@@ -8,8 +8,9 @@
      and one is kept); each shard's worker streams its items into a copy of the trained
      index, ``compressed.ADD_CHUNK`` vectors at a time, and emits the codes.
   4. Merge: one worker merges the parts one after another (``merge_from``; rows numbered
-     part after part) and writes the index folder. It holds the codes (~520 bytes an item
-     at m=512), the items' ids, URLs and labels, and the thumbnails, never the vectors.
+     part after part) and writes the index folder. It holds the codes (m + 8 bytes an item:
+     520 at the default m of 2,048-d embeddings, 328 at 1,280-d, 296 at 576-d), the items'
+     ids, URLs and labels, and the thumbnails, never the vectors.
 
 The functions under the DoFns (``train_template``, ``encode_part``, ``merge_parts``) are what
 ``benchmarks/index_scale_benchmark.py`` measures step by step.
@@ -40,7 +41,8 @@ def train_template(sample: List[Tuple[Tuple[int, str], np.ndarray]], count: int,
     Args:
       sample: (sample_key, vector) pairs, in any order; a repeated id is used once.
       count: items in the catalogue (sets the number of cells).
-      params: the backend's parameters (``FaissIVFPQBackend.defaults`` where missing).
+      params: the backend's parameters (``FaissIVFPQBackend.defaults`` where missing); the
+        template's are those the index was trained with (``m`` a divisor of the width).
     """
     unique = dict(sample)
     if not unique:

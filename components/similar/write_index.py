@@ -8,7 +8,7 @@ reach one of the two branches, the other one writes nothing.
 """
 
 import logging
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -65,15 +65,26 @@ class _RouteFn(beam.DoFn):
 
 
 class WriteIndex(beam.PTransform):
-    """Embedded item dicts -> the index folder at ``output`` with ``backend`` ("auto": by the count)."""
+    """Embedded item dicts -> the index folder at ``output`` with ``backend`` ("auto": by the count).
+
+    ``params`` are the compressed backend's (``m``, ``nprobe``, ...): used where it builds the index.
+    """
 
     def __init__(
-        self, output: str, backend: str, model: ModelInfo, label_names: dict, extra: dict, shards: int = DEFAULT_SHARDS
+        self,
+        output: str,
+        backend: str,
+        model: ModelInfo,
+        label_names: dict,
+        extra: dict,
+        shards: int = DEFAULT_SHARDS,
+        params: Optional[Dict[str, int]] = None,
     ):
         super().__init__()
         choose_backend(backend, 0)  # an unknown name fails here, before the pipeline runs
         self._output, self._backend, self._model = output, backend, model
         self._label_names, self._extra, self._shards = label_names, extra, shards
+        self._params = dict(params or {})
 
     def expand(self, items):
         if self._backend == AUTO_BACKEND:
@@ -98,6 +109,8 @@ class WriteIndex(beam.PTransform):
             outputs.append(
                 sharded
                 | "WriteSharded"
-                >> BuildCompressedIndex(self._output, self._model, self._label_names, self._extra, shards=self._shards)
+                >> BuildCompressedIndex(
+                    self._output, self._model, self._label_names, self._extra, self._params, self._shards
+                )
             )
         return outputs | "Written" >> beam.Flatten()
