@@ -214,6 +214,7 @@ def test_the_width_is_read_from_the_signature_without_running_the_model(model_57
         (["--nprobe", "-3"], "nprobe=-3 is invalid for embeddings of width 576"),
         (["--nprobe", "0", "--backend", "faiss-ivfpq"], "nprobe=0 is invalid for embeddings of width 576"),
         (["--backend", "faiss-hnsw", "--m", "64"], "m=64: settings of the compressed backend faiss-ivfpq"),
+        (["--shards", "0"], "--batch_size and --shards must be at least 1"),
     ],
 )
 def test_imat_index_refuses_bad_values_before_embedding(

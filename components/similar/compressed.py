@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 ADD_CHUNK = 1024
 MIN_POINTS_PER_CENTROID = 39  # below this FAISS's k-means warns that the cells are poorly trained
 # Sub-quantizers asked for by default: 512-byte codes, chosen for 2,048-d embeddings by
-# benchmarks/index_scale_benchmark.py (README, "Similar products at a million items").
+# benchmarks/index_scale_benchmark.py (docs/benchmarks.md, "Similar products at 100,000 and 1,000,000 items").
 DEFAULT_M = 512
 # An m below a quarter of the one asked for (a prime width has no divisor but 1 and itself) is a
 # coarse code, warned about: its sub-vectors are too wide for 2^nbits centroids to tell items apart.
@@ -136,7 +136,7 @@ class FaissIVFPQBackend(FaissBackend):
     name = "faiss-ivfpq"
     lossy = True
     trains_on_sample = True
-    # Chosen by benchmarks/index_scale_benchmark.py (README, "Similar products at a million items").
+    # m and nprobe: chosen by benchmarks/index_scale_benchmark.py (see DEFAULT_M).
     defaults = {"nlist": 0, "m": DEFAULT_M, "nbits": 0, "nprobe": 16, "train_size": 65536}
 
     def __init__(self, dim: int, **params: int):

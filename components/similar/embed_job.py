@@ -381,7 +381,12 @@ def parse_args(argv: Optional[List[str]]):
     ivfpq = parser.add_argument_group(
         f"the compressed backend ({LARGE_BACKEND}; what --backend auto builds from {COMPRESSED_FROM} items)"
     )
-    ivfpq.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help="parts encoded in parallel, then merged")
+    ivfpq.add_argument(
+        "--shards",
+        type=int,
+        default=DEFAULT_SHARDS,
+        help=f"parts encoded in parallel, then merged. Default: {DEFAULT_SHARDS}",
+    )
     ivfpq.add_argument(
         "--m",
         type=int,
@@ -408,22 +413,27 @@ def parse_args(argv: Optional[List[str]]):
 
 
 def settings_from_args(parser, args) -> IndexSettings:
+    """The job's settings from the parsed flags.
+
+    Raises:
+      SimilarError: no model to be found, or a flag out of range (the CLI's one-line error).
+    """
     work = Workdir(args.workdir)
     try:
         model_dir = model_or_newest(args.model, args.workdir)
     except FileNotFoundError as e:
-        parser.error(str(e))
+        raise SimilarError(str(e)) from None
     catalogue = {}
     for item in args.examples or []:
         split, sep, pattern = item.partition("=")
         if not sep or not split or not pattern:
-            parser.error(f"--examples takes SPLIT=PATTERN, got {item!r}")
+            raise SimilarError(f"--examples takes SPLIT=PATTERN, got {item!r}")
         catalogue[split] = pattern
     catalogue = catalogue or default_catalogue(work.data)
     output = args.output or os.path.join(work.similar, index_version(model_dir))
     label_map = args.label_map or (work.label_map if os.path.exists(work.label_map) else "")
     if args.batch_size < 1 or args.thumbnail_size < 0 or args.shards < 1:
-        parser.error("--batch_size and --shards must be at least 1 and --thumbnail_size at least 0")
+        raise SimilarError("--batch_size and --shards must be at least 1 and --thumbnail_size at least 0")
     params = {name: getattr(args, name) for name in ("m", "nprobe") if getattr(args, name) is not None}
     return IndexSettings(
         model_dir,
@@ -458,7 +468,10 @@ def format_summary(summary: dict) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """``imat index``: prints the summary; bad input exits with a one-line error."""
+    """The job run as a module (``python -m``): prints the summary; bad input exits 2 with argparse's error.
+
+    ``imat index`` (``cli/index.py``) runs ``run`` with the command line's logging and one-line errors.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser, _, _ = parse_args(argv)
     try:
