@@ -63,7 +63,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     Raises:
       SystemExit: 2 with one line on stderr for a user error (a malformed label map, manifest or
-        data, a mismatched output folder, weights that cannot be had), or the command's own code.
+        data, a setting that cannot be read, a mismatched output folder, weights that cannot be
+        had), or the command's own code.
     """
     argv = sys.argv[1:] if argv is None else argv
     # The one global flag, anywhere on the line (`imat -v run`, `imat run -v`): no command has a -v.
@@ -77,11 +78,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     from components.download.records import ManifestError
     from components.validation import DataValidationError
     from imat_common.features import LabelMapError
+    from imat_common.settings import SettingsError
     from trainer.weights import WeightsUnavailable
 
     try:
         COMMANDS[argv[0]](argv[1:])
-    except (ManifestError, LabelMapError, PlanMismatchError, DataValidationError, WeightsUnavailable) as e:
+    except (
+        ManifestError,
+        LabelMapError,
+        PlanMismatchError,
+        DataValidationError,
+        SettingsError,
+        WeightsUnavailable,
+    ) as e:
         # Bad input is the user's to fix: say what and where, without a traceback.
         print(f"imat {argv[0]}: error: {e}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT)

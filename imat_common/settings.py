@@ -83,27 +83,31 @@ def kind_of(field: dataclasses.Field) -> type:
     return field.type if isinstance(field.type, type) else type(field.default)
 
 
+class SettingsError(ValueError):
+    """A setting a user gave that cannot be read: an unknown name, a value of the wrong type, a bad member."""
+
+
 def typed(field: dataclasses.Field, value: Any, where: str) -> Any:
     """``value`` (text from a flag or JSON) as ``field``'s type: bools from true/false/1/0.
 
     Raises:
-      ValueError: naming ``where`` and the value.
+      SettingsError: naming ``where`` and the value.
     """
     kind = kind_of(field)
     if kind is bool:
         if isinstance(value, bool):
             return value
         if str(value).lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"{where}: {value!r} is not true or false")
+            raise SettingsError(f"{where}: {value!r} is not true or false")
         return str(value).lower() in ("true", "1")
     if kind is tuple:
         if isinstance(value, (list, tuple)):
             return tuple(value)
-        raise ValueError(f"{where}: {value!r} is not a list")
+        raise SettingsError(f"{where}: {value!r} is not a list")
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: {value!r} is not a {kind.__name__}") from None
+        raise SettingsError(f"{where}: {value!r} is not a {kind.__name__}") from None
 
 
 def values_of(section: Any) -> Dict[str, Any]:

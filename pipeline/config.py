@@ -18,7 +18,7 @@ Every setting has one public name, unique across sections: the flag ``--<name>``
 import dataclasses
 from typing import Any, Dict, Iterator, List, Mapping, Tuple
 
-from imat_common.settings import is_runtime, name_of, setting, typed
+from imat_common.settings import SettingsError, is_runtime, name_of, setting, typed
 from imat_common.workdir import Workdir
 from trainer.settings import TrainerSettings, member_settings
 
@@ -151,7 +151,7 @@ class PipelineConfig:
         """This config with settings changed, by public name (the flags' names), any section.
 
         Raises:
-          ValueError: naming an unknown setting, with the closest known names.
+          SettingsError: naming an unknown setting, with the closest known names.
         """
         index = self.settings_index()
         changes: Dict[str, Dict[str, Any]] = {}
@@ -161,7 +161,7 @@ class PipelineConfig:
 
                 close = difflib.get_close_matches(name, index, n=3)
                 hint = f"; did you mean {' or '.join(close)}?" if close else ""
-                raise ValueError(f"unknown setting {name!r}{hint}")
+                raise SettingsError(f"unknown setting {name!r}{hint}")
             section, field = index[name]
             if isinstance(value, list):
                 value = tuple(value)
@@ -190,7 +190,7 @@ class PipelineConfig:
         """The ensemble's members: each one's own settings and its Trainer's; empty without an ensemble.
 
         Raises:
-          ValueError: naming the member and the setting that cannot be read.
+          SettingsError: naming the member and the setting that cannot be read.
         """
         allowed = member_settings()
         fields = {f.name: f for f in dataclasses.fields(TrainerSettings)}
@@ -201,7 +201,7 @@ class PipelineConfig:
                 key, sep, value = item.partition("=")
                 key = key.strip()
                 if not sep or key not in allowed:
-                    raise ValueError(
+                    raise SettingsError(
                         f"ensemble member {number} ({spec!r}): {item!r} is not key=value with a key "
                         f"in {', '.join(allowed)}"
                     )

@@ -9,10 +9,12 @@ import pytest
 
 from cli import compile as compile_command
 from cli import flags
+from cli import main as imat
 from cli import run as run_command
-from imat_common.settings import help_of, kind_of
+from imat_common.settings import SettingsError, help_of, kind_of
 from imat_common.workdir import Workdir
 from pipeline.config import Locations, PipelineConfig
+from tests.helpers import KUBEFLOW
 from trainer.settings import TrainerSettings
 
 SETTINGS = dict(flags.setting_fields())
@@ -49,7 +51,7 @@ def _help(command: str) -> str:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("command", ["run", "compile"])
+@pytest.mark.parametrize("command", ["run", pytest.param("compile", marks=KUBEFLOW)])
 def test_help_lists_a_flag_for_every_flagged_setting_booleans_both_ways(command):
     text = _help(command)
     for name, field in SETTINGS.items():
@@ -86,7 +88,7 @@ def _flags_for_every_setting():
     return argv, expected
 
 
-@pytest.mark.parametrize("command", ["run", "compile"])
+@pytest.mark.parametrize("command", ["run", pytest.param("compile", marks=KUBEFLOW)])
 def test_every_flag_parses_to_its_type_and_lands_in_its_section(command):
     argv, expected = _flags_for_every_setting()
     overrides = flags.config_overrides(PARSERS[command](argv))
@@ -130,6 +132,23 @@ def test_imat_run_builds_one_config_the_same_way_for_the_demo_and_for_data(tmp_p
     assert (demo.locations.pipeline_name, demo.trainer.num_labels, demo.trainer.image_size) == ("imat-demo", 4, 96)
     assert (data.locations.pipeline_name, data.trainer.num_labels, data.trainer.image_size) == ("imat", 5, 299)
     assert (data.locations.data_root, data.locations.label_map) == (str(tmp_path / "d"), str(tmp_path / "lm.csv"))
+
+
+@pytest.mark.parametrize("command", ["run", pytest.param("compile", marks=KUBEFLOW)])
+def test_an_unreadable_ensemble_member_is_a_user_error_before_anything_runs(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    _write_label_map("lm.csv", 5)
+    where = ["--data", "d", "--label_map", "lm.csv", "--workdir", "w"]
+    if command == "compile":
+        where = ["--project", "p", "--region", "europe-west4", "--image", "img", "--pipeline_root", "gs://b/p"]
+        where += ["--data", "gs://b/d", "--label_map", "gs://b/l.csv", "--num_labels", "5", "--output_dir", "out"]
+        where += ["--serving_dir", "gs://b/s"]
+    with pytest.raises(SystemExit) as e:
+        imat.main([command, "--ensemble", "backbone=xception", "--ensemble", "foo=1"] + where)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"imat {command}: error: ensemble member 2 ('foo=1'): 'foo=1' is not key=value")
+    assert sorted(os.listdir(tmp_path)) == ["lm.csv"]  # nothing written
 
 
 def test_the_trainer_rebuilds_every_setting_it_was_given_through_json():
@@ -176,7 +195,7 @@ def test_ensemble_members_own_only_what_their_spec_names_with_their_types():
         ("augment=maybe", "is not true or false"),
         ("backbone", "not key=value"),
     ):
-        with pytest.raises(ValueError, match=f"ensemble member 1.*{message}"):
+        with pytest.raises(SettingsError, match=f"ensemble member 1.*{message}"):
             config.with_settings(ensemble=(spec,)).members()
     assert config.with_settings(ensemble=()).members() == []
 

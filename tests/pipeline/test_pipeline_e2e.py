@@ -85,14 +85,14 @@ def _split_ids(examples_uri, split):
 def _check_calibration_and_rules(workdir, metadata, pushed, evaluation):
     """Thresholds come from calibration images only; the report holds the contract; TFMA agrees on eval."""
     examples = runs.latest_artifact_uri(metadata, "Examples")
-    calibration, evaluation = _split_ids(examples, "calibration"), _split_ids(examples, "eval")
+    calibration, eval_ids = _split_ids(examples, "calibration"), _split_ids(examples, "eval")
     with open(os.path.join(workdir, "source", "splits.json")) as f:
         validation = {image_id for image_id, _ in json.load(f)["validation"]}
-    assert calibration and evaluation and not calibration & evaluation
-    assert calibration | evaluation == validation
+    assert calibration and eval_ids and not calibration & eval_ids
+    assert calibration | eval_ids == validation
     report_ = read_thresholds(pushed)
     assert report_["served_rule"] in rules.RULES and len(report_["thresholds"]) == 18
-    assert report_["calibration_examples"] == len(calibration) and report_["eval_examples"] == len(evaluation)
+    assert report_["calibration_examples"] == len(calibration) and report_["eval_examples"] == len(eval_ids)
     assert set(report_["micro_f1"]) == set(rules.RULES) | {rules.BASELINE}
     assert all(set(report_["micro_f1"][r]) >= {"calibration", "eval"} for r in report_["micro_f1"])
     assert len(report_["baseline"]["label_ids"]) == 3  # category, colour, pattern: sleeve never occurs

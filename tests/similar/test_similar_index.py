@@ -18,12 +18,13 @@ from components.similar.index import (
     SimilarError,
     SimilarityIndex,
 )
+from tests.helpers import SIMILAR
 
 DIM = 64
 MODEL = ModelInfo("f" * 64, "serving/17", "17")
 ANN = [name for name in BACKENDS if name != "exact"]
 FULL = [name for name in BACKENDS if not BACKENDS[name].lossy]  # the compressed backend: test_similar_compressed
-pytestmark = pytest.mark.usefixtures("one_faiss_thread")
+pytestmark = [*SIMILAR, pytest.mark.usefixtures("one_faiss_thread")]
 
 
 def _unit(x):

@@ -21,6 +21,9 @@ from tests import helpers
 from trainer import exporter, model as model_lib
 from imat_common import features
 from trainer.preprocessing import IMAGE_FEATURE
+from tests.helpers import SIMILAR
+
+pytestmark = SIMILAR
 
 SIZE, NUM_LABELS, VERSION = 75, 18, "1700000000"
 BEAM = ["--runner=FnApiRunner"]

@@ -16,11 +16,12 @@ from components.similar.compressed import FaissIVFPQBackend, sample_key, trainin
 from components.similar.index import Item, ModelInfo, SimilarityIndex
 from components.similar.sharded_build import BuildCompressedIndex, encode_part, merge_parts, train_template
 from components.similar.write_index import WriteIndex
+from tests.helpers import REPO, SIMILAR
 
 MODEL = ModelInfo("c" * 64, "serving/21", "21")
 BEAM = ["--runner=FnApiRunner"]
-FIXTURE = os.path.join(os.path.dirname(__file__), "data", "similar_index_v1")
-pytestmark = pytest.mark.usefixtures("one_faiss_thread")
+FIXTURE = os.path.join(REPO, "tests", "data", "similar_index_v1")
+pytestmark = [*SIMILAR, pytest.mark.usefixtures("one_faiss_thread")]
 
 
 def clustered(n, dim, clusters, seed, spread=0.5):
