@@ -48,6 +48,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--num_images", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args, extra = parser.parse_known_args(argv)
+    from cli.beam_flags import flags_of
+    from cli.errors import user_error
+    from components.download import options
+
+    # The leftovers are the download job's flags and Beam's: a typo is refused here, before the
+    # demo data is generated, rather than warned about by Beam and dropped.
+    try:
+        options.parse_args(["--input=demo=x", "--output=x"] + extra, "imat demo", also_known=flags_of(parser))
+    except options.UserError as e:
+        raise user_error("demo", e) from None
     download_demo(args.workdir, args.num_images, args.seed, extra)
 
 

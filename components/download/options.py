@@ -7,10 +7,11 @@ by ``imat_common.features.load_label_map``, the reader every command shares.
 
 import argparse
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
+from cli import beam_flags
 from components.download import netguard
 from components.download.fetch import DEFAULT_USER_AGENT, FetchSettings
 from components.download.images import ImageSettings
@@ -92,10 +93,26 @@ def _parser(prog: Optional[str], description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Optional[List[str]], prog: Optional[str] = None, description: str = ""):
-    """Returns (args, split -> input path, Beam's args). Flags this job does not know go to Beam."""
+def parse_args(
+    argv: Optional[List[str]], prog: Optional[str] = None, description: str = "", also_known: Sequence[str] = ()
+):
+    """Returns (args, split -> input path, Beam's args). Flags this job does not know go to Beam.
+
+    Args:
+      argv: the command line's flags.
+      prog: the command's name in ``--help``.
+      description: the text of ``--help``.
+      also_known: flags of a command that wraps this job (``imat demo``), suggested for a typo too.
+
+    Raises:
+      UserError: a flag neither this job nor Beam knows (Beam would only warn and drop it),
+        naming the closest known flag.
+    """
     parser = _parser(prog, description)
     args, beam_args = parser.parse_known_args(argv)
+    unknown = beam_flags.unknown_arg_message(beam_args, beam_flags.flags_of(parser) + list(also_known))
+    if unknown:
+        raise UserError(unknown)
     inputs = {}
     for item in args.input:
         split, sep, path = item.partition("=")

@@ -409,6 +409,12 @@ def parse_args(argv: Optional[List[str]]):
         help="longer side of the thumbnails kept for contact sheets; 0 keeps none",
     )
     args, beam_args = parser.parse_known_args(argv)
+    from cli.beam_flags import flags_of, unknown_arg_message
+
+    # Beam would only warn about a misspelled flag and run with the defaults.
+    unknown = unknown_arg_message(beam_args, flags_of(parser))
+    if unknown:
+        raise SimilarError(unknown)
     return parser, args, beam_args
 
 
@@ -473,7 +479,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     ``imat index`` (``cli/index.py``) runs ``run`` with the command line's logging and one-line errors.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    parser, _, _ = parse_args(argv)
+    try:
+        parser, _, _ = parse_args(argv)
+    except SimilarError as e:  # an unknown flag: there is no parser to print the usage of
+        from cli.errors import user_error
+
+        raise user_error("index", e) from None
     try:
         print(format_summary(run(argv)))
     except SimilarError as e:
