@@ -2,9 +2,11 @@
 
 ImportExampleGen (train, calibration, eval) -> StatisticsGen -> ExampleValidator against the
 imported schema (ImportSchemaGen) -> ValidationGate (stops here on bad data) -> Transform ->
-Trainer (thresholds on calibration) -> Evaluator on eval (baseline: the latest blessed model)
--> Pusher -> SimilarityIndexer. With ``config.ensemble``: one Trainer per member, and the
-Ensembler's combined model in the Trainer's place. SchemaGen's inferred schema is kept to compare against.
+Trainer (thresholds on calibration) -> Evaluator on eval (baseline: the latest blessed model;
+blessed above the bound, the trivial baseline plus a margin and the last blessed model:
+``components/quality_gate.py``) -> Pusher -> SimilarityIndexer. With ``config.ensemble``: one
+Trainer per member, and the Ensembler's combined model in the Trainer's place. SchemaGen's
+inferred schema is kept to compare against.
 The preprocessing and run functions are referenced by import path, not module file: TFX
 would otherwise hash (and on Vertex upload) every file beside the module.
 What a runner may change besides roots and Beam args is in ``Deployment``.
@@ -19,7 +21,7 @@ from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import La
 
 from imat_common import serving, splits
 from imat_common.serving import DECISIONS, PROBABILITIES
-from components import baseline
+from components import baseline, quality_gate
 from components.calibration_split import calibration_example_gen
 from components.ensembler import Ensembler, member_key
 from components.similar.component import SimilarityIndexer
@@ -75,6 +77,10 @@ def _run_values(config: PipelineConfig, deployment: Deployment) -> Dict[str, Any
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """TFMA: a micro-F1 gate on the thresholded decisions, and per-label metrics with no gate.
 
+    TFMA's gate is the bound and the last blessed model; the Evaluator's executor adds the
+    trivial baseline's condition (``components/quality_gate.py``), which needs the candidate's
+    ``thresholds.json`` and so cannot be a threshold here.
+
     One slice, the whole eval split. What per-label slices (``feature_keys=["labels"]``) gave, the
     example count and micro precision, recall and F1 of the images carrying label k, comes from
     ``pipeline.label_metrics.LabelSliceMetrics`` under ``classId:k``: TFMA 0.47 computes every
@@ -106,7 +112,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                                 lower_bound={"value": config.gate.micro_f1_lower_bound}
                             ),
                             change_threshold=tfma.GenericChangeThreshold(
-                                direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}
+                                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                absolute={"value": -quality_gate.CHANGE_TOLERANCE},
                             ),
                         ),
                     )
@@ -313,6 +320,7 @@ def create_pipeline(
         eval_config=eval_config(config),
         micro_f1_lower_bound=run_values[run_parameters.MICRO_F1_LOWER_BOUND],
         example_splits=[splits.EVAL],
+        baseline_margin=run_values[run_parameters.BASELINE_MARGIN],
     )  # never the calibration split: the gate is out of sample
     pusher = _pusher(config, deployment, gated, evaluator)
     # "More like this": the catalogue embedded by the model that serves, copied to

@@ -5,13 +5,18 @@ a ``RuntimeParameter`` inside ``TrainArgs`` cannot be built (the proto refuses i
 inside ``custom_config`` or an ``EvalConfig`` is compiled into the JSON as the parameter object
 itself, silently, never as a pipeline parameter. So these components declare the values users
 change per run (the settings declared ``runtime=True``: training steps, the two learning rates,
-the micro-F1 bound) as parameters of their own, and their executors write them into
-``TrainArgs``, ``custom_config`` and the ``EvalConfig`` before the stock executor runs. Locally
-they are plain numbers.
+the micro-F1 bound, the margin over the trivial baseline) as parameters of their own, and their
+executors write them into ``TrainArgs``, ``custom_config`` and the ``EvalConfig`` before the stock
+executor runs. Locally they are plain numbers.
+
+The Evaluator's executor then decides the blessing on all of the gate's conditions
+(``components/quality_gate.py``): TFMA's bound and comparison with the last blessed model, and the
+trivial baseline plus ``baseline_margin``, which TFMA cannot express.
 """
 
 import dataclasses
 import json
+import math
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import tensorflow_model_analysis as tfma
@@ -22,17 +27,19 @@ from tfx.dsl.components.base import base_beam_component, base_component, executo
 from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer_executor
 from tfx.orchestration import data_types
 from tfx.proto import trainer_pb2
-from tfx.types import standard_artifacts, standard_component_specs as specs
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils, proto_utils
 
+from components import quality_gate
 from imat_common.settings import is_runtime, kind_of, name_of
 from pipeline.config import GateSettings
 from trainer.settings import TrainerSettings
 
 TRAIN_STEPS = "train_steps"  # also TrainArgs.num_steps
 MICRO_F1_LOWER_BOUND = "micro_f1_lower_bound"
-MICRO_F1 = "micro_f1"  # the gate metric's name in the EvalConfig
+BASELINE_MARGIN = "baseline_margin"
+MICRO_F1 = quality_gate.MICRO_F1  # the gate metric's name in the EvalConfig
 
 
 def _runtime(section: type) -> Dict[str, type]:
@@ -44,6 +51,11 @@ TRAINER_PARAMETERS = _runtime(TrainerSettings)
 EVALUATOR_PARAMETERS = _runtime(GateSettings)
 
 Number = Union[int, float, data_types.RuntimeParameter]
+
+
+def _float(value: Optional[Number]) -> Optional[Union[float, data_types.RuntimeParameter]]:
+    """A float setting's value as a float (``with_settings(baseline_margin=-1)`` gives an int)."""
+    return float(value) if isinstance(value, (int, float)) else value
 
 
 def apply_trainer_parameters(exec_properties: Mapping[str, Any]) -> Dict[str, Any]:
@@ -65,8 +77,41 @@ def apply_trainer_parameters(exec_properties: Mapping[str, Any]) -> Dict[str, An
     return result
 
 
+def _gate_metrics(eval_config: tfma.EvalConfig) -> List[tfma.MetricConfig]:
+    """The EvalConfig's ``micro_f1`` metrics with a value threshold: the gate's."""
+    return [
+        metric
+        for spec in eval_config.metrics_specs
+        for metric in spec.metrics
+        if metric.config
+        and json.loads(metric.config).get("name") == MICRO_F1
+        and metric.threshold.HasField("value_threshold")
+    ]
+
+
+def gate_lower_bound(exec_properties: Mapping[str, Any]) -> float:
+    """The micro-F1 lower bound in the Evaluator's EvalConfig; -inf where it has no bound."""
+    eval_config = proto_utils.json_to_proto(exec_properties[specs.EVAL_CONFIG_KEY], tfma.EvalConfig())
+    bounds = [
+        metric.threshold.value_threshold.lower_bound.value
+        for metric in _gate_metrics(eval_config)
+        if metric.threshold.value_threshold.HasField("lower_bound")
+    ]
+    return max(bounds) if bounds else -math.inf
+
+
+def baseline_margin(exec_properties: Mapping[str, Any]) -> float:
+    """The Evaluator's ``baseline_margin``; the setting's default where the component was built without it."""
+    value = exec_properties.get(BASELINE_MARGIN)
+    if value is None:
+        return next(f.default for f in dataclasses.fields(GateSettings) if name_of(f) == BASELINE_MARGIN)
+    return float(value)
+
+
 def apply_evaluator_parameters(exec_properties: Mapping[str, Any]) -> Dict[str, Any]:
     """The Evaluator's execution properties with ``micro_f1_lower_bound`` set on the micro-F1 gate.
+
+    ``baseline_margin`` is left as it is: the executor applies it after TFMA (``EvaluatorExecutor``).
 
     Raises:
       ValueError: the EvalConfig has no metric named ``micro_f1`` with a value threshold.
@@ -76,14 +121,7 @@ def apply_evaluator_parameters(exec_properties: Mapping[str, Any]) -> Dict[str, 
     if bound is None:
         return result
     eval_config = proto_utils.json_to_proto(result[specs.EVAL_CONFIG_KEY], tfma.EvalConfig())
-    gates = [
-        metric
-        for spec in eval_config.metrics_specs
-        for metric in spec.metrics
-        if metric.config
-        and json.loads(metric.config).get("name") == MICRO_F1
-        and metric.threshold.HasField("value_threshold")
-    ]
+    gates = _gate_metrics(eval_config)
     if not gates:
         raise ValueError(
             f"{MICRO_F1_LOWER_BOUND} given, but the EvalConfig has no '{MICRO_F1}' metric "
@@ -113,10 +151,26 @@ class VertexTrainerExecutor(vertex_trainer_executor.GenericExecutor):
 
 
 class EvaluatorExecutor(evaluator_executor.Executor):
-    """The stock evaluator executor, after setting the gate's lower bound."""
+    """The stock evaluator executor, after setting the gate's lower bound; then the gate's last word.
+
+    TFMA blesses on the bound and the last blessed model; ``quality_gate.gate_blessing`` then
+    also requires the trivial baseline plus ``baseline_margin``, and rewrites the same blessing,
+    the one the Pusher and the baseline resolvers read.
+    """
 
     def Do(self, input_dict, output_dict, exec_properties):
-        return super().Do(input_dict, output_dict, apply_evaluator_parameters(exec_properties))
+        properties = apply_evaluator_parameters(exec_properties)
+        super().Do(input_dict, output_dict, properties)
+        blessing = artifact_utils.get_single_instance(output_dict[specs.BLESSING_KEY])
+        if not blessing.has_custom_property(quality_gate.BLESSED):
+            return  # TFMA validated nothing (an EvalConfig without thresholds): nothing to gate
+        quality_gate.gate_blessing(
+            model=artifact_utils.get_single_instance(input_dict[specs.MODEL_KEY]),
+            evaluation_uri=artifact_utils.get_single_uri(output_dict[specs.EVALUATION_KEY]),
+            blessing=blessing,
+            lower_bound=gate_lower_bound(properties),
+            margin=baseline_margin(properties),
+        )
 
 
 class TrainerSpec(specs.TrainerSpec):
@@ -129,7 +183,7 @@ class TrainerSpec(specs.TrainerSpec):
 
 
 class EvaluatorSpec(specs.EvaluatorSpec):
-    """The stock Evaluator's spec and the gate's lower bound."""
+    """The stock Evaluator's spec and the gate's runtime settings (the bound, the margin)."""
 
     PARAMETERS = {
         **specs.EvaluatorSpec.PARAMETERS,
@@ -185,9 +239,11 @@ class Trainer(base_component.BaseComponent):
 
 
 class Evaluator(base_beam_component.BaseBeamComponent):
-    """TFX's Evaluator (TFMA) with the micro-F1 gate's lower bound as a parameter.
+    """TFX's Evaluator (TFMA) with the gate's settings as parameters, and the trivial baseline's condition.
 
-    ``example_splits``: the splits it scores (None: TFX's default, ``eval``).
+    ``micro_f1_lower_bound`` and ``baseline_margin``: a number or a ``RuntimeParameter``; None
+    leaves the EvalConfig's bound and takes ``GateSettings``' margin. ``example_splits``: the
+    splits it scores (None: TFX's default, ``eval``).
     """
 
     SPEC_CLASS = EvaluatorSpec
@@ -201,6 +257,7 @@ class Evaluator(base_beam_component.BaseBeamComponent):
         eval_config: tfma.EvalConfig,
         micro_f1_lower_bound: Optional[Number] = None,
         example_splits: Optional[List[str]] = None,
+        baseline_margin: Optional[Number] = None,
     ):
         spec = EvaluatorSpec(
             examples=examples,
@@ -211,6 +268,7 @@ class Evaluator(base_beam_component.BaseBeamComponent):
             example_splits=json_utils.dumps(example_splits),
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
-            micro_f1_lower_bound=micro_f1_lower_bound,
+            micro_f1_lower_bound=_float(micro_f1_lower_bound),
+            baseline_margin=_float(baseline_margin),
         )
         super().__init__(spec=spec)
