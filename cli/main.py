@@ -78,6 +78,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     from components.download.records import ManifestError
     from components.validation import DataValidationError
     from imat_common.features import LabelMapError
+    from imat_common.run_lock import RunLockedError
     from imat_common.settings import SettingsError
     from trainer.weights import WeightsUnavailable
 
@@ -88,6 +89,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         LabelMapError,
         PlanMismatchError,
         DataValidationError,
+        RunLockedError,
         SettingsError,
         WeightsUnavailable,
     ) as e:

@@ -50,9 +50,17 @@ class Workdir:
 
 
 def latest_pushed_model(serving_dir: str) -> Optional[str]:
-    """The newest versioned folder the Pusher wrote, or None."""
+    """The newest complete versioned folder the Pusher wrote, or None.
+
+    Complete means it has ``saved_model.pb``: TFX's Pusher copies that file last, so a copy cut short
+    (a killed run, a full disk) leaves a folder without it, which serving systems ignore too.
+    """
     versions = sorted(
-        (p for p in glob.glob(os.path.join(serving_dir, "*")) if os.path.basename(p).isdigit()),
+        (
+            p
+            for p in glob.glob(os.path.join(serving_dir, "*"))
+            if os.path.basename(p).isdigit() and os.path.isfile(os.path.join(p, "saved_model.pb"))
+        ),
         key=lambda p: int(os.path.basename(p)),
     )
     return versions[-1] if versions else None

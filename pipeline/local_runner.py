@@ -7,6 +7,7 @@ from tfx import v1 as tfx
 from pipeline import schema as schema_lib
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
+from imat_common.run_lock import run_lock
 from imat_common.workdir import metadata_path
 
 
@@ -33,11 +34,17 @@ def metadata_config(config: PipelineConfig):
 
 
 def run(config: PipelineConfig) -> PipelineConfig:
-    """Runs every component in-process; metadata lives beside the artifacts.
+    """Runs every component in-process; metadata lives beside the artifacts. One run per pipeline root.
 
     Returns:
       The config as run (with the staged schema's path).
+
+    Raises:
+      RunLockedError: another run is using the same pipeline root.
     """
-    config = with_staged_schema(config)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_connection_config=metadata_config(config)))
+    with run_lock(config.locations.pipeline_root):
+        config = with_staged_schema(config)
+        tfx.orchestration.LocalDagRunner().run(
+            create_pipeline(config, metadata_connection_config=metadata_config(config))
+        )
     return config
