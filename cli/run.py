@@ -91,15 +91,33 @@ def check_weights(config: PipelineConfig) -> None:
         weights.check_imagenet(backbone)
 
 
+def gate_message(metadata: str) -> Optional[str]:
+    """The newest blessing's one line on the gate's conditions (``components/quality_gate.py``).
+
+    None before any evaluation, or for a blessing written before the gate recorded its conditions.
+    """
+    from components.quality_gate import GATE_MESSAGE
+
+    blessings = runs.open_store(metadata).get_artifacts_by_type("ModelBlessing")
+    if not blessings:
+        return None
+    message = max(blessings, key=lambda a: a.id).custom_properties.get(GATE_MESSAGE)
+    return message.string_value if message and message.string_value else None
+
+
 def summary_lines(config: PipelineConfig) -> List[str]:
-    """What the last run did, its micro-F1 and where the model went."""
+    """What the last run did, the gate's decision (which condition failed), its micro-F1 and where the model went."""
     metadata = metadata_path(config.locations.pipeline_root)
     lines = ["components:"] + [f"  {e.component:32s} {e.state:9s} {e.seconds:7.1f} s" for e in runs.last_run(metadata)]
     pushed = latest_pushed_model(config.locations.serving_dir)
     blessed = runs.latest_blessing(metadata)
+    gate, decision = config.gate, gate_message(metadata)
+    # The blessing names each condition's value and the failed ones; an older one only says yes or no.
     lines.append(
-        f"evaluator: {'blessed' if blessed else 'NOT blessed'} (gate: micro-F1 >= {config.gate.micro_f1_lower_bound} "
-        f"and not worse than the last blessed model)"
+        f"evaluator: {decision}"
+        if decision
+        else f"evaluator: {'blessed' if blessed else 'NOT blessed'} (gate: micro-F1 >= {gate.micro_f1_lower_bound}, "
+        f"above the trivial baseline + {gate.baseline_margin} and not worse than the last blessed model)"
     )
     trainer_model = runs.latest_artifact_uri(metadata, "Model")
     if trainer_model:

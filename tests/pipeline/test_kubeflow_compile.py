@@ -148,17 +148,41 @@ def test_runtime_parameters_are_pipeline_parameters_with_the_configs_defaults(gp
         "head_learning_rate": {"parameterType": "NUMBER_DOUBLE", "defaultValue": 1e-3, "isOptional": True},
         "fine_tune_learning_rate": {"parameterType": "NUMBER_DOUBLE", "defaultValue": 1e-4, "isOptional": True},
         "micro_f1_lower_bound": {"parameterType": "NUMBER_DOUBLE", "defaultValue": 0.3, "isOptional": True},
+        "baseline_margin": {"parameterType": "NUMBER_DOUBLE", "defaultValue": 0.05, "isOptional": True},
     }
     assert job["runtimeConfig"]["parameterValues"] == {
         "train_steps": 3000,
         "head_learning_rate": 1e-3,
         "fine_tune_learning_rate": 1e-4,
         "micro_f1_lower_bound": 0.3,
+        "baseline_margin": 0.05,
     }
     trainer, evaluator = task_parameters(job, "Trainer"), task_parameters(job, "Evaluator")
     for name in ("train_steps", "head_learning_rate", "fine_tune_learning_rate"):
         assert trainer[name] == {"componentInputParameter": name}
-    assert evaluator["micro_f1_lower_bound"] == {"componentInputParameter": "micro_f1_lower_bound"}
+    # The gate's settings, the trivial baseline's margin included, are the Evaluator's own parameters:
+    # its executor decides the one blessing the Pusher and the stock resolver read.
+    for name in ("micro_f1_lower_bound", "baseline_margin"):
+        assert evaluator[name] == {"componentInputParameter": name}
+
+
+def test_the_pusher_and_the_next_runs_baseline_read_the_evaluators_one_blessing(gpu_job):
+    # KFP's resolver takes any ModelBlessing with blessed=1: were a second component to bless after
+    # the Evaluator, a model it refused would still be blessed in the Evaluator's. So the one
+    # blessing is the Evaluator's, decided on every condition of the gate by its executor.
+    job, _ = gpu_job
+    spec = job["pipelineSpec"]
+    pusher = spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["artifacts"]["model_blessing"]["taskOutputArtifact"]
+    assert pusher == {"producerTask": "Evaluator", "outputArtifactKey": "blessing"}
+    query = spec["deploymentSpec"]["executors"][f"{RESOLVER}-model-blessing-resolver_executor"]["resolver"]
+    assert "metadata.blessed.number_value=1" in query["outputArtifactQueries"]["model_blessing"]["filter"]
+    blessing_outputs = {
+        name
+        for name, component in spec["components"].items()
+        for artifact in component.get("outputDefinitions", {}).get("artifacts", {}).values()
+        if "title: tfx.ModelBlessing\n" in artifact["artifactType"]["instanceSchema"]
+    }
+    assert blessing_outputs == {"Evaluator", f"{RESOLVER}-model-blessing-resolver"}  # the resolver's: a query
 
 
 def test_pusher_writes_to_the_gcs_serving_folder(gpu_job):

@@ -76,6 +76,31 @@ def test_micro_f1_bound_moves_only_the_gate():
     assert changed == original
 
 
+def test_the_executor_gates_on_the_bound_tfma_applied_and_the_runs_margin():
+    properties = {"eval_config": proto_utils.proto_to_json(eval_config(CONFIG)), "micro_f1_lower_bound": 0.62}
+    applied = run_parameters.apply_evaluator_parameters({**properties, "baseline_margin": 0.1})
+    assert run_parameters.gate_lower_bound(applied) == pytest.approx(0.62)
+    assert run_parameters.baseline_margin(applied) == pytest.approx(0.1)
+    assert applied["eval_config"] == run_parameters.apply_evaluator_parameters(properties)["eval_config"]
+    # Built without the parameter: the setting's default, never no margin at all.
+    assert run_parameters.baseline_margin(properties) == CONFIG.gate.baseline_margin == 0.05
+    no_gate = tfma.EvalConfig(metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="AUC")])])
+    assert run_parameters.gate_lower_bound({"eval_config": proto_utils.proto_to_json(no_gate)}) == -float("inf")
+
+
+def test_the_evaluator_takes_the_margin_as_a_float_parameter():
+    from tfx import v1 as tfx
+
+    channel = tfx.dsl.Channel(type=standard_artifacts.Model)
+    examples = tfx.dsl.Channel(type=standard_artifacts.Examples)
+    evaluator = run_parameters.Evaluator(
+        examples, channel, channel, eval_config(CONFIG), micro_f1_lower_bound=0, baseline_margin=-1
+    )
+    assert evaluator.exec_properties["baseline_margin"] == -1.0
+    assert isinstance(evaluator.exec_properties["baseline_margin"], float)
+    assert isinstance(evaluator.exec_properties["micro_f1_lower_bound"], float)
+
+
 def test_a_bound_without_a_gate_is_an_error():
     no_gate = tfma.EvalConfig(metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="AUC")])])
     with pytest.raises(ValueError, match="no 'micro_f1' metric"):
