@@ -13,7 +13,9 @@ from typing import Dict, List, Optional, Sequence
 from tfx import types
 from tfx.dsl.components.common import resolver
 
-# The custom properties the Evaluator sets on its ModelBlessing artifacts.
+# The custom properties the Evaluator sets on its ModelBlessing artifacts. ``blessed`` is the
+# gate's final decision, every condition included (components/quality_gate.py): a model refused
+# for the trivial baseline after TFMA blessed it is not blessed here, so never a baseline.
 _CURRENT_MODEL_ID = "current_model_id"
 _BLESSED = "blessed"
 
