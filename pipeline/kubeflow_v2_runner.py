@@ -73,6 +73,8 @@ def deployment(cloud: CloudConfig) -> Deployment:
     """How the DAG differs on Kubeflow / Vertex: runtime parameters, Vertex Trainer and Pusher.
 
     KFP v2 compiles only TFX's own LatestBlessedModelStrategy, so the baseline resolver is that one.
+    It takes any ModelBlessing marked blessed; the Evaluator's is the only one, and its executor
+    writes the gate's final decision into it (``components/quality_gate.py``).
     """
     return Deployment(
         runtime_parameters=True,
