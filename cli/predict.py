@@ -4,6 +4,10 @@ Images stream through the model in batches (``--batch_size``): memory stays flat
 thousands of images, results print as each batch is done, and a progress line on stderr
 counts images and images/s. A folder stands for the image files directly inside it.
 For a whole split of TFRecords (the competition's test file) use ``imat submission``.
+
+A file that is not a usable image (empty, not an image, cut short, a pixel bomb over the
+download job's pixel limit) gets its own line on stderr, ``imat predict: FILE: reason``; the
+other images are still scored, and the command exits 1 at the end.
 """
 
 import argparse
@@ -12,7 +16,7 @@ import sys
 import time
 from typing import Iterable, Iterator, List, Optional, Tuple
 
-from imat_common import serving
+from imat_common import image_policy, serving
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir
 from cli.flags import local_model
 
@@ -57,13 +61,25 @@ def load_images(paths: List[str]) -> List[bytes]:
     return [load_image(path) for path in paths]
 
 
-def batches(paths: List[str], batch_size: int) -> Iterator[Tuple[List[str], List[bytes]]]:
-    """(paths, JPEG bytes) ``batch_size`` at a time; each image is read only when its batch is due."""
+def try_load_image(path: str) -> Tuple[Optional[bytes], str]:
+    """``load_image``, with a bad file as (None, "FILE: reason") instead of an exception."""
+    try:
+        return load_image(path), ""
+    except ValueError as e:
+        return None, str(e)
+
+
+def batches(paths: List[str], batch_size: int) -> Iterator[Tuple[List[str], List[Optional[bytes]], List[str]]]:
+    """(paths, JPEG bytes, errors) ``batch_size`` at a time; each image is read only when its batch is due.
+
+    A file that does not load has None for its bytes and "FILE: reason" for its error ("" for the others).
+    """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        yield chunk, load_images(chunk)
+        loaded = [try_load_image(path) for path in chunk]
+        yield chunk, [jpeg for jpeg, _ in loaded], [error for _, error in loaded]
 
 
 class Progress:
@@ -99,6 +115,20 @@ def predict(model_dir_or_model, jpegs: List[bytes]) -> dict:
     loaded = tf.saved_model.load(model_dir_or_model) if isinstance(model_dir_or_model, str) else model_dir_or_model
     outputs = loaded.signatures[serving.PREDICT_IMAGES](images=tf.constant(jpegs))
     return {k: v.numpy() for k, v in outputs.items()}
+
+
+def predict_rows(model, jpegs: List[Optional[bytes]]) -> Tuple[List[Optional[dict]], List[str]]:
+    """Each image's ``predict_images`` outputs, or None and the model's reason where it refuses it.
+
+    Rows already None (files that did not load) are skipped; a row the model cannot decode
+    fails alone (``image_policy.score_rows``).
+    """
+    keep = [i for i, jpeg in enumerate(jpegs) if jpeg is not None]
+    scored, errors = image_policy.score_rows(lambda batch: predict(model, batch), [jpegs[i] for i in keep])
+    rows, reasons = [None] * len(jpegs), [""] * len(jpegs)
+    for i, row, error in zip(keep, scored, errors):
+        rows[i], reasons[i] = row, error
+    return rows, reasons
 
 
 def format_image(path: str, probabilities, label_ids, label_names, labels: dict, top: int) -> List[str]:
@@ -145,23 +175,30 @@ def main(argv: Optional[List[str]] = None) -> None:
     model = tf.saved_model.load(model_dir)
     print(f"model: {model_dir}")
     progress = Progress(len(paths))
-    try:
-        for chunk, jpegs in batches(paths, args.batch_size):
-            outputs = predict(model, jpegs)
-            for i, path in enumerate(chunk):
-                print(
-                    "\n".join(
-                        format_image(
-                            path,
-                            outputs[serving.PROBABILITIES][i],
-                            outputs[serving.LABEL_IDS][i],
-                            outputs[serving.LABEL_NAMES][i],
-                            labels,
-                            args.top,
-                        )
+    failed = 0
+    for chunk, jpegs, load_errors in batches(paths, args.batch_size):
+        rows, model_errors = predict_rows(model, jpegs)
+        for path, row, load_error, model_error in zip(chunk, rows, load_errors, model_errors):
+            if row is None:
+                # One line per bad file, and the batch goes on: the others in it are still scored.
+                failed += 1
+                sys.stdout.flush()
+                print(f"imat predict: {load_error or f'{path}: {model_error}'}", file=sys.stderr)
+                continue
+            print(
+                "\n".join(
+                    format_image(
+                        path,
+                        row[serving.PROBABILITIES],
+                        row[serving.LABEL_IDS],
+                        row[serving.LABEL_NAMES],
+                        labels,
+                        args.top,
                     )
                 )
-            sys.stdout.flush()
-            progress.update(len(chunk))
-    except ValueError as e:
-        parser.error(str(e))
+            )
+        sys.stdout.flush()
+        progress.update(len(chunk))
+    if failed:
+        print(f"imat predict: {failed} of {len(paths)} images could not be scored (named above)", file=sys.stderr)
+        sys.exit(1)

@@ -3,12 +3,21 @@
 Signatures of the exported SavedModel:
   serving_default     serialized tf.Examples (with ``image/encoded``) -> probabilities,
                       decisions (0/1 at each label's tuned threshold), label_ids and
-                      label_names of the decided labels (padded with 0 / "")
+                      label_names of the decided labels (padded with 0 / ""), and per row
+                      ``ok`` and ``error`` (see below)
   predict_images      raw image bytes (JPEG) as clients send them -> the same outputs
   evaluate            serialized tf.Examples -> probabilities and decisions only (for TFMA)
   transform_features  serialized tf.Examples -> Transform's outputs, labels included (TFMA
                       applies it to get the dense multi-hot labels)
   embed_images        raw image bytes -> L2-normalised embedding (similar-product search)
+
+Hostile images (``imat_common/image_policy.py``): serving_default and predict_images check each
+row's header before the Transform graph decodes it. A refused row (empty, not an image, a
+corrupt JPEG header, over the pixel limit, cut short) is decoded as a small blank image
+instead, and its outputs are ``ok`` False, ``error`` the reason, zero probabilities and no
+labels; the other rows are scored as if alone. evaluate and embed_images have no room for an
+error per row: they fail the batch, naming each refused row, before decoding anything. Damage
+only the decoder finds still fails the batch: callers retry row by row (``score_rows``).
 """
 
 from typing import Optional, Sequence
@@ -18,7 +27,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from imat_common import features
+from imat_common import features, image_policy
+from imat_common.image_policy import ERROR, OK
 from trainer.model import EMBEDDING_LAYER
 from trainer.preprocessing import IMAGE_FEATURE
 from imat_common.serving import (
@@ -93,27 +103,47 @@ class ServingModule(tf.Module):
         # layer's call for Keras' own loader, which serving never uses and costs a minute.
         self.weights = core.weights
 
-    def _image_from_examples(self, serialized):
-        spec = {features.IMAGE_KEY: self._raw_spec[features.IMAGE_KEY]}
-        return self.tft_layer(tf.io.parse_example(serialized, spec))[IMAGE_FEATURE]
+    def _encoded_from_examples(self, serialized):
+        """The image bytes of each example, [batch]; "" where an example has none (refused by the checks)."""
+        spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
+        return tf.reshape(tf.io.parse_example(serialized, spec)[features.IMAGE_KEY], [-1])
 
     def _image_from_bytes(self, images):
+        # Decoded by the Transform graph itself, as in training: serving cannot drift from it.
         return self.tft_layer({features.IMAGE_KEY: tf.reshape(images, [-1, 1])})[IMAGE_FEATURE]
+
+    def _checked_image(self, images):
+        """Transform's image of each row that passes the header checks (a blank one where it fails), ok, error."""
+        safe, ok, error = image_policy.check_images(images)
+        return self._image_from_bytes(safe), ok, error
+
+    def _asserted_image(self, images):
+        """Transform's images, after an op that fails the batch if a row fails the header checks."""
+        with tf.control_dependencies([image_policy.assert_images(images)]):
+            return self._image_from_bytes(tf.identity(images))
 
     def _outputs(self, image):
         return decide(tf.cast(self._infer(image)[0], tf.float32), self.thresholds, self.label_names)
 
+    def _guarded_outputs(self, images):
+        image, ok, error = self._checked_image(images)
+        outputs = self._outputs(image)
+        # A refused row says so, and carries no scores or labels a client could take for real.
+        rows = tf.reshape(ok, [-1, 1])
+        guarded = {k: tf.where(rows, v, tf.zeros_like(v)) for k, v in outputs.items()}
+        return {**guarded, OK: ok, ERROR: error}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, examples):
-        return self._outputs(self._image_from_examples(examples))
+        return self._guarded_outputs(self._encoded_from_examples(examples))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve_images(self, images):
-        return self._outputs(self._image_from_bytes(images))
+        return self._guarded_outputs(images)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate(self, examples):
-        outputs = self._outputs(self._image_from_examples(examples))
+        outputs = self._outputs(self._asserted_image(self._encoded_from_examples(examples)))
         return {PROBABILITIES: outputs[PROBABILITIES], DECISIONS: outputs[DECISIONS]}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -122,7 +152,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def embed_images(self, images):
-        embedding = tf.cast(self._infer(self._image_from_bytes(images))[1], tf.float32)
+        embedding = tf.cast(self._infer(self._asserted_image(images))[1], tf.float32)
         return {EMBEDDING: tf.math.l2_normalize(embedding, axis=-1)}
 
     def signatures(self):

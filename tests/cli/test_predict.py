@@ -20,15 +20,20 @@ def _images(folder, n):
     return paths
 
 
-def test_batches_read_each_image_only_when_its_batch_is_due(tmp_path):
+def test_batches_read_each_image_only_when_its_batch_is_due(tmp_path, monkeypatch):
     paths = _images(tmp_path, 4)
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    read = []
+    load = predict.load_image
+    monkeypatch.setattr(predict, "load_image", lambda path: read.append(path) or load(path))
     stream = predict.batches(paths + [str(tmp_path / "broken.jpg")], batch_size=2)
-    assert [len(next(stream)[1]) for _ in range(2)] == [2, 2]  # the broken file's batch is not read yet
-    with pytest.raises(ValueError, match=r"broken\.jpg: "):
-        next(stream)
-    chunk, jpegs = next(predict.batches(paths, batch_size=10))
+    assert [len(next(stream)[1]) for _ in range(2)] == [2, 2]
+    assert read == paths  # the broken file's batch is not read yet
+    chunk, jpegs, errors = next(stream)
+    assert jpegs == [None] and errors[0].startswith(str(tmp_path / "broken.jpg") + ": body is not an image")
+    chunk, jpegs, errors = next(predict.batches(paths, batch_size=10))
     assert chunk == paths and all(Image.open(io.BytesIO(j)).format == "JPEG" for j in jpegs)
+    assert errors == [""] * 4
     with pytest.raises(ValueError, match="batch size must be at least 1"):
         next(predict.batches(paths, 0))
 
