@@ -8,9 +8,17 @@ across workers. Local with the FnApiRunner, or on Dataflow with Beam's flags.
 
 Rules counted (``SUBMISSION`` is what the CSV holds, i.e. the served rule as exported):
   submission, per_label, global, fixed_0.5, baseline
+
+An example the model cannot score (no image, not an image, cut short, a pixel bomb) fails
+alone: its submission row is empty, it counts under ``unscorable`` (its labels as misses),
+and ``<output>_errors.txt`` holds one line for it, ``image_id: reason``. The model names such
+rows in its ``ok``/``error`` outputs; a batch that fails as a whole (damage only the decoder
+finds, or a model exported without those outputs) is scored again example by example.
 """
 
 import json
+import logging
+import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -19,12 +27,14 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 
 from trainer import rules
 from imat_common import features
-from imat_common import serving
+from imat_common import image_policy, serving
 from imat_common.serving import THRESHOLDS_FILE
+
+log = logging.getLogger(__name__)
 
 CSV_HEADER = "image_id,label_id"
 SUBMISSION = "submission"
-SCORED, UNLABELLED = "scored", "unlabelled"
+SCORED, UNLABELLED, UNSCORABLE = "scored", "unlabelled", "unscorable"
 
 
 def rule_thresholds(report: Mapping[str, Any]) -> Dict[str, np.ndarray]:
@@ -93,13 +103,20 @@ class ServingModelHandler(ModelHandler):
         return tf.saved_model.load(self._model_dir)
 
     def run_inference(self, batch: Sequence[bytes], model, inference_args=None) -> Iterable[PredictionResult]:
+        """(probabilities, decided ids, error) per example; a refused example has None, [] and the reason."""
         import tensorflow as tf
 
-        outputs = model.signatures[serving.SERVING_DEFAULT](examples=tf.constant(list(batch)))
-        probabilities, label_ids = outputs[serving.PROBABILITIES].numpy(), outputs[serving.LABEL_IDS].numpy()
+        signature = model.signatures[serving.SERVING_DEFAULT]
+        call = lambda examples: {k: v.numpy() for k, v in signature(examples=tf.constant(examples)).items()}
+        rows, errors = image_policy.score_rows(call, list(batch))
         return [
-            PredictionResult(example, (probabilities[i], [int(k) for k in label_ids[i] if k]))
-            for i, example in enumerate(batch)
+            PredictionResult(
+                example,
+                (None, [], error)
+                if row is None
+                else (row[serving.PROBABILITIES], [int(k) for k in row[serving.LABEL_IDS] if k], ""),
+            )
+            for example, row, error in zip(batch, rows, errors)
         ]
 
     def batch_elements_kwargs(self) -> Mapping[str, Any]:
@@ -117,17 +134,31 @@ def _image_id(serialized: bytes) -> str:
     return values[0].decode("utf-8")
 
 
-def _scored(result: PredictionResult) -> Tuple[str, np.ndarray, List[int]]:
-    probabilities, decided = result.inference
-    return _image_id(result.example), probabilities, decided
+def _scored(result: PredictionResult) -> Tuple[str, Optional[np.ndarray], List[int], str]:
+    probabilities, decided, error = result.inference
+    image_id = _image_id(result.example)
+    if error:
+        log.warning("%s: not scored: %s", image_id, error)
+    return image_id, probabilities, decided, error
 
 
 def _count(scored, labels: Mapping[str, Sequence[int]], thresholds, baseline_ids) -> Dict[str, Any]:
-    image_id, probabilities, decided = scored
+    image_id, probabilities, decided, error = scored
     if image_id not in labels:
         return {UNLABELLED: 1}
+    if error:
+        # Its empty submission row misses every label, and so does every rule (-inf is under any
+        # threshold): counted as misses, not dropped, so a bad image cannot raise the score. The
+        # baseline ignores pixels and still gets its fixed labels.
+        nothing = np.full(len(next(iter(thresholds.values()))), -np.inf, np.float32)
+        return {UNSCORABLE: 1, **example_counts(nothing, [], labels[image_id], thresholds, baseline_ids)}
     counts = example_counts(probabilities, decided, labels[image_id], thresholds, baseline_ids)
     return {SCORED: 1, **counts}
+
+
+def errors_path(output_csv: str) -> str:
+    """Where the job writes one line per example it could not score: ``<output>_errors.txt``."""
+    return os.path.splitext(output_csv)[0] + "_errors.txt"
 
 
 def score_split(
@@ -140,7 +171,8 @@ def score_split(
     counts_path: str = "",
     batch_size: int = 64,
 ) -> None:
-    """Adds the job to ``pipeline``: the CSV at ``output_csv`` and, with ``labels``, summed counts at ``counts_path``.
+    """Adds the job to ``pipeline``: the CSV at ``output_csv``, its errors at ``errors_path(output_csv)`` and,
+    with ``labels``, summed counts at ``counts_path``.
 
     Args:
       pipeline: a Beam pipeline (its runner decides where this runs).
@@ -160,8 +192,14 @@ def score_split(
     )
     _ = (
         scored
-        | "Row" >> beam.MapTuple(lambda image_id, _, decided: csv_line(image_id, decided))
+        | "Row" >> beam.MapTuple(lambda image_id, _, decided, error: csv_line(image_id, decided))
         | "WriteCsv" >> beam.io.WriteToText(output_csv, num_shards=1, shard_name_template="", header=CSV_HEADER)
+    )
+    _ = (
+        scored
+        | "Refused" >> beam.Filter(lambda row: bool(row[3]))
+        | "ErrorLine" >> beam.MapTuple(lambda image_id, _, decided, error: f"{image_id}: {error}")
+        | "WriteErrors" >> beam.io.WriteToText(errors_path(output_csv), num_shards=1, shard_name_template="")
     )
     if labels is None:
         return

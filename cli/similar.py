@@ -121,7 +121,15 @@ def main(argv: Optional[List[str]] = None) -> None:
                 query_jpeg = load_images([args.query])[0]
             except ValueError as e:  # names the file and what is wrong with it
                 raise SimilarError(str(e)) from None
-            hits = index.search(embed(model_dir, [query_jpeg]), args.k)[0]
+            import tensorflow as tf
+
+            from imat_common.image_policy import decoder_message
+
+            try:
+                vectors = embed(model_dir, [query_jpeg])
+            except tf.errors.OpError as e:  # bytes Pillow took that the model's decoder refuses
+                raise SimilarError(f"{args.query}: the model cannot decode it: {decoder_message(e)}") from None
+            hits = index.search(vectors, args.k)[0]
         elif os.path.isdir(args.query):
             raise SimilarError(f"{args.query}: a folder, not an image file")
         else:
