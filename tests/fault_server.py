@@ -38,6 +38,8 @@ class FaultServer:
     /two-robots.jpg    200 JPEG with two X-Robots-Tag headers: noindex, then noai
     /fake.jpg          200 "image/jpeg" whose body is an HTML page with a secret in it
     /redirect?to=URL   302 to URL (percent-encoded)
+    /untyped/<name>.jpg  200 JPEG with no Content-Type header
+    /untyped-page        200 HTML page with no Content-Type header
     """
 
     def __init__(self):
@@ -123,6 +125,12 @@ class FaultServer:
                     self._send(302, headers={"Location": urllib.parse.unquote(path.split("=", 1)[1])})
                 elif path == "/noai.jpg":
                     self._send(200, server.good, headers={"X-Robots-Tag": "noai, noimageai"})
+                elif path.startswith("/untyped/") or path == "/untyped-page":
+                    body = server.good if path.startswith("/untyped/") else b"<html><body>hello</body></html>"
+                    self.send_response(200)  # and no Content-Type: the body alone must decide
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                 else:
                     self._send(404, b"no such route", "text/plain")
 

@@ -18,6 +18,7 @@ from components.download import fetch as fetch_lib
 from components.download.budget import ByteBudget
 from components.download.images import ImageError, ImageSettings, process_image
 from components.download.records import ImageRecord
+from components.download.redact import redact_text, redact_url
 from components.download.tfrecord import serialize_example
 from imat_common import features
 
@@ -78,12 +79,13 @@ async def _download_one(session, limits: _Limits, record: ImageRecord, fetch_set
                 result = await fetch_lib.fetch(session, url, fetch_settings, deadline, limits.budget)
             if result.status == "ok":
                 break
+    # The full URL was only for fetching: what is written keeps no user info or signature.
     status = {
         "image_id": record.image_id,
-        "url": result.final_url or record.urls[-1],
+        "url": redact_url(result.final_url or record.urls[-1]),
         "labels": list(record.labels),
         "status": result.status,
-        "reason": result.reason,
+        "reason": redact_text(result.reason),
         "http_status": result.http_status,
         "attempts": result.attempts,
         "bytes": len(result.body),
@@ -95,11 +97,11 @@ async def _download_one(session, limits: _Limits, record: ImageRecord, fetch_set
             _cpu_pool(), process_image, result.body, image_settings
         )
     except ImageError as e:
-        status.update(status=e.status, reason=str(e))
+        status.update(status=e.status, reason=redact_text(str(e)))
         return status, None
     finally:
         limits.budget.release(result.held_bytes)
-    example = to_example(record, stored.jpeg, stored.width, stored.height, result.final_url)
+    example = to_example(record, stored.jpeg, stored.width, stored.height, redact_url(result.final_url))
     status.update(stored_bytes=len(stored.jpeg), width=stored.width, height=stored.height)
     return status, example
 

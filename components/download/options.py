@@ -22,6 +22,10 @@ class UserError(ValueError):
     """A flag or an input file the user must fix; the message is one line."""
 
 
+# The default share of a split's records that must be stored (see --min_stored_fraction's help).
+MIN_STORED_FRACTION = 0.5
+
+
 def _parser(prog: Optional[str], description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,6 +94,16 @@ def _parser(prog: Optional[str], description: str) -> argparse.ArgumentParser:
         help="on a rerun, fetch again the images that ended in timeout, connection_error, or HTTP 429/5xx",
     )
     add("--progress_s", type=float, default=10.0, help="seconds between progress lines")
+    add(
+        "--min_stored_fraction",
+        type=float,
+        default=MIN_STORED_FRACTION,
+        metavar="F",
+        help="fail (exit 3, naming the most common outcome and what to do) when a split stores less than this "
+        "share of its records. Dead links cost a few images; losing half or more points to a cause that hits "
+        "every image (the address guard, a proxy, an outage, rate limiting), and training on what is left "
+        "would go on quietly skewed. 0 turns the check off. Default: %(default)s",
+    )
     return parser
 
 
@@ -124,6 +138,8 @@ def parse_args(
     for name in ("images_per_shard", "concurrency", "per_host", "max_bytes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if not 0.0 <= args.min_stored_fraction <= 1.0:
+        parser.error(f"--min_stored_fraction must be between 0 and 1, got {args.min_stored_fraction}")
     if args.max_inflight_bytes < args.max_bytes:
         parser.error(
             f"--max_inflight_bytes ({args.max_inflight_bytes}) must be at least --max_bytes "

@@ -25,6 +25,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from components.download.records import BadRecord, iter_images, read_annotations
+from components.download.redact import redact_text
 from components.download.shard import ShardSpec
 from imat_common.features import LabelMap
 
@@ -100,7 +101,9 @@ def plan_split(
     rejected: List[dict] = []
 
     def reject(bad: BadRecord, labels=()):
-        rejected.append({"image_id": bad.image_id, "status": bad.status, "reason": bad.reason, "labels": list(labels)})
+        # A refused record's reason may quote its URL: written without user info or signatures.
+        reason = redact_text(bad.reason)
+        rejected.append({"image_id": bad.image_id, "status": bad.status, "reason": reason, "labels": list(labels)})
 
     opener = lambda: FileSystems.open(source, compression_type=CompressionTypes.AUTO)
     labels = read_annotations(opener, source, reject)

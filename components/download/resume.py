@@ -47,6 +47,11 @@ def _refuse(out_dir: str, differences: List[str]) -> PlanMismatchError:
     )
 
 
+def has_plan(out_dir: str) -> bool:
+    """Whether the folder holds a run's plan record, so that a rerun resumes rather than starts over."""
+    return FileSystems.exists(_record_path(out_dir))
+
+
 def check_settings(out_dir: str, inputs: Dict[str, str], settings: Dict[str, object]) -> bool:
     """Compares inputs and settings with the folder's earlier run, before any planning.
 

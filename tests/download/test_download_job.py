@@ -69,6 +69,7 @@ def test_every_fault_ends_in_its_status_and_good_images_arrive_intact(tmp_path, 
     summary = job.run(
         [f"--input=train={source}", f"--output={out}", f"--label_map={_label_map(tmp_path)}", "--images_per_shard=4"]
         + FAST
+        + ["--min_stored_fraction=0"]  # a split of faults: most of it is meant to fail
     )
 
     status_of = statuses(out, "train")

@@ -50,7 +50,7 @@ def test_retry_failed_fetches_only_retryable_failures_and_keeps_everything_else(
     args = (
         [f"--input=train={write_json(tmp_path / 'train.json', urls)}", f"--output={out}", "--images_per_shard=3"]
         + FAST
-        + ["--retries=0"]
+        + ["--retries=0", "--min_stored_fraction=0"]  # four of five fail on purpose
     )
     job.run(args)
     first = statuses(out, "train")
