@@ -7,6 +7,7 @@ loopback and downloaded into TFRecords.
 
 import argparse
 import shutil
+import sys
 from typing import List, Optional, Sequence
 
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir
@@ -58,7 +59,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         options.parse_args(["--input=demo=x", "--output=x"] + extra, "imat demo", also_known=flags_of(parser))
     except options.UserError as e:
         raise user_error("demo", e) from None
-    download_demo(args.workdir, args.num_images, args.seed, extra)
+    from components.download import job
+
+    try:
+        download_demo(args.workdir, args.num_images, args.seed, extra)
+    except (job.TooFewStored, job.OutputError) as e:
+        # The demo downloads afresh each time: its one line needs no resume command.
+        print(f"imat demo: error: {e}", file=sys.stderr)
+        sys.exit(job.EXIT_TOO_FEW_STORED if isinstance(e, job.TooFewStored) else job.EXIT_OUTPUT_ERROR)
 
 
 def data_main(argv: Optional[List[str]] = None) -> None:
