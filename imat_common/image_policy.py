@@ -230,6 +230,13 @@ def score_rows(call: Callable[[list], Dict], inputs: List) -> Tuple[List[Optiona
 
 def decoder_message(error) -> str:
     """The useful line of a TensorFlow op error (the reason, without the graph's node names)."""
+    import re
+
+    # A graph's message is "Graph execution error:", the Python stack where the op was traced,
+    # the reason, then the node: the reason is the last line that is none of the others.
+    noise = ("[[", "<stack", "Graph execution error", "Detected at node", "File ")
     lines = [line.strip() for line in getattr(error, "message", str(error)).splitlines()]
-    lines = [line for line in lines if line and not line.startswith(("[[", "<stack", "Graph execution error"))]
-    return lines[0] if lines else type(error).__name__
+    lines = [line for line in lines if line and not line.startswith(noise) and not line[0].isspace()]
+    # An eager op's message wraps the reason in the kernel's name and the op's: drop both.
+    reason = re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\]$", "", lines[-1]) if lines else ""
+    return reason or type(error).__name__
