@@ -28,7 +28,10 @@ from cli.flags import add_config_flags, config_overrides
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="imat compile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False,
+        prog="imat compile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     where = parser.add_argument_group("where it runs")
     where.add_argument("--project", required=True, help="Google Cloud project")

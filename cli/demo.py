@@ -43,7 +43,9 @@ def download_demo(workdir: str, num_images: int, seed: int = 0, extra: Sequence[
 def main(argv: Optional[List[str]] = None) -> None:
     """``imat demo``: flags it does not know go to the download job."""
     parser = argparse.ArgumentParser(
-        prog="imat demo", description="Generate the demo data, serve it on loopback and download it into TFRecords."
+        allow_abbrev=False,
+        prog="imat demo",
+        description="Generate the demo data, serve it on loopback and download it into TFRecords.",
     )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR)
     parser.add_argument("--num_images", type=int, default=300)
@@ -73,7 +75,7 @@ def data_main(argv: Optional[List[str]] = None) -> None:
     """``imat demo-data``: writes the images, the competition JSON and the label map."""
     from cli import demo_data
 
-    parser = argparse.ArgumentParser(prog="imat demo-data", description="Write the demo dataset.")
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="imat demo-data", description="Write the demo dataset.")
     parser.add_argument("--out", default=Workdir().source)
     parser.add_argument("--num_images", type=int, default=300)
     parser.add_argument(

@@ -151,7 +151,10 @@ def format_image(path: str, probabilities, label_ids, label_names, labels: dict,
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="imat predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False,
+        prog="imat predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, GIF, BMP) or folders of them")
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR)

@@ -211,7 +211,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     from imat_common.features import load_label_map
 
     parser = argparse.ArgumentParser(
-        prog="imat report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False,
+        prog="imat report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="what `imat run --workdir` used")
     parser.add_argument("--label_map", help="default: WORKDIR/source/label_map.csv")

@@ -22,7 +22,7 @@ from imat_common.serving import read_thresholds
 
 def parse_args(argv: Optional[List[str]]):
     parser = argparse.ArgumentParser(
-        prog="imat run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, prog="imat run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="pipeline root, metadata and serving folder")
     parser.add_argument("--data", help="a download job's --output; without it the demo data is downloaded")

@@ -15,7 +15,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     from imat_common.features import load_label_map
 
     parser = argparse.ArgumentParser(
-        prog="imat schema", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False,
+        prog="imat schema",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--label_map", required=True, help="label_map.csv")
     action = parser.add_mutually_exclusive_group(required=True)

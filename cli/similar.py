@@ -90,7 +90,7 @@ def contact_sheet(query_jpeg: bytes, query_caption: str, hits: List[Hit], index:
 
 def main(argv: Optional[List[str]] = None) -> None:
     """``imat similar``: bad input exits with one line naming the file, id or index and what is wrong."""
-    parser = argparse.ArgumentParser(prog="imat similar", description=__doc__)
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="imat similar", description=__doc__)
     parser.add_argument("query", metavar="IMAGE_OR_ID", help="an image file, or a catalogue item id (SPLIT/ID or ID)")
     parser.add_argument("--k", type=int, default=5, help="how many similar items")
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR)

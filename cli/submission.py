@@ -100,7 +100,10 @@ def format_scores(result: dict, report: dict, labels_path: str) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> dict:
     parser = argparse.ArgumentParser(
-        prog="imat submission", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False,
+        prog="imat submission",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR)
     parser.add_argument("--model", help="an exported model; default: the newest pushed in WORKDIR/serving")

@@ -66,7 +66,10 @@ def parse_parameters(pairs: List[str], types: Dict[str, str]) -> Dict[str, Any]:
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="imat submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False,
+        prog="imat submit",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--pipeline", required=True, help="imat compile's .json (Vertex AI) or .yaml (KFP)")
     parser.add_argument("--project", help="Google Cloud project (Vertex AI)")

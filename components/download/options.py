@@ -28,7 +28,7 @@ MIN_STORED_FRACTION = 0.5
 
 def _parser(prog: Optional[str], description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = parser.add_argument
     add(

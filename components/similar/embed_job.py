@@ -361,7 +361,7 @@ def index_version(model_dir: str) -> str:
 
 def parse_args(argv: Optional[List[str]]):
     parser = argparse.ArgumentParser(
-        prog="imat index", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, prog="imat index", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="where the defaults below are found")
     parser.add_argument("--model", help="SavedModel folder; default: the newest pushed in WORKDIR/serving")
