@@ -1,5 +1,8 @@
 """The whole TFX pipeline on tiny demo data: runs, blesses, pushes, caches, and refuses a bad model.
 
+A 4-step model has learnt next to nothing, so the runs that must bless it take a permissive gate:
+a bound of 0 and a negative margin over the trivial baseline.
+
 Every image carries exactly three labels (category, colour, pattern): the data on which
 SchemaGen's guess made ``labels`` fixed-length and Transform failed, before the curated schema.
 """
@@ -16,6 +19,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
+from components import quality_gate
 from components.download import job
 from pipeline import local_runner
 from cli import demo_data, logs, predict, report, runs, submission
@@ -118,7 +122,14 @@ class FirstRun:
 def first_run(workdir):
     """The pipeline run once on the workdir's data, with a gate every model passes."""
     config = demo_config(
-        workdir, num_labels=18, image_size=75, train_steps=4, batch_size=8, eval_batch_size=16, micro_f1_lower_bound=0.0
+        workdir,
+        num_labels=18,
+        image_size=75,
+        train_steps=4,
+        batch_size=8,
+        eval_batch_size=16,
+        micro_f1_lower_bound=0.0,
+        baseline_margin=-1.0,
     )
     local_runner.run(config)
     return FirstRun(config)
@@ -133,6 +144,7 @@ def test_the_first_run_completes_blesses_and_pushes_a_model_that_serves_images(w
     assert {e.component for e in first_run.executions} == COMPONENTS
     assert all(e.state == "COMPLETE" for e in first_run.executions), first_run.executions
     assert first_run.blessed is True and first_run.pushed is not None
+    assert any(line.startswith("evaluator: blessed: eval micro-F1 ") for line in summary_lines(first_run.config))
     with open(os.path.join(workdir, "source", "images", "1.jpg"), "rb") as f:
         outputs = tf.saved_model.load(first_run.pushed).signatures["predict_images"](images=tf.constant([f.read()]))
     assert outputs["probabilities"].shape == (1, 18) and outputs["label_names"].shape == (1, 18)
@@ -240,6 +252,7 @@ def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(w
         batch_size=8,
         eval_batch_size=16,
         micro_f1_lower_bound=0.0,
+        baseline_margin=-1.0,
         pipeline_root=str(tmp_path / "pipeline"),
         serving_dir=str(tmp_path / "serving"),
         similar_dir=str(tmp_path / "similar"),
@@ -279,9 +292,10 @@ def test_an_ensemble_with_a_stacker_is_gated_pushed_and_serves_the_combination(w
 
 
 @pytest.mark.slow
-def test_a_model_below_the_gate_is_evaluated_against_the_first_and_not_pushed(first_run):
-    # Last in the file: its run becomes "the latest evaluation" the tests above read.
-    strict = first_run.config.with_settings(micro_f1_lower_bound=1.01, train_steps=5)
+def test_a_model_not_above_the_trivial_baseline_is_evaluated_against_the_first_and_not_pushed(first_run):
+    # Last in the file: its run becomes "the latest evaluation" the tests above read. The bound
+    # passes every model; no model can be 1.0 above the trivial baseline: the baseline refuses it.
+    strict = first_run.config.with_settings(baseline_margin=1.0, train_steps=5)
     local_runner.run(strict)
     third = {e.component: e.state for e in runs.last_run(first_run.metadata)}
     assert third["Trainer"] == "COMPLETE" and third["Evaluator"] == "COMPLETE"
@@ -290,4 +304,18 @@ def test_a_model_below_the_gate_is_evaluated_against_the_first_and_not_pushed(fi
     overall = dict(evaluation.slicing_metrics)[()]["decisions"][""]
     assert any(name.endswith("micro_f1_diff") for name in overall), overall  # compared with the baseline
     assert latest_pushed_model(first_run.config.locations.serving_dir) == first_run.pushed
-    assert any("no model pushed by this run" in line for line in summary_lines(strict))
+
+    blessing = max(runs.open_store(first_run.metadata).get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
+    failed = blessing.custom_properties[quality_gate.GATE_FAILED].string_value.split(",")
+    assert quality_gate.TRIVIAL_BASELINE in failed and quality_gate.LOWER_BOUND not in failed
+    assert sorted(os.listdir(blessing.uri)) == ["NOT_BLESSED"]
+    trivial = read_thresholds(os.path.join(runs.latest_artifact_uri(first_run.metadata, "Model"), "Format-Serving"))
+    # ML Metadata's SQLite store keeps six decimals of a float property (0.212121).
+    assert blessing.custom_properties[quality_gate.GATE_TRIVIAL_BASELINE].double_value == pytest.approx(
+        trivial["micro_f1"][rules.BASELINE]["eval"], abs=1e-5
+    )
+    lines = summary_lines(strict)
+    [evaluator] = [line for line in lines if line.startswith("evaluator: ")]
+    assert evaluator.startswith("evaluator: NOT blessed: eval micro-F1 ")
+    assert re.search(r"is not above the trivial baseline \d\.\d{3} \+ margin 1(;|$)", evaluator), evaluator
+    assert any("no model pushed by this run" in line for line in lines)
