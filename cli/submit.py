@@ -16,6 +16,15 @@ import yaml
 
 from cli.errors import user_error
 
+
+def _runtime_settings() -> List[str]:
+    """The settings compiled as pipeline parameters (declared ``runtime`` in their field's metadata)."""
+    from imat_common.settings import is_runtime
+    from pipeline.config import PipelineConfig
+
+    return [name for name, (_, field) in PipelineConfig.settings_index().items() if is_runtime(field)]
+
+
 # Pipeline spec parameter types -> how a --param value is read.
 _READERS = {
     "NUMBER_INTEGER": int,
@@ -81,8 +90,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a pipeline parameter for this run; repeat (train_steps, head_learning_rate, "
-        "fine_tune_learning_rate, micro_f1_lower_bound)",
+        help=f"a pipeline parameter for this run; repeat ({', '.join(_runtime_settings())})",
     )
     parser.add_argument("--pipeline_root", help="override the compiled gs:// pipeline root")
     parser.add_argument("--display_name", help="the run's name (default: the pipeline's)")

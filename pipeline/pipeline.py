@@ -17,11 +17,12 @@ from typing import Any, Dict, Mapping, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 
 from imat_common import serving, splits
 from imat_common.serving import DECISIONS, PROBABILITIES
-from components import baseline, quality_gate
+from components import atomic_pusher, baseline, quality_gate
 from components.calibration_split import calibration_example_gen
 from components.ensembler import Ensembler, member_key
 from components.similar.component import SimilarityIndexer
@@ -183,6 +184,8 @@ def _pusher(config: PipelineConfig, deployment: Deployment, trainer, evaluator):
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.locations.serving_dir)
         ),
+        # A local version appears whole or not at all (a killed run, a full disk); gs:// as TFX does it.
+        custom_executor_spec=executor_spec.ExecutorClassSpec(atomic_pusher.Executor),
     )
 
 

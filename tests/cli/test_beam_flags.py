@@ -89,3 +89,13 @@ def test_imat_demo_exits_2_on_a_typo_before_generating_anything(tmp_path, capsys
     argv = ["--workdir", str(tmp_path / "w"), "--num_imgs=5"]
     err = _one_line_exit_2(capsys, lambda: demo.main(argv), "demo")
     assert err.endswith("did you mean --num_images?")
+
+
+def test_imat_run_checks_its_beam_args_before_the_demo_download(tmp_path, capsys):
+    from cli import run
+
+    argv = ["--workdir", str(tmp_path / "w"), "--beam_arg=--direct_num_workers=2", "--beam_arg=--direct_num_worker=2"]
+    err = _one_line_exit_2(capsys, lambda: run.main(argv), "run")
+    assert err.endswith("unknown flag --direct_num_worker; did you mean --direct_num_workers?")
+    assert not (tmp_path / "w").exists()
+    assert run.parse_args(["--beam_arg=--direct_num_workers=2"]).beam_arg == ["--direct_num_workers=2"]

@@ -54,7 +54,13 @@ def test_custom_config_is_every_trainer_setting_and_reads_back():
 
 def test_runtime_parameters_are_the_runtime_settings_in_the_specs_and_the_compiled_dag():
     runtime = {name for name, (_, field) in INDEX.items() if is_runtime(field)}
-    assert runtime == {"train_steps", "head_learning_rate", "fine_tune_learning_rate", "micro_f1_lower_bound"}
+    assert runtime == {
+        "train_steps",
+        "head_learning_rate",
+        "fine_tune_learning_rate",
+        "micro_f1_lower_bound",
+        "baseline_margin",
+    }
     trainer_extra = set(run_parameters.TrainerSpec.PARAMETERS) - set(specs.TrainerSpec.PARAMETERS)
     evaluator_extra = set(run_parameters.EvaluatorSpec.PARAMETERS) - set(specs.EvaluatorSpec.PARAMETERS)
     assert trainer_extra | evaluator_extra == runtime and not trainer_extra & evaluator_extra

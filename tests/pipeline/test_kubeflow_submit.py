@@ -139,6 +139,7 @@ def test_vertex_request_carries_the_compiled_spec_and_the_run_values(compiled, m
         "head_learning_rate": 0.005,
         "fine_tune_learning_rate": 1e-4,
         "micro_f1_lower_bound": 0.3,
+        "baseline_margin": 0.05,
     }
     with open(json_path) as f:
         assert (
@@ -185,7 +186,7 @@ def test_kfp_submit_creates_a_run_from_the_yaml(compiled, monkeypatch):
     [
         (
             ["--param", "learning_rate=0.1"],
-            "the pipeline has no such parameter; it has fine_tune_learning_rate, "
+            "the pipeline has no such parameter; it has baseline_margin, fine_tune_learning_rate, "
             "head_learning_rate, micro_f1_lower_bound, train_steps",
         ),
         (["--param", "train_steps=5.5"], "--param train_steps=5.5: not a valid NUMBER_INTEGER"),
