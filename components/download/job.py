@@ -46,7 +46,7 @@ from components.download import resume
 from components.download.fetch import FetchSettings
 from components.download.images import ImageSettings
 from components.download.records import ManifestError
-from components.download.shard import ShardSpec, download_shard, read_statuses, retry_shard
+from components.download.shard import ShardSpec, committed_this_run, download_shard, read_statuses, retry_shard
 from imat_common.features import LabelMapError, load_label_map
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,9 @@ class DownloadShardFn(beam.DoFn):
         self._bytes.inc(status.get("stored_bytes", 0))
 
     def process(self, spec: ShardSpec):
+        if committed_this_run(spec):  # Beam retries a bundle: its finished shards are not fetched again
+            log.info("%s shard %d/%d: already done in this run", spec.split, spec.index + 1, spec.num_shards)
+            return
         work = retry_shard if spec.retry else download_shard
         stats = work(spec, self._fetch_settings, self._image_settings, on_image=self._count)
         yield spec.split, dict(stats.counts)
@@ -300,9 +303,35 @@ def _download(args, inputs, beam_args, fetch_settings, image_settings, out, labe
     resuming = resume.check_settings(out, inputs, settings)
     resume.remove_stale_temp_files(out, list(inputs))
     for split, path in inputs.items():
-        plans[split] = plan_lib.plan_split(split, path, out, args.images_per_shard, label_map, write=not resuming)
-    resume.check_or_save_plans(out, inputs, settings, plans, resuming)
+        plans[split] = plan_lib.plan_split(split, path, out, args.images_per_shard, label_map, write=False)
+    if resuming:
+        resume.check_or_save_plans(out, inputs, settings, plans, resuming)
     pending, to_fetch = resume.pending_shards(plans, args.retry_failed)
+    try:
+        # Every run writes the plans of the shards it fetches, from the input JSON: the plans hold
+        # the URLs as given, secrets included, so none outlives its run (plan.py).
+        plan_lib.write_plans(plans, pending)
+        for p in plans.values():
+            p.texts = []  # held no longer than needed: at competition scale, hundreds of MB
+        if not resuming:
+            resume.check_or_save_plans(out, inputs, settings, plans, resuming)
+        summary = _fetch(
+            args, beam_args, fetch_settings, image_settings, out, plans, stage, pending, to_fetch, resuming
+        )
+    except BaseException:
+        try:  # a failed or interrupted run leaves no plan behind either; the rerun writes them again
+            plan_lib.remove_plans(out, list(inputs))
+        except Exception as e:  # the output's file system failing again: the first error is the one to report
+            log.warning("%s: could not delete the shard plans (%s); the next run into it deletes them", out, e)
+        raise
+    # A shard deletes its plan once its status file is in place: this removes any that a shard
+    # stopped between the two left behind.
+    plan_lib.remove_plans(out, list(inputs))
+    return summary
+
+
+def _fetch(args, beam_args, fetch_settings, image_settings, out, plans, stage, pending, to_fetch, resuming) -> dict:
+    """Downloads the pending shards (their plans written), then writes and returns the summary."""
     total = sum(len(p.shards) for p in plans.values())
     log.info(
         "%s: %d of %d shards to download (%d images)%s",

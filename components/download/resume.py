@@ -3,7 +3,10 @@ and which shards are left to do.
 
 ``_plan/plan.json`` records the inputs (absolute paths), every setting that changes what
 is stored, and each split's plan fingerprint. A rerun into the folder must match it, so
-one folder never mixes two policies; a refusal names each setting that changed.
+one folder never mixes two policies; a refusal names each setting that changed. It holds no
+URL: a fingerprint is a SHA-256 of a split's shard plans, so a changed URL (a new signature
+included) is seen without the URL being kept. The shard plans themselves live only while a run
+is under way (``plan.py``).
 """
 
 import dataclasses
@@ -20,7 +23,11 @@ from components.download.plan import PlanMismatchError, SplitPlan, join, rejecte
 from components.download.shard import ShardSpec, read_statuses
 
 log = logging.getLogger(__name__)
-PLAN_VERSION = 2
+# 3: shard plans are written by every run for its pending shards and deleted when done; a
+# folder of version 2 (plans kept) resumes the same way. Earlier code cannot resume a version 3
+# folder (it expects the plans on disk), so it refuses it.
+PLAN_VERSION = 3
+RESUMABLE_VERSIONS = (2, 3)
 
 
 def normalise_path(path: str) -> str:
@@ -69,7 +76,7 @@ def check_settings(out_dir: str, inputs: Dict[str, str], settings: Dict[str, obj
     earlier = _load(out_dir)
     if earlier is None:
         return False
-    if earlier.get("version") != PLAN_VERSION:
+    if earlier.get("version") not in RESUMABLE_VERSIONS:
         raise PlanMismatchError(
             f"{_record_path(out_dir)} was written by an earlier version of this job; "
             f"use a new --output folder, or delete {out_dir} to start over"

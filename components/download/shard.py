@@ -7,6 +7,10 @@ A reader of ``<split>/*.tfrecord.gz`` therefore never sees a partial shard: loca
 is atomic, and on GCS a rename is a copy, which makes the object appear whole or not at all.
 A rerun skips shards with a status file and redoes the rest, so nothing good is lost and
 nothing is written twice, even if a crash or Beam's retry of a bundle interrupts a shard.
+
+A shard's plan holds full URLs (secrets included), so the shard deletes it once its status
+file is in place. Beam retrying a bundle then meets shards that are done and have no plan:
+``committed_this_run`` tells the worker to skip them.
 """
 
 import dataclasses
@@ -37,7 +41,7 @@ class ShardSpec:
     split: str
     index: int
     num_shards: int
-    plan_path: str  # JSON lines: {"id", "urls", "labels"}
+    plan_path: str  # JSON lines: {"id", "urls", "labels"}; deleted once the shard is done
     output_path: str  # gzip TFRecord
     status_path: str  # JSON lines, one per image; its presence marks the shard done
     temp_dir: str  # where files are written before they are renamed into place
@@ -66,6 +70,26 @@ def read_statuses(path: str) -> List[dict]:
     """The status lines of a finished shard."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         return [json.loads(line) for line in f.read().decode("utf-8").splitlines() if line]
+
+
+def committed_this_run(spec: ShardSpec) -> bool:
+    """Whether an earlier attempt in this run (Beam retrying a bundle) already finished the shard.
+
+    A fresh shard is finished once its status file exists. A shard being retried had one before
+    the run started; the run wrote its plan, which the retry deletes after its status file.
+    """
+    if spec.retry:
+        return not FileSystems.exists(spec.plan_path)
+    return FileSystems.exists(spec.status_path)
+
+
+def forget_plan(spec: ShardSpec) -> None:
+    """Deletes a finished shard's plan, the one file of the shard with full URLs."""
+    try:
+        FileSystems.delete([spec.plan_path])
+    except IOError:  # BeamIOError too: already gone (another attempt at the shard deleted it)
+        if FileSystems.exists(spec.plan_path):
+            raise
 
 
 def temp_path(spec: ShardSpec, final_path: str) -> str:
@@ -129,6 +153,7 @@ def _write_shard(
     with FileSystems.create(tmp_status, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write("".join(json.dumps(s, sort_keys=True) + "\n" for s in statuses).encode("utf-8"))
     _rename(tmp_status, spec.status_path)
+    forget_plan(spec)
     stats.seconds = time.monotonic() - start
     log.info(
         "%s shard %d/%d written: %d images fetched, %s, %.1f images/s",

@@ -1,5 +1,5 @@
 """Killing the download job mid-shard, then rerunning it: readers of the split pattern see every
-image exactly once and never a partial shard."""
+image exactly once and never a partial shard, and no secret of the URLs stays on disk."""
 
 import glob
 import json
@@ -10,9 +10,11 @@ import sys
 
 import pytest
 
+from tests.download.test_redact import files_holding
 from tests.helpers import REPO, FAST, example_ids, read_examples, write_json
 
 N, PER_SHARD = 12, 4
+SECRETS = ("pw-s3cr3t", "tok-s3cr3t")
 
 
 @pytest.mark.slow
@@ -22,7 +24,11 @@ def test_killed_mid_shard_then_rerun_stores_every_image_exactly_once(tmp_path, f
     fault_server.hold_after(PER_SHARD)
     source = write_json(
         tmp_path / "train.json",
-        {str(i): fault_server.url(f"/held/{i}.jpg") for i in range(N)},
+        # Secret-bearing URLs: the shard plans hold them as given while the job runs.
+        {
+            str(i): fault_server.url(f"/held/{i}.jpg?token=tok-s3cr3t").replace("http://", "http://al:pw-s3cr3t@")
+            for i in range(N)
+        },
         {str(i): [i % 4 + 1] for i in range(N)},
     )
     out = str(tmp_path / "out")
@@ -75,6 +81,11 @@ def test_killed_mid_shard_then_rerun_stores_every_image_exactly_once(tmp_path, f
             f"finished and kept in {out} ({done * PER_SHARD} images stored); rerun the same "
             f"command to resume: python -m components.download.job --input=train={source}"
         ), last
+    plans = glob.glob(os.path.join(out, "_plan", "train", "part-*.jsonl"))
+    if sig == signal.SIGINT:  # the job ends on its own terms: no plan left, so no secret on disk
+        assert plans == [] and files_holding(out, SECRETS) == []
+    else:  # killed outright: only the unfinished shards' plans are left, until the rerun
+        assert len(plans) == N // PER_SHARD - done and set(files_holding(out, SECRETS)) == set(plans)
     hits_before = sum(v for k, v in fault_server.hits.items() if k.startswith("/held/"))
 
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -83,6 +94,7 @@ def test_killed_mid_shard_then_rerun_stores_every_image_exactly_once(tmp_path, f
     assert hits_after - hits_before == PER_SHARD * (N // PER_SHARD - done)  # only the unfinished shards
     assert example_ids(read_examples(out, "train")) == sorted(str(i) for i in range(N))  # each exactly once
     assert glob.glob(partial_glob) == []
+    assert files_holding(out, SECRETS) == []  # the rerun's plans went with it
 
 
 def _ids_of_done_shards(out):

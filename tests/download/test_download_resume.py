@@ -2,6 +2,8 @@
 the hash order of records across shards, and refused annotations."""
 
 import collections
+import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -10,6 +12,8 @@ import pytest
 import tensorflow as tf
 
 from components.download import job
+from components.download import options as options_lib
+from components.download import shard as shard_lib
 from components.download import plan as plan_lib
 from components.download.plan import PlanMismatchError
 from tests.helpers import FAST, example_ids, read_examples, statuses, write_json
@@ -170,3 +174,64 @@ def test_an_image_with_a_refused_annotation_is_not_downloaded_and_counted_once(t
     with open(os.path.join(out, "_status", "train", "rejected.jsonl")) as f:
         (rejected,) = [json.loads(line) for line in f]
     assert rejected["image_id"] == "1" and "annotations[1]" in rejected["reason"]
+
+
+def test_retry_failed_writes_the_plans_it_needs_and_leaves_none(tmp_path, fault_server):
+    urls = {"good": fault_server.url("/good/1.jpg?token=tok-s3cr3t"), "flaky": fault_server.url("/flaky/2?sig=s1g")}
+    out = str(tmp_path / "out")
+    args = (
+        [f"--input=train={write_json(tmp_path / 'train.json', urls)}", f"--output={out}", "--images_per_shard=1"]
+        + FAST
+        + ["--retries=0", "--min_stored_fraction=0"]
+    )
+    job.run(args)
+    assert _plan_files(out) == [] and statuses(out, "train")["flaky"]["status"] == "http_error"
+    summary = job.run(args + ["--retry_failed"])  # the finished shard's plan is written again, then deleted
+    assert summary["images_fetched_this_run"] == 1 and statuses(out, "train")["flaky"]["status"] == "ok"
+    assert _plan_files(out) == [] and example_ids(read_examples(out, "train")) == ["flaky", "good"]
+    with open(os.path.join(out, "_plan", "plan.json")) as f:
+        record = f.read()
+    assert "s3cr3t" not in record and "s1g" not in record  # the plans' fingerprints are hashes
+
+
+def test_a_beam_retry_of_a_bundle_skips_the_shards_its_first_attempt_finished(tmp_path, fault_server):
+    source = write_json(tmp_path / "train.json", {str(i): fault_server.url(f"/good/{i}.jpg") for i in range(2)})
+    out = str(tmp_path / "out")
+    args, _, _ = options_lib.parse_args([f"--input=train={source}", f"--output={out}"] + FAST)
+    (spec,) = plan_lib.plan_split("train", source, out, 2, None).shards
+    fn = job.DownloadShardFn(*options_lib.settings_of(args))
+    assert list(fn.process(spec)) == [("train", {"ok": 2})]
+    assert not os.path.exists(spec.plan_path) and os.path.exists(spec.status_path)  # done: its plan is gone
+    assert list(fn.process(spec)) == [] and fault_server.good_hits() == 2  # Beam's retry: nothing fetched again
+    retried = dataclasses.replace(spec, retry=True)  # --retry_failed: the run wrote the plan, the retry deleted it
+    assert list(fn.process(retried)) == [] and fault_server.good_hits() == 2
+    assert example_ids(read_examples(out, "train")) == ["0", "1"]
+
+
+def test_a_failed_run_leaves_no_plan_and_its_rerun_stores_every_image_once(tmp_path, fault_server, monkeypatch):
+    source = write_json(tmp_path / "train.json", {str(i): fault_server.url(f"/good/{i}.jpg?sig=s3") for i in range(6)})
+    out = str(tmp_path / "out")
+    args = [f"--input=train={source}", f"--output={out}", "--images_per_shard=2"] + FAST
+    download = shard_lib.download_shard
+    calls = []
+
+    def fails_on_the_second_shard(spec, *a, **kw):
+        calls.append(spec.index)
+        if len(calls) == 2:
+            raise ValueError("a worker's failure")
+        return download(spec, *a, **kw)
+
+    monkeypatch.setattr(job, "download_shard", fails_on_the_second_shard)
+    with pytest.raises(Exception, match="a worker's failure"):
+        job.run(args)
+    assert _plan_files(out) == []  # not even the unfinished shards' plans
+    done = len(_status_files(out))
+    assert 1 <= done < 3
+    monkeypatch.setattr(job, "download_shard", download)
+    summary = job.run(args)
+    assert summary["images_fetched_this_run"] == 6 - 2 * done and fault_server.good_hits() == 6
+    assert example_ids(read_examples(out, "train")) == [str(i) for i in range(6)] and _plan_files(out) == []
+
+
+def _plan_files(out):
+    return glob.glob(os.path.join(out, "_plan", "*", "part-*.jsonl"))
