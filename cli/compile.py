@@ -22,7 +22,7 @@ from pipeline.cloud_config import (
     DataflowSettings,
     TrainerResources,
 )
-from cli.errors import user_error
+from imat_common.errors import user_error
 from cli.flags import add_config_flags, config_overrides
 
 

@@ -51,8 +51,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--num_images", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args, extra = parser.parse_known_args(argv)
-    from cli.beam_flags import flags_of
-    from cli.errors import user_error
+    from imat_common.beam_flags import flags_of
+    from imat_common.errors import user_error
     from components.download import options
 
     # The leftovers are the download job's flags and Beam's: a typo is refused here, before the

@@ -7,7 +7,7 @@ A bad flag value or input exits with status 2 and one line on stderr, before any
 
 from typing import List, Optional
 
-from cli.errors import user_error
+from imat_common.errors import user_error
 
 
 def main(argv: Optional[List[str]] = None) -> None:

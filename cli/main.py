@@ -25,7 +25,7 @@ import sys
 from typing import Callable, List, Optional
 
 from cli import logs
-from cli.errors import USER_ERROR_EXIT
+from imat_common.errors import USER_ERROR_EXIT
 
 VERBOSE_FLAGS = ("-v", "--verbose")
 

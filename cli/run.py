@@ -44,7 +44,7 @@ def parse_args(argv: Optional[List[str]]):
     if bool(args.data) != bool(args.label_map):
         parser.error("--data and --label_map go together")
     if args.beam_arg:  # before the demo's download: a typo would otherwise surface after it
-        from cli.beam_flags import check_beam_args
+        from imat_common.beam_flags import check_beam_args
 
         check_beam_args("run", args.beam_arg)
     return args

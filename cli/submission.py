@@ -112,7 +112,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     parser.add_argument("--labels", help="competition JSON with annotations for these images: print the scores")
     parser.add_argument("--batch_size", type=int, default=64, help="examples per model call")
     args, beam_args = parser.parse_known_args(argv)
-    from cli.beam_flags import check_beam_args, flags_of
+    from imat_common.beam_flags import check_beam_args, flags_of
 
     # Beam would only warn about a misspelled flag and score with the defaults.
     check_beam_args("submission", beam_args, flags_of(parser))

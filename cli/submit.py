@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from cli.errors import user_error
+from imat_common.errors import user_error
 
 
 def _runtime_settings() -> List[str]:

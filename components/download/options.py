@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
-from cli import beam_flags
+from imat_common import beam_flags
 from components.download import netguard
 from components.download.fetch import DEFAULT_USER_AGENT, FetchSettings
 from components.download.images import ImageSettings

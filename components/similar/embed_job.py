@@ -409,7 +409,7 @@ def parse_args(argv: Optional[List[str]]):
         help="longer side of the thumbnails kept for contact sheets; 0 keeps none",
     )
     args, beam_args = parser.parse_known_args(argv)
-    from cli.beam_flags import flags_of, unknown_arg_message
+    from imat_common.beam_flags import flags_of, unknown_arg_message
 
     # Beam would only warn about a misspelled flag and run with the defaults.
     unknown = unknown_arg_message(beam_args, flags_of(parser))
@@ -482,7 +482,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         parser, _, _ = parse_args(argv)
     except SimilarError as e:  # an unknown flag: there is no parser to print the usage of
-        from cli.errors import user_error
+        from imat_common.errors import user_error
 
         raise user_error("index", e) from None
     try:

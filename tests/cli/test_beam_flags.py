@@ -2,7 +2,7 @@
 
 import pytest
 
-from cli import beam_flags
+from imat_common import beam_flags
 
 OWN = ["--allow_private_networks", "--output", "--images_per_shard"]
 

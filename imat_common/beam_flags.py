@@ -11,7 +11,7 @@ import argparse
 import difflib
 from typing import Iterable, List, Optional, Sequence
 
-from cli.errors import user_error
+from imat_common.errors import user_error
 
 
 class _Refusal(Exception):
