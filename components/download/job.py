@@ -12,6 +12,12 @@ worker already keep both cores busy):
 
 or, as a module: ``python -m components.download.job --input ... --output ...``.
 
+New data in weekly batches: each batch into its own span folder, /tmp/imat-data/span-3/<split>/
+(no zero padding), the layout the pipeline reads its newest span from:
+
+  imat download --input train=week3/train.json --input validation=week3/validation.json \\
+      --label_map label_map.csv --output /tmp/imat-data --span 3
+
 Run on Dataflow (the JSON may be on GCS; workers install this project with --setup_file):
 
   imat download --input train=gs://bucket/train.json --label_map gs://bucket/label_map.csv \\
@@ -278,8 +284,11 @@ def run(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> dict:
     """
     args, inputs, beam_args = options_lib.parse_args(argv, prog, description=__doc__)
     fetch_settings, image_settings = options_lib.settings_of(args)
-    out = resume.normalise_path(args.output).rstrip("/")
-    options_lib.check_paths(inputs, args.label_map, out)
+    output = resume.normalise_path(args.output).rstrip("/")
+    options_lib.check_paths(inputs, args.label_map, output, args.span)
+    # With --span N everything the job writes, plan record included, lives in span-N: each span
+    # resumes on its own and never touches another span's folder.
+    out = options_lib.output_dir(output, args.span)
     label_map = load_label_map(args.label_map) if args.label_map else None
     inputs = {split: resume.normalise_path(path) for split, path in inputs.items()}
     plans: Dict[str, plan_lib.SplitPlan] = {}

@@ -7,6 +7,7 @@ by ``imat_common.features.load_label_map``, the reader every command shares.
 
 import argparse
 import os
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
@@ -39,6 +40,12 @@ def _parser(prog: Optional[str], description: str) -> argparse.ArgumentParser:
         help="a split's competition JSON, e.g. train=train.json; repeat per split",
     )
     add("--output", required=True, help="output folder (local or gs://)")
+    add(
+        "--span",
+        metavar="N",
+        help="write into <output>/span-N/ (a whole number >= 0): one folder per batch of new data, "
+        "the newest of which the pipeline reads. Default: into <output>/ itself",
+    )
     add("--label_map", help="label_map.csv; labels it does not list are refused and counted")
     add("--images_per_shard", type=int, default=1000)
     add(
@@ -135,6 +142,7 @@ def parse_args(
         if split in inputs:
             parser.error(f"--input names split {split!r} twice")
         inputs[split] = path
+    args.span = _span(args.span)
     for name in ("images_per_shard", "concurrency", "per_host", "max_bytes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
@@ -150,6 +158,30 @@ def parse_args(
     except ValueError as e:
         parser.error(f"--allow_network: {e}")
     return args, inputs, beam_args
+
+
+# ASCII digits only: int() would also take " 3", "+3", "1_0" and other scripts' digits.
+_SPAN = re.compile(r"[0-9]+")
+
+
+def _span(value: Optional[str]) -> Optional[int]:
+    """The ``--span`` value as a number, or None without the flag.
+
+    Raises:
+      UserError: not a whole number >= 0. argparse's own type check would print its usage too,
+        and the job's errors are one line.
+    """
+    if value is None:
+        return None
+    if not _SPAN.fullmatch(value):
+        raise UserError(f"--span takes a whole number >= 0 (the span's folder is span-N), got {value!r}")
+    return int(value)
+
+
+def output_dir(output: str, span: Optional[int]) -> str:
+    """The folder the job writes into: ``output`` itself, or its ``span-N`` folder with ``--span N``."""
+    # No zero padding (span-3): the pipeline's ImportExampleGen pattern span-{SPAN} reads the number back.
+    return output if span is None else FileSystems.join(output, f"span-{span}")
 
 
 def settings_of(args) -> Tuple[FetchSettings, ImageSettings]:
@@ -211,15 +243,23 @@ def _check_file(flag: str, path: str) -> None:
         raise UserError(f"{flag}: is a folder, not a file")
 
 
-def check_paths(inputs: Dict[str, str], label_map: Optional[str], output: str) -> None:
-    """Raises UserError for an input or label map that is missing, or an output that is a file."""
+def check_paths(inputs: Dict[str, str], label_map: Optional[str], output: str, span: Optional[int] = None) -> None:
+    """Raises UserError for an input or label map that is missing, or an output that is a file.
+
+    Args:
+      inputs: split -> input path.
+      label_map: the label map's path, or None.
+      output: the ``--output`` folder.
+      span: the ``--span`` number, or None; with a number, ``output/span-N`` must not be a file either.
+    """
     for split, path in inputs.items():
         _check_file(f"--input {split}={path}", path)
     if label_map:
         _check_file(f"--label_map {label_map}", label_map)
     if "://" not in output:
-        parent = output
+        parent = output_dir(output, span)
         while parent and not os.path.exists(parent):
             parent = os.path.dirname(parent.rstrip("/"))
         if parent and not os.path.isdir(parent):
-            raise UserError(f"--output {output}: {parent} is a file, not a folder")
+            flag = f"--output {output}" + ("" if span is None else f" --span {span}")
+            raise UserError(f"{flag}: {parent} is a file, not a folder")
