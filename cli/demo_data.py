@@ -9,17 +9,24 @@ looks, so every label is learnable from the pixels:
 Position, size, background shade and colour tone vary at random, deterministically from
 the seed, so the same arguments always give the same bytes.
 
+Spans (``imat demo --spans K``): K batches of images in ``span-<n>/`` folders, with image ids
+that do not collide across spans, random draws seeded from the seed and the span number, and
+one label map. The last span can be drawn shifted (:class:`Shift`): one colour frequent and a
+darker studio, for the pipeline's drift check.
+
 Also serves a folder over HTTP on loopback, for the demo and the tests.
 """
 
 import contextlib
+import dataclasses
 import functools
+import hashlib
 import http.server
 import json
 import os
 import random
 import threading
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from PIL import Image, ImageDraw
 
@@ -40,6 +47,56 @@ SLEEVES = ["long-sleeve", "short-sleeve", "sleeveless"]
 TASKS = [("category", CATEGORIES), ("color", list(COLORS)), ("pattern", PATTERNS), ("sleeve", SLEEVES)]
 SPLIT_FRACTIONS = (("train", 0.7), ("validation", 0.2), ("test", 0.1))
 HAS_SLEEVES = ("t-shirt", "dress", "jacket")
+SPAN_PREFIX = "span-"  # <root>/span-<n>, as ``imat download --span N`` writes its output
+
+RGB = Tuple[int, int, int]
+Splits = Dict[str, List[Tuple[str, List[int]]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Shift:
+    """How the newest demo span differs from the earlier ones, as a catalogue changes.
+
+    Attributes:
+      color: a label shift: this colour (a key of ``COLORS``) becomes frequent.
+      color_share: the fraction of garments drawn in ``color``; the other colours share the
+        rest evenly. Unshifted, each colour is about 1/6 of the garments.
+      brightness: a studio change: the background, garment, pattern and detail shades are
+        multiplied by it, so photos are darker below 1 and their JPEG byte sizes change.
+    """
+
+    color: str = "red"
+    color_share: float = 0.5
+    brightness: float = 0.6
+
+    def __post_init__(self):
+        if self.color not in COLORS:
+            raise ValueError(f"Shift.color must be one of {list(COLORS)}, got {self.color!r}")
+        if not 0.0 <= self.color_share <= 1.0:
+            raise ValueError(f"Shift.color_share must be in [0, 1], got {self.color_share}")
+        if self.brightness <= 0.0:
+            raise ValueError(f"Shift.brightness must be > 0, got {self.brightness}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Garment:
+    """What one demo image shows: its labels, the shades it is drawn in and where it stands."""
+
+    category: str
+    color: str
+    pattern: str
+    sleeve: Optional[str]  # None for trousers and skirts
+    background: RGB
+    fill: RGB  # the garment's
+    ink: RGB  # the pattern's
+    detail: RGB  # a jacket's open front and collar
+    cx: int  # the garment's centre, in pixels
+    top: int  # its top edge, in pixels
+    scale: float  # pixels per unit of a 100-unit garment
+
+    def label_ids(self) -> List[int]:
+        named = [("category", self.category), ("color", self.color), ("pattern", self.pattern), ("sleeve", self.sleeve)]
+        return sorted(_label_id(task, name) for task, name in named if name)
 
 
 def label_table() -> List[Label]:
@@ -109,31 +166,67 @@ def _silhouette(draw, category: str, sleeve: str, cx: int, top: int, s: float, f
         )
 
 
-def render(rng: random.Random, size: int) -> Tuple[Image.Image, List[int]]:
-    """Draws one random garment; returns the image and its label ids."""
+def _choose_color(rng: random.Random, shift: Optional[Shift]) -> str:
+    if shift is None:
+        return rng.choice(list(COLORS))
+    if rng.random() < shift.color_share:
+        return shift.color
+    return rng.choice([name for name in COLORS if name != shift.color])
+
+
+def _dim(rgb, light: float) -> RGB:
+    return tuple(max(0, min(255, int(round(c * light)))) for c in rgb)
+
+
+def choose_garment(rng: random.Random, size: int, shift: Optional[Shift] = None) -> Garment:
+    """Draws one garment's labels, shades and placement from ``rng``; writes nothing.
+
+    Without a shift it takes the same draws, in the same order, as the demo always has, so a
+    seed gives the same images as before spans existed.
+    """
     category = rng.choice(CATEGORIES)
-    color = rng.choice(list(COLORS))
+    color = _choose_color(rng, shift)
     pattern = rng.choice(PATTERNS)
     sleeve = rng.choice(SLEEVES) if category in HAS_SLEEVES else None
     shade = rng.randint(150, 205)
-    im = Image.new("RGB", (size, size), (shade, shade, shade + rng.randint(-10, 10)))
-    draw = ImageDraw.Draw(im)
+    background = (shade, shade, shade + rng.randint(-10, 10))
     scale = size / 130 * rng.uniform(0.85, 1.1)
     cx = size // 2 + rng.randint(-size // 12, size // 12)
     top = int(size * 0.12) + rng.randint(-size // 20, size // 20)
     fill = tuple(max(0, min(255, c + rng.randint(-20, 20))) for c in COLORS[color])
+    ink = (255, 255, 255) if color == "black" else (20, 20, 20)
+    light = 1.0 if shift is None else shift.brightness
+    return Garment(
+        category,
+        color,
+        pattern,
+        sleeve,
+        *(_dim(c, light) for c in (background, fill, ink, (60, 60, 60))),
+        cx,
+        top,
+        scale,
+    )
+
+
+def draw_garment(garment: Garment, size: int) -> Image.Image:
+    """The ``size`` x ``size`` picture of ``garment``."""
+    g = garment
+    im = Image.new("RGB", (size, size), g.background)
+    sleeve = g.sleeve or "sleeveless"
     mask = Image.new("L", im.size, 0)
-    _silhouette(ImageDraw.Draw(mask), category, sleeve or "sleeveless", cx, top, scale, 255, 255)
-    _silhouette(draw, category, sleeve or "sleeveless", cx, top, scale, fill, (60, 60, 60))
-    if pattern != "solid":
-        ink = (255, 255, 255) if color == "black" else (20, 20, 20)
+    _silhouette(ImageDraw.Draw(mask), g.category, sleeve, g.cx, g.top, g.scale, 255, 255)
+    _silhouette(ImageDraw.Draw(im), g.category, sleeve, g.cx, g.top, g.scale, g.fill, g.detail)
+    if g.pattern != "solid":
         layer = im.copy()
-        _pattern(ImageDraw.Draw(layer), mask.getbbox() or (0, 0, size, size), pattern, ink)
+        _pattern(ImageDraw.Draw(layer), mask.getbbox() or (0, 0, size, size), g.pattern, g.ink)
         im.paste(layer, mask=mask)
-    labels = [_label_id("category", category), _label_id("color", color), _label_id("pattern", pattern)]
-    if sleeve:
-        labels.append(_label_id("sleeve", sleeve))
-    return im, sorted(labels)
+    return im
+
+
+def render(rng: random.Random, size: int, shift: Optional[Shift] = None) -> Tuple[Image.Image, List[int]]:
+    """Draws one random garment; returns the image and its label ids."""
+    garment = choose_garment(rng, size, shift)
+    return draw_garment(garment, size), garment.label_ids()
 
 
 def _split_of(index: int, num_images: int) -> str:
@@ -146,21 +239,75 @@ def _split_of(index: int, num_images: int) -> str:
 
 
 def write_images(
-    out_dir: str, num_images: int = 300, size: int = 160, seed: int = 0
-) -> Dict[str, List[Tuple[str, List[int]]]]:
-    """Writes ``images/<id>.jpg`` and returns split -> [(image id, label ids)]."""
+    out_dir: str,
+    num_images: int = 300,
+    size: int = 160,
+    seed: int = 0,
+    shift: Optional[Shift] = None,
+    first_id: int = 1,
+    with_label_map: bool = True,
+) -> Splits:
+    """Writes ``images/<id>.jpg`` (ids from ``first_id``) and returns split -> [(image id, label ids)].
+
+    Also writes ``splits.json`` and, with ``with_label_map``, ``label_map.csv``.
+    """
     rng = random.Random(seed)
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
-    splits: Dict[str, List[Tuple[str, List[int]]]] = {name: [] for name, _ in SPLIT_FRACTIONS}
+    splits: Splits = {name: [] for name, _ in SPLIT_FRACTIONS}
     for index in range(num_images):
-        im, labels = render(rng, size)
-        image_id = str(index + 1)
+        im, labels = render(rng, size, shift)
+        image_id = str(first_id + index)
         im.save(os.path.join(out_dir, "images", f"{image_id}.jpg"), quality=92)
         splits[_split_of(index, num_images)].append((image_id, labels))
-    write_label_map(label_table(), os.path.join(out_dir, LABEL_MAP_FILE))
+    if with_label_map:
+        write_label_map(label_table(), os.path.join(out_dir, LABEL_MAP_FILE))
     with open(os.path.join(out_dir, "splits.json"), "w") as f:
         json.dump(splits, f)
     return splits
+
+
+def span_folder(root: str, span: int) -> str:
+    """``<root>/span-<span>``."""
+    return os.path.join(root, f"{SPAN_PREFIX}{span}")
+
+
+def span_seed(seed: int, span: int) -> int:
+    """The random seed of span ``span``: deterministic, and different for every (seed, span)."""
+    return int.from_bytes(hashlib.sha256(f"imat-demo/{seed}/{span}".encode()).digest()[:8], "big")
+
+
+def span_shift(span: int, num_spans: int, shift: Optional[Shift]) -> Optional[Shift]:
+    """The shift span ``span`` of ``num_spans`` is drawn with: ``shift`` for the last of 2 or more, else None."""
+    return shift if num_spans >= 2 and span == num_spans else None
+
+
+def write_spans(
+    out_dir: str,
+    num_spans: int,
+    num_images: int = 300,
+    size: int = 160,
+    seed: int = 0,
+    shift: Optional[Shift] = Shift(),
+) -> Dict[int, Splits]:
+    """Writes spans 1..``num_spans`` into ``out_dir/span-<n>`` (as ``write_images``) and one
+    ``out_dir/label_map.csv``; returns span -> splits.
+
+    Span n's image ids are ``(n - 1) * num_images + 1 ..``, so none collides across spans; the
+    last span is drawn with ``shift`` (None: every span from the same distribution).
+    """
+    spans = {}
+    for span in range(1, num_spans + 1):
+        spans[span] = write_images(
+            span_folder(out_dir, span),
+            num_images,
+            size,
+            seed=span_seed(seed, span),
+            shift=span_shift(span, num_spans, shift),
+            first_id=(span - 1) * num_images + 1,
+            with_label_map=False,
+        )
+    write_label_map(label_table(), os.path.join(out_dir, LABEL_MAP_FILE))
+    return spans
 
 
 def write_json(out_dir: str, base_url: str) -> Dict[str, str]:
