@@ -3,9 +3,14 @@
   imat run                                   # demo: generate, download, train, evaluate, push
   imat run --data DIR --label_map CSV --workdir W --image_size 299 --weights imagenet --train_steps 5000
   imat run --data DIR --label_map CSV --schema schema.pbtxt    # the reviewed schema (imat schema writes one)
+  imat run --data DIR --label_map CSV --train_spans 4      # DIR holds span-N folders: newest span, train on 4
+  imat demo --spans 3 && imat run --span 1 && imat run --span 2 && imat run   # the third stops on drift
 
 Without --schema the schema is generated from the label map. Data that breaks it stops the run
 before Transform, naming the split and feature; --warn_only logs the problems and goes on.
+A data folder of span-N folders (``imat download --span N``) is read by span: the newest, or
+--span N; its train folder is compared with the previous span's, and drift beyond the schema's
+thresholds stops the run the same way.
 """
 
 import argparse
@@ -14,6 +19,8 @@ import os
 from typing import List, Optional
 
 from cli import runs
+from imat_common import spans
+from imat_common.settings import SettingsError
 from cli.flags import add_config_flags, config_overrides
 from pipeline.config import DEMO_SETTINGS, PipelineConfig, local_config
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir, latest_pushed_model, metadata_path
@@ -68,6 +75,21 @@ def build_config(args) -> PipelineConfig:
         settings["beam_pipeline_args"] = tuple(args.beam_arg)
     if args.schema:
         settings["schema_path"] = os.path.abspath(args.schema)
+    data_root = settings.get("data_root") or Workdir(workdir).data
+    present = spans.numbers(os.listdir(data_root)) if os.path.isdir(data_root) else []
+    if present and not settings.get("train_spans"):
+        settings["train_spans"] = 1
+        print(
+            f"{data_root} holds spans {present}: reading by span "
+            "(--train_spans 1; --span N for another than the newest)"
+        )
+    elif settings.get("train_spans") and not present:
+        raise SettingsError(
+            f"--train_spans {settings['train_spans']}: {data_root} holds no span-N folders "
+            "(imat download --span N writes them)"
+        )
+    if settings.get("span", -1) >= 0 and settings["span"] not in present:
+        raise SettingsError(f"--span {settings['span']}: {data_root} holds spans {present}")
     return local_config(
         workdir,
         load_label_map(label_map).num_labels,
@@ -128,6 +150,17 @@ def summary_lines(config: PipelineConfig) -> List[str]:
         from trainer.rules import format_report
 
         lines += format_report(read_thresholds(os.path.join(trainer_model, "Format-Serving")))
+    read = runs.spans_read(metadata)
+    if read:
+        drifts = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in read.items() if k.startswith("drift:"))
+        lines.append(
+            f"data: span {read['span']}, trained on spans {read.get('train_spans', '?')}; drift against "
+            + (
+                f"span {read['previous_span']}: {drifts or 'not measured'}"
+                if "previous_span" in read
+                else "nothing (the first span)"
+            )
+        )
     lines.append(
         f"pushed model: {pushed}"
         if pushed and blessed
@@ -149,7 +182,15 @@ def demo_data_ready(workdir: str, num_images: int) -> bool:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if not args.data:
-        if demo_data_ready(args.workdir, args.num_images) and not args.redownload:
+        demo_spans = (
+            spans.numbers(os.listdir(Workdir(args.workdir).data)) if os.path.isdir(Workdir(args.workdir).data) else []
+        )
+        if demo_spans and not args.redownload:
+            print(
+                f"reusing the demo's spans {demo_spans} in {Workdir(args.workdir).data} "
+                "(imat demo --spans K wrote them)"
+            )
+        elif demo_data_ready(args.workdir, args.num_images) and not args.redownload:
             # Downloading again would serve on a new port, change every URL and so every cache key.
             print(f"reusing the demo data in {Workdir(args.workdir).data} (--redownload to fetch it again)")
         else:

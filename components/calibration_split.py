@@ -13,25 +13,39 @@ In ``create_pipeline``::
 
     example_gen = calibration_example_gen(config.locations.data_root, "train/*.tfrecord.gz",
                                           "validation/*.tfrecord.gz", config.data.calibration_percent)
+
+With spans (``imat_common/spans.py``, ``train_spans`` >= 1): the patterns carry ``{SPAN}``,
+which TFX's driver resolves to the newest span on disk (recorded as the artifact's ``span``).
+``calibration`` and ``eval`` come from the newest span only, so the gate scores the new data;
+``train`` reads the newest ``train_spans`` spans, recorded as the artifact's ``train_spans``
+property ("1,2,3"); and the slim ``drift_new`` / ``drift_previous`` splits hold the newest
+and the previous span's train folders for the drift check (``components/drift.py``).
 """
 
 import hashlib
-from typing import Any, Dict
+import logging
+import os
+from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
 from google.protobuf import struct_pb2
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.example_gen.import_example_gen import executor as import_executor
 from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2
+from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_component_specs
 
-from imat_common.splits import CALIBRATION, EVAL, TRAIN
+from tfx.dsl.io import fileio
 from tfx.utils import proto_utils
 
-from imat_common import features
+from components import drift
+from imat_common import features, spans
+from imat_common.splits import CALIBRATION, DRIFT_NEW, DRIFT_PREVIOUS, EVAL, TRAIN
 
 _PERCENT_KEY = "calibration_percent"
+_TRAIN_SPANS_KEY = "train_spans"  # 0: no spans; K >= 1: train on the newest K
+TRAIN_SPANS_PROPERTY = "train_spans"  # on the Examples artifact: the spans train read, "1,2,3"
+PREVIOUS_SPAN_PROPERTY = "previous_span"  # the span drift was measured against; absent for the first
 
 
 def bucket(image_id: bytes) -> int:
@@ -58,7 +72,8 @@ def image_id_of(example, split: str) -> bytes:
     return values[0]
 
 
-def _settings(exec_properties: Dict[str, Any]) -> int:
+def _settings(exec_properties: Dict[str, Any]) -> Tuple[int, int]:
+    """(calibration_percent, train_spans) from the component's custom config."""
     custom = proto_utils.json_to_proto(
         exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY], example_gen_pb2.CustomConfig()
     )
@@ -67,52 +82,146 @@ def _settings(exec_properties: Dict[str, Any]) -> int:
     percent = int(struct[_PERCENT_KEY])
     if not 0 < percent < 100:
         raise ValueError(f"{_PERCENT_KEY} must be in 1..99, got {percent}")
-    return percent
+    train_spans = int(struct[_TRAIN_SPANS_KEY]) if _TRAIN_SPANS_KEY in struct else 0
+    return percent, train_spans
+
+
+def span_pattern(resolved: str, newest: int, span: int) -> str:
+    """``resolved`` (a pattern the driver resolved to span ``newest``) for span ``span`` instead."""
+    prefix = spans.folder(newest) + "/"
+    if not resolved.startswith(prefix):
+        raise ValueError(f"pattern {resolved!r} does not start with {prefix!r}")
+    return spans.folder(span) + "/" + resolved[len(prefix) :]
+
+
+def _spans_on_disk(input_base: str) -> List[int]:
+    return spans.numbers(fileio.listdir(input_base))
+
+
+def _matching(input_base: str, pattern: str, what: str) -> str:
+    path = os.path.join(input_base, pattern)
+    if not fileio.glob(path):
+        raise ValueError(f"{what}: no file matches {path}; every span needs the folders the run reads")
+    return pattern
 
 
 class Executor(import_executor.Executor):
-    """ImportExampleGen's executor with the ``calibration`` and ``eval`` splits partitioned by image id."""
+    """ImportExampleGen's executor with ``calibration`` and ``eval`` partitioned by image id, and spans."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        self._read_spans: Dict[str, str] = {}
+        super().Do(input_dict, output_dict, exec_properties)
+        for examples in output_dict[standard_component_specs.EXAMPLES_KEY]:
+            for name, value in self._read_spans.items():
+                examples.set_string_custom_property(name, value)
 
     def GenerateExamplesByBeam(
         self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
     ) -> Dict[str, beam.pvalue.PCollection]:
-        splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
-        percent = _settings(exec_properties)
+        percent, train_spans = _settings(exec_properties)
+        input_config = proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input()
+        )
+        patterns = {split.name: split.pattern for split in input_config.splits}
+        read = self.GetInputSourceToExamplePTransform()
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+
+        def records(label: str, pattern: str) -> beam.pvalue.PCollection:
+            # The one definition of reading a folder, as ImportExampleGen reads it.
+            return pipeline | f"InputToRecord[{label}]" >> read(exec_properties, pattern)  # pylint: disable=no-value-for-parameter
+
+        splits = {name: records(name, patterns[name]) for name in (TRAIN, CALIBRATION, EVAL)}
         for name, wanted in ((CALIBRATION, True), (EVAL, False)):
             splits[name] = splits[name] | f"Partition[{name}]" >> beam.Filter(
                 lambda example, split, keep: in_calibration(image_id_of(example, split), percent) == keep,
                 split=name,
                 keep=wanted,
             )
+        if train_spans:
+            splits.update(self._spans(records, patterns, input_base, int(exec_properties["span"]), train_spans, splits))
         return splits
+
+    def _spans(self, records, patterns, input_base, newest, train_spans, splits):
+        """The older spans of the train window, and the two drift splits."""
+        present = _spans_on_disk(input_base)
+        window = spans.window(present, newest, train_spans)
+        previous = spans.previous(present, newest)
+        newest_train = splits[TRAIN]
+        older = [
+            records(
+                f"{TRAIN}-{spans.folder(s)}", _matching(input_base, span_pattern(patterns[TRAIN], newest, s), TRAIN)
+            )
+            for s in window[:-1]
+        ]
+        train = (newest_train, *older) | f"Window[{TRAIN}]" >> beam.Flatten() if older else newest_train
+        slim = lambda examples, name: examples | f"Slim[{name}]" >> beam.Map(drift.slim_example)
+        if previous is None:
+            # The first span: an empty split, so the run's splits are the same whatever the data.
+            previous_records = newest_train.pipeline | f"NoPrevious[{DRIFT_PREVIOUS}]" >> beam.Create([])
+        else:
+            pattern = _matching(input_base, span_pattern(patterns[TRAIN], newest, previous), DRIFT_PREVIOUS)
+            previous_records = records(f"{DRIFT_PREVIOUS}-{spans.folder(previous)}", pattern)
+        self._read_spans[TRAIN_SPANS_PROPERTY] = ",".join(str(s) for s in window)
+        if previous is not None:
+            self._read_spans[PREVIOUS_SPAN_PROPERTY] = str(previous)
+        logging.info(
+            "span %d: train reads spans %s; drift against %s",
+            newest,
+            window,
+            f"span {previous}" if previous is not None else "nothing (the first span)",
+        )
+        return {
+            TRAIN: train,
+            DRIFT_NEW: slim(newest_train, DRIFT_NEW),
+            DRIFT_PREVIOUS: slim(previous_records, DRIFT_PREVIOUS),
+        }
 
 
 def calibration_example_gen(
-    input_base: str, train_pattern: str, holdout_pattern: str, calibration_percent: int
+    input_base: str,
+    train_pattern: str,
+    holdout_pattern: str,
+    calibration_percent: int,
+    train_spans: int = 0,
+    span: int = -1,
 ) -> FileBasedExampleGen:
     """ExampleGen with splits ``train``, ``calibration`` and ``eval``, under the id ``ImportExampleGen``.
 
     Args:
       input_base: the download job's ``--output``.
-      train_pattern: the train files, relative to ``input_base``.
+      train_pattern: the train files, relative to ``input_base`` (relative to a span's folder with spans).
       holdout_pattern: the files cut into calibration and eval (the competition's validation split).
       calibration_percent: the share of holdout images (by hash of the image id) used for calibration.
+      train_spans: 0: ``input_base`` holds the split folders; K >= 1: it holds ``span-N`` folders,
+        the newest span is read, train reads the newest K, and the drift splits are added.
+      span: with ``train_spans``, the span to read instead of the newest (-1).
     """
     if not 0 < calibration_percent < 100:
         raise ValueError(f"calibration_percent must be in 1..99, got {calibration_percent}")
+    if train_spans < 0:
+        raise ValueError(f"train_spans must be 0 (no spans) or at least 1, got {train_spans}")
     custom = example_gen_pb2.CustomConfig()
     settings = struct_pb2.Struct()
-    settings.update({_PERCENT_KEY: calibration_percent})
+    settings.update({_PERCENT_KEY: calibration_percent, _TRAIN_SPANS_KEY: train_spans})
     custom.custom_config.Pack(settings)
+    if train_spans:
+        train_pattern, holdout_pattern = spans.pattern(train_pattern), spans.pattern(holdout_pattern)
+    split_patterns = [(TRAIN, train_pattern), (CALIBRATION, holdout_pattern), (EVAL, holdout_pattern)]
+    if train_spans:
+        # Named here so that ExampleGen records them; the executor reads them itself.
+        split_patterns += [(DRIFT_NEW, train_pattern), (DRIFT_PREVIOUS, train_pattern)]
     return FileBasedExampleGen(
         input_base=input_base,
         input_config=example_gen_pb2.Input(
-            splits=[
-                example_gen_pb2.Input.Split(name=TRAIN, pattern=train_pattern),
-                example_gen_pb2.Input.Split(name=CALIBRATION, pattern=holdout_pattern),
-                example_gen_pb2.Input.Split(name=EVAL, pattern=holdout_pattern),
-            ]
+            splits=[example_gen_pb2.Input.Split(name=name, pattern=pattern) for name, pattern in split_patterns]
         ),
         custom_config=custom,
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
+        range_config=(
+            range_config_pb2.RangeConfig(
+                static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span)
+            )
+            if train_spans and span >= 0
+            else None
+        ),
     ).with_id("ImportExampleGen")

@@ -86,11 +86,12 @@ def check_splits(
     examples_by_split: Mapping[str, int],
     schema: schema_pb2.Schema,
     warn_only: bool,
+    extra: Iterable[str] = (),
 ) -> List[str]:
-    """Every split's problems, enforced (see ``enforce``)."""
+    """Every split's problems, then ``extra`` ones (drift), enforced (see ``enforce``)."""
     problems = []
     for split in sorted(set(anomalies_by_split) | set(examples_by_split)):
         problems += empty_split_line(split, examples_by_split.get(split, 1))
         if split in anomalies_by_split:
             problems += anomaly_lines(split, anomalies_by_split[split], schema)
-    return enforce(problems, warn_only)
+    return enforce(problems + list(extra), warn_only)

@@ -2,7 +2,9 @@
 
 It passes the curated schema through (``validated_schema``), and Transform and the Trainer
 read that output: they cannot start before the gate has passed, on any orchestrator. The
-logic and the message are in ``components/validation.py``.
+logic and the message are in ``components/validation.py``; with spans it also stops on drift
+between the newest span and the previous one (``components/drift.py``), and records each
+measured distance on ``validated_schema`` (``drift:<feature>``) for ``imat report``.
 
 In ``create_pipeline``::
 
@@ -12,8 +14,9 @@ In ``create_pipeline``::
     transform = Transform(..., schema=gate.outputs["validated_schema"])
 """
 
+import logging
 import os
-from typing import Dict
+from typing import Dict, List, Optional
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -23,7 +26,11 @@ from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components import validation
+from components import drift, validation
+from components.calibration_split import PREVIOUS_SPAN_PROPERTY, TRAIN_SPANS_PROPERTY
+from imat_common.splits import DRIFT_NEW, DRIFT_PREVIOUS, DRIFT_SPLITS
+
+log = logging.getLogger(__name__)
 
 InputArtifact, OutputArtifact = tfx.dsl.components.InputArtifact, tfx.dsl.components.OutputArtifact
 Parameter = tfx.dsl.components.Parameter
@@ -48,11 +55,44 @@ def example_counts(statistics) -> Dict[str, int]:
     return counts
 
 
-def gate(statistics, anomalies, schema, validated_schema, warn_only: bool) -> None:
+def drift_problems(
+    statistics, schema_proto, new_span: Optional[int], previous_span: Optional[int], validated_schema
+) -> List[str]:
+    """The drift lines of a run on spans (none without spans or on the first span).
+
+    Each measured distance is recorded on ``validated_schema`` as ``drift:<feature>``.
+    """
+    names = artifact_utils.decode_split_names(statistics.split_names)
+    if not set(DRIFT_SPLITS) <= set(names):
+        return []
+    if previous_span is None:
+        log.info("span %s is the first: no previous span to measure drift against", new_span)
+        return []
+    load = lambda split: stats_artifact_utils.load_statistics(statistics, split).proto()
+    drifts = drift.measure(load(DRIFT_NEW), load(DRIFT_PREVIOUS), schema_proto)
+    for d in drifts:
+        validated_schema.set_float_custom_property(f"drift:{d.feature}", d.value)
+        log.info(
+            "drift in %s against span %s: %s %.4f (threshold %g)",
+            d.feature,
+            previous_span,
+            d.kind,
+            d.value,
+            d.threshold,
+        )
+    return drift.drift_lines(drifts, new_span, previous_span)
+
+
+def gate(statistics, anomalies, schema, validated_schema, warn_only: bool, examples=None) -> None:
     """The component's logic on artifacts: enforce, then copy the schema to the output."""
     schema_file = io_utils.get_only_uri_in_dir(schema.uri)
     schema_proto = io_utils.SchemaReader().read(schema_file)
-    problems = validation.check_splits(read_anomalies(anomalies), example_counts(statistics), schema_proto, warn_only)
+    counts = {split: n for split, n in example_counts(statistics).items() if split not in DRIFT_SPLITS}
+    read = examples.get_string_custom_property(TRAIN_SPANS_PROPERTY) if examples is not None else ""
+    previous = examples.get_string_custom_property(PREVIOUS_SPAN_PROPERTY) if examples is not None else ""
+    new_span = int(read.split(",")[-1]) if read else None  # the window ends with the span read
+    extra = drift_problems(statistics, schema_proto, new_span, int(previous) if previous else None, validated_schema)
+    problems = validation.check_splits(read_anomalies(anomalies), counts, schema_proto, warn_only, extra=extra)
     validated_schema.set_int_custom_property("anomalies", len(problems))
     tf.io.gfile.copy(schema_file, os.path.join(validated_schema.uri, os.path.basename(schema_file)), overwrite=True)
 
@@ -64,15 +104,17 @@ def ValidationGate(
     schema: InputArtifact[standard_artifacts.Schema],
     validated_schema: OutputArtifact[standard_artifacts.Schema],
     warn_only: Parameter[int],  # the pipeline passes PipelineConfig.data.warn_only
+    examples: InputArtifact[standard_artifacts.Examples] = None,
 ) -> None:
-    """Stops the run when the examples break the schema; otherwise outputs the schema unchanged.
+    """Stops the run when the examples break the schema or drifted; otherwise outputs the schema unchanged.
 
     Args:
-      statistics: StatisticsGen's output (for the example count of each split).
+      statistics: StatisticsGen's output (the example count of each split, and the drift splits).
       anomalies: ExampleValidator's output, validated against ``schema``.
-      schema: the curated schema (ImportSchemaGen's output).
+      schema: the curated schema (ImportSchemaGen's output), with the drift thresholds.
       validated_schema: the same schema, for Transform and the Trainer; its ``anomalies``
         custom property counts the problems let through with ``warn_only``.
       warn_only: 1 logs the problems and continues.
+      examples: ExampleGen's output, for the span drift was measured against.
     """
-    gate(statistics, anomalies, schema, validated_schema, bool(warn_only))
+    gate(statistics, anomalies, schema, validated_schema, bool(warn_only), examples)

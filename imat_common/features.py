@@ -23,6 +23,9 @@ SHA256_KEY = "image/sha256"  # bytes: hex SHA-256 of the stored JPEG bytes
 URL_KEY = "image/url"  # bytes: the URL the image was fetched from
 LABELS_KEY = "labels"  # int64 list: the competition's labelIds (1-based), sorted, unique
 
+# int64: bytes of the stored JPEG; only in the drift splits (imat_common/splits.py), where it
+# stands for the image's content (a darker studio, a new camera) at the cost of no decoding.
+NUM_BYTES_KEY = "image/num_bytes"
 RAW_FEATURE_KEYS = (IMAGE_ID_KEY, IMAGE_KEY, HEIGHT_KEY, WIDTH_KEY, SHA256_KEY, URL_KEY, LABELS_KEY)
 
 

@@ -11,6 +11,12 @@ from typing import Optional
 
 TRAIN, CALIBRATION, EVAL = "train", "calibration", "eval"
 HELD_OUT = (CALIBRATION, EVAL)  # what the Trainer scores after training (its EvalArgs splits)
+MODEL_SPLITS = (TRAIN, CALIBRATION, EVAL)  # the splits of images; the catalogue of "more like this"
+# With spans (``imat_common/spans.py``): the newest span's and the previous span's train folders,
+# slimmed to what drift is measured on (labels, image size and bytes), for StatisticsGen and the
+# ValidationGate only (``components/drift.py``).
+DRIFT_NEW, DRIFT_PREVIOUS = "drift_new", "drift_previous"
+DRIFT_SPLITS = (DRIFT_NEW, DRIFT_PREVIOUS)
 
 
 def split_uri(examples_uri: str, split: str) -> str:

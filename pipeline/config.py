@@ -52,7 +52,15 @@ class DataSettings:
         50, "share of eval_split's images (by hash of the id) that tune the thresholds; the rest is eval"
     )
     warn_only: bool = setting(
-        False, "data that breaks the schema: log it and go on, instead of stopping before Transform"
+        False, "data that breaks the schema or drifted: log it and go on, instead of stopping before Transform"
+    )
+    train_spans: int = setting(
+        0,
+        "0: the data folder holds the split folders; K >= 1: it holds span-N folders (imat download "
+        "--span N), the run reads the newest span, trains on the newest K and stops on drift from the previous span",
+    )
+    span: int = setting(
+        -1, "with train_spans: the span to read (a backfill, or a rerun of an older span); -1: the newest on disk"
     )
 
 

@@ -27,6 +27,7 @@ from components.calibration_split import calibration_example_gen
 from components.ensembler import Ensembler, member_key
 from components.similar.component import SimilarityIndexer
 from components.validation_gate import ValidationGate
+from imat_common.settings import SettingsError
 from pipeline import run_parameters
 from pipeline.config import Member, PipelineConfig
 from pipeline.label_metrics import LabelSliceMetrics
@@ -196,6 +197,11 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
       ValueError: ``config.locations.schema_path`` is empty (the pipeline imports a curated schema).
     """
     locations, data = config.locations, config.data
+    if data.train_spans < 0 or (data.span >= 0 and not data.train_spans):
+        raise SettingsError(
+            f"train_spans {data.train_spans}, span {data.span}: train_spans is 0 (no spans) or the number of "
+            "spans to train on, and span needs train_spans >= 1"
+        )
     if not locations.schema_path:
         raise ValueError(
             "PipelineConfig.locations.schema_path is empty: the pipeline imports a curated schema; "
@@ -206,20 +212,29 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
         f"{data.train_split}/*.tfrecord.gz",
         f"{data.eval_split}/*.tfrecord.gz",
         data.calibration_percent,
+        train_spans=data.train_spans,
+        span=data.span,
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_importer = tfx.components.ImportSchemaGen(schema_file=locations.schema_path)
+    # With the schema, label ids are counted as categories: the drift comparator needs the counts.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"]
+    )
     # SchemaGen's guess from this run's statistics: a statistic to compare with the contract
     # (`imat report` prints the differences), read by nothing downstream.
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=locations.schema_path)
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_importer.outputs["schema"],
+        # The drift splits are slim on purpose: they hold only what drift is measured on.
+        exclude_splits=list(splits.DRIFT_SPLITS) if data.train_spans else None,
     )
     gate = ValidationGate(
         statistics=statistics_gen.outputs["statistics"],
         anomalies=example_validator.outputs["anomalies"],
         schema=schema_importer.outputs["schema"],
         warn_only=int(data.warn_only),
+        examples=example_gen.outputs["examples"],
     )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -333,6 +348,7 @@ def create_pipeline(
         pushed_model=pusher.outputs["pushed_model"],
         label_map=config.locations.label_map,
         index_destination=config.locations.similar_dir,
+        splits=",".join(splits.MODEL_SPLITS),  # not the drift splits: they hold no images
     )
     return tfx.dsl.Pipeline(
         pipeline_name=config.locations.pipeline_name,

@@ -14,6 +14,12 @@ The contract, for every split the pipeline reads:
   labels          int64 list of variable length (at least one id), every id in 1..num_labels
   and at least one example per split.
 
+And how far the newest span may drift from the previous one before a run stops
+(``components/drift.py``): ``labels`` by L-infinity distance of the label distribution
+(``label_drift``), ``image/height``, ``image/width`` and ``image/num_bytes`` (the JPEG's size, a
+feature of the drift splits only) by Jensen-Shannon divergence (``image_drift``). Both
+thresholds were chosen by ``benchmarks/drift_benchmark.py`` (docs/benchmarks.md, "Drift").
+
 ``imat schema`` (cli/schema.py) writes it and checks a file against a label map.
 """
 
@@ -27,6 +33,10 @@ from imat_common import features
 from imat_common.features import LabelMap
 
 SCHEMA_FILE = "schema.pbtxt"
+# Above the same-distribution noise of spans of a few hundred train images, below a real shift
+# (measured: docs/benchmarks.md, "Drift").
+LABEL_DRIFT = 0.04
+IMAGE_DRIFT = 0.07
 _SINGLE_BYTES = {
     features.IMAGE_ID_KEY: "the competition image id, unique within a split",
     features.IMAGE_KEY: "the image, RGB JPEG as the download job stores it",
@@ -45,11 +55,15 @@ def _required_single(schema: schema_pb2.Schema, name: str, kind: int, comment: s
     return feature
 
 
-def build_schema(label_map: LabelMap) -> schema_pb2.Schema:
+def build_schema(
+    label_map: LabelMap, label_drift: float = LABEL_DRIFT, image_drift: float = IMAGE_DRIFT
+) -> schema_pb2.Schema:
     """The curated schema of the download job's examples for ``label_map``.
 
     Args:
       label_map: the labels; ``labels`` gets the domain 1..``label_map.num_labels``.
+      label_drift: the largest L-infinity distance between two spans' label distributions.
+      image_drift: the largest Jensen-Shannon divergence of image height, width and JPEG size.
 
     Returns:
       A Schema proto (deterministic: the same label map always gives the same text).
@@ -59,7 +73,13 @@ def build_schema(label_map: LabelMap) -> schema_pb2.Schema:
         if name in _SINGLE_BYTES:
             _required_single(schema, name, schema_pb2.BYTES, _SINGLE_BYTES[name])
         elif name in _SINGLE_INTS:
-            _required_single(schema, name, schema_pb2.INT, _SINGLE_INTS[name]).int_domain.min = 1
+            feature = _required_single(schema, name, schema_pb2.INT, _SINGLE_INTS[name])
+            feature.int_domain.min = 1
+            feature.drift_comparator.jensen_shannon_divergence.threshold = image_drift
+    # No presence constraint: only the drift splits carry it.
+    num_bytes = schema.feature.add(name=features.NUM_BYTES_KEY, type=schema_pb2.INT)
+    num_bytes.drift_comparator.jensen_shannon_divergence.threshold = image_drift
+    num_bytes.annotation.comment.append("bytes of the stored JPEG; in the drift splits only")
     labels = schema.feature.add(name=features.LABELS_KEY, type=schema_pb2.INT)
     # No shape: a variable-length feature, parsed as a SparseTensor however many labels each
     # example happens to have.
@@ -68,6 +88,10 @@ def build_schema(label_map: LabelMap) -> schema_pb2.Schema:
     labels.value_count.min = 1
     labels.int_domain.min = 1
     labels.int_domain.max = label_map.num_labels
+    # Categorical: statistics count each label id (the drift comparator needs the counts), and
+    # the domain above is still enforced.
+    labels.int_domain.is_categorical = True
+    labels.drift_comparator.infinity_norm.threshold = label_drift
     labels.annotation.comment.append(
         f"label ids of the label map ({len(label_map.labels)} labels, highest id {label_map.num_labels})"
     )

@@ -19,7 +19,7 @@ LABEL_MAP = LabelMap(tuple(Label(i, 1 + i // 100, f"l{i}", f"t{1 + i // 100}") f
 def test_labels_are_variable_length_with_the_label_maps_domain_and_the_rest_required():
     schema = schema_lib.build_schema(LABEL_MAP)
     by_name = {f.name: f for f in schema.feature}
-    assert set(by_name) == set(features.RAW_FEATURE_KEYS)
+    assert set(by_name) == set(features.RAW_FEATURE_KEYS) | {features.NUM_BYTES_KEY}
     labels = by_name[features.LABELS_KEY]
     assert (labels.int_domain.min, labels.int_domain.max) == (1, 228) and not labels.HasField("shape")
     assert by_name[features.IMAGE_KEY].presence.min_fraction == 1.0
@@ -29,6 +29,8 @@ def test_labels_are_variable_length_with_the_label_maps_domain_and_the_rest_requ
     assert spec[features.LABELS_KEY] == tf.io.VarLenFeature(tf.int64)
     assert spec[features.IMAGE_KEY] == tf.io.FixedLenFeature([1], tf.string)
     assert spec[features.IMAGE_ID_KEY] == tf.io.FixedLenFeature([1], tf.string)
+    # The drift splits' JPEG size is optional: the image splits parse without it.
+    assert spec[features.NUM_BYTES_KEY] == tf.io.VarLenFeature(tf.int64)
 
 
 def test_the_checked_in_demo_schema_is_the_generated_one():

@@ -1,0 +1,115 @@
+"""Drift between spans (components/drift.py): what is measured, and the one line that stops a run."""
+
+import io
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from PIL import Image
+from tensorflow_data_validation.statistics import stats_impl
+from tfx_bsl.coders import example_coder
+
+from cli import demo_data
+from components import drift, validation
+from imat_common import features
+from imat_common.features import LabelMap
+from pipeline import schema as schema_lib
+
+SCHEMA = schema_lib.build_schema(LabelMap(tuple(demo_data.label_table())))
+RED = next(label.label_id for label in demo_data.label_table() if label.name == "red")
+
+
+def _example(image: Image.Image, labels, darken: float = 1.0) -> tf.train.Example:
+    if darken != 1.0:
+        image = Image.fromarray((np.asarray(image, dtype=np.float32) * darken).astype(np.uint8))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=90)
+    feature = {
+        features.IMAGE_ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"id"])),
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[buf.getvalue()])),
+        features.HEIGHT_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[image.height])),
+        features.WIDTH_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[image.width])),
+        features.LABELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=labels)),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def _span(seed: int, n: int, only_label: int = 0, darken: float = 1.0):
+    rng = random.Random(seed)
+    examples = []
+    while len(examples) < n:
+        image, labels = demo_data.render(rng, 48)
+        if not only_label or only_label in labels:
+            examples.append(_example(image, labels, darken))
+    return examples
+
+
+def _statistics(examples):
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(
+        [drift.slim_example(e).SerializeToString() for e in examples]
+    )
+    return stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions(schema=SCHEMA))
+
+
+def test_a_slim_example_keeps_labels_and_image_size_and_counts_the_jpeg_bytes():
+    full = _span(0, 1)[0]
+    slim = drift.slim_example(full)
+    f = slim.features.feature
+    assert sorted(f) == sorted([features.LABELS_KEY, features.HEIGHT_KEY, features.WIDTH_KEY, features.NUM_BYTES_KEY])
+    assert f[features.LABELS_KEY] == full.features.feature[features.LABELS_KEY]
+    assert f[features.HEIGHT_KEY].int64_list.value == [48]
+    jpeg = full.features.feature[features.IMAGE_KEY].bytes_list.value[0]
+    assert f[features.NUM_BYTES_KEY].int64_list.value == [len(jpeg)] and len(jpeg) > 100
+
+
+def test_the_schema_carries_the_drift_thresholds_and_still_bounds_the_label_ids():
+    by_name = {f.name: f for f in SCHEMA.feature}
+    labels = by_name[features.LABELS_KEY]
+    assert labels.drift_comparator.infinity_norm.threshold == schema_lib.LABEL_DRIFT
+    assert labels.int_domain.is_categorical and labels.int_domain.max == 18
+    for name in (features.HEIGHT_KEY, features.WIDTH_KEY, features.NUM_BYTES_KEY):
+        assert by_name[name].drift_comparator.jensen_shannon_divergence.threshold == schema_lib.IMAGE_DRIFT
+    # Only the drift splits carry the JPEG size: the image splits must not be required to.
+    assert not by_name[features.NUM_BYTES_KEY].HasField("presence")
+    # Categorical statistics still enforce the domain: an id above the label map's is an anomaly.
+    bad = _span(1, 20)
+    bad[0].features.feature[features.LABELS_KEY].int64_list.value.append(19)
+    anomalies = tfdv.validate_statistics(_statistics(bad), SCHEMA)
+    assert features.LABELS_KEY in anomalies.anomaly_info
+
+
+@pytest.fixture(scope="module")
+def previous():
+    return _statistics(_span(10, 400))
+
+
+def test_a_span_from_the_same_distribution_does_not_drift(previous):
+    drifts = drift.measure(_statistics(_span(11, 400)), previous, SCHEMA)
+    assert {d.feature for d in drifts} == {
+        features.LABELS_KEY,
+        features.HEIGHT_KEY,
+        features.WIDTH_KEY,
+        features.NUM_BYTES_KEY,
+    }
+    assert [d for d in drifts if d.exceeded] == []
+    assert drift.drift_lines(drifts, 2, 1) == []
+
+
+def test_a_label_shift_and_a_darker_studio_stop_the_run_in_one_line_each(previous):
+    drifts = {
+        d.feature: d for d in drift.measure(_statistics(_span(12, 400, only_label=RED, darken=0.5)), previous, SCHEMA)
+    }
+    assert drifts[features.LABELS_KEY].exceeded and drifts[features.NUM_BYTES_KEY].exceeded
+    assert not drifts[features.HEIGHT_KEY].exceeded  # same size: no drift there
+    lines = drift.drift_lines(list(drifts.values()), 3, 2)
+    assert len(lines) == 2
+    label_line = next(line for line in lines if "'labels'" in line)
+    assert "span 3 against span 2" in label_line and "L-infinity distance" in label_line
+    assert f"threshold {schema_lib.LABEL_DRIFT:g}" in label_line and f"most changed value: {RED}" in label_line
+    with pytest.raises(
+        validation.DataValidationError, match=r"before Transform: drift in 'image/num_bytes'.*--warn_only"
+    ):
+        validation.check_splits({}, {"train": 400}, SCHEMA, warn_only=False, extra=sorted(lines))
+    assert validation.check_splits({}, {"train": 400}, SCHEMA, warn_only=True, extra=lines) == lines
