@@ -2,13 +2,17 @@
 
 imat schema --label_map label_map.csv --output schema.pbtxt     # write it, then review and commit
 imat schema --label_map label_map.csv --check schema.pbtxt      # CI: does the file match the label map?
+imat schema --label_map label_map.csv --output schema.pbtxt --label_drift 0.05   # a looser drift stop
+
+The drift thresholds (used when the data comes in spans) are measured defaults; spans smaller than a
+few hundred train images need looser ones (docs/benchmarks.md, "Drift between spans").
 """
 
 import argparse
 import sys
 from typing import List, Optional
 
-from pipeline.schema import build_schema, read_schema, schema_text
+from pipeline.schema import IMAGE_DRIFT, LABEL_DRIFT, build_schema, read_schema, schema_text
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -24,8 +28,23 @@ def main(argv: Optional[List[str]] = None) -> None:
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--output", help="write the schema here")
     action.add_argument("--check", help="exit 1 when this schema file differs from the label map's")
+    parser.add_argument(
+        "--label_drift",
+        type=float,
+        default=LABEL_DRIFT,
+        help="largest L-infinity distance between two spans' label distributions (default %(default)s)",
+    )
+    parser.add_argument(
+        "--image_drift",
+        type=float,
+        default=IMAGE_DRIFT,
+        help="largest Jensen-Shannon divergence of image height, width and JPEG bytes (default %(default)s)",
+    )
     args = parser.parse_args(argv)
-    schema = build_schema(load_label_map(args.label_map))
+    for flag in ("label_drift", "image_drift"):
+        if not 0 < getattr(args, flag) <= 1:
+            parser.error(f"--{flag} must be in (0, 1], got {getattr(args, flag)}")
+    schema = build_schema(load_label_map(args.label_map), args.label_drift, args.image_drift)
     if args.output:
         with open(args.output, "w") as f:
             f.write(schema_text(schema))

@@ -401,3 +401,23 @@ def test_an_ensemble_trains_each_member_as_its_own_vertex_job_and_the_evaluator_
     assert constant(job, "Ensembler", "method") == "stacker"
     for consumer in ("Evaluator", "Pusher"):
         assert tasks[consumer]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "Ensembler"
+
+
+def test_spans_compile_for_vertex_reading_the_newest_span_and_checking_drift(tmp_path):
+    job, _ = compile_to(tmp_path, "--serving_dir", "gs://bkt/s", "--train_spans", "4")
+    input_config = json.loads(constant(job, "ImportExampleGen", "input_config"))
+    patterns = {split["name"]: split["pattern"] for split in input_config["splits"]}
+    # The newest span is found when the job runs, by ExampleGen's driver on Vertex.
+    assert patterns["train"] == "span-{SPAN}/train/*.tfrecord.gz"
+    assert patterns["eval"] == patterns["calibration"] == "span-{SPAN}/validation/*.tfrecord.gz"
+    assert {"drift_new", "drift_previous"} <= set(patterns)
+    assert '"train_spans": 4.0' in constant(job, "ImportExampleGen", "custom_config")
+    assert json.loads(constant(job, "ExampleValidator", "exclude_splits")) == ["drift_new", "drift_previous"]
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "examples" in tasks["ValidationGate"]["inputs"]["artifacts"]
+    assert "schema" in tasks["StatisticsGen"]["inputs"]["artifacts"]
+    assert constant(job, "SimilarityIndexer", "splits") == "train,calibration,eval"
+    # A backfill: --span fixes the span at compile time.
+    job, _ = compile_to(tmp_path / "backfill", "--serving_dir", "gs://bkt/s", "--train_spans", "1", "--span", "7")
+    range_config = json.loads(constant(job, "ImportExampleGen", "range_config"))
+    assert range_config["static_range"] == {"start_span_number": 7, "end_span_number": 7}

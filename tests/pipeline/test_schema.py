@@ -75,3 +75,20 @@ def test_schema_command_writes_and_checks(tmp_path, capsys):
     (tmp_path / "bad.pbtxt").write_text("feature { nme: 1 }")
     with pytest.raises(ValueError, match="bad.pbtxt: not a text-format"):
         schema_lib.read_schema(str(tmp_path / "bad.pbtxt"))
+
+
+def test_schema_command_sets_the_drift_thresholds_and_refuses_nonsense(tmp_path, capsys):
+    label_map = str(tmp_path / "label_map.csv")
+    write_label_map(LABEL_MAP.labels, label_map)
+    out = str(tmp_path / "schema.pbtxt")
+    schema_command.main(["--label_map", label_map, "--output", out, "--label_drift", "0.05", "--image_drift", "0.2"])
+    by_name = {f.name: f for f in schema_lib.read_schema(out).feature}
+    assert by_name[features.LABELS_KEY].drift_comparator.infinity_norm.threshold == 0.05
+    assert by_name[features.NUM_BYTES_KEY].drift_comparator.jensen_shannon_divergence.threshold == 0.2
+    # A file written with other thresholds no longer matches the defaults.
+    with pytest.raises(SystemExit) as exit_info:
+        schema_command.main(["--label_map", label_map, "--check", out])
+    assert exit_info.value.code == 1
+    with pytest.raises(SystemExit) as exit_info:
+        schema_command.main(["--label_map", label_map, "--output", out, "--label_drift", "0"])
+    assert exit_info.value.code == 2 and "--label_drift must be in (0, 1]" in capsys.readouterr().err
