@@ -110,6 +110,7 @@ def main(argv=None):
         if 2 * n > len(examples):
             raise SystemExit(f"--sizes {n}: two disjoint samples need {2 * n} photos, the data has {len(examples)}")
         rows = {"same distribution": [], "label shift": [], "studio change": []}
+        shares = []  # the shifted label's share of the new sample's photos: the data caps it
         for _ in range(args.reps):
             order = rng.permutation(len(examples))
             before, new = order[:n], order[n : 2 * n]
@@ -117,6 +118,7 @@ def main(argv=None):
             rest = np.setdiff1d(carriers, before)
             half = rng.choice(rest, size=min(n // 2, len(rest)), replace=False)
             shifted = np.concatenate([half, new[: n - len(half)]])
+            shares.append(np.mean([shifted_label in labels_of[i] for i in shifted]))
             for name, sample in (
                 ("same distribution", [examples[i] for i in new]),
                 ("label shift", [examples[i] for i in shifted]),
@@ -145,6 +147,7 @@ def main(argv=None):
                     for values in [[r[feature][0] for r in reps]]
                 },
             }
+        summary["label shift"]["shifted label's share of the new photos"] = float(np.mean(shares))
         results["sizes"][n] = summary
         print(json.dumps({n: summary}, indent=1), flush=True)
     if args.output:
