@@ -30,6 +30,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from PIL import Image, ImageDraw
 
+from imat_common import spans
 from imat_common.features import Label, write_label_map
 from imat_common.workdir import LABEL_MAP_FILE
 
@@ -47,7 +48,6 @@ SLEEVES = ["long-sleeve", "short-sleeve", "sleeveless"]
 TASKS = [("category", CATEGORIES), ("color", list(COLORS)), ("pattern", PATTERNS), ("sleeve", SLEEVES)]
 SPLIT_FRACTIONS = (("train", 0.7), ("validation", 0.2), ("test", 0.1))
 HAS_SLEEVES = ("t-shirt", "dress", "jacket")
-SPAN_PREFIX = "span-"  # <root>/span-<n>, as ``imat download --span N`` writes its output
 
 RGB = Tuple[int, int, int]
 Splits = Dict[str, List[Tuple[str, List[int]]]]
@@ -268,7 +268,7 @@ def write_images(
 
 def span_folder(root: str, span: int) -> str:
     """``<root>/span-<span>``."""
-    return os.path.join(root, f"{SPAN_PREFIX}{span}")
+    return os.path.join(root, spans.folder(span))
 
 
 def span_seed(seed: int, span: int) -> int:

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
-from imat_common import beam_flags
+from imat_common import beam_flags, spans
 from components.download import netguard
 from components.download.fetch import DEFAULT_USER_AGENT, FetchSettings
 from components.download.images import ImageSettings
@@ -181,7 +181,7 @@ def _span(value: Optional[str]) -> Optional[int]:
 def output_dir(output: str, span: Optional[int]) -> str:
     """The folder the job writes into: ``output`` itself, or its ``span-N`` folder with ``--span N``."""
     # No zero padding (span-3): the pipeline's ImportExampleGen pattern span-{SPAN} reads the number back.
-    return output if span is None else FileSystems.join(output, f"span-{span}")
+    return output if span is None else FileSystems.join(output, spans.folder(span))
 
 
 def settings_of(args) -> Tuple[FetchSettings, ImageSettings]:
