@@ -9,6 +9,7 @@ imat similar     the catalogue items most like an image or an item id (needs an 
 imat index       embed a catalogue of TFRecords and build the similar-product index (Beam)
 imat compile     compile the pipeline for Vertex AI Pipelines / Kubeflow Pipelines v2
 imat submit      submit a compiled pipeline to Vertex AI or a KFP endpoint
+imat schedule    create or update a Vertex AI schedule that runs a compiled pipeline (weekly retraining)
 imat demo        generate the embedded demo data, serve it on loopback, download it
 imat demo-data   only generate the demo images, JSON and label map
 imat download    the download job (see ``imat download --help``)
@@ -41,6 +42,7 @@ _MODULES = {
     "index": "cli.index",
     "compile": "cli.compile",
     "submit": "cli.submit",
+    "schedule": "cli.schedule",
     "demo": "cli.demo",
     "demo-data": "cli.demo:data_main",
     "download": "cli.download",
