@@ -15,6 +15,7 @@ CASES = [
     ("index", "--outpu", "--output"),
     ("compile", "--pipeline_roo", "--pipeline_root"),
     ("submit", "--pipelin", "--pipeline"),
+    ("schedule", "--cro", "--cron"),
     ("demo", "--num_image", "--num_images"),
     ("demo-data", "--num_image", "--num_images"),
     ("download", "--label_ma", "--label_map"),
