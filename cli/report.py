@@ -13,7 +13,10 @@ task and sorted by support. Then the label slices with the lowest micro-F1 (``--
 label k, the eval images carrying it and the micro-F1 and recall of all the served decisions on
 them. Then where SchemaGen's guess from the data differs from the curated schema. The label
 distribution and co-occurrence are counted from ExampleGen's examples, reading only the label
-feature. ``report.html`` holds all of it with plotly charts and every label slice in a table.
+feature. With spans (``train_spans >= 1``), each span read: its train images, the spans its run
+trained on, the drift measured against the previous span and whether the ValidationGate stopped
+the run (``cli/span_stats.py``). ``report.html`` holds all of it with plotly charts, every label
+slice in a table, and with spans each span's label distribution.
 """
 
 import argparse
@@ -24,7 +27,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 
-from cli import runs
+from cli import runs, span_stats
 
 # The label data (counts, pairs) lives in its own module; imported here for `imat report`'s callers.
 from cli.label_stats import LabelStats, count_labels, format_distribution, read_label_lists
@@ -189,8 +192,10 @@ def write_html(
     max_heatmap_labels: int = 40,
     rule_lines: Sequence[str] = (),
     baseline: float = math.nan,
+    spans: Sequence[dict] = (),
 ) -> None:
-    """A self-contained HTML page (``cli.report_html``): rules, charts by task, the slice table, label data."""
+    """A self-contained HTML page (``cli.report_html``): rules, charts by task, the slice table, label data,
+    and the spans read (``cli.span_stats.span_rows``; none: no "Spans" section)."""
     from cli import report_html
 
     groups = by_task(rows)
@@ -203,6 +208,7 @@ def write_html(
         groups,
         max_heatmap_labels=max_heatmap_labels,
         rule_lines=rule_lines,
+        spans=spans,
     )
 
 
@@ -256,8 +262,20 @@ def main(argv: Optional[List[str]] = None) -> None:
         pattern = splits.split_pattern(examples, args.split)
         stats = count_labels(read_label_lists(pattern, args.max_examples), width)
         print("\n".join(format_distribution(stats, label_map, args.split)))
+    spans = span_stats.span_rows(metadata)  # [] when the runs did not read spans
+    if spans:
+        print("\n".join(span_stats.format_spans(spans)))
     out = args.html or os.path.join(args.workdir, "report.html")
-    write_html(out, rows, micro_f1(result.slicing_metrics), stats, label_map, rule_lines=rule_lines, baseline=baseline)
+    write_html(
+        out,
+        rows,
+        micro_f1(result.slicing_metrics),
+        stats,
+        label_map,
+        rule_lines=rule_lines,
+        baseline=baseline,
+        spans=spans,
+    )
     print(f"chart: {out}")
 
 

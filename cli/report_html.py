@@ -3,7 +3,8 @@
 The page opens offline: plotly.js is inlined once (most of the page's size; measured: docs/benchmarks.md,
 "Report page size"), and the table sorts with a few lines of inline JavaScript. Charts give values on
 hover and have axes; per-label bars are drawn one figure per task, tall enough for a task's labels (the
-competition's largest task has 105).
+competition's largest task has 105). With spans, a "Spans" section: a table of the spans read
+(``cli/span_stats.py`` gathers it) and each span's label distribution.
 """
 
 import html
@@ -12,6 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from cli import span_stats
 from cli.label_stats import LabelStats
 from imat_common.features import LabelMap
 
@@ -58,6 +60,7 @@ table.sortable th[data-dir=asc]::after { content: ' \\25B2'; }
 table.sortable th[data-dir=desc]::after { content: ' \\25BC'; }
 table.sortable td { padding: 2px 8px; border-bottom: 1px solid #ddd; }
 table.sortable td.n { text-align: right; font-variant-numeric: tabular-nums; }
+table.sortable td.above { color: #c44e52; font-weight: bold; }
 """
 
 
@@ -168,6 +171,116 @@ def _cooccurrence_figure(stats: LabelStats, ids: Sequence[int], names: Dict[int,
     return figure
 
 
+def _span_figure(rows: Sequence[dict], ids: Sequence[int], names: Dict[int, str]):
+    """Grouped horizontal bars: per label (most changed first), its share of each span's train images."""
+    import plotly.graph_objects as go
+    from plotly.colors import sample_colorscale
+
+    drawn = [r for r in rows if r["train_images"]]
+    shares = span_stats.shares_by_span(drawn)
+    # Older spans lighter, the newest darkest.
+    colors = sample_colorscale("Blues", [0.35 + 0.65 * i / max(len(drawn) - 1, 1) for i in range(len(drawn))])
+    figure = go.Figure()
+    for row, color in zip(drawn, colors):
+        span = row["span"]
+        figure.add_trace(
+            go.Bar(
+                name=f"span {span} ({row['train_images']} images)",
+                orientation="h",
+                y=[names[k] for k in ids],
+                x=[shares[span].get(k, 0.0) for k in ids],
+                customdata=[row["label_counts"].get(k, 0) for k in ids],
+                marker_color=color,
+                hovertemplate=f"%{{y}}, span {span}: %{{x:.1%}} of its train images (%{{customdata}})<extra></extra>",
+            )
+        )
+    per_label = min(16 + 6 * len(drawn), 60)
+    which = (
+        f"the {len(ids)} labels whose share changed most between spans"
+        if len(ids) == span_stats.TOP_LABELS
+        else f"its {len(ids)} labels, the most changed between spans first"
+    )
+    figure.update_layout(
+        title=f"Label distribution per span: {which}",
+        title_y=1,
+        title_yanchor="top",
+        title_pad=dict(t=10),
+        barmode="group",
+        bargap=0.2,
+        height=190 + per_label * len(ids),
+        margin=dict(l=10, r=10, t=110, b=20),
+        legend=dict(traceorder="normal"),
+    )
+    figure.update_xaxes(title="share of the span's train images carrying the label", tickformat=".0%", side="top")
+    figure.update_yaxes(autorange="reversed", automargin=True, tickfont=dict(size=11))
+    return figure
+
+
+def _spans_table(rows: Sequence[dict]) -> str:
+    """One row per span: images, the train window, each drift distance (above its threshold: red), the gate."""
+    features = span_stats.drift_features(rows)
+    head = [("span", "n"), ("train images", "n"), ("trained on spans", "s"), ("previous span", "n")]
+    head += [(f"drift: {feature}", "n") for feature in features] + [("gate", "s"), ("newest run", "s")]
+    cells = []
+    for r in rows:
+        previous = "" if r["previous_span"] is None else str(r["previous_span"])
+        images = "" if r["train_images"] is None else str(r["train_images"])
+        window = ",".join(str(s) for s in r["train_spans"])
+        row = [
+            f'<td class="n" data-v="{r["span"]}">{r["span"]}</td>',
+            f'<td class="n" data-v="{images}">{images or "-"}</td>',
+            f'<td data-v="{window}">{window}</td>',
+            f'<td class="n" data-v="{previous}">{previous or "-"}</td>',
+        ]
+        for feature in features:
+            value = r["drift"].get(feature)
+            if value is None:
+                row.append('<td class="n" data-v="">-</td>')
+                continue
+            threshold = r["thresholds"].get(feature)
+            above = threshold is not None and value > threshold
+            title = f"threshold {threshold:g}" if threshold is not None else "no threshold in the schema"
+            mark = "*" if r["drift_source"] == "statistics" else ""
+            row.append(
+                f'<td class="n{" above" if above else ""}" data-v="{value}" title="{title}">{value:.4f}{mark}</td>'
+            )
+        gate = html.escape(span_stats.gate_text(r))
+        row.append(f'<td data-v="{gate}">{gate}</td>')
+        row.append(f'<td data-v="{html.escape(r["run"])}">{html.escape(r["run"])}</td>')
+        cells.append("<tr>" + "".join(row) + "</tr>")
+    header = "".join(f'<th data-kind="{kind}">{html.escape(name)}</th>' for name, kind in head)
+    return f'<table class="sortable" id="spans"><thead><tr>{header}</tr></thead><tbody>{"".join(cells)}</tbody></table>'
+
+
+def spans_section(rows: Sequence[dict], label_map: Optional[LabelMap], include_plotlyjs: bool) -> str:
+    """The "Spans" section: the table of spans and the label distribution per span ("" without spans).
+
+    Args:
+      rows: ``span_stats.span_rows``.
+      label_map: names, or None (ids are shown).
+      include_plotlyjs: whether the chart inlines plotly.js (no figure before it on the page).
+    """
+    if not rows:
+        return ""
+    body = [
+        "<h2>Spans</h2><p>One row per span the runs read (a span read by several runs: its newest run). "
+        "<b>train images</b>: the span's own train folder; <b>trained on spans</b>: the window that run's "
+        "train split read; <b>drift</b>: distance of the span's train folder from the previous span's, as the "
+        "ValidationGate measured it (labels: L-infinity, the largest change in one label's share of the "
+        "label occurrences; image properties: Jensen-Shannon divergence), in red above the schema's "
+        "threshold (hover a value for it), * measured again from the run's statistics where the gate "
+        "stopped the run; <b>gate</b>: whether the ValidationGate let the run go on to Transform.</p>",
+        _spans_table(rows),
+    ]
+    shares = span_stats.shares_by_span(rows)
+    ids = span_stats.most_changed(shares)
+    if ids:
+        known = {label.label_id for label in label_map.labels} if label_map else set()
+        names = _unique_names(label_map, sorted(known | set(ids)))
+        body.append(_figure_html(_span_figure(rows, ids, names), first=include_plotlyjs))
+    return "".join(body)
+
+
 def _cell(row, field: str, kind: str) -> str:
     value = getattr(row, field)
     if kind == "s":
@@ -194,8 +307,10 @@ def write_html(
     groups: Dict[str, List],
     max_heatmap_labels: int = 40,
     rule_lines: Sequence[str] = (),
+    spans: Sequence[dict] = (),
 ) -> None:
-    """Writes the page: rules, per-task bar charts, the slice table, the label distribution, co-occurrence.
+    """Writes the page: rules, per-task bar charts, the slice table, the label distribution, co-occurrence,
+    and with spans the "Spans" section.
 
     Args:
       path: the file to write.
@@ -206,6 +321,7 @@ def write_html(
       groups: the rows by task, each in chart order (``report.by_task``).
       max_heatmap_labels: the co-occurrence map shows this many most frequent labels.
       rule_lines: the decision rules' lines, shown as text.
+      spans: ``span_stats.span_rows``; none: no "Spans" section.
     """
     all_ids = sorted({r.label_id for r in rows} | set(range(1, len(stats.counts) + 1) if stats else set()))
     names = _unique_names(label_map, all_ids)
@@ -226,10 +342,12 @@ def write_html(
         "threshold and its AUC. Click a column header to sort; '-': undefined.</p>"
     )
     body.append(slice_table(rows))
+    extra = []
     if stats is not None and stats.examples:
         top = [int(k) + 1 for k in np.argsort(-stats.counts, kind="stable") if stats.counts[k] > 0]
         extra = [_distribution_figure(stats, top, names), _cooccurrence_figure(stats, top[:max_heatmap_labels], names)]
         body += [_figure_html(figure, first=not figures and i == 0) for i, figure in enumerate(extra)]
+    body.append(spans_section(spans, label_map, include_plotlyjs=not figures and not extra))
     with open(path, "w", encoding="utf-8") as f:
         f.write(
             f"<!doctype html><html><head><meta charset='utf-8'><title>imat report</title><style>{_STYLE}"
