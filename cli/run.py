@@ -77,7 +77,7 @@ def build_config(args) -> PipelineConfig:
         settings["schema_path"] = os.path.abspath(args.schema)
     data_root = settings.get("data_root") or Workdir(workdir).data
     present = spans.numbers(os.listdir(data_root)) if os.path.isdir(data_root) else []
-    if present and not settings.get("train_spans"):
+    if present and "train_spans" not in settings:
         settings["train_spans"] = 1
         print(
             f"{data_root} holds spans {present}: reading by span "
@@ -90,6 +90,14 @@ def build_config(args) -> PipelineConfig:
         )
     if settings.get("span", -1) >= 0 and settings["span"] not in present:
         raise SettingsError(f"--span {settings['span']}: {data_root} holds spans {present}")
+    if present and settings.get("train_spans"):
+        read = settings["span"] if settings.get("span", -1) >= 0 else present[-1]
+        # The download job writes summary.json last: without it the span is still arriving (or failed).
+        if not os.path.exists(os.path.join(data_root, spans.folder(read), "summary.json")):
+            raise SettingsError(
+                f"span {read} in {data_root} has no summary.json: its download has not finished; "
+                "rerun `imat download ... --span " + str(read) + "` to complete it, or pass --span for an earlier span"
+            )
     return local_config(
         workdir,
         load_label_map(label_map).num_labels,
@@ -150,17 +158,11 @@ def summary_lines(config: PipelineConfig) -> List[str]:
         from trainer.rules import format_report
 
         lines += format_report(read_thresholds(os.path.join(trainer_model, "Format-Serving")))
-    read = runs.spans_read(metadata)
+    from cli import span_stats
+
+    read = span_stats.last_run_row(metadata)
     if read:
-        drifts = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in read.items() if k.startswith("drift:"))
-        lines.append(
-            f"data: span {read['span']}, trained on spans {read.get('train_spans', '?')}; drift against "
-            + (
-                f"span {read['previous_span']}: {drifts or 'not measured'}"
-                if "previous_span" in read
-                else "nothing (the first span)"
-            )
-        )
+        lines.append(f"data: {span_stats.span_line(read)}")
     lines.append(
         f"pushed model: {pushed}"
         if pushed and blessed

@@ -2,7 +2,7 @@
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -85,31 +85,3 @@ def latest_blessing(metadata_path: str) -> Optional[bool]:
         return None
     blessed = max(artifacts, key=lambda a: a.id).custom_properties.get("blessed")
     return bool(blessed and blessed.int_value)
-
-
-def spans_read(metadata_path: str) -> Optional[Dict[str, str]]:
-    """What the newest ExampleGen run read with spans: ``span``, ``train_spans``, ``previous_span``
-    and each drift measured by the ValidationGate (``drift:<feature>``); None without spans."""
-    store = open_store(metadata_path)
-    examples = [a for a in store.get_artifacts_by_type("Examples") if "train_spans" in a.custom_properties]
-    if not examples:
-        return None
-    newest = max(examples, key=lambda a: a.id)
-    props = newest.custom_properties
-    # TFX keeps the span as a custom property of the artifact.
-    span = props["span"].int_value if "span" in props else newest.properties["span"].int_value
-    read = {"span": str(span)}
-    for key in ("train_spans", "previous_span"):
-        if key in props:
-            read[key] = props[key].string_value
-    schemas = [
-        a
-        for a in store.get_artifacts_by_type("Schema")
-        if a.id > newest.id and any(key.startswith("drift:") for key in a.custom_properties)
-    ]
-    if schemas:
-        checked = min(schemas, key=lambda a: a.id)
-        for key, value in sorted(checked.custom_properties.items()):
-            if key.startswith("drift:"):
-                read[key] = f"{value.double_value:.4f}"
-    return read

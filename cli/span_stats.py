@@ -186,7 +186,8 @@ def span_rows(metadata_path: str, measure_stopped: bool = True) -> List[dict]:
 
     A span read by several runs counts once: its newest ExampleGen run. Each row is a dict:
 
-    - ``span`` (int), ``run`` (the pipeline run id), ``train_spans`` (the spans train read, a
+    - ``span`` (int), ``run`` (the pipeline run id), ``execution`` (its ExampleGen execution's id),
+      ``train_spans`` (the spans train read, a
       list of ints), ``previous_span`` (int, or None for the first span);
     - ``train_images``: the span's train images (``drift_new``'s example count), None without
       statistics; ``label_counts``: {label id: images of ``drift_new`` carrying it};
@@ -219,6 +220,7 @@ def span_rows(metadata_path: str, measure_stopped: bool = True) -> List[dict]:
         row = {
             "span": span,
             "run": run,
+            "execution": execution.id,
             "train_spans": _ints(props["train_spans"].string_value),
             "previous_span": int(previous) if previous else None,
             "train_images": None,
@@ -276,25 +278,35 @@ def gate_text(row: dict) -> str:
     return row["gate"]
 
 
+def span_line(row: dict, features: Iterable[str] = ()) -> str:
+    """One span's images, window, drift (each flagged when above its threshold) and the gate."""
+    images = "-" if row["train_images"] is None else str(row["train_images"])
+    drift = ", ".join(
+        f"{feature} {row['drift'][feature]:.4f}"
+        + (" (above)" if row["drift"][feature] > row["thresholds"].get(feature, float("inf")) else "")
+        for feature in (list(features) or sorted(row["drift"]))
+        if feature in row["drift"]
+    )
+    against = f"drift against span {row['previous_span']}: {drift or '-'}" if row["previous_span"] is not None else ""
+    window = ",".join(str(s) for s in row["train_spans"])
+    return (
+        f"span {row['span']}: {images} train images, trained on spans {window}; "
+        + (f"{against}; " if against else "")
+        + f"gate {gate_text(row)}"
+    )
+
+
+def last_run_row(metadata_path: str) -> Optional[dict]:
+    """The row of the span the newest run read (a cached rerun included), or None without spans."""
+    rows = span_rows(metadata_path, measure_stopped=False)
+    return max(rows, key=lambda r: r["execution"]) if rows else None
+
+
 def format_spans(rows: List[dict]) -> List[str]:
     """The terminal's lines: one per span with its images, window, drift and the gate."""
     if not rows:
         return []
     features = drift_features(rows)
-    lines = [f"spans read ({len(rows)}; a span read by several runs: its newest run):"]
-    for r in rows:
-        images = "-" if r["train_images"] is None else str(r["train_images"])
-        drift = ", ".join(
-            f"{feature} {r['drift'][feature]:.4f}"
-            + (" (above)" if r["drift"][feature] > r["thresholds"].get(feature, float("inf")) else "")
-            for feature in features
-            if feature in r["drift"]
-        )
-        against = f"drift against span {r['previous_span']}: {drift or '-'}" if r["previous_span"] is not None else ""
-        window = ",".join(str(s) for s in r["train_spans"])
-        lines.append(
-            f"  span {r['span']}: {images} train images, trained on spans {window}; "
-            + (f"{against}; " if against else "")
-            + f"gate {gate_text(r)}"
-        )
-    return lines
+    return [f"spans read ({len(rows)}; a span read by several runs: its newest run):"] + [
+        f"  {span_line(r, features)}" for r in rows
+    ]

@@ -68,6 +68,12 @@ def drift_problems(
     if previous_span is None:
         log.info("span %s is the first: no previous span to measure drift against", new_span)
         return []
+    if not any(f.HasField("drift_comparator") for f in schema_proto.feature):
+        # A schema written before spans: without this line the run would go on unchecked.
+        return [
+            "the data comes in spans but the schema has no drift thresholds: regenerate it with "
+            "`imat schema --label_map CSV --output schema.pbtxt`"
+        ]
     load = lambda split: stats_artifact_utils.load_statistics(statistics, split).proto()
     drifts = drift.measure(load(DRIFT_NEW), load(DRIFT_PREVIOUS), schema_proto)
     for d in drifts:

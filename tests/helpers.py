@@ -240,3 +240,68 @@ COMPONENTS = frozenset(
         "SimilarityIndexer",
     }
 )
+
+
+def garment_rows(span: int, n: int, shift=None, size: int = 48) -> List[Dict]:
+    """``n`` demo garments as the download job stores them, ids ``<span>-<i>``, drawn from the span's seed."""
+    from cli import demo_data
+
+    rng = random.Random(1000 * span)
+    rows = []
+    for i in range(n):
+        image, labels = demo_data.render(rng, size, shift)
+        rows.append(
+            {
+                features.IMAGE_ID_KEY: f"{span}-{i}".encode(),
+                features.IMAGE_KEY: jpeg(image),
+                features.HEIGHT_KEY: size,
+                features.WIDTH_KEY: size,
+                features.SHA256_KEY: b"0" * 64,
+                features.URL_KEY: f"http://x/{span}/{i}.jpg".encode(),
+                features.LABELS_KEY: labels,
+            }
+        )
+    return rows
+
+
+def write_span(data: str, span: int, train: int, validation: int, shift=None) -> Dict[str, List[Dict]]:
+    """A span's train and validation folders, as ``imat download --span`` writes them; returns the rows."""
+    import gzip
+
+    from components.download.tfrecord import serialize_example, write_records
+
+    written = {"train": garment_rows(span, train, shift), "validation": garment_rows(span + 500, validation, shift)}
+    for split, rows in written.items():
+        path = os.path.join(data, f"span-{span}", split, "part-0.tfrecord.gz")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with gzip.open(path, "wb") as f:
+            write_records(f, [serialize_example(r) for r in rows])
+    return written
+
+
+def run_front(config, transform: bool = True) -> Dict[str, str]:
+    """The pipeline's front (ExampleGen to Transform, or to the ValidationGate) with the local runner.
+
+    Returns:
+      component -> state of the run; a stopped run raises the gate's error instead.
+    """
+    from tfx import v1 as tfx
+
+    from cli import runs
+    from imat_common.workdir import metadata_path
+    from pipeline import local_runner
+    from pipeline.pipeline import data_components
+
+    components = data_components(config)
+    if not transform:
+        components.pop("transform")
+    tfx.orchestration.LocalDagRunner().run(
+        tfx.dsl.Pipeline(
+            pipeline_name="front",
+            pipeline_root=config.locations.pipeline_root,
+            components=list(components.values()),
+            metadata_connection_config=local_runner.metadata_config(config),
+            beam_pipeline_args=list(config.run.beam_pipeline_args),
+        )
+    )
+    return {e.component: e.state for e in runs.last_run(metadata_path(config.locations.pipeline_root))}

@@ -113,3 +113,24 @@ def test_a_label_shift_and_a_darker_studio_stop_the_run_in_one_line_each(previou
     ):
         validation.check_splits({}, {"train": 400}, SCHEMA, warn_only=False, extra=sorted(lines))
     assert validation.check_splits({}, {"train": 400}, SCHEMA, warn_only=True, extra=lines) == lines
+
+
+def test_spans_with_a_schema_without_drift_thresholds_stop_rather_than_go_unchecked():
+    from tfx.types import artifact_utils, standard_artifacts
+
+    from components import validation_gate
+    from imat_common.splits import DRIFT_SPLITS, MODEL_SPLITS
+
+    statistics = standard_artifacts.ExampleStatistics()
+    statistics.split_names = artifact_utils.encode_split_names(list(MODEL_SPLITS + DRIFT_SPLITS))
+    old = schema_lib.build_schema(LabelMap(tuple(demo_data.label_table())))
+    for feature in old.feature:
+        feature.ClearField("drift_comparator")
+    lines = validation_gate.drift_problems(statistics, old, 3, 2, standard_artifacts.Schema())
+    assert lines == [
+        "the data comes in spans but the schema has no drift thresholds: regenerate it with "
+        "`imat schema --label_map CSV --output schema.pbtxt`"
+    ]
+    # Without spans (no drift splits) the same schema is fine.
+    statistics.split_names = artifact_utils.encode_split_names(list(MODEL_SPLITS))
+    assert validation_gate.drift_problems(statistics, old, None, None, standard_artifacts.Schema()) == []

@@ -59,6 +59,14 @@ def test_differences_name_what_schemagen_guessed_otherwise():
         "labels: shape [7], contract variable",
     ]
     assert schema_lib.differences(curated, curated) == []
+    # SchemaGen never sees the drift splits' optional JPEG size in the image splits: no difference.
+    without = schema_pb2.Schema()
+    without.CopyFrom(curated)
+    del without.feature[[f.name for f in without.feature].index(features.NUM_BYTES_KEY)]
+    assert schema_lib.differences(curated, without) == []
+    # A required feature missing is still named.
+    del without.feature[[f.name for f in without.feature].index(features.URL_KEY)]
+    assert schema_lib.differences(curated, without) == ["image/url: in the contract, absent from the other schema"]
 
 
 def test_schema_command_writes_and_checks(tmp_path, capsys):

@@ -1,56 +1,23 @@
 """Spans through the pipeline's front (ExampleGen to Transform): which span each split reads, the
 training window, and the drift stop before Transform."""
 
-import gzip
-import io
 import os
-import random
 
 import pytest
 import tensorflow as tf
-from tfx import v1 as tfx
 
-from cli import demo_data, runs
+from cli import demo_data, runs, span_stats
 from components import validation
-from components.download.tfrecord import serialize_example, write_records
 from imat_common.features import write_label_map
 from imat_common.workdir import metadata_path
 from pipeline import local_runner
 from pipeline.config import demo_config
-from pipeline.pipeline import data_components
-
-
-def _rows(span: int, n: int, shift=None):
-    rng = random.Random(1000 * span)
-    rows = []
-    for i in range(n):
-        image, labels = demo_data.render(rng, 48, shift)
-        jpeg = io.BytesIO()
-        image.save(jpeg, format="JPEG", quality=90)
-        rows.append(
-            {
-                "image_id": f"{span}-{i}".encode(),
-                "image/encoded": jpeg.getvalue(),
-                "image/height": 48,
-                "image/width": 48,
-                "image/sha256": b"0" * 64,
-                "image/url": f"http://x/{span}/{i}.jpg".encode(),
-                "labels": labels,
-            }
-        )
-    return rows
+from tests.helpers import run_front, write_span
 
 
 def _write_span(data: str, span: int, shift=None) -> dict:
-    ids = {}
-    for split, n in (("train", 300), ("validation", 30)):
-        rows = _rows(span, n, shift) if split == "train" else _rows(span + 500, n, shift)
-        path = os.path.join(data, f"span-{span}", split, "part-0.tfrecord.gz")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with gzip.open(path, "wb") as f:
-            write_records(f, [serialize_example(r) for r in rows])
-        ids[split] = sorted(r["image_id"].decode() for r in rows)
-    return ids
+    written = write_span(data, span, train=300, validation=30, shift=shift)
+    return {split: sorted(r["image_id"].decode() for r in rows) for split, rows in written.items()}
 
 
 def _records(examples_uri, split):
@@ -66,16 +33,8 @@ def _ids(examples_uri, split):
 
 
 def _run_front(config):
-    pipeline = tfx.dsl.Pipeline(
-        pipeline_name="front",
-        pipeline_root=config.locations.pipeline_root,
-        components=list(data_components(config).values()),
-        metadata_connection_config=local_runner.metadata_config(config),
-        beam_pipeline_args=list(config.run.beam_pipeline_args),
-    )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
-    metadata = metadata_path(config.locations.pipeline_root)
-    return {e.component: e.state for e in runs.last_run(metadata)}, runs.spans_read(metadata)
+    states = run_front(config)
+    return states, span_stats.last_run_row(metadata_path(config.locations.pipeline_root))
 
 
 @pytest.mark.slow
@@ -91,19 +50,16 @@ def test_each_run_reads_its_span_trains_on_the_window_and_stops_on_drift(tmp_pat
 
     states, read = _run_front(config.with_settings(span=1))
     assert states["ValidationGate"] == "COMPLETE" and states["Transform"] == "COMPLETE"
-    assert read == {"span": "1", "train_spans": "1"}  # the first span: nothing to compare with
+    # The first span: nothing to compare with.
+    assert (read["span"], read["train_spans"], read["previous_span"], read["drift"]) == (1, [1], None, {})
     assert _records(runs.latest_artifact_uri(metadata, "Examples"), "drift_previous") == []
 
     states, read = _run_front(config.with_settings(span=2))
     assert states["Transform"] == "COMPLETE"
-    assert read["span"] == "2" and read["train_spans"] == "1,2" and read["previous_span"] == "1"
+    assert (read["span"], read["train_spans"], read["previous_span"], read["gate"]) == (2, [1, 2], 1, "passed")
     # Measured, and below the schema's thresholds: a span drawn like the one before it.
-    assert {k for k in read if k.startswith("drift:")} == {
-        "drift:labels",
-        "drift:image/height",
-        "drift:image/width",
-        "drift:image/num_bytes",
-    }
+    assert set(read["drift"]) == {"labels", "image/height", "image/width", "image/num_bytes"}
+    assert all(value <= read["thresholds"][feature] for feature, value in read["drift"].items())
     examples = runs.latest_artifact_uri(metadata, "Examples")
     assert _ids(examples, "train") == sorted(span1["train"] + span2["train"])
     # The gate scores the new data only: calibration and eval cut span 2's validation folder.
@@ -130,6 +86,11 @@ def test_each_run_reads_its_span_trains_on_the_window_and_stops_on_drift(tmp_pat
 
     states, read = _run_front(config.with_settings(warn_only=True))
     assert states["Transform"] == "COMPLETE"
-    assert read["span"] == "3" and read["train_spans"] == "2,3" and float(read["drift:labels"]) > 0.03
+    assert (read["span"], read["train_spans"]) == (3, [2, 3]) and read["drift"]["labels"] > read["thresholds"]["labels"]
     examples = runs.latest_artifact_uri(metadata, "Examples")
+    assert _ids(examples, "train") == sorted(span2["train"] + span3["train"])
     assert sorted(_ids(examples, "calibration") + _ids(examples, "eval")) == span3["validation"]
+
+    # Span 2 again, unchanged: every component is cached, and the summary names span 2, not the newest artifact.
+    states, read = _run_front(config.with_settings(span=2))
+    assert states["ImportExampleGen"] == "CACHED" and read["span"] == 2

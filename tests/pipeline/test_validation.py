@@ -14,14 +14,14 @@ import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from apache_beam.options.pipeline_options import PipelineOptions
-from tfx import v1 as tfx
 
 from components import calibration_split, validation
 from components.download.tfrecord import serialize_example, write_records
 from pipeline import local_runner, schema as schema_lib
 from cli import demo_data, runs
 from pipeline.config import demo_config
-from pipeline.pipeline import create_pipeline, data_components
+from pipeline.pipeline import create_pipeline
+from tests.helpers import run_front
 from imat_common.features import LabelMap, write_label_map
 from imat_common.workdir import metadata_path
 
@@ -114,15 +114,7 @@ def _split_ids(examples_uri, split):
 
 
 def _run_front(config):
-    pipeline = tfx.dsl.Pipeline(
-        pipeline_name="front",
-        pipeline_root=config.locations.pipeline_root,
-        components=list(data_components(config).values()),
-        metadata_connection_config=local_runner.metadata_config(config),
-        beam_pipeline_args=list(config.run.beam_pipeline_args),
-    )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
-    return {e.component: e.state for e in runs.last_run(metadata_path(config.locations.pipeline_root))}
+    return run_front(config)
 
 
 @pytest.mark.slow
