@@ -204,11 +204,11 @@ def calibration_example_gen(
     settings = struct_pb2.Struct()
     settings.update({_PERCENT_KEY: calibration_percent, _TRAIN_SPANS_KEY: train_spans})
     custom.custom_config.Pack(settings)
-    if train_spans:
-        train_pattern, holdout_pattern = spans.pattern(train_pattern), spans.pattern(holdout_pattern)
     split_patterns = [(TRAIN, train_pattern), (CALIBRATION, holdout_pattern), (EVAL, holdout_pattern)]
     if train_spans:
-        # Named here so that ExampleGen records them; the executor reads them itself.
+        # The drift splits are named here so that ExampleGen records them; the executor reads them itself.
+        train_pattern = spans.pattern(train_pattern)
+        split_patterns = [(name, spans.pattern(pattern)) for name, pattern in split_patterns]
         split_patterns += [(DRIFT_NEW, train_pattern), (DRIFT_PREVIOUS, train_pattern)]
     return FileBasedExampleGen(
         input_base=input_base,

@@ -305,3 +305,20 @@ def run_front(config, transform: bool = True) -> Dict[str, str]:
         )
     )
     return {e.component: e.state for e in runs.last_run(metadata_path(config.locations.pipeline_root))}
+
+
+def download_fails(capsys, argv, code) -> str:
+    """Runs the download job's command line; returns its last stderr line after checking the exit code
+    and that no traceback was printed."""
+    import re
+
+    from components.download import job
+
+    with pytest.raises(SystemExit) as exit_info:
+        job.main(argv)
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err
+    # The loopback server's own noise (a client gone mid-answer) is framed by dashed lines: not the job's.
+    err = re.sub(r"-{40}\nException occurred during processing of request.*?\n-{40}\n", "", err, flags=re.S)
+    assert "Traceback" not in err and "RuntimeError" not in err, err
+    return err.strip().splitlines()[-1]

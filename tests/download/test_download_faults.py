@@ -3,28 +3,15 @@ stores nothing, a response without Content-Type. Each ends in one line that says
 
 import errno
 import os
-import re
 
 import pytest
 from apache_beam.io.localfilesystem import LocalFileSystem
 
 from components.download import job
 from components.download.job import find_os_error
-from tests.helpers import FAST, FAST_GUARDED, example_ids, read_examples, statuses, write_json
+from tests.helpers import download_fails, FAST, FAST_GUARDED, example_ids, read_examples, statuses, write_json
 
 N, PER_SHARD = 8, 2
-
-
-def _main_fails(capsys, argv, code):
-    """Runs the command line; returns its last stderr line after checking the exit code and no traceback."""
-    with pytest.raises(SystemExit) as exit_info:
-        job.main(argv)
-    assert exit_info.value.code == code
-    err = capsys.readouterr().err
-    # The loopback server's own noise (a client gone mid-answer) is framed by dashed lines: not the job's.
-    err = re.sub(r"-{40}\nException occurred during processing of request.*?\n-{40}\n", "", err, flags=re.S)
-    assert "Traceback" not in err and "RuntimeError" not in err, err
-    return err.strip().splitlines()[-1]
 
 
 def _split(tmp_path, server, n=N):
@@ -67,7 +54,7 @@ def test_a_full_disk_mid_download_ends_in_one_line_with_the_resume_command(tmp_p
     # The file-writing layer the job uses (Beam's FileSystems, locally LocalFileSystem): room for
     # the plan and half the shards and a bit, then every write fails as on a full disk.
     _FullAfter.written, _FullAfter.limit = 0, _FullAfter.written * 0.6
-    line = _main_fails(capsys, argv, job.EXIT_OUTPUT_ERROR)
+    line = download_fails(capsys, argv, job.EXIT_OUTPUT_ERROR)
     assert line.startswith(f"imat download: error: {out}: no space left on the device: free space there"), line
     assert "shards are finished and kept in" in line
     assert line.endswith("rerun the same command to resume: imat download " + " ".join(argv)), line
@@ -91,7 +78,7 @@ def test_a_read_only_output_ends_in_one_line_naming_it(tmp_path, fault_server, c
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
 
     monkeypatch.setattr(LocalFileSystem, "create", read_only)
-    line = _main_fails(capsys, argv, job.EXIT_OUTPUT_ERROR)
+    line = download_fails(capsys, argv, job.EXIT_OUTPUT_ERROR)
     assert line.startswith(f"imat download: error: {out}/_plan/train/part-00000.jsonl: read-only file system: "), line
     assert "make it writable or choose another --output; then rerun the same command: imat download" in line
     assert fault_server.good_hits() == 0
@@ -113,7 +100,7 @@ def test_a_read_only_output_mid_download_is_found_through_beams_wrapping(tmp_pat
         return create(self, path, *args, **kwargs)
 
     monkeypatch.setattr(LocalFileSystem, "create", shards_read_only)
-    line = _main_fails(capsys, argv, job.EXIT_OUTPUT_ERROR)
+    line = download_fails(capsys, argv, job.EXIT_OUTPUT_ERROR)
     assert f"{out}/_tmp/train/part-0000" in line and ": read-only file system: " in line, line
     assert "rerun the same command to resume: imat download" in line
 
@@ -142,7 +129,9 @@ def test_find_os_error_finds_the_errno_under_beams_wrapping(error, expected):
 def test_a_split_with_nothing_stored_fails_with_the_reason_and_the_flag(tmp_path, fault_server, capsys):
     source, out = _split(tmp_path, fault_server, 3), str(tmp_path / "out")
     # The guard on: every loopback URL is refused, nothing is stored.
-    line = _main_fails(capsys, [f"--input=train={source}", f"--output={out}"] + FAST_GUARDED, job.EXIT_TOO_FEW_STORED)
+    line = download_fails(
+        capsys, [f"--input=train={source}", f"--output={out}"] + FAST_GUARDED, job.EXIT_TOO_FEW_STORED
+    )
     assert line.startswith("imat download: error: train: 0 of 3 images stored, 3 ended in blocked_address"), line
     assert "--allow_private_networks" in line and f"{out}/_status/<split>/" in line
     assert os.path.exists(os.path.join(out, "summary.json"))  # the summary is written all the same
@@ -152,12 +141,12 @@ def test_a_split_under_the_min_stored_fraction_fails_and_zero_turns_it_off(tmp_p
     urls = {"1": fault_server.url("/good/1.jpg"), "2": fault_server.url("/missing"), "3": fault_server.url("/gone")}
     source, out = write_json(tmp_path / "train.json", urls), str(tmp_path / "out")
     argv = [f"--input=train={source}", f"--output={out}"] + FAST
-    line = _main_fails(capsys, argv, job.EXIT_TOO_FEW_STORED)
+    line = download_fails(capsys, argv, job.EXIT_TOO_FEW_STORED)
     assert "train: 1 of 3 images stored, 2 ended in http_error (less than --min_stored_fraction 0.5)" in line
     assert "403, 404 and 410 mean the links are dead" in line
     summary = job.run(argv + ["--min_stored_fraction=0.3"])  # a third is enough here
     assert summary["splits"]["train"]["ok"] == 1
-    _main_fails(capsys, argv + ["--min_stored_fraction=1.5"], 2)
+    download_fails(capsys, argv + ["--min_stored_fraction=1.5"], 2)
 
 
 def test_a_response_without_content_type_is_judged_by_its_body(tmp_path, fault_server):

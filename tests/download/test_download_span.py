@@ -3,13 +3,12 @@ every line that names the output or the resume command names the span."""
 
 import hashlib
 import os
-import re
 
 import pytest
 
 from components.download import job
 from components.download import shard as shard_lib
-from tests.helpers import FAST, example_ids, read_examples, write_json
+from tests.helpers import download_fails, FAST, example_ids, read_examples, write_json
 
 PER_SHARD = 2
 
@@ -43,18 +42,6 @@ def _two_spans(tmp_path, server):
     argv = _argv(_split(tmp_path, server, "week2", [f"b{i}" for i in range(6)]), out, 2)
     job.run(argv)
     return out, argv
-
-
-def _main_fails(capsys, argv, code):
-    """Runs the command line; returns its one line of stderr after checking the exit code."""
-    with pytest.raises(SystemExit) as exit_info:
-        job.main(argv)
-    assert exit_info.value.code == code
-    err = capsys.readouterr().err
-    # The loopback server's own noise (a client gone mid-answer) is framed by dashed lines: not the job's.
-    err = re.sub(r"-{40}\nException occurred during processing of request.*?\n-{40}\n", "", err, flags=re.S)
-    assert "Traceback" not in err, err
-    return err.strip().splitlines()[-1]
 
 
 def test_two_spans_in_one_output_land_in_their_own_folders(tmp_path, fault_server, capsys):
@@ -91,7 +78,7 @@ def test_a_rerun_of_a_span_resumes_it_and_leaves_the_other_span_untouched(tmp_pa
 def test_a_span_that_is_not_a_whole_number_from_0_is_one_line_and_exit_2(tmp_path, capsys, value):
     out = tmp_path / "out"
     source = write_json(tmp_path / "train.json", {"1": "http://127.0.0.1:9/1.jpg"})
-    err = _main_fails(capsys, [f"--input=train={source}", f"--output={out}", "--span", value], 2)
+    err = download_fails(capsys, [f"--input=train={source}", f"--output={out}", "--span", value], 2)
     assert err == f"imat download: error: --span takes a whole number >= 0 (the span's folder is span-N), got {value!r}"
     assert not out.exists()
 
@@ -100,7 +87,7 @@ def test_a_span_folder_that_is_a_file_is_one_line_naming_both_flags(tmp_path, ca
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "span-4").write_text("not a folder")
     source = write_json(tmp_path / "train.json", {"1": "http://127.0.0.1:9/1.jpg"})
-    err = _main_fails(capsys, [f"--input=train={source}", f"--output={tmp_path / 'out'}", "--span=4"], 2)
+    err = download_fails(capsys, [f"--input=train={source}", f"--output={tmp_path / 'out'}", "--span=4"], 2)
     assert err.endswith(f"--output {tmp_path / 'out'} --span 4: {tmp_path / 'out' / 'span-4'} is a file, not a folder")
 
 
@@ -117,7 +104,7 @@ def test_ctrl_c_names_the_span_folder_and_the_resume_command_with_span(tmp_path,
         return download(spec, *a, **kw)
 
     monkeypatch.setattr(job, "download_shard", ctrl_c_on_the_second_shard)
-    line = _main_fails(capsys, argv, 130)
+    line = download_fails(capsys, argv, 130)
 
     assert line.startswith(f"imat download: error: interrupted: 1 of 3 shards are finished and kept in {out}/span-3 ")
     assert line.endswith("rerun the same command to resume: imat download " + " ".join(argv)), line
