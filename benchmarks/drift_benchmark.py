@@ -102,7 +102,7 @@ def main(argv=None):
         "photos": len(examples),
         "shifted_label": f"{shifted_label} ({label_map.by_id()[shifted_label].name}), "
         f"share {len(carriers) / len(examples):.3f} of photos",
-        "thresholds": {f.name: _threshold(f) for f in schema.feature if f.HasField("drift_comparator")},
+        "thresholds": drift.thresholds(schema),
         "sizes": {},
     }
     print(json.dumps({k: v for k, v in results.items() if k != "sizes"}, indent=1), flush=True)
@@ -153,13 +153,6 @@ def main(argv=None):
     if args.output:
         with open(args.output, "w") as f:
             json.dump(results, f, indent=1)
-
-
-def _threshold(feature):
-    comparator = feature.drift_comparator
-    if comparator.HasField("infinity_norm"):
-        return {"L-infinity": comparator.infinity_norm.threshold}
-    return {"Jensen-Shannon": comparator.jensen_shannon_divergence.threshold}
 
 
 if __name__ == "__main__":

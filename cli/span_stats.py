@@ -27,7 +27,6 @@ from imat_common.splits import DRIFT_NEW, DRIFT_PREVIOUS, split_uri
 
 # The node ids of the pipeline's front (pipeline/pipeline.py, data_components).
 EXAMPLE_GEN, STATISTICS_GEN, VALIDATION_GATE = "ImportExampleGen", "StatisticsGen", "ValidationGate"
-DRIFT_PREFIX = "drift:"  # the gate's custom properties on its Schema output
 STATS_FILE = "FeatureStats.pb"  # StatisticsGen's file in each split's folder
 TOP_LABELS = 30  # the chart's labels, by largest change between spans
 
@@ -115,25 +114,11 @@ def read_statistics(statistics_uri: str, split: str) -> Optional[statistics_pb2.
 def read_schema(schema_uri: str) -> Optional[schema_pb2.Schema]:
     """The schema file in a Schema artifact's folder, or None."""
     import tensorflow as tf
-    from google.protobuf import text_format
+
+    from pipeline.schema import read_schema as read_schema_file
 
     files = tf.io.gfile.glob(os.path.join(schema_uri, "*.pbtxt"))
-    if len(files) != 1:
-        return None
-    with tf.io.gfile.GFile(files[0]) as f:
-        return text_format.Parse(f.read(), schema_pb2.Schema())
-
-
-def drift_thresholds(schema: schema_pb2.Schema) -> Dict[str, float]:
-    """Feature name -> the threshold of its drift comparator in ``schema``."""
-    thresholds = {}
-    for feature in schema.feature:
-        comparator = feature.drift_comparator
-        if comparator.HasField("infinity_norm"):
-            thresholds[feature.name] = comparator.infinity_norm.threshold
-        elif comparator.HasField("jensen_shannon_divergence"):
-            thresholds[feature.name] = comparator.jensen_shannon_divergence.threshold
-    return thresholds
+    return read_schema_file(files[0]) if len(files) == 1 else None
 
 
 class _Store:
@@ -202,6 +187,8 @@ def span_rows(metadata_path: str, measure_stopped: bool = True) -> List[dict]:
       metadata_path: the ML Metadata store (``Workdir(...).metadata``).
       measure_stopped: measure a stopped run's distances again (imports TFDV).
     """
+    from components import drift
+
     store = _Store(metadata_path)
     newest: Dict[int, Tuple[metadata_store_pb2.Execution, metadata_store_pb2.Artifact]] = {}
     for execution in sorted(store.node_executions(EXAMPLE_GEN), key=lambda e: e.id):
@@ -244,11 +231,11 @@ def span_rows(metadata_path: str, measure_stopped: bool = True) -> List[dict]:
             row["gate"] = _GATE.get(state, state.lower())
             inputs = store.artifacts(gate.id, metadata_store_pb2.Event.INPUT, "Schema")
             schema = read_schema(inputs[0].uri) if inputs else None
-            row["thresholds"] = drift_thresholds(schema) if schema is not None else {}
+            row["thresholds"] = drift.thresholds(schema) if schema is not None else {}
             for output in store.artifacts(gate.id, metadata_store_pb2.Event.OUTPUT, "Schema"):
                 for key, value in output.custom_properties.items():
-                    if key.startswith(DRIFT_PREFIX):
-                        row["drift"][key[len(DRIFT_PREFIX) :]] = value.double_value
+                    if key.startswith(drift.PROPERTY_PREFIX):
+                        row["drift"][key[len(drift.PROPERTY_PREFIX) :]] = value.double_value
                 if "anomalies" in output.custom_properties:
                     row["let_through"] = output.custom_properties["anomalies"].int_value
             if row["drift"]:

@@ -21,12 +21,15 @@ This module holds the plain logic: no TFX import.
 """
 
 import dataclasses
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from tensorflow.core.example import example_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from imat_common import features
+
+# The ValidationGate records each measured distance on its Schema output as ``drift:<feature>``.
+PROPERTY_PREFIX = "drift:"
 
 _KIND = {
     anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: "L-infinity distance",
@@ -67,6 +70,18 @@ class Drift:
             f"drift in '{self.feature}' between the train folders of {spans}: {self.kind} {self.value:.4g} "
             f"above the schema's threshold {self.threshold:g}{detail}"
         )
+
+
+def thresholds(schema: schema_pb2.Schema) -> Dict[str, float]:
+    """Feature name -> the threshold of its drift comparator in ``schema`` (features without one left out)."""
+    found = {}
+    for feature in schema.feature:
+        comparator = feature.drift_comparator
+        if comparator.HasField("infinity_norm"):
+            found[feature.name] = comparator.infinity_norm.threshold
+        elif comparator.HasField("jensen_shannon_divergence"):
+            found[feature.name] = comparator.jensen_shannon_divergence.threshold
+    return found
 
 
 def _max_value(description: str) -> str:

@@ -68,7 +68,7 @@ def drift_problems(
     if previous_span is None:
         log.info("span %s is the first: no previous span to measure drift against", new_span)
         return []
-    if not any(f.HasField("drift_comparator") for f in schema_proto.feature):
+    if not drift.thresholds(schema_proto):
         # A schema written before spans: without this line the run would go on unchecked.
         return [
             "the data comes in spans but the schema has no drift thresholds: regenerate it with "
@@ -77,7 +77,7 @@ def drift_problems(
     load = lambda split: stats_artifact_utils.load_statistics(statistics, split).proto()
     drifts = drift.measure(load(DRIFT_NEW), load(DRIFT_PREVIOUS), schema_proto)
     for d in drifts:
-        validated_schema.set_float_custom_property(f"drift:{d.feature}", d.value)
+        validated_schema.set_float_custom_property(drift.PROPERTY_PREFIX + d.feature, d.value)
         log.info(
             "drift in %s against span %s: %s %.4f (threshold %g)",
             d.feature,
