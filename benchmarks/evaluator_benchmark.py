@@ -17,6 +17,10 @@ per-label AUCs' gap to TFMA's default 10,000 thresholds when ``default_auc`` is 
   pipeline      the shipped config: one slice, per-label-slice numbers from LabelSliceMetrics
   default_auc   the shipped config with AUC at TFMA's default number of thresholds
   no_auc        the shipped config without AUC
+  baseline      the shipped config against a last blessed model (the same export, as TFX's Evaluator
+                runs it with a baseline: two models score every example, diff metrics added)
+  baseline_ci   baseline, with TFMA's confidence intervals (jackknife) on every metric and the diff
+                (the gate's shipped setting, ``GateSettings.confidence_intervals``)
 """
 
 import argparse
@@ -32,7 +36,8 @@ import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow load
 
 from benchmarks import evaluator_data
 
-VARIANTS = ("sliced", "pipeline", "default_auc", "no_auc")
+VARIANTS = ("sliced", "pipeline", "default_auc", "no_auc", "baseline", "baseline_ci")
+WITH_BASELINE = ("baseline", "baseline_ci")
 
 
 def variant_config(name: str, num_labels: int):
@@ -41,7 +46,12 @@ def variant_config(name: str, num_labels: int):
 
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
-    config = evaluator_data.pipeline_eval_config(num_labels, labels_slices=name == "sliced")
+    config = evaluator_data.pipeline_eval_config(
+        num_labels,
+        labels_slices=name == "sliced",
+        with_baseline=name in WITH_BASELINE,
+        confidence_intervals=name == "baseline_ci",
+    )
     auc_specs = [s for s in config.metrics_specs if PROBABILITIES in s.output_names]
     if name == "default_auc":
         auc_specs[0].metrics[0].config = ""
@@ -114,12 +124,16 @@ def main(argv=None):
 
     def run(name, data_location, output):
         config = variant_config(name, num_labels)
-        tfma.run_model_analysis(
-            tfma.default_eval_shared_model(model, eval_config=config),
-            config,
-            data_location=data_location,
-            output_path=output,
-        )
+        if name in WITH_BASELINE:
+            # What TFX's Evaluator does with a baseline model: a candidate and a baseline spec.
+            config = tfma.update_eval_config_with_defaults(config, has_baseline=True)
+            shared = [
+                tfma.default_eval_shared_model(model, eval_config=config, model_name=spec.name)
+                for spec in config.model_specs
+            ]
+        else:
+            shared = tfma.default_eval_shared_model(model, eval_config=config)
+        tfma.run_model_analysis(shared, config, data_location=data_location, output_path=output)
 
     for name in names:  # one-off costs (loading the model, tracing) out of the timings
         run(name, warm_up, os.path.join(work, f"warm-up-{name}"))

@@ -103,18 +103,30 @@ def export_tiny_model(work: str, rows: List[Dict], num_labels: int, positive_rat
     return serving
 
 
-def pipeline_eval_config(num_labels: int, labels_slices: bool = False):
-    """The pipeline's EvalConfig without change thresholds (no baseline model here).
+def pipeline_eval_config(
+    num_labels: int, labels_slices: bool = False, with_baseline: bool = False, confidence_intervals: bool = False
+):
+    """The pipeline's EvalConfig; without a baseline model, without its change threshold.
 
     Args:
       num_labels: width of the multi-hot vector.
       labels_slices: the configuration before this change: per-label slices, no label-slice metric.
+      with_baseline: keep the change threshold against the last blessed model (the caller gives one).
+      confidence_intervals: the gate setting ``confidence_intervals``.
     """
-    from pipeline.config import Locations, PipelineConfig
+    from pipeline.config import GateSettings, Locations, PipelineConfig
     from pipeline.pipeline import eval_config
     from trainer.settings import TrainerSettings
 
-    config = eval_config(PipelineConfig(locations=Locations(), trainer=TrainerSettings(num_labels=num_labels)))
+    config = eval_config(
+        PipelineConfig(
+            locations=Locations(),
+            gate=GateSettings(confidence_intervals=confidence_intervals),
+            trainer=TrainerSettings(num_labels=num_labels),
+        )
+    )
+    if with_baseline:
+        return config
     # No baseline here: a change threshold would make TFMA refuse to run.
     for spec in config.metrics_specs:
         for metric in spec.metrics:

@@ -7,7 +7,8 @@ First the decision rules of the newest model (its ``thresholds.json``): micro-F1
 thresholds, one global threshold and 0.5 on the eval split, which one serves, and the trivial
 baseline beside them. Then metrics from the newest TFMA evaluation in the pipeline's metadata
 (the same numbers ``tfma.load_eval_result`` shows in a notebook): the gated micro-F1 of the
-served decisions, each label's precision, recall and F1 at its served threshold, its AUC, and
+served decisions (beside the last blessed model's, with the difference's interval, when the
+Evaluator had one), each label's precision, recall and F1 at its served threshold, its AUC, and
 its support (the eval examples carrying it, from ``pipeline.label_metrics``). Rows are grouped by
 task and sorted by support. Then the label slices with the lowest micro-F1 (``--worst``): for
 label k, the eval images carrying it and the micro-F1 and recall of all the served decisions on
@@ -52,15 +53,23 @@ class LabelRow:
     slice_f1: float = math.nan
 
 
+def _number(entry: dict) -> float:
+    """A metric's value as ``load_eval_result`` gives it: ``doubleValue``, or with confidence
+    intervals ``boundedValue`` (whose ``value`` is the point estimate, as gated)."""
+    if "boundedValue" in entry:
+        entry = entry["boundedValue"]
+        return float(entry.get("value", math.nan))
+    return float(entry.get("doubleValue", math.nan))  # TFMA writes NaN as the string "NaN"
+
+
 def _value(metrics: dict, name: str) -> float:
-    value = metrics.get(name, {}).get("doubleValue", math.nan)
-    return float(value)  # TFMA writes NaN as the string "NaN"
+    return _number(metrics.get(name, {}))
 
 
 def _micro_f1(metrics: dict) -> float:
     for name, value in metrics.get(serving.DECISIONS, {}).get("", {}).items():
-        if name.endswith("micro_f1"):
-            return float(value["doubleValue"])
+        if name.endswith("micro_f1") and not name.endswith("_diff"):
+            return _number(value)
     return math.nan
 
 
@@ -250,6 +259,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     width = num_labels(result.slicing_metrics)
     rows = label_rows(result.slicing_metrics, label_map, width)
     rule_lines, baseline = model_rules(metadata)
+    rule_lines += comparison_lines(metadata)
     print("\n".join(rule_lines))
     print(f"evaluation: {evaluation}")
     print("\n".join(format_metrics(rows, micro_f1(result.slicing_metrics), baseline)))
@@ -289,6 +299,35 @@ def model_rules(metadata: str) -> Tuple[List[str], float]:
     report = read_thresholds(os.path.join(model, "Format-Serving"))
     baseline = report.get("micro_f1", {}).get(BASELINE, {}).get("eval", math.nan)
     return [f"decision rules of {model}:"] + format_report(report), baseline
+
+
+def comparison_lines(metadata: str) -> List[str]:
+    """The newest evaluation's candidate against the last blessed model, side by side, from its blessing.
+
+    Empty before any evaluation and for a first model (nothing blessed before it).
+    """
+    from components import quality_gate as gate
+
+    blessings = runs.open_store(metadata).get_artifacts_by_type("ModelBlessing")
+    if not blessings:
+        return []
+    properties = max(blessings, key=lambda a: a.id).custom_properties
+    if gate.GATE_LAST_BLESSED not in properties or gate.GATE_MICRO_F1 not in properties:
+        return []
+    candidate = properties[gate.GATE_MICRO_F1].double_value
+    last = properties[gate.GATE_LAST_BLESSED].double_value
+    interval = None
+    if gate.GATE_DIFFERENCE_LOWER in properties and gate.GATE_DIFFERENCE_UPPER in properties:
+        interval = (
+            properties[gate.GATE_DIFFERENCE_LOWER].double_value,
+            properties[gate.GATE_DIFFERENCE_UPPER].double_value,
+        )
+    blessed = properties[gate.BLESSED].int_value if gate.BLESSED in properties else 0
+    return [
+        "against the last blessed model, on this run's eval split (micro-F1 of the served decisions):",
+        f"  candidate {candidate:.3f}   last blessed {last:.3f}   {gate.difference_text(candidate, last, interval)}"
+        f"   -> {'blessed' if blessed else 'NOT blessed'}",
+    ]
 
 
 def schema_lines(metadata: str) -> List[str]:

@@ -153,6 +153,9 @@ def summary_lines(config: PipelineConfig) -> List[str]:
         else f"evaluator: {'blessed' if blessed else 'NOT blessed'} (gate: micro-F1 >= {gate.micro_f1_lower_bound}, "
         f"above the trivial baseline + {gate.baseline_margin} and not worse than the last blessed model)"
     )
+    from cli.report import comparison_lines
+
+    lines += comparison_lines(metadata)
     trainer_model = runs.latest_artifact_uri(metadata, "Model")
     if trainer_model:
         from trainer.rules import format_report

@@ -42,6 +42,9 @@ GATE_LOWER_BOUND = "gate_micro_f1_lower_bound"
 GATE_TRIVIAL_BASELINE = "gate_trivial_baseline"
 GATE_BASELINE_MARGIN = "gate_baseline_margin"
 GATE_LAST_BLESSED = "gate_last_blessed_micro_f1"
+# TFMA's 95 % interval of candidate minus last blessed model, paired on the same eval examples.
+GATE_DIFFERENCE_LOWER = "gate_difference_lower"
+GATE_DIFFERENCE_UPPER = "gate_difference_upper"
 GATE_FAILED = "gate_failed"  # the failed conditions' names, comma-separated; "" when blessed
 GATE_MESSAGE = "gate_message"  # "blessed: ..." or "NOT blessed: ...", one line
 
@@ -71,6 +74,7 @@ class Decision:
     margin: float
     last_blessed: Optional[float]
     conditions: Tuple[Condition, ...]
+    difference_interval: Optional[Tuple[float, float]] = None
 
     @property
     def blessed(self) -> bool:
@@ -101,11 +105,21 @@ class Decision:
             properties[GATE_TRIVIAL_BASELINE] = self.trivial_baseline
         if self.last_blessed is not None:
             properties[GATE_LAST_BLESSED] = self.last_blessed
+        if self.difference_interval is not None:
+            properties[GATE_DIFFERENCE_LOWER], properties[GATE_DIFFERENCE_UPPER] = self.difference_interval
         return properties
 
 
 def _f1(value: float) -> str:
     return "(missing)" if math.isnan(value) else f"{value:.3f}"
+
+
+def difference_text(micro_f1: float, last_blessed: float, interval: Optional[Tuple[float, float]]) -> str:
+    """ "difference +0.012 (95 % interval -0.020 to +0.044)", the interval left out where there is none."""
+    text = f"difference {micro_f1 - last_blessed:+.3f}"
+    if interval is not None and not any(math.isnan(v) for v in interval):
+        text += f" (95 % interval {interval[0]:+.3f} to {interval[1]:+.3f})"
+    return text
 
 
 def _join(parts: List[str]) -> str:
@@ -119,6 +133,7 @@ def decide(
     margin: float,
     last_blessed: Optional[float] = None,
     evaluator_blessed: bool = True,
+    difference_interval: Optional[Tuple[float, float]] = None,
 ) -> Decision:
     """Whether the model is blessed: each condition, the failed ones named.
 
@@ -131,6 +146,8 @@ def decide(
       last_blessed: the last blessed model's micro-F1 on the same split; None for the first model.
       evaluator_blessed: TFMA's verdict. Where it refused but every condition here holds, an
         ``EVALUATOR`` condition fails, so a refusal is never turned into a blessing.
+      difference_interval: TFMA's 95 % interval of ``micro_f1 - last_blessed`` on the same
+        examples, if it computed one; reported, not gated (the gate compares the point values).
     """
     score = _f1(micro_f1)
     # NaN compares False: a missing score fails the bound and the baseline.
@@ -162,15 +179,20 @@ def decide(
     if last_blessed is None:
         conditions.append(Condition(LAST_BLESSED, True, "the first to be compared (no blessed model before it)"))
     elif micro_f1 - last_blessed >= -CHANGE_TOLERANCE:
-        conditions.append(Condition(LAST_BLESSED, True, f"not worse than the last blessed model's {last_blessed:.3f}"))
+        difference = difference_text(micro_f1, last_blessed, difference_interval)
+        conditions.append(
+            Condition(LAST_BLESSED, True, f"not worse than the last blessed model's {last_blessed:.3f}, {difference}")
+        )
     else:
-        worse = f"eval micro-F1 {score} is worse than the last blessed model's {last_blessed:.3f}"
+        difference = difference_text(micro_f1, last_blessed, difference_interval)
+        worse = f"eval micro-F1 {score} is worse than the last blessed model's {last_blessed:.3f}, {difference}"
         conditions.append(Condition(LAST_BLESSED, False, worse))
     if not evaluator_blessed and all(c.passed for c in conditions):
         conditions.append(
             Condition(EVALUATOR, False, "TFMA's validation failed: see the evaluation's validations file")
         )
-    return Decision(micro_f1, lower_bound, trivial_baseline, margin, last_blessed, tuple(conditions))
+    interval = difference_interval if last_blessed is not None else None
+    return Decision(micro_f1, lower_bound, trivial_baseline, margin, last_blessed, tuple(conditions), interval)
 
 
 def trivial_baseline_of(report: dict) -> Optional[float]:
@@ -181,30 +203,45 @@ def trivial_baseline_of(report: dict) -> Optional[float]:
     return None if value is None else float(value)
 
 
-def read_micro_f1(evaluation_uri: str) -> Tuple[float, Optional[float]]:
-    """The gated micro-F1 of the overall slice in a TFMA evaluation: the candidate's and the baseline model's.
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """The gate metric in a TFMA evaluation's overall slice.
 
-    Returns:
-      (candidate, last blessed model): the candidate's is NaN when the evaluation lacks it, the
-      last blessed model's None when the Evaluator had no baseline model.
+    Attributes:
+      candidate: the candidate's micro-F1; NaN when the evaluation lacks it.
+      last_blessed: the last blessed model's; None when the Evaluator had no baseline model.
+      difference_interval: TFMA's 95 % interval of candidate minus last blessed (``diff``
+        metric), None without a baseline model or without ``confidence_intervals``.
     """
+
+    candidate: float = math.nan
+    last_blessed: Optional[float] = None
+    difference_interval: Optional[Tuple[float, float]] = None
+
+
+def read_micro_f1(evaluation_uri: str) -> Scores:
+    """The gated micro-F1 of the overall slice in a TFMA evaluation, the last blessed model's and the difference."""
     import tensorflow_model_analysis as tfma
     from imat_common.serving import DECISIONS
 
-    candidate, last = math.nan, None
+    candidate, last, interval = math.nan, None, None
     for metrics in tfma.load_metrics(evaluation_uri):
         if metrics.slice_key.single_slice_keys:  # the overall slice only
             continue
         for item in metrics.metric_keys_and_values:
             key = item.key
-            if key.name != MICRO_F1 or key.output_name != DECISIONS or key.is_diff or key.HasField("sub_key"):
+            if key.name != MICRO_F1 or key.output_name != DECISIONS or key.HasField("sub_key"):
                 continue
+            if key.is_diff:
+                bounds = item.confidence_interval
+                if bounds.HasField("lower_bound") and bounds.HasField("upper_bound"):
+                    interval = (bounds.lower_bound.double_value.value, bounds.upper_bound.double_value.value)
             # Without a baseline model the candidate's metrics have no model name.
-            if key.model_name == tfma.BASELINE_KEY:
+            elif key.model_name == tfma.BASELINE_KEY:
                 last = item.value.double_value.value
             else:
                 candidate = item.value.double_value.value
-    return candidate, last
+    return Scores(candidate, last, interval if last is not None else None)
 
 
 def gate_blessing(model, evaluation_uri: str, blessing, lower_bound: float, margin: float) -> Decision:
@@ -236,9 +273,11 @@ def gate_blessing(model, evaluation_uri: str, blessing, lower_bound: float, marg
     except (OSError, ValueError) as e:  # no thresholds.json, or not JSON: nothing to compare with
         logging.warning("no trivial baseline for %s: %s", model.uri, e)
         trivial = None
-    micro_f1, last = read_micro_f1(evaluation_uri)
+    scores = read_micro_f1(evaluation_uri)
     tfma_blessed = blessing.get_int_custom_property(BLESSED) == constants.BLESSED_VALUE
-    decision = decide(micro_f1, lower_bound, trivial, margin, last, tfma_blessed)
+    decision = decide(
+        scores.candidate, lower_bound, trivial, margin, scores.last_blessed, tfma_blessed, scores.difference_interval
+    )
     blessing.set_int_custom_property(TFMA_BLESSED, int(tfma_blessed))
     for name, value in decision.custom_properties().items():
         if isinstance(value, int):

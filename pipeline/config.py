@@ -85,6 +85,11 @@ class GateSettings:
         "the baseline, trained models 0.25 or more above it",
         runtime=True,
     )
+    confidence_intervals: bool = setting(
+        True,
+        "the Evaluator also computes 95 % intervals (TFMA's jackknife over the eval split), among them "
+        "the candidate minus the last blessed model's micro-F1; the gate still compares point values",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -147,8 +147,13 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             ),
         ],
         slicing_specs=[tfma.SlicingSpec()],
-        # Default metrics would re-compute the model's compiled tf_keras metrics: off.
-        options=tfma.Options(include_default_metrics={"value": False}),
+        # Default metrics would re-compute the model's compiled tf_keras metrics: off. The
+        # intervals (jackknife, 20 partitions of the eval split) give the gate's comparison with
+        # the last blessed model a paired interval; TFMA gates on the point values.
+        options=tfma.Options(
+            include_default_metrics={"value": False},
+            compute_confidence_intervals={"value": config.gate.confidence_intervals},
+        ),
     )
 
 

@@ -215,3 +215,62 @@ def test_report_opens_in_chromium_without_script_errors_and_sorts(tmp_path):
     undefined = ["-"] * (228 - len(defined))
     assert seen["ascending"] == [f"{v:.3f}" for v in defined] + undefined  # undefined last both ways
     assert seen["descending"] == [f"{v:.3f}" for v in reversed(defined)] + undefined
+
+
+def _bounded(**values):
+    """Metrics as ``load_eval_result`` gives them with confidence intervals on."""
+    return {k: {"boundedValue": {"value": v, "lowerBound": v - 0.1, "upperBound": v + 0.1}} for k, v in values.items()}
+
+
+def test_metrics_with_confidence_intervals_read_their_point_values():
+    overall = {
+        "decisions": {
+            "": {**_bounded(**{"micro_average: true\n_micro_f1": 0.6}), **_bounded(micro_f1_diff=-0.2)},
+            "classId:0": _bounded(precision=0.5, recall=0.25, f1_score=1 / 3, label_slice_example_count=4.0),
+        },
+        "probabilities": {"classId:0": _bounded(auc=0.9)},
+    }
+    assert report.micro_f1([((), overall)]) == pytest.approx(0.6)
+    [row] = report.label_rows([((), overall)], None, 1)
+    assert (row.support, row.precision, row.auc) == (4, pytest.approx(0.5), pytest.approx(0.9))
+
+
+def _blessings(path, *property_sets):
+    """An ML Metadata store holding one ModelBlessing per property set, in order."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    config = mlmd.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = mlmd.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(config)
+    blessing = store.put_artifact_type(mlmd.ArtifactType(name="ModelBlessing"))
+    for properties in property_sets:
+        artifact = mlmd.Artifact(type_id=blessing, uri="/nowhere")
+        for key, value in properties.items():
+            setattr(artifact.custom_properties[key], "int_value" if isinstance(value, int) else "double_value", value)
+        store.put_artifacts([artifact])
+    return path
+
+
+def test_the_newest_evaluation_is_shown_beside_the_last_blessed_model_with_the_difference_interval(tmp_path):
+    from components import quality_gate as gate
+
+    first = {gate.BLESSED: 1, gate.GATE_MICRO_F1: 0.70}  # nothing blessed before it: no comparison
+    assert report.comparison_lines(_blessings(str(tmp_path / "a.sqlite"), first)) == []
+    worse = {
+        gate.BLESSED: 0,
+        gate.GATE_MICRO_F1: 0.65,
+        gate.GATE_LAST_BLESSED: 0.70,
+        gate.GATE_DIFFERENCE_LOWER: -0.09,
+        gate.GATE_DIFFERENCE_UPPER: -0.01,
+    }
+    header, line = report.comparison_lines(_blessings(str(tmp_path / "b.sqlite"), first, worse))
+    assert header.startswith("against the last blessed model")
+    assert re.fullmatch(
+        r" +candidate 0\.650 +last blessed 0\.700 +difference -0\.050 \(95 % interval -0\.090 to -0\.010\) +-> NOT blessed",
+        line,
+    ), line
+    no_interval = {gate.BLESSED: 1, gate.GATE_MICRO_F1: 0.72, gate.GATE_LAST_BLESSED: 0.70}
+    [_, line] = report.comparison_lines(_blessings(str(tmp_path / "c.sqlite"), no_interval))
+    assert line.endswith("difference +0.020   -> blessed") and "interval" not in line

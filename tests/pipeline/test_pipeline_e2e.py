@@ -314,7 +314,15 @@ def test_a_model_not_above_the_trivial_baseline_is_evaluated_against_the_first_a
     assert blessing.custom_properties[quality_gate.GATE_TRIVIAL_BASELINE].double_value == pytest.approx(
         trivial["micro_f1"][rules.BASELINE]["eval"], abs=1e-5
     )
+    # TFMA's jackknife gave the difference from the last blessed model a paired interval.
+    lower = blessing.custom_properties[quality_gate.GATE_DIFFERENCE_LOWER].double_value
+    upper = blessing.custom_properties[quality_gate.GATE_DIFFERENCE_UPPER].double_value
+    assert -1.0 <= lower < upper <= 1.0
     lines = summary_lines(strict)
+    comparison = lines[lines.index(next(line for line in lines if line.startswith("against the last blessed"))) + 1]
+    assert re.search(
+        r"candidate \d\.\d{3} +last blessed \d\.\d{3} +difference [+-]\d\.\d{3} \(95 % interval ", comparison
+    )
     [evaluator] = [line for line in lines if line.startswith("evaluator: ")]
     assert evaluator.startswith("evaluator: NOT blessed: eval micro-F1 ")
     assert re.search(r"is not above the trivial baseline \d\.\d{3} \+ margin 1(;|$)", evaluator), evaluator

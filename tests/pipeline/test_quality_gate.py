@@ -19,7 +19,7 @@ def test_a_model_above_every_condition_is_blessed_and_the_message_names_them():
     assert decision.blessed and decision.failed == []
     assert decision.message() == (
         "blessed: eval micro-F1 0.712 is at least the lower bound 0.3, above the trivial baseline 0.441 "
-        "+ margin 0.05 and not worse than the last blessed model's 0.700"
+        "+ margin 0.05 and not worse than the last blessed model's 0.700, difference +0.012"
     )
 
 
@@ -39,7 +39,7 @@ def test_a_model_above_every_condition_is_blessed_and_the_message_names_them():
         (
             dict(micro_f1=0.65, lower_bound=0.3, trivial_baseline=0.44, margin=0.05, last_blessed=0.7),
             LAST_BLESSED,
-            "NOT blessed: eval micro-F1 0.650 is worse than the last blessed model's 0.700",
+            "NOT blessed: eval micro-F1 0.650 is worse than the last blessed model's 0.700, difference -0.050",
         ),
     ],
 )
@@ -96,15 +96,20 @@ def test_the_trivial_baseline_is_read_from_thresholds_json():
 # The Evaluator's outputs, as TFMA and the Trainer write them.
 
 
-def _add_metric(metrics, value, model_name="", is_diff=False, name="micro_f1", output="decisions", sub_key=None):
+def _add_metric(
+    metrics, value, model_name="", is_diff=False, name="micro_f1", output="decisions", sub_key=None, interval=None
+):
     item = metrics.metric_keys_and_values.add()
     item.key.name, item.key.output_name, item.key.model_name, item.key.is_diff = name, output, model_name, is_diff
     if sub_key is not None:
         item.key.sub_key.class_id.value = sub_key
     item.value.double_value.value = value
+    if interval is not None:  # as TFMA's writer stores a ValueWithTDistribution
+        item.confidence_interval.lower_bound.double_value.value = interval[0]
+        item.confidence_interval.upper_bound.double_value.value = interval[1]
 
 
-def _write_evaluation(folder, candidate, last_blessed=None):
+def _write_evaluation(folder, candidate, last_blessed=None, difference_interval=None):
     """A TFMA metrics file: the overall slice's gate metric, with distractors a reader must skip."""
     os.makedirs(folder)
     overall = metrics_for_slice_pb2.MetricsForSlice()
@@ -114,7 +119,9 @@ def _write_evaluation(folder, candidate, last_blessed=None):
     _add_metric(overall, 0.98, name, output="probabilities")
     if last_blessed is not None:
         _add_metric(overall, last_blessed, "baseline")
-        _add_metric(overall, candidate - last_blessed, "candidate", is_diff=True)
+        _add_metric(overall, candidate - last_blessed, "candidate", is_diff=True, interval=difference_interval)
+        # A per-label diff, with its own interval, that the reader must skip.
+        _add_metric(overall, 0.5, "candidate", is_diff=True, name="f1_score", sub_key=0, interval=(-0.9, 0.9))
     label_slice = metrics_for_slice_pb2.MetricsForSlice()
     label_slice.slice_key.single_slice_keys.add(column="labels", int64_value=1)
     _add_metric(label_slice, 0.01, name)
@@ -146,11 +153,35 @@ def _tfma_blessing(tmp_path, model, blessed=True):
 
 
 def test_the_gate_metric_is_read_for_the_candidate_and_the_last_blessed_model(tmp_path):
-    assert quality_gate.read_micro_f1(_write_evaluation(str(tmp_path / "a"), 0.61)) == (pytest.approx(0.61), None)
-    assert quality_gate.read_micro_f1(_write_evaluation(str(tmp_path / "b"), 0.61, 0.58)) == (
-        pytest.approx(0.61),
-        pytest.approx(0.58),
+    alone = quality_gate.read_micro_f1(_write_evaluation(str(tmp_path / "a"), 0.61))
+    assert (alone.candidate, alone.last_blessed, alone.difference_interval) == (pytest.approx(0.61), None, None)
+    compared = quality_gate.read_micro_f1(_write_evaluation(str(tmp_path / "b"), 0.61, 0.58))
+    assert (compared.candidate, compared.last_blessed) == (pytest.approx(0.61), pytest.approx(0.58))
+    assert compared.difference_interval is None  # confidence_intervals off: TFMA wrote no interval
+
+
+def test_the_difference_interval_is_read_from_the_gate_metrics_diff_only(tmp_path):
+    scores = quality_gate.read_micro_f1(
+        _write_evaluation(str(tmp_path / "e"), 0.61, 0.58, difference_interval=(-0.01, 0.07))
     )
+    assert scores.difference_interval == (pytest.approx(-0.01), pytest.approx(0.07))
+
+
+def test_the_comparison_with_the_last_blessed_model_names_the_difference_and_its_interval():
+    better = decide(0.712, 0.3, 0.441, 0.05, last_blessed=0.7, difference_interval=(-0.02, 0.044))
+    assert better.blessed
+    assert "last blessed model's 0.700, difference +0.012 (95 % interval -0.020 to +0.044)" in better.message()
+    assert better.custom_properties()[quality_gate.GATE_DIFFERENCE_LOWER] == pytest.approx(-0.02)
+    assert better.custom_properties()[quality_gate.GATE_DIFFERENCE_UPPER] == pytest.approx(0.044)
+    worse = decide(0.65, 0.3, 0.44, 0.05, last_blessed=0.7, difference_interval=(-0.09, -0.01))
+    assert worse.failed == [LAST_BLESSED]
+    assert worse.message() == (
+        "NOT blessed: eval micro-F1 0.650 is worse than the last blessed model's 0.700, "
+        "difference -0.050 (95 % interval -0.090 to -0.010)"
+    )
+    # Without a last blessed model there is no difference to report, whatever TFMA wrote.
+    first = decide(0.65, 0.3, 0.44, 0.05, difference_interval=(-0.09, -0.01))
+    assert quality_gate.GATE_DIFFERENCE_LOWER not in first.custom_properties()
 
 
 def test_a_model_refused_for_the_baseline_loses_its_blessing_and_never_becomes_the_next_baseline(tmp_path):
