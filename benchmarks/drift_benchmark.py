@@ -7,8 +7,8 @@
 Its train photos stand for a catalogue whose spans are drawn from one distribution: each
 repetition draws two disjoint random samples of n photos, "the previous span" and "the new
 span", and measures what the ValidationGate measures between them (``components/drift.py``
-with the curated schema of ``pipeline/schema.py``: labels by L-infinity distance, image
-height, width and JPEG bytes by Jensen-Shannon divergence). The share of repetitions above the
+with the curated schema of ``pipeline/schema.py``: labels by L-infinity distance, over all
+labels and within each task, image height, width and JPEG bytes by Jensen-Shannon divergence). The share of repetitions above the
 schema's thresholds is the false-alarm rate of a run on an unchanged catalogue.
 
 Then two shifts of the new sample, with the same draws:
@@ -41,7 +41,7 @@ def read_examples(folder):
     return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
 
 
-def statistics(examples, schema):
+def statistics(examples, schema, tasks):
     import tensorflow_data_validation as tfdv
     from tensorflow_data_validation.statistics import stats_impl
     from tfx_bsl.coders import example_coder
@@ -49,7 +49,7 @@ def statistics(examples, schema):
     from components.drift import slim_example
 
     batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(
-        [slim_example(e).SerializeToString() for e in examples]
+        [slim_example(e, tasks).SerializeToString() for e in examples]
     )
     return stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions(schema=schema))
 
@@ -88,6 +88,7 @@ def main(argv=None):
 
     label_map = load_label_map(args.label_map)
     schema = build_schema(label_map)
+    tasks = {label.label_id: label.task for label in label_map.labels}
     examples = read_examples(os.path.join(args.data, "train"))
     labels_of = [set(e.features.feature[LABELS_KEY].int64_list.value) for e in examples]
     task_labels = {lab.label_id for lab in label_map.labels if lab.task == args.shift_task}
@@ -114,7 +115,7 @@ def main(argv=None):
         for _ in range(args.reps):
             order = rng.permutation(len(examples))
             before, new = order[:n], order[n : 2 * n]
-            previous = statistics([examples[i] for i in before], schema)
+            previous = statistics([examples[i] for i in before], schema, tasks)
             rest = np.setdiff1d(carriers, before)
             half = rng.choice(rest, size=min(n // 2, len(rest)), replace=False)
             shifted = np.concatenate([half, new[: n - len(half)]])
@@ -127,7 +128,7 @@ def main(argv=None):
                 rows[name].append(
                     {
                         d.feature: (d.value, d.exceeded)
-                        for d in drift.measure(statistics(sample, schema), previous, schema)
+                        for d in drift.measure(statistics(sample, schema, tasks), previous, schema)
                     }
                 )
         summary = {}

@@ -126,7 +126,7 @@ def main(argv=None):
         config = variant_config(name, num_labels)
         if name in WITH_BASELINE:
             # What TFX's Evaluator does with a baseline model: a candidate and a baseline spec.
-            config = tfma.update_eval_config_with_defaults(config, has_baseline=True)
+            config = tfma.utils.update_eval_config_with_defaults(config, has_baseline=True)
             shared = [
                 tfma.default_eval_shared_model(model, eval_config=config, model_name=spec.name)
                 for spec in config.model_specs

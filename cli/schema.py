@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from pipeline.schema import IMAGE_DRIFT, LABEL_DRIFT, build_schema, read_schema, schema_text
+from pipeline.schema import IMAGE_DRIFT, LABEL_DRIFT, TASK_DRIFT, build_schema, read_schema, schema_text
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -35,20 +35,27 @@ def main(argv: Optional[List[str]] = None) -> None:
         help="largest L-infinity distance between two spans' label distributions (default %(default)s)",
     )
     parser.add_argument(
+        "--task_drift",
+        type=float,
+        default=TASK_DRIFT,
+        help="largest L-infinity distance between two spans' label distributions within one task (default %(default)s)",
+    )
+    parser.add_argument(
         "--image_drift",
         type=float,
         default=IMAGE_DRIFT,
         help="largest Jensen-Shannon divergence of image height, width and JPEG bytes (default %(default)s)",
     )
     args = parser.parse_args(argv)
-    for flag in ("label_drift", "image_drift"):
+    for flag in ("label_drift", "task_drift", "image_drift"):
         if not 0 < getattr(args, flag) <= 1:
             parser.error(f"--{flag} must be in (0, 1], got {getattr(args, flag)}")
-    schema = build_schema(load_label_map(args.label_map), args.label_drift, args.image_drift)
+    label_map = load_label_map(args.label_map)
+    schema = build_schema(label_map, args.label_drift, args.image_drift, args.task_drift)
     if args.output:
         with open(args.output, "w") as f:
             f.write(schema_text(schema))
-        print(f"wrote {args.output} ({len(schema.feature)} features, labels 1..{schema.feature[-1].int_domain.max})")
+        print(f"wrote {args.output} ({len(schema.feature)} features, labels 1..{label_map.num_labels})")
         return
     if read_schema(args.check) != schema:
         print(

@@ -19,7 +19,8 @@ which TFX's driver resolves to the newest span on disk (recorded as the artifact
 ``calibration`` and ``eval`` come from the newest span only, so the gate scores the new data;
 ``train`` reads the newest ``train_spans`` spans, recorded as the artifact's ``train_spans``
 property ("1,2,3"); and the slim ``drift_new`` / ``drift_previous`` splits hold the newest
-and the previous span's train folders for the drift check (``components/drift.py``).
+and the previous span's train folders for the drift check (``components/drift.py``), with
+each task's labels as ``labels/<task>`` when the label map is given.
 """
 
 import hashlib
@@ -44,6 +45,7 @@ from imat_common.splits import CALIBRATION, DRIFT_NEW, DRIFT_PREVIOUS, EVAL, TRA
 
 _PERCENT_KEY = "calibration_percent"
 _TRAIN_SPANS_KEY = "train_spans"  # 0: no spans; K >= 1: train on the newest K
+_LABEL_MAP_KEY = "label_map"  # with spans: the drift splits carry each task's labels (labels/<task>)
 TRAIN_SPANS_PROPERTY = "train_spans"  # on the Examples artifact: the spans train read, "1,2,3"
 PREVIOUS_SPAN_PROPERTY = "previous_span"  # the span drift was measured against; absent for the first
 
@@ -72,8 +74,8 @@ def image_id_of(example, split: str) -> bytes:
     return values[0]
 
 
-def _settings(exec_properties: Dict[str, Any]) -> Tuple[int, int]:
-    """(calibration_percent, train_spans) from the component's custom config."""
+def _settings(exec_properties: Dict[str, Any]) -> Tuple[int, int, str]:
+    """(calibration_percent, train_spans, label_map) from the component's custom config."""
     custom = proto_utils.json_to_proto(
         exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY], example_gen_pb2.CustomConfig()
     )
@@ -83,7 +85,15 @@ def _settings(exec_properties: Dict[str, Any]) -> Tuple[int, int]:
     if not 0 < percent < 100:
         raise ValueError(f"{_PERCENT_KEY} must be in 1..99, got {percent}")
     train_spans = int(struct[_TRAIN_SPANS_KEY]) if _TRAIN_SPANS_KEY in struct else 0
-    return percent, train_spans
+    label_map = str(struct[_LABEL_MAP_KEY]) if _LABEL_MAP_KEY in struct else ""
+    return percent, train_spans, label_map
+
+
+def label_tasks(label_map: str) -> Dict[int, str]:
+    """Label id -> task name of a label map file (local or remote); empty for no file."""
+    if not label_map:
+        return {}
+    return {label.label_id: label.task for label in features.load_label_map(label_map).labels}
 
 
 def span_pattern(resolved: str, newest: int, span: int) -> str:
@@ -118,7 +128,7 @@ class Executor(import_executor.Executor):
     def GenerateExamplesByBeam(
         self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
     ) -> Dict[str, beam.pvalue.PCollection]:
-        percent, train_spans = _settings(exec_properties)
+        percent, train_spans, label_map = _settings(exec_properties)
         input_config = proto_utils.json_to_proto(
             exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input()
         )
@@ -138,10 +148,12 @@ class Executor(import_executor.Executor):
                 keep=wanted,
             )
         if train_spans:
-            splits.update(self._spans(records, patterns, input_base, int(exec_properties["span"]), train_spans, splits))
+            newest = int(exec_properties["span"])
+            tasks = label_tasks(label_map)
+            splits.update(self._spans(records, patterns, input_base, newest, train_spans, splits, tasks))
         return splits
 
-    def _spans(self, records, patterns, input_base, newest, train_spans, splits):
+    def _spans(self, records, patterns, input_base, newest, train_spans, splits, tasks):
         """The older spans of the train window, and the two drift splits."""
         present = _spans_on_disk(input_base)
         window = spans.window(present, newest, train_spans)
@@ -154,7 +166,7 @@ class Executor(import_executor.Executor):
             for s in window[:-1]
         ]
         train = (newest_train, *older) | f"Window[{TRAIN}]" >> beam.Flatten() if older else newest_train
-        slim = lambda examples, name: examples | f"Slim[{name}]" >> beam.Map(drift.slim_example)
+        slim = lambda examples, name: examples | f"Slim[{name}]" >> beam.Map(drift.slim_example, tasks)
         if previous is None:
             # The first span: an empty split, so the run's splits are the same whatever the data.
             previous_records = newest_train.pipeline | f"NoPrevious[{DRIFT_PREVIOUS}]" >> beam.Create([])
@@ -184,6 +196,7 @@ def calibration_example_gen(
     calibration_percent: int,
     train_spans: int = 0,
     span: int = -1,
+    label_map: str = "",
 ) -> FileBasedExampleGen:
     """ExampleGen with splits ``train``, ``calibration`` and ``eval``, under the id ``ImportExampleGen``.
 
@@ -195,6 +208,8 @@ def calibration_example_gen(
       train_spans: 0: ``input_base`` holds the split folders; K >= 1: it holds ``span-N`` folders,
         the newest span is read, train reads the newest K, and the drift splits are added.
       span: with ``train_spans``, the span to read instead of the newest (-1).
+      label_map: with ``train_spans``, the label map whose tasks split the drift splits' labels
+        into ``labels/<task>`` features (read when the component runs); "": no per-task features.
     """
     if not 0 < calibration_percent < 100:
         raise ValueError(f"calibration_percent must be in 1..99, got {calibration_percent}")
@@ -203,6 +218,8 @@ def calibration_example_gen(
     custom = example_gen_pb2.CustomConfig()
     settings = struct_pb2.Struct()
     settings.update({_PERCENT_KEY: calibration_percent, _TRAIN_SPANS_KEY: train_spans})
+    if train_spans and label_map:
+        settings.update({_LABEL_MAP_KEY: label_map})
     custom.custom_config.Pack(settings)
     split_patterns = [(TRAIN, train_pattern), (CALIBRATION, holdout_pattern), (EVAL, holdout_pattern)]
     if train_spans:

@@ -9,6 +9,9 @@ drift comparators, whose thresholds are in the curated schema (``pipeline/schema
 
 - ``labels``: L-infinity distance between the two label distributions (the largest change
   in any one label's share of the label occurrences);
+- ``labels/<task>`` (one per task of the label map, in the drift splits only): the same
+  distance within each task, each label's share of that task's occurrences, so that a change
+  inside a small task (gender, say) is not diluted by the other tasks' labels;
 - ``image/height``, ``image/width``, ``image/num_bytes``: approximate Jensen-Shannon
   divergence between the two histograms (a new studio, a new camera, darker photos).
 
@@ -21,7 +24,7 @@ This module holds the plain logic: no TFX import.
 """
 
 import dataclasses
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 from tensorflow.core.example import example_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
@@ -37,13 +40,24 @@ _KIND = {
 }
 
 
-def slim_example(example: example_pb2.Example) -> example_pb2.Example:
-    """What drift is measured on: labels, height, width and the JPEG's size in bytes."""
+def slim_example(example: example_pb2.Example, tasks: Optional[Mapping[int, str]] = None) -> example_pb2.Example:
+    """What drift is measured on: labels, height, width and the JPEG's size in bytes.
+
+    Args:
+      example: a download job's example.
+      tasks: label id -> task name (the label map's); each task's label ids are also written
+        as ``labels/<task>``. A label id the map lacks is left out there (the schema's domain
+        check on the train split reports it).
+    """
     source = example.features.feature
     slim = example_pb2.Example()
     for key in (features.LABELS_KEY, features.HEIGHT_KEY, features.WIDTH_KEY):
         if key in source:
             slim.features.feature[key].CopyFrom(source[key])
+    if tasks and features.LABELS_KEY in source:
+        for label_id in source[features.LABELS_KEY].int64_list.value:
+            if label_id in tasks:
+                slim.features.feature[features.task_labels_key(tasks[label_id])].int64_list.value.append(label_id)
     jpegs = source[features.IMAGE_KEY].bytes_list.value if features.IMAGE_KEY in source else []
     slim.features.feature[features.NUM_BYTES_KEY].int64_list.value.extend(len(jpeg) for jpeg in jpegs)
     return slim

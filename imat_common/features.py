@@ -9,6 +9,7 @@ import codecs
 import csv
 import dataclasses
 import io
+import re
 import logging
 from typing import Dict, Iterable, List, Sequence
 
@@ -26,6 +27,17 @@ LABELS_KEY = "labels"  # int64 list: the competition's labelIds (1-based), sorte
 # int64: bytes of the stored JPEG; only in the drift splits (imat_common/splits.py), where it
 # stands for the image's content (a darker studio, a new camera) at the cost of no decoding.
 NUM_BYTES_KEY = "image/num_bytes"
+
+
+def task_labels_key(task: str) -> str:
+    """The drift splits' feature holding the label ids of one task: ``labels/<task>``.
+
+    Characters other than letters, digits, ``_``, ``.`` and ``-`` become ``_``: the name is also a
+    tensor name in Transform's input signature.
+    """
+    return f"{LABELS_KEY}/" + re.sub(r"[^A-Za-z0-9_.\-]", "_", task)
+
+
 RAW_FEATURE_KEYS = (IMAGE_ID_KEY, IMAGE_KEY, HEIGHT_KEY, WIDTH_KEY, SHA256_KEY, URL_KEY, LABELS_KEY)
 
 

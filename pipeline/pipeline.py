@@ -219,6 +219,7 @@ def data_components(config: PipelineConfig) -> Dict[str, Any]:
         data.calibration_percent,
         train_spans=data.train_spans,
         span=data.span,
+        label_map=locations.label_map,
     )
     schema_importer = tfx.components.ImportSchemaGen(schema_file=locations.schema_path)
     # With the schema, label ids are counted as categories: the drift comparator needs the counts.

@@ -17,8 +17,10 @@ The contract, for every split the pipeline reads:
 And how far the newest span may drift from the previous one before a run stops
 (``components/drift.py``): ``labels`` by L-infinity distance of the label distribution
 (``label_drift``), ``image/height``, ``image/width`` and ``image/num_bytes`` (the JPEG's size, a
-feature of the drift splits only) by Jensen-Shannon divergence (``image_drift``). Both
-thresholds were chosen by ``benchmarks/drift_benchmark.py`` (docs/benchmarks.md, "Drift").
+feature of the drift splits only) by Jensen-Shannon divergence (``image_drift``), and each
+task's labels, ``labels/<task>`` (features of the drift splits only), by L-infinity distance
+within the task (``task_drift``). The thresholds were chosen by
+``benchmarks/drift_benchmark.py`` (docs/benchmarks.md, "Drift").
 
 ``imat schema`` (cli/schema.py) writes it and checks a file against a label map.
 """
@@ -37,6 +39,7 @@ SCHEMA_FILE = "schema.pbtxt"
 # (measured: docs/benchmarks.md, "Drift").
 LABEL_DRIFT = 0.03
 IMAGE_DRIFT = 0.07
+TASK_DRIFT = 0.15
 _SINGLE_BYTES = {
     features.IMAGE_ID_KEY: "the competition image id, unique within a split",
     features.IMAGE_KEY: "the image, RGB JPEG as the download job stores it",
@@ -56,7 +59,10 @@ def _required_single(schema: schema_pb2.Schema, name: str, kind: int, comment: s
 
 
 def build_schema(
-    label_map: LabelMap, label_drift: float = LABEL_DRIFT, image_drift: float = IMAGE_DRIFT
+    label_map: LabelMap,
+    label_drift: float = LABEL_DRIFT,
+    image_drift: float = IMAGE_DRIFT,
+    task_drift: float = TASK_DRIFT,
 ) -> schema_pb2.Schema:
     """The curated schema of the download job's examples for ``label_map``.
 
@@ -64,6 +70,8 @@ def build_schema(
       label_map: the labels; ``labels`` gets the domain 1..``label_map.num_labels``.
       label_drift: the largest L-infinity distance between two spans' label distributions.
       image_drift: the largest Jensen-Shannon divergence of image height, width and JPEG size.
+      task_drift: the largest L-infinity distance between two spans' label distributions within
+        one task (``labels/<task>``).
 
     Returns:
       A Schema proto (deterministic: the same label map always gives the same text).
@@ -95,6 +103,18 @@ def build_schema(
     labels.annotation.comment.append(
         f"label ids of the label map ({len(label_map.labels)} labels, highest id {label_map.num_labels})"
     )
+    tasks = {}
+    for label in label_map.labels:
+        tasks.setdefault(label.task, []).append(label.label_id)
+    for task, ids in tasks.items():
+        # Like image/num_bytes, no presence constraint: only the drift splits carry it.
+        task_labels = schema.feature.add(name=features.task_labels_key(task), type=schema_pb2.INT)
+        task_labels.int_domain.min, task_labels.int_domain.max = min(ids), max(ids)
+        task_labels.int_domain.is_categorical = True
+        task_labels.drift_comparator.infinity_norm.threshold = task_drift
+        task_labels.annotation.comment.append(
+            f"label ids of task {task!r} ({len(ids)} labels); in the drift splits only"
+        )
     schema.dataset_constraints.min_examples_count = 1
     return schema
 

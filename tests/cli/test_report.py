@@ -268,7 +268,8 @@ def test_the_newest_evaluation_is_shown_beside_the_last_blessed_model_with_the_d
     header, line = report.comparison_lines(_blessings(str(tmp_path / "b.sqlite"), first, worse))
     assert header.startswith("against the last blessed model")
     assert re.fullmatch(
-        r" +candidate 0\.650 +last blessed 0\.700 +difference -0\.050 \(95 % interval -0\.090 to -0\.010\) +-> NOT blessed",
+        r" +candidate 0\.650 +last blessed 0\.700 +difference -0\.050 "
+        r"\(95 % interval -0\.090 to -0\.010\) +-> NOT blessed",
         line,
     ), line
     no_interval = {gate.BLESSED: 1, gate.GATE_MICRO_F1: 0.72, gate.GATE_LAST_BLESSED: 0.70}

@@ -19,7 +19,8 @@ LABEL_MAP = LabelMap(tuple(Label(i, 1 + i // 100, f"l{i}", f"t{1 + i // 100}") f
 def test_labels_are_variable_length_with_the_label_maps_domain_and_the_rest_required():
     schema = schema_lib.build_schema(LABEL_MAP)
     by_name = {f.name: f for f in schema.feature}
-    assert set(by_name) == set(features.RAW_FEATURE_KEYS) | {features.NUM_BYTES_KEY}
+    task_features = {features.task_labels_key(t) for t in ("t1", "t2", "t3")}
+    assert set(by_name) == set(features.RAW_FEATURE_KEYS) | {features.NUM_BYTES_KEY} | task_features
     labels = by_name[features.LABELS_KEY]
     assert (labels.int_domain.min, labels.int_domain.max) == (1, 228) and not labels.HasField("shape")
     assert by_name[features.IMAGE_KEY].presence.min_fraction == 1.0
@@ -29,8 +30,9 @@ def test_labels_are_variable_length_with_the_label_maps_domain_and_the_rest_requ
     assert spec[features.LABELS_KEY] == tf.io.VarLenFeature(tf.int64)
     assert spec[features.IMAGE_KEY] == tf.io.FixedLenFeature([1], tf.string)
     assert spec[features.IMAGE_ID_KEY] == tf.io.FixedLenFeature([1], tf.string)
-    # The drift splits' JPEG size is optional: the image splits parse without it.
+    # The drift splits' JPEG size and task labels are optional: the image splits parse without them.
     assert spec[features.NUM_BYTES_KEY] == tf.io.VarLenFeature(tf.int64)
+    assert all(spec[name] == tf.io.VarLenFeature(tf.int64) for name in task_features)
 
 
 def test_the_checked_in_demo_schema_is_the_generated_one():
@@ -44,7 +46,8 @@ def test_staging_gives_each_content_its_own_path(tmp_path):
     fewer = LabelMap(tuple(LABEL_MAP.labels[:195]))
     other = schema_lib.stage_schema(schema_lib.build_schema(fewer), str(tmp_path))
     assert first == again != other
-    assert schema_lib.read_schema(other).feature[-1].int_domain.max == 195
+    [labels] = [f for f in schema_lib.read_schema(other).feature if f.name == features.LABELS_KEY]
+    assert labels.int_domain.max == 195
 
 
 def test_differences_name_what_schemagen_guessed_otherwise():
