@@ -8,8 +8,9 @@ Its train photos stand for a catalogue whose spans are drawn from one distributi
 repetition draws two disjoint random samples of n photos, "the previous span" and "the new
 span", and measures what the ValidationGate measures between them (``components/drift.py``
 with the curated schema of ``pipeline/schema.py``: labels by L-infinity distance, over all
-labels and within each task, image height, width and JPEG bytes by Jensen-Shannon divergence). The share of repetitions above the
-schema's thresholds is the false-alarm rate of a run on an unchanged catalogue.
+labels and within each task, image height, width and JPEG bytes by Jensen-Shannon divergence).
+The share of repetitions above the schema's thresholds is the false-alarm rate of a run on an
+unchanged catalogue.
 
 Then two shifts of the new sample, with the same draws:
 - label shift: the new sample takes half of its photos from those carrying one label (the

@@ -33,6 +33,7 @@ from imat_common import features
 
 # The ValidationGate records each measured distance on its Schema output as ``drift:<feature>``.
 PROPERTY_PREFIX = "drift:"
+SKEW_PROPERTY_PREFIX = "skew:"
 
 _KIND = {
     anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: "L-infinity distance",
@@ -128,6 +129,57 @@ def measure(
         for m in info.drift_measurements:
             drifts.append(Drift(name, _KIND.get(m.type, str(m.type)), m.value, m.threshold, _max_value(description)))
     return sorted(drifts, key=lambda d: d.feature)
+
+
+# Fewer eval images than this and the skew check is not made: the train split against a sample of
+# this size stayed under the label threshold in every unchanged draw (docs/benchmarks.md, "Drift").
+SKEW_MIN_EXAMPLES = 200
+
+
+def skew_thresholds(schema: schema_pb2.Schema) -> Dict[str, float]:
+    """Feature name -> the threshold of its skew comparator in ``schema`` (features without one left out)."""
+    found = {}
+    for feature in schema.feature:
+        comparator = feature.skew_comparator
+        if comparator.HasField("infinity_norm"):
+            found[feature.name] = comparator.infinity_norm.threshold
+        elif comparator.HasField("jensen_shannon_divergence"):
+            found[feature.name] = comparator.jensen_shannon_divergence.threshold
+    return found
+
+
+def measure_skew(
+    training: statistics_pb2.DatasetFeatureStatisticsList,
+    serving: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+) -> List[Drift]:
+    """Every skew comparator of ``schema``, measured between what the model trains on and what it is scored on.
+
+    Args:
+      training: StatisticsGen's statistics of the ``train`` split (the run's window of spans).
+      serving: those of the ``eval`` split (the newest span's, what the gate scores).
+      schema: the curated schema; its features' ``skew_comparator`` thresholds apply.
+    """
+    import tensorflow_data_validation as tfdv
+
+    result = tfdv.validate_statistics(training, schema, serving_statistics=serving)
+    skews = []
+    for info in result.drift_skew_info:
+        name = "/".join(info.path.step)
+        description = result.anomaly_info[name].description if name in result.anomaly_info else ""
+        for m in info.skew_measurements:
+            skews.append(Drift(name, _KIND.get(m.type, str(m.type)), m.value, m.threshold, _max_value(description)))
+    return sorted(skews, key=lambda d: d.feature)
+
+
+def skew_lines(skews: List[Drift], train_spans: str, new_span: Optional[int]) -> List[str]:
+    """One line per feature whose train/eval skew is above its threshold."""
+    return [
+        f"skew in '{d.feature}' between the train split (spans {train_spans}) and the eval split (span {new_span}): "
+        f"{d.kind} {d.value:.4g} above the schema's threshold {d.threshold:g}" + (f" ({d.detail})" if d.detail else "")
+        for d in skews
+        if d.exceeded
+    ]
 
 
 def drift_lines(drifts: List[Drift], new_span: Optional[int], previous_span: Optional[int]) -> List[str]:

@@ -3,8 +3,9 @@
 It passes the curated schema through (``validated_schema``), and Transform and the Trainer
 read that output: they cannot start before the gate has passed, on any orchestrator. The
 logic and the message are in ``components/validation.py``; with spans it also stops on drift
-between the newest span and the previous one (``components/drift.py``), and records each
-measured distance on ``validated_schema`` (``drift:<feature>``) for ``imat report``.
+between the newest span and the previous one, and on skew between the train split (the window)
+and the eval split (the newest span) (``components/drift.py``), and records each measured
+distance on ``validated_schema`` (``drift:<feature>``, ``skew:<feature>``) for ``imat report``.
 
 In ``create_pipeline``::
 
@@ -28,7 +29,7 @@ from tfx.utils import io_utils
 
 from components import drift, validation
 from components.calibration_split import PREVIOUS_SPAN_PROPERTY, TRAIN_SPANS_PROPERTY
-from imat_common.splits import DRIFT_NEW, DRIFT_PREVIOUS, DRIFT_SPLITS
+from imat_common.splits import DRIFT_NEW, DRIFT_PREVIOUS, DRIFT_SPLITS, EVAL, TRAIN
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,33 @@ def drift_problems(
     return drift.drift_lines(drifts, new_span, previous_span)
 
 
+def skew_problems(statistics, schema_proto, train_spans: str, new_span: Optional[int], validated_schema) -> List[str]:
+    """The skew lines of a run on spans: its train split (the window) against its eval split (the newest span).
+
+    Not measured without spans, without skew thresholds in the schema, or on an eval split of
+    fewer than ``drift.SKEW_MIN_EXAMPLES`` images (too few to tell skew from chance). Each
+    measured distance is recorded on ``validated_schema`` as ``skew:<feature>``.
+    """
+    names = artifact_utils.decode_split_names(statistics.split_names)
+    if not set(DRIFT_SPLITS) <= set(names) or not drift.skew_thresholds(schema_proto):
+        return []
+    load = lambda split: stats_artifact_utils.load_statistics(statistics, split).proto()
+    serving = load(EVAL)
+    eval_images = sum(dataset.num_examples for dataset in serving.datasets)
+    if eval_images < drift.SKEW_MIN_EXAMPLES:
+        log.info(
+            "skew between train and eval not measured: the eval split has %d images, fewer than %d",
+            eval_images,
+            drift.SKEW_MIN_EXAMPLES,
+        )
+        return []
+    skews = drift.measure_skew(load(TRAIN), serving, schema_proto)
+    for d in skews:
+        validated_schema.set_float_custom_property(drift.SKEW_PROPERTY_PREFIX + d.feature, d.value)
+        log.info("skew in %s, train against eval: %s %.4f (threshold %g)", d.feature, d.kind, d.value, d.threshold)
+    return drift.skew_lines(skews, train_spans, new_span)
+
+
 def gate(statistics, anomalies, schema, validated_schema, warn_only: bool, examples=None) -> None:
     """The component's logic on artifacts: enforce, then copy the schema to the output."""
     schema_file = io_utils.get_only_uri_in_dir(schema.uri)
@@ -98,6 +126,7 @@ def gate(statistics, anomalies, schema, validated_schema, warn_only: bool, examp
     previous = examples.get_string_custom_property(PREVIOUS_SPAN_PROPERTY) if examples is not None else ""
     new_span = int(read.split(",")[-1]) if read else None  # the window ends with the span read
     extra = drift_problems(statistics, schema_proto, new_span, int(previous) if previous else None, validated_schema)
+    extra += skew_problems(statistics, schema_proto, read, new_span, validated_schema)
     problems = validation.check_splits(read_anomalies(anomalies), counts, schema_proto, warn_only, extra=extra)
     validated_schema.set_int_custom_property("anomalies", len(problems))
     tf.io.gfile.copy(schema_file, os.path.join(validated_schema.uri, os.path.basename(schema_file)), overwrite=True)

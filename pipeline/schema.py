@@ -19,7 +19,9 @@ And how far the newest span may drift from the previous one before a run stops
 (``label_drift``), ``image/height``, ``image/width`` and ``image/num_bytes`` (the JPEG's size, a
 feature of the drift splits only) by Jensen-Shannon divergence (``image_drift``), and each
 task's labels, ``labels/<task>`` (features of the drift splits only), by L-infinity distance
-within the task (``task_drift``). The thresholds were chosen by
+within the task (``task_drift``). The same label and image thresholds bound the skew between a
+run's train split (its window of spans) and its eval split (the newest span's), the data the gate
+scores the model on. The thresholds were chosen by
 ``benchmarks/drift_benchmark.py`` (docs/benchmarks.md, "Drift").
 
 ``imat schema`` (cli/schema.py) writes it and checks a file against a label map.
@@ -84,6 +86,7 @@ def build_schema(
             feature = _required_single(schema, name, schema_pb2.INT, _SINGLE_INTS[name])
             feature.int_domain.min = 1
             feature.drift_comparator.jensen_shannon_divergence.threshold = image_drift
+            feature.skew_comparator.jensen_shannon_divergence.threshold = image_drift
     # No presence constraint: only the drift splits carry it.
     num_bytes = schema.feature.add(name=features.NUM_BYTES_KEY, type=schema_pb2.INT)
     num_bytes.drift_comparator.jensen_shannon_divergence.threshold = image_drift
@@ -100,6 +103,8 @@ def build_schema(
     # the domain above is still enforced.
     labels.int_domain.is_categorical = True
     labels.drift_comparator.infinity_norm.threshold = label_drift
+    # The same distance between the train split and the newest span's eval split (skew).
+    labels.skew_comparator.infinity_norm.threshold = label_drift
     labels.annotation.comment.append(
         f"label ids of the label map ({len(label_map.labels)} labels, highest id {label_map.num_labels})"
     )

@@ -1,6 +1,7 @@
 """Drift between spans (components/drift.py): what is measured, and the one line that stops a run."""
 
 import io
+import os
 import random
 
 import numpy as np
@@ -200,3 +201,59 @@ def test_a_shift_inside_a_task_on_few_images_is_caught_though_all_labels_togethe
     assert not drifts[features.task_labels_key("main")].exceeded
     [line] = drift.drift_lines(list(drifts.values()), 3, 2)
     assert "drift in 'labels/rare'" in line and "most changed value: 1" in line
+
+
+# --- skew: the run's train split (its window of spans) against its eval split (the newest span) ---
+
+
+def test_an_eval_split_drawn_like_train_shows_no_skew_and_a_shifted_one_does():
+    schema_skews = drift.skew_thresholds(SCHEMA)
+    assert schema_skews == {
+        features.LABELS_KEY: schema_lib.LABEL_DRIFT,
+        features.HEIGHT_KEY: schema_lib.IMAGE_DRIFT,
+        features.WIDTH_KEY: schema_lib.IMAGE_DRIFT,
+    }
+    train = _statistics(_span(20, 600))
+    same = drift.measure_skew(train, _statistics(_span(21, 200)), SCHEMA)
+    assert {d.feature for d in same} == set(schema_skews) and not [d for d in same if d.exceeded]
+    shifted = drift.measure_skew(train, _statistics(_span(22, 200, only_label=RED)), SCHEMA)
+    [line] = drift.skew_lines(shifted, "2,3", 3)
+    assert line.startswith(
+        "skew in 'labels' between the train split (spans 2,3) and the eval split (span 3): L-infinity distance "
+    )
+    assert f"threshold {schema_lib.LABEL_DRIFT:g} (most changed value: {RED})" in line
+
+
+def _statistics_artifact(folder, splits):
+    """An ExampleStatistics artifact holding ``splits`` ({name: statistics}) as StatisticsGen writes them."""
+    from tfx.types import artifact_utils, standard_artifacts
+
+    artifact = standard_artifacts.ExampleStatistics()
+    artifact.uri = str(folder)
+    artifact.split_names = artifact_utils.encode_split_names(list(splits))
+    for name, statistics in splits.items():
+        split_dir = artifact_utils.get_split_uri([artifact], name)
+        os.makedirs(split_dir)
+        with open(os.path.join(split_dir, "FeatureStats.pb"), "wb") as f:
+            f.write(statistics.SerializeToString())
+        with tf.io.TFRecordWriter(os.path.join(split_dir, "stats_tfrecord")) as writer:
+            writer.write(statistics.SerializeToString())
+    return artifact
+
+
+@pytest.mark.parametrize("eval_images, stops", [(drift.SKEW_MIN_EXAMPLES, True), (drift.SKEW_MIN_EXAMPLES - 1, False)])
+def test_the_gate_measures_skew_on_spans_only_with_enough_eval_images(tmp_path, eval_images, stops):
+    from tfx.types import standard_artifacts
+
+    from components import validation_gate
+    from imat_common.splits import DRIFT_SPLITS
+
+    train, shifted = _statistics(_span(30, 400)), _statistics(_span(31, eval_images, only_label=RED))
+    validated = standard_artifacts.Schema()
+    splits = {"train": train, "eval": shifted, **{name: train for name in DRIFT_SPLITS}}
+    lines = validation_gate.skew_problems(_statistics_artifact(tmp_path / "s", splits), SCHEMA, "2,3", 3, validated)
+    assert bool(lines) == stops
+    assert validated.has_custom_property(drift.SKEW_PROPERTY_PREFIX + features.LABELS_KEY) == stops
+    # Without spans (no drift splits) skew is not measured: train and validation folders may differ by design.
+    no_spans = _statistics_artifact(tmp_path / "n", {"train": train, "eval": shifted})
+    assert validation_gate.skew_problems(no_spans, SCHEMA, "", None, standard_artifacts.Schema()) == []

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from cli import demo_data, runs, span_stats
 from components import validation
+from imat_common import features
 from imat_common.features import write_label_map
 from imat_common.workdir import metadata_path
 from pipeline import local_runner
@@ -58,7 +59,8 @@ def test_each_run_reads_its_span_trains_on_the_window_and_stops_on_drift(tmp_pat
     assert states["Transform"] == "COMPLETE"
     assert (read["span"], read["train_spans"], read["previous_span"], read["gate"]) == (2, [1, 2], 1, "passed")
     # Measured, and below the schema's thresholds: a span drawn like the one before it.
-    assert set(read["drift"]) == {"labels", "image/height", "image/width", "image/num_bytes"}
+    tasks = {features.task_labels_key(label.task) for label in demo_data.label_table()}
+    assert set(read["drift"]) == {"labels", "image/height", "image/width", "image/num_bytes"} | tasks
     assert all(value <= read["thresholds"][feature] for feature, value in read["drift"].items())
     examples = runs.latest_artifact_uri(metadata, "Examples")
     assert _ids(examples, "train") == sorted(span1["train"] + span2["train"])
@@ -70,6 +72,12 @@ def test_each_run_reads_its_span_trains_on_the_window_and_stops_on_drift(tmp_pat
         assert len(slim) == len(rows)
         assert all(
             "image/encoded" not in e.features.feature and e.features.feature["image/num_bytes"].int64_list.value
+            for e in slim
+        )
+        # Each task's labels in a feature of their own (ExampleGen read the label map).
+        assert all(
+            sorted(v for task in tasks for v in e.features.feature[task].int64_list.value)
+            == sorted(e.features.feature["labels"].int64_list.value)
             for e in slim
         )
 
@@ -87,6 +95,8 @@ def test_each_run_reads_its_span_trains_on_the_window_and_stops_on_drift(tmp_pat
     states, read = _run_front(config.with_settings(warn_only=True))
     assert states["Transform"] == "COMPLETE"
     assert (read["span"], read["train_spans"]) == (3, [2, 3]) and read["drift"]["labels"] > read["thresholds"]["labels"]
+    # Red took about half the garments: within the colour task too.
+    assert read["drift"]["labels/color"] > read["thresholds"]["labels/color"]
     examples = runs.latest_artifact_uri(metadata, "Examples")
     assert _ids(examples, "train") == sorted(span2["train"] + span3["train"])
     assert sorted(_ids(examples, "calibration") + _ids(examples, "eval")) == span3["validation"]
