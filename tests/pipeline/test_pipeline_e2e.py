@@ -317,7 +317,7 @@ def test_a_model_not_above_the_trivial_baseline_is_evaluated_against_the_first_a
     # TFMA's jackknife gave the difference from the last blessed model a paired interval.
     lower = blessing.custom_properties[quality_gate.GATE_DIFFERENCE_LOWER].double_value
     upper = blessing.custom_properties[quality_gate.GATE_DIFFERENCE_UPPER].double_value
-    assert -1.0 <= lower < upper <= 1.0
+    assert -1.0 <= lower <= upper <= 1.0
     lines = summary_lines(strict)
     comparison = lines[lines.index(next(line for line in lines if line.startswith("against the last blessed"))) + 1]
     assert re.search(
