@@ -52,7 +52,8 @@ class DataSettings:
         50, "share of eval_split's images (by hash of the id) that tune the thresholds; the rest is eval"
     )
     warn_only: bool = setting(
-        False, "data that breaks the schema or drifted: log it and go on, instead of stopping before Transform"
+        False,
+        "data that breaks the schema, drifted or is skewed: log it and go on, instead of stopping before Transform",
     )
     train_spans: int = setting(
         0,
