@@ -62,9 +62,11 @@ def variant_config(name: str, num_labels: int):
 
 def per_label_auc(result) -> dict:
     """{class sub key: auc} of the overall slice of a TFMA result."""
+    from cli.report import _number
+
     overall = dict(result.slicing_metrics).get((), {})
     return {
-        sub_key: values["auc"]["doubleValue"]
+        sub_key: _number(values["auc"])
         for sub_key, values in overall.get("probabilities", {}).items()
         if "auc" in values and sub_key
     }

@@ -88,6 +88,7 @@ VARIANTS = {
 # The ones the docs' tables quote; --all runs every variant.
 CORE = (
     "2 shards at a time, buffer 128, augmentation",
+    "2 shards at a time, buffer 128, no augmentation",
     "all shards, buffer 10,000, augmentation",
     "all shards, buffer 10,000, no augmentation",
     "all shards, buffer 10,000, no augmentation, batch norms frozen",

@@ -212,7 +212,7 @@ def _run_front(config):
 def test_spans_from_the_pipelines_front(tmp_path):
     from cli import demo_data
     from components import validation
-    from imat_common.features import load_label_map, write_label_map
+    from imat_common.features import load_label_map, task_labels_key, write_label_map
     from imat_common.workdir import metadata_path
     from pipeline import schema as schema_lib
     from pipeline.config import demo_config
@@ -225,7 +225,7 @@ def test_spans_from_the_pipelines_front(tmp_path):
     config = demo_config(work, 18, data_root=data, label_map=label_map_path, train_spans=2)
 
     def schema(drift):
-        built = schema_lib.build_schema(label_map, label_drift=drift, image_drift=drift)
+        built = schema_lib.build_schema(label_map, label_drift=drift, image_drift=drift, task_drift=drift)
         return config.with_settings(schema_path=schema_lib.stage_schema(built, os.path.join(work, "schema")))
 
     loose, tight = schema(0.9), schema(0.001)
@@ -247,7 +247,8 @@ def test_spans_from_the_pipelines_front(tmp_path):
     assert [r["gate"] for r in rows] == ["passed", "passed", "stopped"]
     for row in rows:  # StatisticsGen's count of each label id is the count in the span's train folder
         assert row["label_counts"] == dict(collections.Counter(k for ids in labels[row["span"]] for k in ids))
-    features = {"labels", "image/height", "image/width", "image/num_bytes"}
+    tasks = {task_labels_key(label.task) for label in label_map.labels}  # 30 images: per-task drift is loose too
+    features = {"labels", "image/height", "image/width", "image/num_bytes"} | tasks
     assert rows[0]["drift"] == {} and rows[0]["drift_source"] is None  # the first span: nothing to compare
     assert set(rows[1]["drift"]) == features and rows[1]["drift_source"] == "gate"
     assert rows[1]["thresholds"] == {feature: pytest.approx(0.9) for feature in features}
