@@ -69,7 +69,7 @@ def _build(config: ModelConfig) -> keras.Model:
                 layer.momentum = config.batch_norm_momentum
     # Pretrained: training=False keeps the batch-norm statistics frozen while fine-tuning (Keras'
     # guidance). From scratch there are no statistics to keep: batch norm must learn them, or
-    # the network barely trains (measured: docs/benchmarks.md, "Batch norm when training from scratch").
+    # the network learns much less (measured: docs/benchmarks.md, "Batch norm when training from scratch").
     features = backbone(spec.scale(inputs), training=False if config.pretrained else None)
     embedding = keras.layers.Activation("linear", name=EMBEDDING_LAYER, dtype="float32")(
         _pool(features, config.pooling)
