@@ -4,6 +4,7 @@ imat run         download the demo data (or use --data) and run the TFX pipeline
 imat predict     tag images with the last pushed model
 imat report      per-label metrics of the last evaluation, the decision rules, the label distribution
 imat submission  score a split (the competition's test file) in batch and write the submission CSV
+imat audit       the labels the model confidently contradicts (wrong or missing), ranked: CSV and HTML
 imat schema      write the curated schema from a label map, or check a schema file against one
 imat similar     the catalogue items most like an image or an item id (needs an index)
 imat index       embed a catalogue of TFRecords and build the similar-product index (Beam)
@@ -37,6 +38,7 @@ _MODULES = {
     "predict": "cli.predict",
     "report": "cli.report",
     "submission": "cli.submission",
+    "audit": "cli.audit",
     "schema": "cli.schema",
     "similar": "cli.similar",
     "index": "cli.index",
