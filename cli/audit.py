@@ -34,11 +34,18 @@ import numpy as np
 
 from cli import label_issues
 from cli.flags import local_model
-from imat_common import features, image_policy, serving
+from imat_common import features, image_policy, serving, spans
 from imat_common.workdir import DEFAULT_WORKDIR, Workdir
 
 CSV_COLUMNS = ("rank", "image_id", "label_id", "label_name", "task", "given", "probability", "suggested_action")
 THUMBNAIL_PX = 160
+
+
+def default_patterns(workdir: Workdir) -> List[str]:
+    """The validation split of the workdir's data: of its newest span when the data has spans."""
+    present = spans.numbers(os.listdir(workdir.data)) if os.path.isdir(workdir.data) else []
+    root = os.path.join(workdir.data, spans.folder(max(present))) if present else workdir.data
+    return [os.path.join(root, "validation", "*.tfrecord.gz")]
 
 
 def read_split(patterns: Sequence[str]):
@@ -173,7 +180,9 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR)
     parser.add_argument("--model", help="an exported model; default: the newest pushed in WORKDIR/serving")
     parser.add_argument(
-        "--examples", nargs="+", help="TFRecord files or patterns; default: WORKDIR/data/validation/*.tfrecord.gz"
+        "--examples",
+        nargs="+",
+        help="TFRecord files or patterns; default: WORKDIR/data/validation/*.tfrecord.gz (with spans, the newest's)",
     )
     parser.add_argument("--label_map", help="label names and tasks; default: WORKDIR/source/label_map.csv if present")
     parser.add_argument("--output", help="prefix of the CSV and HTML; default: WORKDIR/audit/label_issues")
@@ -184,7 +193,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         parser.error("--batch_size and --top must be at least 1")
     model_dir = local_model(parser, args)
     workdir = Workdir(args.workdir)
-    patterns = args.examples or [os.path.join(workdir.data, "validation", "*.tfrecord.gz")]
+    patterns = args.examples or default_patterns(workdir)
     if any(f"{os.sep}train{os.sep}" in p for p in patterns):
         print(
             "imat audit: warning: the model trained on the train split: it agrees with labels it memorised, "

@@ -134,3 +134,13 @@ def test_no_data_or_labels_outside_the_model_stop_in_one_line(tmp_path, capsys):
     assert stopped.value.code == 2 and "no TFRecord files match" in capsys.readouterr().err
     with pytest.raises(ValueError, match="image 1: label id 9 is outside the model's 1..8"):
         audit.multi_hot([[1], [9]], 8)
+
+
+def test_the_default_split_is_validation_of_the_newest_span_when_there_are_spans(tmp_path):
+    from imat_common.workdir import Workdir
+
+    workdir = Workdir(str(tmp_path))
+    assert audit.default_patterns(workdir) == [str(tmp_path / "data" / "validation" / "*.tfrecord.gz")]
+    for span in (2, 10, 9):
+        (tmp_path / "data" / f"span-{span}").mkdir(parents=True)
+    assert audit.default_patterns(workdir) == [str(tmp_path / "data" / "span-10" / "validation" / "*.tfrecord.gz")]
