@@ -161,3 +161,52 @@ def test_label_slice_metrics_refuse_labels_narrower_than_predictions():
     )
     with pytest.raises(ValueError, match="dense multi-hot vector as wide as the predictions"):
         computation.combiner.add_input(computation.combiner.create_accumulator(), inputs)
+
+
+def _exact_auc(labels, scores):
+    """The ROC AUC by ranks (Mann-Whitney): the chance a positive outscores a negative, ties half."""
+    positives, negatives = scores[labels > 0], scores[labels == 0]
+    greater = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    return greater / (len(positives) * len(negatives))
+
+
+@slow
+def test_auc_keeps_the_ranking_of_a_rare_label_whose_probabilities_are_all_near_zero(tmp_path):
+    # Label 1: 4 images of 60, every probability under 0.005 (a rare label a model is shy about),
+    # the positives mostly above the negatives. Label 2: probabilities over the whole range. With
+    # 200 thresholds evenly spaced in probability, label 1's AUC read 0.5.
+    rng = np.random.default_rng(3)
+    labels = np.zeros((60, 2), np.float32)
+    labels[:4, 0] = 1
+    labels[rng.choice(60, 25, replace=False), 1] = 1
+    probabilities = np.stack(
+        [
+            np.where(labels[:, 0] > 0, rng.uniform(0.0015, 0.0045, 60), rng.uniform(1e-5, 0.002, 60)),
+            np.clip(0.3 * labels[:, 1] + rng.uniform(0, 0.7, 60), 0, 1),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    path = str(tmp_path / "eval.tfrecord")
+    with open(path, "wb") as f:
+        for i in range(60):
+            example = {
+                LABELS_KEY: [int(k) + 1 for k in np.flatnonzero(labels[i])],
+                LABELS_FEATURE: labels[i].tolist(),
+                PROBABILITIES: probabilities[i].tolist(),
+                DECISIONS: (probabilities[i] > 0.5).astype(np.float32).tolist(),
+            }
+            f.write(frame_record(serialize_example(example)))
+    schema = schema_utils.schema_from_feature_spec(
+        {
+            LABELS_KEY: tf.io.VarLenFeature(tf.int64),
+            **{name: tf.io.FixedLenFeature([2], tf.float32) for name in (LABELS_FEATURE, PROBABILITIES, DECISIONS)},
+        }
+    )
+    slices, _ = _evaluate(
+        _model_agnostic(evaluator_data.pipeline_eval_config(2)), (path, schema, None, None), str(tmp_path / "out")
+    )
+    for index in range(2):
+        auc = float(slices[()][PROBABILITIES][f"classId:{index}"]["auc"]["doubleValue"])
+        exact = _exact_auc(labels[:, index], probabilities[:, index])
+        assert auc == pytest.approx(exact, abs=0.02), (index, auc, exact)
+    assert _exact_auc(labels[:, 0], probabilities[:, 0]) > 0.8
