@@ -16,7 +16,6 @@ flags photos, not labels).
 """
 
 import argparse
-import glob
 import os
 import sys
 
@@ -25,16 +24,8 @@ import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow load
 
 import numpy as np
 
+from benchmarks.pipeline_benchmark import trained_model
 from cli import audit, label_issues
-
-
-def _model(parser, work: str) -> str:
-    models = sorted(
-        glob.glob(os.path.join(work, "pipeline", "Trainer", "model", "*", "Format-Serving")), key=os.path.getmtime
-    )
-    if not models:
-        parser.error(f"no trained model in {work}: run benchmarks/pipeline_benchmark.py --work {work}")
-    return models[-1]
 
 
 def _precision(found_pairs, flipped) -> float:
@@ -52,7 +43,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not 0 < args.share < 1:
         parser.error(f"--share must be between 0 and 1, got {args.share}")
-    model_dir = _model(parser, args.work)
+    model_dir = trained_model(args.work)
+    if not model_dir:
+        parser.error(f"no trained model in {args.work}: run benchmarks/pipeline_benchmark.py --work {args.work}")
     _, label_lists, records = audit.read_split([os.path.join(args.work, "data", "validation", "*.tfrecord.gz")])
     probabilities, errors = audit.score(tf.saved_model.load(model_dir), records, 64)
     if any(errors):

@@ -91,19 +91,11 @@ def exact_aucs(model: str, data: str, lists, num_labels: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from imat_common import serving
+    from cli import audit
 
-    signature = tf.saved_model.load(model).signatures[serving.EVALUATE]
     records = [r.numpy() for r in tf.data.TFRecordDataset(data)]
-    scores = np.concatenate(
-        [
-            signature(**{serving.EXAMPLES: tf.constant(records[i : i + 64])})[serving.PROBABILITIES].numpy()
-            for i in range(0, len(records), 64)
-        ]
-    )
-    labels = np.zeros((len(lists), num_labels), bool)
-    for row, ids in enumerate(lists):
-        labels[row, np.asarray(ids, int) - 1] = True
+    scores = np.stack(audit.score(tf.saved_model.load(model), records, 64)[0])
+    labels = audit.multi_hot(lists, num_labels).astype(bool)
     out = {}
     for k in range(num_labels):
         positives, negatives = scores[labels[:, k], k], scores[~labels[:, k], k]
@@ -124,12 +116,11 @@ def _generated(work: str, examples: int, labels: int):
 def _from_pipeline_benchmark(parser, work: str, pipeline_work: str, examples: int):
     import tensorflow as tf
 
-    models = sorted(
-        glob.glob(os.path.join(pipeline_work, "pipeline", "Trainer", "model", "*", "Format-Serving")),
-        key=os.path.getmtime,
-    )
+    from benchmarks.pipeline_benchmark import trained_model
+
+    model = trained_model(pipeline_work)
     files = glob.glob(os.path.join(pipeline_work, "data", "validation", "*.tfrecord.gz"))
-    if not models or not files:
+    if not model or not files:
         parser.error(f"no trained model or validation data in {pipeline_work}: run benchmarks/pipeline_benchmark.py")
     data = os.path.join(work, "examples.tfrecord")
     lists = []
@@ -137,7 +128,7 @@ def _from_pipeline_benchmark(parser, work: str, pipeline_work: str, examples: in
         for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(examples):
             writer.write(record.numpy())
             lists.append(list(tf.train.Example.FromString(record.numpy()).features.feature["labels"].int64_list.value))
-    return models[-1], data, lists
+    return model, data, lists
 
 
 def main(argv=None):

@@ -64,6 +64,19 @@ def prepare(dataset_dir: str, work: str) -> str:
     return os.path.join(source, "label_map.csv")
 
 
+def trained_model(work: str):
+    """The serving export of the newest model a ``--work`` folder's pipeline trained, or None.
+
+    The other benchmarks that reuse a finished run (evaluator, audit, scoring cost) read it here.
+    """
+    from cli import runs
+    from imat_common.workdir import Workdir
+
+    metadata = Workdir(work).metadata
+    uri = runs.latest_artifact_uri(metadata, "Model") if os.path.exists(metadata) else None
+    return os.path.join(uri, "Format-Serving") if uri else None
+
+
 def pipeline_config(args, label_map: str, seed: int = 0):
     from pipeline.config import local_config
 

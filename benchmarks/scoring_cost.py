@@ -29,6 +29,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow loads)
 
+from benchmarks.pipeline_benchmark import trained_model
+
 JOBS = ("forward", "evaluator", "indexer", "submission")
 
 
@@ -98,11 +100,9 @@ def main(argv=None):
     for job in jobs:
         if job not in JOBS:
             parser.error(f"unknown job {job!r}; choose from {', '.join(JOBS)}")
-    models = sorted(
-        glob.glob(os.path.join(args.work, "pipeline", "Trainer", "model", "*", "Format-Serving")), key=os.path.getmtime
-    )
+    model = trained_model(args.work)
     files = sorted(glob.glob(os.path.join(args.work, "data", args.split, "*.tfrecord.gz")))
-    if not models or not files:
+    if not model or not files:
         parser.error(f"no trained model or {args.split} data in {args.work}: run benchmarks/pipeline_benchmark.py")
     work = tempfile.mkdtemp(prefix="scoring-cost-")
     records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
@@ -110,14 +110,14 @@ def main(argv=None):
     warm_up = _write(os.path.join(work, "warm-up.tfrecord"), records[:3])
     run = {"forward": _forward, "evaluator": _evaluator, "indexer": _indexer, "submission": _submission}
     for job in jobs:
-        run[job](models[-1], warm_up, work)
+        run[job](model, warm_up, work)
     results = {}
     for job in jobs:
         wall, cpu = time.monotonic(), _cpu()
-        run[job](models[-1], data, work)
+        run[job](model, data, work)
         results[job] = (time.monotonic() - wall, _cpu() - cpu)
         print(f"{job:11s} {results[job][0]:8.1f} s wall {results[job][1]:8.1f} s CPU", flush=True)
-    print(f"\n{len(records)} images of {args.split}, model {models[-1]}")
+    print(f"\n{len(records)} images of {args.split}, model {model}")
     floor = results.get("forward", (0, 0))[1]
     print(f"{'job':11s} {'wall s':>8s} {'CPU s':>8s} {'CPU ms/image':>13s} {'x forward':>10s}")
     for job, (wall, cpu) in results.items():

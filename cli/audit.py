@@ -25,7 +25,6 @@ import base64
 import csv
 import glob
 import html
-import io
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -127,15 +126,18 @@ def csv_rows(issues, image_ids: Sequence[str], names: Dict[int, tuple]) -> List[
 
 
 def _thumbnail(record: bytes) -> str:
+    """The photo as a base64 JPEG at most THUMBNAIL_PX a side, made as the similar-product index
+    makes its thumbnails; "" where it cannot be made."""
     import tensorflow as tf
-    from PIL import Image
+
+    from components.download.images import ImageError, ImageSettings, process_image
 
     jpeg = tf.train.Example.FromString(record).features.feature[features.IMAGE_KEY].bytes_list.value[0]
-    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
-    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=85)
-    return base64.b64encode(out.getvalue()).decode("ascii")
+    try:
+        small = process_image(jpeg, ImageSettings(max_size=THUMBNAIL_PX, jpeg_quality=85)).jpeg
+    except ImageError:
+        return ""
+    return base64.b64encode(small).decode("ascii")
 
 
 def contact_sheet(rows: Sequence[dict], given_names: Dict[str, List[str]], records: Dict[str, bytes], top: int) -> str:
@@ -152,9 +154,10 @@ def contact_sheet(rows: Sequence[dict], given_names: Dict[str, List[str]], recor
             f"(p={r['probability']}, rank {r['rank']})</li>"
             for r in issues
         )
+        thumbnail = _thumbnail(records[image_id])
+        image = f'<img src="data:image/jpeg;base64,{thumbnail}" alt="{html.escape(image_id)}">' if thumbnail else ""
         cards.append(
-            f'<div class="card"><img src="data:image/jpeg;base64,{_thumbnail(records[image_id])}" '
-            f'alt="{html.escape(image_id)}"><div class="id">{html.escape(image_id)}</div>'
+            f'<div class="card">{image}<div class="id">{html.escape(image_id)}</div>'
             f'<div class="given">given: {html.escape(", ".join(given_names[image_id]) or "(none)")}</div>'
             f"<ul>{lines}</ul></div>"
         )
