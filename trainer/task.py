@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import calibration, data, exporter, model as model_lib, multi_worker, plan, preprocessing
+from trainer import calibration, data, exporter, model as model_lib, multi_worker, plan, preprocessing, search_space
 from imat_common.features import load_label_map
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,11 @@ def run_fn(fn_args):
 
     Under ``distribution`` "multi_worker" every worker trains; only the chief tunes the
     thresholds and writes (TensorBoard logs, the export, ``thresholds.json``): see
-    ``trainer/multi_worker.py``.
+    ``trainer/multi_worker.py``. With the Tuner's best hyperparameters as input
+    (``--tune``), the settings it searched take its values.
     """
     config = fn_args.custom_config
-    model_config = model_lib.ModelConfig.from_custom_config(config)
+    model_config = tuned_settings(model_lib.ModelConfig.from_custom_config(config), fn_args.hyperparameters)
     # First: MultiWorkerMirroredStrategy configures collective ops, which must happen before
     # TensorFlow runs anything.
     strategy = distribution_strategy(model_config.distribution)
@@ -62,11 +63,66 @@ def run_fn(fn_args):
     if role.num_workers > 1:
         log.info("worker %d of %d%s", role.index, role.num_workers, " (chief)" if role.is_chief else "")
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    model, training = train(
+        model_config,
+        fn_args.train_files,
+        tf_transform_output,
+        int(fn_args.train_steps),
+        strategy,
+        role,
+        fn_args.model_run_dir if role.is_chief else None,
+    )
+    if role.num_workers > 1:
+        weights = multi_worker.read_weights(model, strategy)  # a collective step: every worker
+        log.info("worker %d: trained weights sha256 %s", role.index, multi_worker.fingerprint(weights))
+        if not role.is_chief:
+            multi_worker.barrier(strategy)  # returns once the chief has exported
+            return
+        model = multi_worker.plain_copy(weights, model_config)
+    if fn_args.hyperparameters:
+        training["hyperparameters"] = dict(fn_args.hyperparameters.get("values") or {})
+    _calibrate_and_export(model, model_config, fn_args, tf_transform_output, config, training)
+    if role.num_workers > 1:
+        multi_worker.barrier(strategy)
+
+
+def tuned_settings(settings: model_lib.ModelConfig, hyperparameters) -> model_lib.ModelConfig:
+    """``settings`` with the Tuner's best values (a KerasTuner ``HyperParameters`` config) in place.
+
+    Raises:
+      SettingsError: a tuned value names no Trainer setting or does not fit its type.
+    """
+    if not hyperparameters:
+        return settings
+    values = dict(hyperparameters.get("values") or {})
+    log.info("the Tuner's best hyperparameters replace the settings: %s", values)
+    return search_space.apply(settings, values)
+
+
+def train(
+    model_config: model_lib.ModelConfig,
+    train_files,
+    tf_transform_output,
+    train_steps: int,
+    strategy: tf.distribute.Strategy,
+    role: multi_worker.WorkerRole,
+    model_run_dir=None,
+):
+    """Builds the network and trains it by plan (``trainer/plan.py``), segment by segment.
+
+    Args:
+      train_steps: the step count when ``model_config.train_epochs`` is 0.
+      model_run_dir: TensorBoard's logs; None writes none.
+
+    Returns:
+      (the trained model, compiled; a record of the training: steps, batch size, train
+      examples, epochs).
+    """
     batch_size, seed = model_config.batch_size, model_config.seed
     keras.utils.set_random_seed(seed)
     make_train = functools.partial(
         data.input_fn,
-        fn_args.train_files,
+        train_files,
         tf_transform_output,
         training=True,
         augment_images=model_config.augment,
@@ -75,7 +131,7 @@ def run_fn(fn_args):
         data_service_address=model_config.data_service_address or None,
     )
     # Several workers: each reads its own shard with its share of the (global) batch.
-    train = (
+    train_data = (
         multi_worker.sharded_input(make_train, batch_size, strategy.num_replicas_in_sync)
         if role.num_workers > 1
         else make_train(batch_size=batch_size)
@@ -84,7 +140,7 @@ def run_fn(fn_args):
     with strategy.scope():
         model = model_lib.build_model(model_config)
     train_examples = _train_examples(tf_transform_output, model_config)
-    total = plan.training_steps(model_config, int(fn_args.train_steps), train_examples)
+    total = plan.training_steps(model_config, train_steps, train_examples)
     epochs = plan.epochs_trained(total, batch_size, train_examples)
     log.info(
         "training %d steps of %d: %s",
@@ -93,11 +149,7 @@ def run_fn(fn_args):
         f"{epochs:.2f} epochs of {train_examples} train examples" if epochs else "the train split's size is unknown",
     )
     segments = plan.training_plan(total, model_config)
-    callbacks = (
-        [keras.callbacks.TensorBoard(fn_args.model_run_dir, update_freq="epoch")]
-        if fn_args.model_run_dir and role.is_chief
-        else []
-    )
+    callbacks = [keras.callbacks.TensorBoard(model_run_dir, update_freq="epoch")] if model_run_dir else []
     start, compiled_for = time.monotonic(), None
     for segment in segments:
         if segment.phase != compiled_for:
@@ -114,7 +166,7 @@ def run_fn(fn_args):
         # No validation inside fit: it would trace the network twice more; the calibration and
         # eval splits are scored once, after training.
         model.fit(
-            resized(train, segment.image_size) if segment.progressive else train,
+            resized(train_data, segment.image_size) if segment.progressive else train_data,
             steps_per_epoch=segment.steps,
             epochs=1,
             callbacks=callbacks,
@@ -124,18 +176,7 @@ def run_fn(fn_args):
         with strategy.scope():
             model_lib.compile_for_phase(model, model_config, plan.HEAD)
     log.info("training took %.0f s", time.monotonic() - start)
-
-    if role.num_workers > 1:
-        weights = multi_worker.read_weights(model, strategy)  # a collective step: every worker
-        log.info("worker %d: trained weights sha256 %s", role.index, multi_worker.fingerprint(weights))
-        if not role.is_chief:
-            multi_worker.barrier(strategy)  # returns once the chief has exported
-            return
-        model = multi_worker.plain_copy(weights, model_config)
-    training = {"steps": total, "batch_size": batch_size, "train_examples": train_examples, "epochs": epochs}
-    _calibrate_and_export(model, model_config, fn_args, tf_transform_output, config, training)
-    if role.num_workers > 1:
-        multi_worker.barrier(strategy)
+    return model, {"steps": total, "batch_size": batch_size, "train_examples": train_examples, "epochs": epochs}
 
 
 def _train_examples(tf_transform_output, settings: model_lib.ModelConfig):
