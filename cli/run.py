@@ -156,6 +156,10 @@ def summary_lines(config: PipelineConfig) -> List[str]:
     from cli.report import comparison_lines
 
     lines += comparison_lines(metadata)
+    if config.tune.tune:
+        from cli.tuning import tuning_lines
+
+        lines += tuning_lines(runs.latest_output_uri(metadata, "Tuner", "TunerResults"))
     trainer_model = runs.latest_artifact_uri(metadata, "Model")
     if trainer_model:
         from trainer.rules import format_report

@@ -25,6 +25,9 @@ FLAG = "flag"
 RUNTIME = "runtime"
 PER_MEMBER = "per_member"
 NAME = "name"
+SEARCH = "search"
+TUNED = "tuned"
+SEARCH_KINDS = ("log", "linear", "choice")
 
 
 def setting(
@@ -35,6 +38,8 @@ def setting(
     runtime: bool = False,
     per_member: bool = False,
     name: str = "",
+    search: tuple = (),
+    tuned: bool = False,
 ) -> Any:
     """A dataclass field that is a setting: its default, its help and its roles.
 
@@ -45,13 +50,25 @@ def setting(
       runtime: a pipeline parameter on Kubeflow / Vertex AI (int, float or str only).
       per_member: an ensemble member may set its own value.
       name: the setting's public name, when it differs from the field's.
+      search: the Tuner's range for it: ``(kind, ...)``, kind one of ``SEARCH_KINDS``.
+      tuned: searched by default (needs ``search``).
 
     Raises:
-      ValueError: a runtime setting whose default is not a plain number or string.
+      ValueError: a runtime setting whose default is not a plain number or string, or a bad range.
     """
     if runtime and not isinstance(default, (int, float, str)):
         raise ValueError(f"a runtime setting must be an int, float or str, got {default!r}")
-    metadata = {HELP: help, FLAG: flag, RUNTIME: runtime, PER_MEMBER: per_member, NAME: name}
+    if (search and search[0] not in SEARCH_KINDS) or (tuned and not search):
+        raise ValueError(f"search {search!r}: (kind, ...) with a kind in {SEARCH_KINDS}; tuned needs one")
+    metadata = {
+        HELP: help,
+        FLAG: flag,
+        RUNTIME: runtime,
+        PER_MEMBER: per_member,
+        NAME: name,
+        SEARCH: tuple(search),
+        TUNED: tuned,
+    }
     if isinstance(default, (list, dict, set)):
         raise ValueError("mutable defaults are not settings; use a tuple")
     return dataclasses.field(default=default, metadata=metadata)
@@ -76,6 +93,16 @@ def is_runtime(field: dataclasses.Field) -> bool:
 
 def is_per_member(field: dataclasses.Field) -> bool:
     return bool(field.metadata.get(PER_MEMBER, False))
+
+
+def search_of(field: dataclasses.Field) -> tuple:
+    """The Tuner's range for the setting, ``(kind, ...)``; empty when it is not searchable."""
+    return tuple(field.metadata.get(SEARCH, ()))
+
+
+def is_tuned(field: dataclasses.Field) -> bool:
+    """Whether the Tuner searches the setting when ``--tune_search`` names nothing."""
+    return bool(field.metadata.get(TUNED, False))
 
 
 def kind_of(field: dataclasses.Field) -> type:

@@ -190,6 +190,26 @@ class CloudConfig:
             gcp.TRAINING_ARGS_KEY: {"project": self.project, "job_spec": job_spec},
         }
 
+    def vertex_tuning_config(self) -> Optional[Dict[str, Any]]:
+        """The Tuner's extra ``custom_config``: its trials on the Trainer's machine type, or None to tune in place.
+
+        One pool, the chief; the Vertex AI Tuner adds ``tune_parallel_trials`` - 1 machines like it.
+        """
+        if not self.vertex_training:
+            return None
+        chief = dataclasses.replace(self.trainer, workers=0)  # each trial trains on one machine
+        job_spec: Dict[str, Any] = {"worker_pool_specs": chief.worker_pool_specs(self.image)}
+        if self.service_account:
+            job_spec["service_account"] = self.service_account
+        from tfx.extensions.google_cloud_ai_platform.tuner.executor import TUNING_ARGS_KEY
+        from tfx.v1.extensions import google_cloud_ai_platform as gcp
+
+        return {
+            gcp.ENABLE_VERTEX_KEY: True,
+            gcp.VERTEX_REGION_KEY: self.region,
+            TUNING_ARGS_KEY: {"project": self.project, "job_spec": job_spec},
+        }
+
     def vertex_serving_config(self) -> Optional[Dict[str, Any]]:
         """The Vertex AI Pusher's ``custom_config``, or None to push to ``serving_dir``."""
         if not self.endpoint:

@@ -9,6 +9,7 @@ their help and roles once (``imat_common.settings``):
 - ``data``: the splits and the validation gate;
 - ``gate``: the Evaluator's blessing threshold;
 - ``ensemble``: the members and how they are combined;
+- ``tune``: the Tuner's search, off by default;
 - ``run``: Beam and caching.
 
 Every setting has one public name, unique across sections: the flag ``--<name>``, the keyword of
@@ -107,6 +108,38 @@ class EnsembleSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TuneSettings:
+    """TFX's Tuner before the Trainer (trainer/tuning.py): trials scored on calibration, the best one trained."""
+
+    tune: bool = setting(
+        False,
+        "search the Trainer's settings first (TFX Tuner: each trial trains tune_steps on the train split and "
+        "is scored on calibration, never eval); the Trainer then trains train_steps with the best",
+    )
+    tune_trials: int = setting(8, "trials of the search; the first trains the settings as given")
+    tune_steps: int = setting(300, "training steps of each trial")
+    tune_search: str = setting(
+        "",
+        "the settings searched, comma-separated, each in its range (trainer/search_space.py); '': the two "
+        "learning rates, dropout, head_units, pooling, loss and augment",
+    )
+    tune_algorithm: str = setting("random", "random or bayesian (KerasTuner's Gaussian-process oracle)")
+    tune_parallel_trials: int = setting(
+        1, "on Vertex AI: trials at once, each on a machine like the Trainer's; locally trials run one at a time"
+    )
+
+    def custom_config(self, seed: int) -> dict:
+        """The ``tune`` entry of the Tuner's ``custom_config`` (``trainer.tuning.tune_config`` reads it)."""
+        return {
+            "trials": self.tune_trials,
+            "steps": self.tune_steps,
+            "search": [name.strip() for name in self.tune_search.split(",") if name.strip()],
+            "algorithm": self.tune_algorithm,
+            "seed": seed,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
 class RunSettings:
     """How the components run."""
 
@@ -138,6 +171,7 @@ class PipelineConfig:
     data: DataSettings = DataSettings()
     gate: GateSettings = GateSettings()
     ensemble: EnsembleSettings = EnsembleSettings()
+    tune: TuneSettings = TuneSettings()
     run: RunSettings = RunSettings()
 
     @staticmethod

@@ -81,6 +81,7 @@ def deployment(cloud: CloudConfig) -> Deployment:
         candidate_aware_baseline=False,
         vertex_training=cloud.vertex_training_config(),
         vertex_serving=cloud.vertex_serving_config(),
+        vertex_tuning=cloud.vertex_tuning_config(),
     )
 
 

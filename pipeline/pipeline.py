@@ -2,9 +2,10 @@
 
 ImportExampleGen (train, calibration, eval) -> StatisticsGen -> ExampleValidator against the
 imported schema (ImportSchemaGen) -> ValidationGate (stops here on bad data) -> Transform ->
-Trainer (thresholds on calibration) -> Evaluator on eval (baseline: the latest blessed model;
-blessed above the bound, the trivial baseline plus a margin and the last blessed model:
-``components/quality_gate.py``) -> Pusher -> SimilarityIndexer. With ``config.ensemble``: one
+[Tuner, with ``tune``: trials scored on calibration] -> Trainer (thresholds on calibration) ->
+Evaluator on eval (baseline: the latest blessed model; blessed above the bound, the trivial
+baseline plus a margin and the last blessed model: ``components/quality_gate.py``) -> Pusher ->
+SimilarityIndexer. With ``config.ensemble``: one
 Trainer per member, and the Ensembler's combined model in the Trainer's place. SchemaGen's
 inferred schema is kept to compare against.
 The preprocessing and run functions are referenced by import path, not module file: TFX
@@ -36,6 +37,8 @@ from trainer.settings import TrainerSettings
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
+TUNER_FN = "trainer.tuning.tuner_fn"
+TUNE_CONFIG = "tune"  # trainer.tuning.TUNE_CONFIG: the Tuner's budget and search in its custom_config
 MICRO_F1 = run_parameters.MICRO_F1
 AUC_NUM_THRESHOLDS = 200
 
@@ -53,12 +56,16 @@ class Deployment:
         job (``tfx.extensions.google_cloud_ai_platform`` keys); None trains in the component.
       vertex_serving: ``custom_config`` of ``google_cloud_ai_platform.Pusher`` (a Vertex AI
         endpoint); None pushes to ``config.locations.serving_dir``.
+      vertex_tuning: ``custom_config`` entries that run the Tuner's trials as a Vertex AI
+        Training job (``google_cloud_ai_platform.Tuner``), ``tune_parallel_trials`` machines
+        at once; None tunes in the component, one trial at a time.
     """
 
     runtime_parameters: bool = False
     candidate_aware_baseline: bool = True
     vertex_training: Optional[Mapping[str, Any]] = None
     vertex_serving: Optional[Mapping[str, Any]] = None
+    vertex_tuning: Optional[Mapping[str, Any]] = None
 
 
 def runtime_parameter_defaults(config: PipelineConfig) -> Dict[str, Any]:
@@ -275,12 +282,52 @@ def member_run_values(member: Member, run_values: Dict[str, Any]) -> Dict[str, A
     return {name: member.own.get(name, value) for name, value in run_values.items()}
 
 
+def _tuner(config: PipelineConfig, front: Dict[str, Any], deployment: Deployment):
+    """TFX's Tuner (``trainer/tuning.py``): trials on train, scored on calibration, never on eval.
+
+    Raises:
+      SettingsError: tuning an ensemble, parallel trials without Vertex AI, or a budget under one.
+    """
+    tune = config.tune
+    if config.ensemble.members:
+        raise SettingsError(
+            "tune searches one Trainer's settings; an ensemble's members set their own (--ensemble): "
+            "use one or the other"
+        )
+    if tune.tune_trials < 1 or tune.tune_steps < 1:
+        raise SettingsError(f"tune_trials {tune.tune_trials}, tune_steps {tune.tune_steps}: each must be 1 or more")
+    if tune.tune_parallel_trials < 1 or (tune.tune_parallel_trials > 1 and deployment.vertex_tuning is None):
+        raise SettingsError(
+            f"tune_parallel_trials {tune.tune_parallel_trials}: trials run one at a time here (1); "
+            "several at once need Vertex AI Training (imat compile)"
+        )
+    kwargs: Dict[str, Any] = dict(
+        examples=front["example_gen"].outputs["examples"],
+        transform_graph=front["transform"].outputs["transform_graph"],
+        schema=front["gate"].outputs["validated_schema"],
+        tuner_fn=TUNER_FN,
+        train_args=tfx.proto.TrainArgs(splits=[splits.TRAIN], num_steps=tune.tune_steps),
+        eval_args=tfx.proto.EvalArgs(splits=[splits.CALIBRATION], num_steps=config.trainer.eval_steps),
+        custom_config={
+            **config.trainer_custom_config(),
+            TUNE_CONFIG: tune.custom_config(config.trainer.seed),
+            **(deployment.vertex_tuning or {}),
+        },
+    )
+    if deployment.vertex_tuning is None:
+        return tfx.components.Tuner(**kwargs)
+    return tfx.extensions.google_cloud_ai_platform.Tuner(
+        tune_args=tfx.proto.TuneArgs(num_parallel_trials=tune.tune_parallel_trials), **kwargs
+    )
+
+
 def _trainer(
     config: PipelineConfig,
     trainer: TrainerSettings,
     front: Dict[str, Any],
     run_values: Dict[str, Any],
     deployment: Deployment,
+    tuner=None,
 ):
     return run_parameters.Trainer(
         run_fn=RUN_FN,
@@ -297,6 +344,7 @@ def _trainer(
         },
         run_values={name: value for name, value in run_values.items() if name in run_parameters.TRAINER_PARAMETERS},
         vertex=deployment.vertex_training is not None,
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner is not None else None,
     )
 
 
@@ -318,10 +366,11 @@ def create_pipeline(
     front = data_components(config)
     example_gen = front["example_gen"]
     members = config.members()
+    tuners = [_tuner(config, front, deployment)] if config.tune.tune else []
     trainers = [
         _trainer(config, m.trainer, front, member_run_values(m, run_values), deployment).with_id(f"Trainer_{m.number}")
         for m in members
-    ] or [_trainer(config, config.trainer, front, run_values, deployment)]
+    ] or [_trainer(config, config.trainer, front, run_values, deployment, *tuners)]
     gated = trainers[0]  # the model the Evaluator gates: the single Trainer's, or the Ensembler's
     ensembler = []
     if members:
@@ -359,7 +408,7 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=config.locations.pipeline_name,
         pipeline_root=config.locations.pipeline_root,
-        components=list(front.values()) + trainers + ensembler + [model_resolver, evaluator, pusher, indexer],
+        components=list(front.values()) + tuners + trainers + ensembler + [model_resolver, evaluator, pusher, indexer],
         enable_cache=config.run.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(

@@ -212,8 +212,10 @@ class Trainer(base_component.BaseComponent):
         custom_config: Dict[str, Any],
         run_values: Optional[Mapping[str, Number]] = None,
         vertex: bool = False,
+        hyperparameters: Optional[types.BaseChannel] = None,
     ):
-        """``run_values``: a value (or ``RuntimeParameter``) per ``TRAINER_PARAMETERS`` name.
+        """``run_values``: a value (or ``RuntimeParameter``) per ``TRAINER_PARAMETERS`` name;
+        ``hyperparameters``: the Tuner's best, which ``run_fn`` applies over the settings it searched.
 
         Raises:
           ValueError: ``run_values`` names a setting that is not a runtime Trainer setting.
@@ -225,6 +227,7 @@ class Trainer(base_component.BaseComponent):
             examples=examples,
             transform_graph=transform_graph,
             schema=schema,
+            hyperparameters=hyperparameters,
             run_fn=run_fn,
             train_args=train_args,
             eval_args=eval_args,

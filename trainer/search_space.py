@@ -1,9 +1,10 @@
 """What the Tuner may search: the Trainer settings that matter, each with its range.
 
 ``--tune_search`` names the settings searched (``DEFAULT_SEARCH`` unless given); each one's
-range is in ``SPACE``. Every range holds the run's own value, which is also each setting's
-default in the search: the Tuner's first trial trains the configuration as given
-(``trainer/tuning.py``), so the best trial is never one the search did worse than.
+range is declared with the setting (``trainer/settings.py``) and collected in ``SPACE``. Every
+range holds the run's own value, which is also each setting's default in the search: the
+Tuner's first trial trains the configuration as given (``trainer/tuning.py``), so the best
+trial is never one the search did worse than.
 
 This module imports neither TensorFlow nor KerasTuner.
 """
@@ -12,14 +13,12 @@ import dataclasses
 import difflib
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from imat_common.settings import SettingsError, typed
+from imat_common.settings import SettingsError, is_tuned, search_of, typed
 from trainer.settings import TrainerSettings
 
 LOG = "log"  # a float searched on a log scale between two bounds
 LINEAR = "linear"  # a float searched between two bounds, in steps
 CHOICE = "choice"  # one of a few values
-# trainer/backbones.py's, named here to keep TensorFlow out (a test checks they agree).
-BACKBONES = ("inception_v3", "xception", "resnet50", "efficientnetv2b0", "mobilenetv3small")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,32 +37,16 @@ class Dimension:
         return dataclasses.replace(self, values=(low, high) + tuple(self.values[2:]))
 
 
+# Each range is declared with its setting (``setting(search=...)`` in trainer/settings.py).
 SPACE: Mapping[str, Dimension] = {
-    d.name: d
-    for d in (
-        Dimension("fine_tune_learning_rate", LOG, (1e-5, 3e-3)),
-        Dimension("head_learning_rate", LOG, (1e-4, 1e-2)),
-        Dimension("dropout", LINEAR, (0.0, 0.5, 0.1)),
-        Dimension("head_units", CHOICE, (0, 256, 1024)),
-        Dimension("pooling", CHOICE, ("avg", "max", "avgmax")),
-        Dimension("loss", CHOICE, ("bce", "focal", "asl")),
-        Dimension("augment", CHOICE, (False, True)),
-        Dimension("head_steps_fraction", LINEAR, (0.0, 0.5, 0.1)),
-        Dimension("batch_norm_momentum", CHOICE, (0.0, 0.9, 0.99)),
-        Dimension("backbone", CHOICE, BACKBONES),
-    )
+    f.name: Dimension(f.name, search_of(f)[0], search_of(f)[1:])
+    for f in dataclasses.fields(TrainerSettings)
+    if search_of(f)
 }
-# What matters most for the least training per trial; the backbone is offered, not searched by
-# default: each backbone needs its own budget to compare fairly.
-DEFAULT_SEARCH: Tuple[str, ...] = (
-    "fine_tune_learning_rate",
-    "head_learning_rate",
-    "dropout",
-    "head_units",
-    "pooling",
-    "loss",
-    "augment",
-)
+# Searched when --tune_search names nothing (``setting(tuned=True)``): what matters most for the
+# least training per trial; the backbone is offered, not searched by default: each backbone
+# needs its own budget to compare fairly.
+DEFAULT_SEARCH: Tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainerSettings) if is_tuned(f))
 
 
 def dimensions(settings: TrainerSettings, names: Sequence[str]) -> Tuple[List[Dimension], Dict[str, str]]:

@@ -16,6 +16,8 @@ AUTO = "auto"  # fine_tune_from: the backbone's own last blocks (trainer/backbon
 # catalogue listed in product order; each is one stored JPEG, so the buffer fits in memory.
 # measured: docs/benchmarks.md, "Training input: mixing and augmentation"
 DEFAULT_SHUFFLE_BUFFER = 10_000
+# trainer/backbones.py's, named here to keep TensorFlow out of the settings (a test checks they agree).
+BACKBONES = ("inception_v3", "xception", "resnet50", "efficientnetv2b0", "mobilenetv3small")
 
 T = TypeVar("T", bound="TrainerSettings")
 
@@ -46,10 +48,23 @@ class TrainerSettings:
         per_member=True,
     )
     eval_steps: int = setting(0, "batches of each of the calibration and eval splits to score; 0: all")
-    dropout: float = setting(0.3, "before the sigmoids (and after the dense head layer)", per_member=True)
-    head_learning_rate: float = setting(1e-3, "Adam, phase one: the head only", runtime=True, per_member=True)
+    dropout: float = setting(
+        0.3,
+        "before the sigmoids (and after the dense head layer)",
+        per_member=True,
+        search=("linear", 0.0, 0.5, 0.1),
+        tuned=True,
+    )
+    head_learning_rate: float = setting(
+        1e-3, "Adam, phase one: the head only", runtime=True, per_member=True, search=("log", 1e-4, 1e-2), tuned=True
+    )
     fine_tune_learning_rate: float = setting(
-        1e-4, "Adam, phase two: the head and the unfrozen backbone layers", runtime=True, per_member=True
+        1e-4,
+        "Adam, phase two: the head and the unfrozen backbone layers",
+        runtime=True,
+        per_member=True,
+        search=("log", 1e-5, 3e-3),
+        tuned=True,
     )
     fine_tune_from: str = setting(
         AUTO,
@@ -58,15 +73,32 @@ class TrainerSettings:
         per_member=True,
     )
     backbone: str = setting(
-        "inception_v3", "inception_v3, xception, resnet50, efficientnetv2b0 or mobilenetv3small", per_member=True
+        "inception_v3",
+        "inception_v3, xception, resnet50, efficientnetv2b0 or mobilenetv3small",
+        per_member=True,
+        search=("choice",) + BACKBONES,
     )
     pooling: str = setting(
-        "avg", "of the backbone's last feature map: avg, max or avgmax (both, concatenated)", per_member=True
+        "avg",
+        "of the backbone's last feature map: avg, max or avgmax (both, concatenated)",
+        per_member=True,
+        search=("choice", "avg", "max", "avgmax"),
+        tuned=True,
     )
     head_units: int = setting(
-        0, "> 0: a ReLU dense layer of this width (and dropout) between pooling and the sigmoids", per_member=True
+        0,
+        "> 0: a ReLU dense layer of this width (and dropout) between pooling and the sigmoids",
+        per_member=True,
+        search=("choice", 0, 256, 1024),
+        tuned=True,
     )
-    loss: str = setting("bce", "bce, focal or asl (trainer/losses.py)", per_member=True)
+    loss: str = setting(
+        "bce",
+        "bce, focal or asl (trainer/losses.py)",
+        per_member=True,
+        search=("choice", "bce", "focal", "asl"),
+        tuned=True,
+    )
     progressive_image_size: int = setting(
         0,
         "> 0: progressive resizing; the first progressive_fraction of the steps train on images this size",
@@ -77,6 +109,7 @@ class TrainerSettings:
         0.3,
         "phase one's (backbone frozen) share of the training steps; 0 fine-tunes from the first step",
         per_member=True,
+        search=("linear", 0.0, 0.5, 0.1),
     )
     batch_size: int = setting(32, "training batch, over all replicas and workers", per_member=True)
     eval_batch_size: int = setting(64, "batch for scoring the calibration and eval splits")
@@ -87,11 +120,18 @@ class TrainerSettings:
         "moving-average momentum of the backbone's batch norms (0: Keras' 0.99, too slow for a few "
         "hundred steps from scratch)",
         per_member=True,
+        search=("choice", 0.0, 0.9, 0.99),
     )
     shuffle_buffer: int = setting(
         DEFAULT_SHUFFLE_BUFFER, "serialized training examples held for shuffling", per_member=True
     )
-    augment: bool = setting(False, "random flip and crop/zoom of the training images", per_member=True)
+    augment: bool = setting(
+        False,
+        "random flip and crop/zoom of the training images",
+        per_member=True,
+        search=("choice", False, True),
+        tuned=True,
+    )
     data_service_address: str = setting(
         "", "a tf.data service dispatcher (grpc://host:port) whose workers read, decode and augment the input"
     )

@@ -14,8 +14,8 @@ the run's own configuration, on this objective.
 ``custom_config`` is the Trainer's (``TrainerSettings`` by name, ``label_map``) plus
 ``TUNE_CONFIG``: the budget and the search (``pipeline.config.TuneSettings``). On Vertex AI the
 Tuner component runs ``num_parallel_trials`` workers that share one oracle
-(``tfx.extensions.google_cloud_ai_platform.Tuner``); their trial folders are under
-``remote_trials_working_dir``.
+(``tfx.extensions.google_cloud_ai_platform.Tuner``). A trial keeps no checkpoint: its score goes
+to the oracle, and the Trainer retrains the best settings for its own steps.
 """
 
 import logging
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 TUNE_CONFIG = "tune"  # custom_config key: {trials, steps, search, algorithm, seed}
 OBJECTIVE = "calibration_micro_f1"
-REMOTE_TRIALS_DIR = "remote_trials_working_dir"  # the Vertex AI Tuner's key
 ALGORITHMS = ("random", "bayesian")
 
 
@@ -98,7 +97,8 @@ class CalibrationTuner(keras_tuner.engine.base_tuner.BaseTuner):
     def __init__(self, oracle, settings, fn_args, steps: int, strategy, **kwargs):
         super().__init__(oracle=oracle, **kwargs)
         self._settings, self._fn_args, self._steps, self._strategy = settings, fn_args, steps, strategy
-        self._transform = tft.TFTransformOutput(fn_args.transform_output)
+        # The Tuner's FnArgs carry the graph as transform_graph_path only (the Trainer's also as transform_output).
+        self._transform = tft.TFTransformOutput(fn_args.transform_graph_path or fn_args.transform_output)
 
     def run_trial(self, trial, *args, **kwargs):
         settings = search_space.apply(self._settings, trial.hyperparameters.values, f"trial {trial.trial_id}")
@@ -161,14 +161,16 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
         tune_new_entries=False,
         seed=int(budget.get("seed", settings.seed)),
     )
-    directory = config.get(REMOTE_TRIALS_DIR) or fn_args.working_dir
+    # The executor's own temporary folder, one per worker; overwrite: a search is never resumed
+    # from an earlier execution's trials, whose scores another input gave.
     tuner = CalibrationTuner(
         oracle,
         settings,
         fn_args,
         int(budget["steps"]),
         strategy,
-        directory=os.fspath(directory),
-        project_name="imat_tuning",
+        directory=os.fspath(fn_args.working_dir),
+        project_name="imat_tuning_" + os.environ.get("KERASTUNER_TUNER_ID", "local"),
+        overwrite=True,
     )
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})

@@ -186,3 +186,14 @@ def test_no_other_dataclass_or_component_repeats_a_settings_default():
 def test_the_model_config_is_the_trainer_settings_with_nothing_added():
     assert [f.name for f in dataclasses.fields(ModelConfig)] == [f.name for f in dataclasses.fields(TrainerSettings)]
     assert all(name_of(f) == f.name for f in dataclasses.fields(TrainerSettings))
+
+
+def test_a_search_range_is_declared_with_a_known_kind_and_tuned_needs_one():
+    from imat_common.settings import setting
+
+    with pytest.raises(ValueError, match="search"):
+        setting(1, "x", search=("grid", 1, 2))
+    with pytest.raises(ValueError, match="tuned needs one"):
+        setting(1, "x", tuned=True)
+    searched = [f.name for f in dataclasses.fields(TrainerSettings) if f.metadata.get("search")]
+    assert "fine_tune_learning_rate" in searched and "num_labels" not in searched

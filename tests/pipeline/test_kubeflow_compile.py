@@ -421,3 +421,74 @@ def test_spans_compile_for_vertex_reading_the_newest_span_and_checking_drift(tmp
     job, _ = compile_to(tmp_path / "backfill", "--serving_dir", "gs://bkt/s", "--train_spans", "1", "--span", "7")
     range_config = json.loads(constant(job, "ImportExampleGen", "range_config"))
     assert range_config["static_range"] == {"start_span_number": 7, "end_span_number": 7}
+
+
+def test_tune_runs_parallel_trials_on_vertex_training_and_the_trainer_reads_the_best(tmp_path):
+    job, _ = compile_to(
+        tmp_path,
+        "--serving_dir",
+        "gs://bkt/s",
+        "--tune",
+        "--tune_trials",
+        "12",
+        "--tune_parallel_trials",
+        "3",
+        "--tune_search",
+        "fine_tune_learning_rate, dropout",
+        "--trainer_accelerator_count",
+        "2",
+    )
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert set(tasks) == TASKS | {"Tuner"}
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert (
+        executors["Tuner_executor"]["container"]["args"][1]
+        == "tfx.extensions.google_cloud_ai_platform.tuner.executor.Executor"
+    )
+    assert executors["Tuner_executor"]["container"]["image"] == IMAGE
+    assert constant(job, "Tuner", "tuner_fn") == "trainer.tuning.tuner_fn"
+    assert json.loads(constant(job, "Tuner", "tune_args")) == {"num_parallel_trials": 3}
+    # trials learn from train and are scored on calibration: the eval split stays the gate's
+    assert json.loads(constant(job, "Tuner", "train_args")) == {"num_steps": 300, "splits": ["train"]}
+    assert json.loads(constant(job, "Tuner", "eval_args")) == {"splits": ["calibration"]}
+    custom_config = json.loads(constant(job, "Tuner", "custom_config"))
+    machine = {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 2}
+    # one pool, the chief: the Vertex AI Tuner adds the other parallel trials' machines like it
+    assert custom_config["ai_platform_tuning_args"] == {
+        "project": "my-proj",
+        "job_spec": {
+            "worker_pool_specs": [{"machine_spec": machine, "replica_count": 1, "container_spec": {"image_uri": IMAGE}}]
+        },
+    }
+    assert custom_config["ai_platform_enable_vertex"] is True
+    assert custom_config["ai_platform_vertex_region"] == "europe-west4"
+    assert custom_config["tune"] == {
+        "trials": 12,
+        "steps": 300,
+        "search": ["fine_tune_learning_rate", "dropout"],
+        "algorithm": "random",
+        "seed": 0,
+    }
+    assert custom_config["distribution"] == "mirrored" and custom_config["num_labels"] == 228
+    assert tasks["Trainer"]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "best_hyperparameters",
+        "producerTask": "Tuner",
+    }
+    assert "Tuner" in tasks["Trainer"]["dependentTasks"]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--tune", "--tune_parallel_trials", "2", "--no_vertex_training"], "several at once need Vertex AI Training"),
+        (["--tune", "--ensemble", "seed=1", "--ensemble", "seed=2"], "use one or the other"),
+        (["--tune", "--tune_steps", "0"], "each must be 1 or more"),
+    ],
+)
+def test_a_tuning_that_cannot_run_stops_with_a_message(tmp_path, capsys, flags, message):
+    from cli import main as imat
+
+    with pytest.raises(SystemExit) as e:
+        imat.main(["compile"] + BASE + ["--output_dir", str(tmp_path), "--serving_dir", "gs://bkt/s"] + flags)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not os.listdir(tmp_path)

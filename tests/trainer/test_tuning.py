@@ -37,7 +37,7 @@ BASE = {
 
 
 def test_the_search_space_names_the_real_backbones():
-    assert set(search_space.BACKBONES) == set(backbones.BACKBONES)
+    assert search_space.SPACE["backbone"].values == tuple(backbones.BACKBONES)
 
 
 def test_every_searchable_setting_is_a_trainer_setting_and_holds_its_default():
@@ -100,7 +100,11 @@ def test_the_objective_is_out_of_fold_and_a_diverged_model_scores_zero():
 
 @pytest.mark.parametrize(
     "tune, message",
-    [(None, "no 'tune' entry"), ({"trials": 0, "steps": 5}, "tune_trials"), ({"trials": 2, "steps": 5, "algorithm": "grid"}, "grid")],
+    [
+        (None, "no 'tune' entry"),
+        ({"trials": 0, "steps": 5}, "tune_trials"),
+        ({"trials": 2, "steps": 5, "algorithm": "grid"}, "grid"),
+    ],
 )
 def test_a_bad_budget_is_refused(tune, message):
     config = {} if tune is None else {tuning.TUNE_CONFIG: tune}
@@ -140,7 +144,7 @@ def test_trials_train_their_values_first_the_runs_own_and_never_read_eval(monkey
     fn_args = FnArgs(
         train_files=train_files,
         eval_files=eval_files,
-        transform_output=transform_dir,
+        transform_graph_path=transform_dir,  # as the Tuner's executor gives it: not transform_output
         working_dir=str(tmp_path / "tuner"),
         train_steps=100,  # the Trainer's count: trials take tune steps instead
         eval_steps=0,
