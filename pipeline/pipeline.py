@@ -33,12 +33,14 @@ from pipeline import run_parameters
 from pipeline.config import Member, PipelineConfig
 from pipeline.label_metrics import LabelSliceMetrics
 from trainer.preprocessing import LABELS_FEATURE
+from trainer import search_space
 from trainer.settings import TrainerSettings
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
 TUNER_FN = "trainer.tuning.tuner_fn"
 TUNE_CONFIG = "tune"  # trainer.tuning.TUNE_CONFIG: the Tuner's budget and search in its custom_config
+TUNE_ALGORITHMS = ("random", "bayesian")  # trainer.tuning.ALGORITHMS
 MICRO_F1 = run_parameters.MICRO_F1
 AUC_NUM_THRESHOLDS = 200
 
@@ -301,6 +303,10 @@ def _tuner(config: PipelineConfig, front: Dict[str, Any], deployment: Deployment
             f"tune_parallel_trials {tune.tune_parallel_trials}: trials run one at a time here (1); "
             "several at once need Vertex AI Training (imat compile)"
         )
+    if tune.tune_algorithm not in TUNE_ALGORITHMS:
+        raise SettingsError(f"tune_algorithm {tune.tune_algorithm!r}: use {' or '.join(TUNE_ALGORITHMS)}")
+    # A search that names a setting it cannot search stops here, not after Transform.
+    search_space.dimensions(config.trainer, tune.custom_config(config.trainer.seed)["search"])
     kwargs: Dict[str, Any] = dict(
         examples=front["example_gen"].outputs["examples"],
         transform_graph=front["transform"].outputs["transform_graph"],

@@ -36,6 +36,12 @@ BASE = {
 }
 
 
+def test_the_pipeline_and_the_tuner_agree_on_the_config_key_and_the_algorithms():
+    from pipeline import pipeline
+
+    assert (pipeline.TUNE_CONFIG, pipeline.TUNE_ALGORITHMS) == (tuning.TUNE_CONFIG, tuning.ALGORITHMS)
+
+
 def test_the_search_space_names_the_real_backbones():
     assert search_space.SPACE["backbone"].values == tuple(backbones.BACKBONES)
 
