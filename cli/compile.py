@@ -94,6 +94,18 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         help="setup.py inside the image, installed on the workers",
     )
     flow.add_argument(
+        "--scoring_accelerator",
+        default=DataflowSettings.scoring_accelerator,
+        help="a Dataflow GPU type (nvidia-l4, nvidia-tesla-t4, ...) for the workers of the Evaluator and the "
+        "SimilarityIndexer, the steps that score every image; default: CPUs",
+    )
+    flow.add_argument("--scoring_accelerator_count", type=int, default=DataflowSettings.scoring_accelerator_count)
+    flow.add_argument(
+        "--scoring_machine_type",
+        default=DataflowSettings.scoring_machine_type,
+        help="the GPU workers' machine type (default: g2-standard-8 for nvidia-l4, n1-standard-8 otherwise)",
+    )
+    flow.add_argument(
         "--no_dataflow_pipeline_image",
         action="store_true",
         help="run workers on Dataflow's stock image (installing this project with --setup_file)",
@@ -145,6 +157,11 @@ def cloud_config(args: argparse.Namespace) -> CloudConfig:
             disk_size_gb=args.dataflow_disk_size_gb,
             setup_file=args.dataflow_setup_file,
             use_pipeline_image=not args.no_dataflow_pipeline_image,
+            scoring_accelerator=""
+            if args.scoring_accelerator.lower() in ("", "none", "cpu")
+            else args.scoring_accelerator,
+            scoring_accelerator_count=args.scoring_accelerator_count,
+            scoring_machine_type=args.scoring_machine_type,
         ),
     ).validate()
 

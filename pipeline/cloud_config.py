@@ -16,6 +16,18 @@ IMAGE_PROJECT_DIR = "/pipeline"
 DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-16:latest"
 # TPU v2 / v3 on Vertex AI Training: this machine type, 8 cores. Newer TPUs name their own machine types.
 TPU_MACHINE_TYPE = "cloud-tpu"
+# Dataflow's GPU types (worker_accelerator=type:...) and their usual hosts: an L4 on G2, the others on N1.
+DATAFLOW_GPUS = (
+    "nvidia-l4",
+    "nvidia-tesla-t4",
+    "nvidia-tesla-v100",
+    "nvidia-tesla-p100",
+    "nvidia-tesla-p4",
+    "nvidia-a100-80gb",
+    "nvidia-tesla-a100",
+)
+L4_MACHINE_TYPE = "g2-standard-8"
+GPU_MACHINE_TYPE = "n1-standard-8"
 CLOUD_TPUS = ("TPU_V2", "TPU_V3")
 
 
@@ -104,6 +116,55 @@ class DataflowSettings:
     setup_file: str = f"{IMAGE_PROJECT_DIR}/setup.py"
     # Workers also run in the pipeline image: TFX, tf-keras and TF_USE_LEGACY_KERAS=1 are there.
     use_pipeline_image: bool = True
+    # The steps that score every image (the Evaluator, the SimilarityIndexer's embedding job) on
+    # workers with a GPU: a Dataflow accelerator type ("nvidia-l4", "nvidia-tesla-t4", ...); "" on CPUs.
+    scoring_accelerator: str = ""
+    scoring_accelerator_count: int = 1
+    scoring_machine_type: str = ""  # "": g2-standard-8 for an L4, n1-standard-8 for the others
+
+    @property
+    def scoring_machine(self) -> str:
+        """The scoring workers' machine type: the one given, else the accelerator's usual host."""
+        if self.scoring_machine_type:
+            return self.scoring_machine_type
+        return L4_MACHINE_TYPE if self.scoring_accelerator == "nvidia-l4" else GPU_MACHINE_TYPE
+
+    def problems(self) -> List[str]:
+        """What is wrong with the scoring workers' accelerator, if anything."""
+        if not self.scoring_accelerator:
+            return []
+        found = []
+        if self.scoring_accelerator not in DATAFLOW_GPUS:
+            found.append(
+                f"--scoring_accelerator {self.scoring_accelerator!r}: Dataflow's GPU types are "
+                + ", ".join(DATAFLOW_GPUS)
+            )
+        if self.scoring_accelerator_count < 1:
+            found.append(f"--scoring_accelerator_count must be 1 or more, not {self.scoring_accelerator_count}")
+        if self.scoring_accelerator == "nvidia-l4" and not self.scoring_machine.startswith("g2-"):
+            found.append(f"nvidia-l4 runs on g2 machine types only, not {self.scoring_machine!r}")
+        if self.scoring_accelerator != "nvidia-l4" and self.scoring_machine.startswith(("n2-", "e2-", "c2-", "g2-")):
+            found.append(f"{self.scoring_accelerator} attaches to n1 machine types, not {self.scoring_machine!r}")
+        if not self.use_pipeline_image:
+            found.append(
+                "GPU scoring workers need the pipeline image (its CUDA libraries): drop --no_dataflow_pipeline_image"
+            )
+        return found
+
+    def scoring_args(self) -> Tuple[str, ...]:
+        """Beam args added to the scoring components' (after the pipeline's: they win); none on CPUs.
+
+        One SDK process per worker: each process would load the model onto the GPU and TensorFlow
+        takes the GPU's memory whole.
+        """
+        if not self.scoring_accelerator:
+            return ()
+        return (
+            f"--machine_type={self.scoring_machine}",
+            "--dataflow_service_options=worker_accelerator="
+            f"type:{self.scoring_accelerator};count:{self.scoring_accelerator_count};install-nvidia-driver",
+            "--experiments=no_use_multiple_sdk_containers",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +202,7 @@ class CloudConfig:
             found.append(f"--temp_location must be a gs:// path, got {self.temp_location!r}")
         if self.vertex_training:
             found.extend(self.trainer.problems())
+        found.extend(self.dataflow.problems())
         return found
 
     def validate(self) -> "CloudConfig":

@@ -82,6 +82,7 @@ def deployment(cloud: CloudConfig) -> Deployment:
         vertex_training=cloud.vertex_training_config(),
         vertex_serving=cloud.vertex_serving_config(),
         vertex_tuning=cloud.vertex_tuning_config(),
+        scoring_beam_args=cloud.dataflow.scoring_args(),
     )
 
 

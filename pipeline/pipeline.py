@@ -14,7 +14,7 @@ What a runner may change besides roots and Beam args is in ``Deployment``.
 """
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -61,6 +61,8 @@ class Deployment:
       vertex_tuning: ``custom_config`` entries that run the Tuner's trials as a Vertex AI
         Training job (``google_cloud_ai_platform.Tuner``), ``tune_parallel_trials`` machines
         at once; None tunes in the component, one trial at a time.
+      scoring_beam_args: Beam args added to the components that score every image (the
+        Evaluator, the SimilarityIndexer): Dataflow workers with a GPU.
     """
 
     runtime_parameters: bool = False
@@ -68,6 +70,7 @@ class Deployment:
     vertex_training: Optional[Mapping[str, Any]] = None
     vertex_serving: Optional[Mapping[str, Any]] = None
     vertex_tuning: Optional[Mapping[str, Any]] = None
+    scoring_beam_args: Tuple[str, ...] = ()
 
 
 def runtime_parameter_defaults(config: PipelineConfig) -> Dict[str, Any]:
@@ -411,6 +414,9 @@ def create_pipeline(
         index_destination=config.locations.similar_dir,
         splits=",".join(splits.MODEL_SPLITS),  # not the drift splits: they hold no images
     )
+    if deployment.scoring_beam_args:
+        for scoring in (evaluator, indexer):
+            scoring.with_beam_pipeline_args(list(deployment.scoring_beam_args))
     return tfx.dsl.Pipeline(
         pipeline_name=config.locations.pipeline_name,
         pipeline_root=config.locations.pipeline_root,

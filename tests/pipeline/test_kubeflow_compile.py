@@ -494,3 +494,61 @@ def test_a_tuning_that_cannot_run_stops_with_a_message(tmp_path, capsys, flags, 
         imat.main(["compile"] + BASE + ["--output_dir", str(tmp_path), "--serving_dir", "gs://bkt/s"] + flags)
     assert e.value.code == 2 and message in capsys.readouterr().err
     assert not os.listdir(tmp_path)
+
+
+def _args(job, task):
+    return job["pipelineSpec"]["deploymentSpec"]["executors"][f"{task}_executor"]["container"]["args"]
+
+
+def test_gpu_scoring_workers_score_on_dataflow_gpus_and_the_rest_stays_on_cpus(tmp_path):
+    job, _ = compile_to(tmp_path, "--serving_dir", "gs://bkt/s", "--scoring_accelerator", "nvidia-l4")
+    gpu = [
+        "--machine_type=g2-standard-8",
+        "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver",
+        "--experiments=no_use_multiple_sdk_containers",
+    ]
+    for task in ("Evaluator", "SimilarityIndexer"):
+        args = _args(job, task)
+        # after the pipeline's Dataflow args: Beam takes the last --machine_type
+        assert args[args.index("--runner=DataflowRunner") :] == DATAFLOW + gpu, task
+    for task in ("ImportExampleGen", "StatisticsGen", "Transform"):
+        assert not any("worker_accelerator" in a or "g2-standard" in a for a in _args(job, task)), task
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, WorkerOptions
+
+    options = PipelineOptions(DATAFLOW + gpu)
+    assert options.view_as(WorkerOptions).machine_type == "g2-standard-8"
+    assert options.view_as(GoogleCloudOptions).dataflow_service_options == [gpu[1].split("=", 1)[1]]
+
+
+def test_a_t4_takes_an_n1_host_by_default_and_cpu_scoring_adds_nothing(tmp_path):
+    job, _ = compile_to(
+        tmp_path / "t4",
+        "--serving_dir",
+        "gs://bkt/s",
+        "--scoring_accelerator",
+        "nvidia-tesla-t4",
+        "--scoring_accelerator_count",
+        "2",
+    )
+    args = _args(job, "Evaluator")
+    assert "--machine_type=n1-standard-8" in args
+    assert "--dataflow_service_options=worker_accelerator=type:nvidia-tesla-t4;count:2;install-nvidia-driver" in args
+    job, _ = compile_to(tmp_path / "cpu", "--serving_dir", "gs://bkt/s")
+    args = _args(job, "Evaluator")
+    assert args[args.index("--runner=DataflowRunner") :] == DATAFLOW
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--scoring_accelerator", "nvidia-h9000"], "Dataflow's GPU types are nvidia-l4"),
+        (["--scoring_accelerator", "nvidia-l4", "--scoring_machine_type", "n1-standard-8"], "g2 machine types only"),
+        (["--scoring_accelerator", "nvidia-tesla-t4", "--scoring_machine_type", "n2-standard-8"], "n1 machine types"),
+        (["--scoring_accelerator", "nvidia-l4", "--no_dataflow_pipeline_image"], "need the pipeline image"),
+        (["--scoring_accelerator", "nvidia-l4", "--scoring_accelerator_count", "0"], "1 or more, not 0"),
+    ],
+)
+def test_gpu_scoring_workers_that_cannot_start_are_refused(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as e:
+        compile_command.main(BASE + ["--output_dir", str(tmp_path), "--serving_dir", "gs://bkt/s"] + flags)
+    assert e.value.code == 2 and message in capsys.readouterr().err
