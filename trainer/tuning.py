@@ -52,6 +52,8 @@ def hyperparameters(settings: model_lib.ModelConfig, names) -> keras_tuner.Hyper
             hp.Float(dim.name, dim.values[0], dim.values[1], sampling="log", default=default)
         elif dim.kind == search_space.LINEAR:
             hp.Float(dim.name, dim.values[0], dim.values[1], step=dim.values[2], default=default)
+        elif isinstance(default, bool):  # a Choice of booleans would come back as 0 and 1
+            hp.Boolean(dim.name, default=default)
         else:
             hp.Choice(dim.name, list(dim.values), default=default)
     return hp

@@ -83,6 +83,12 @@ def test_a_bad_search_is_refused_by_name(names, message):
         search_space.dimensions(TrainerSettings(num_labels=3), names)
 
 
+def test_a_boolean_setting_is_searched_as_a_boolean():
+    hp = tuning.hyperparameters(TrainerSettings(num_labels=3), ["augment", "head_units"])
+    assert hp.values == {"augment": False, "head_units": 0}
+    assert [type(v) for v in hp.space[0].values] == [bool, bool]
+
+
 def test_tuned_values_are_typed_and_unknown_ones_refused():
     settings = task.tuned_settings(
         TrainerSettings(num_labels=3), {"values": {"dropout": 0.1, "head_units": 256, "augment": True}}
