@@ -103,12 +103,14 @@ def main(argv=None):
             result = bench.scores(p, labels, calibration, config, baseline)
             fitted[arm].append(result.pop("thresholds"))
             eval_probabilities[arm].append(p[evaluation])
-            row = {"seed": seed, **result, "test": run["test"]["micro_f1"], "cpu_seconds": round(cpu)}
+            row = {"seed": seed, **result, "test": run["test"]["micro_f1"]["submission"], "cpu_seconds": round(cpu)}
             row["wall_seconds"] = round(run["seconds"])
             if arm == "tuned":
                 row["trials"] = tuner_trials(seeded)
             per_seed[arm].append(row)
             print(json.dumps({arm: row}, indent=1), flush=True)
+            with open(os.path.join(args.work, "tuning_runs.json"), "w") as f:  # kept if a later run fails
+                json.dump(per_seed, f, indent=1)
 
     columns = (rules.FIXED, rules.GLOBAL, rules.PER_LABEL, "served", "test", "cpu_seconds")
     means = {arm: {c: float(np.mean([r[c] for r in per_seed[arm]])) for c in columns} for arm in args.arms}
