@@ -298,7 +298,13 @@ def model_rules(metadata: str) -> Tuple[List[str], float]:
         return [], math.nan
     report = read_thresholds(os.path.join(model, "Format-Serving"))
     baseline = report.get("micro_f1", {}).get(BASELINE, {}).get("eval", math.nan)
-    return [f"decision rules of {model}:"] + format_report(report), baseline
+    lines = [f"decision rules of {model}:"] + format_report(report)
+    tuned = (report.get("training") or {}).get("hyperparameters")
+    if tuned:  # imat run --tune: the settings the Tuner chose, which the run's flags do not show
+        from cli.tuning import format_values
+
+        lines.append(f"trained with the Tuner's best settings: {format_values(tuned)}")
+    return lines, baseline
 
 
 def comparison_lines(metadata: str) -> List[str]:

@@ -34,11 +34,12 @@ def tuning_lines(results_uri: Optional[str]) -> List[str]:
     for rank, row in enumerate(rows, start=1):
         if rank > SHOWN and row["trial_id"] != first:
             continue
-        values = " ".join(f"{k}={_value(v)}" for k, v in row.items() if k not in ("trial_id", "score"))
+        values = format_values({k: v for k, v in row.items() if k not in ("trial_id", "score")})
         mark = "  (the settings as given)" if row["trial_id"] == first else ""
         lines.append(f"  {rank:2d}. trial {row['trial_id']}  {row['score']:.3f}  {values}{mark}")
     return lines
 
 
-def _value(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+def format_values(values: dict) -> str:
+    """``name=value`` pairs, floats to 3 significant digits (a step of 0.1 comes back as 0.30000000000000004)."""
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())

@@ -21,6 +21,12 @@ def test_best_first_at_most_five_and_the_given_settings_always_shown(tmp_path):
     assert lines[-1].startswith("   8. trial 00  0.500  dropout=0.3") and lines[-1].endswith("(the settings as given)")
 
 
+def test_values_print_floats_short():
+    assert tuning.format_values({"dropout": 0.30000000000000004, "pooling": "max", "augment": True}) == (
+        "dropout=0.3 pooling=max augment=True"
+    )
+
+
 def test_no_results_no_lines_and_a_bad_file_is_named(tmp_path):
     assert tuning.tuning_lines(None) == [] and tuning.tuning_lines(str(tmp_path)) == []
     assert "no trial completed" in tuning.tuning_lines(_write(tmp_path, []))[0]

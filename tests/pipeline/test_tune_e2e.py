@@ -66,3 +66,8 @@ def test_imat_run_tune_trains_the_best_trial_and_reports_the_search(tmp_path, ca
 
     assert "tuner: 3 trials" in out and "(the settings as given)" in out
     assert "pushed model:" in out
+    from cli import report as report_command
+    from cli.tuning import format_values
+
+    lines, _ = report_command.model_rules(metadata)
+    assert lines[-1] == f"trained with the Tuner's best settings: {format_values(best)}"
