@@ -11,6 +11,8 @@ REQUIRED = [
     "dill",
     # TFT and TFMA 1.16 support Keras 2 only: tf-keras, with TF_USE_LEGACY_KERAS=1.
     "tf-keras>=2.16,<2.17",
+    # trainer/tuning.py imports it (the Tuner's trials); TFX 1.16 pins the same range.
+    "keras-tuner>=1.0.4,<2",
     "Pillow",
     # Streams the 375 MB competition JSON instead of loading it whole.
     "ijson",
