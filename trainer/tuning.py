@@ -144,6 +144,12 @@ def tune_config(custom_config: Mapping[str, Any]) -> Dict[str, Any]:
     return config
 
 
+def oracle_seed(seed: int) -> int:
+    """The oracle's seed for the run's ``seed``: KerasTuner takes 0 as "no seed" and draws one at
+    random, which made the default seed's searches differ from run to run."""
+    return seed + 1
+
+
 def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
     """TFX Tuner entry point: the tuner and its ``search`` arguments (none: trials need no data arguments)."""
     config = fn_args.custom_config
@@ -161,7 +167,7 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
         hyperparameters=hyperparameters(settings, budget.get("search") or ()),
         allow_new_entries=False,
         tune_new_entries=False,
-        seed=int(budget.get("seed", settings.seed)),
+        seed=oracle_seed(int(budget.get("seed", settings.seed))),
     )
     # The executor's own temporary folder, one per worker; overwrite: a search is never resumed
     # from an earlier execution's trials, whose scores another input gave.

@@ -5,6 +5,7 @@ A few steps of MobileNetV3Small at 32 px on demo garments, with a real Transform
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -81,6 +82,31 @@ def test_an_unused_learning_rate_is_not_searched():
 def test_a_bad_search_is_refused_by_name(names, message):
     with pytest.raises(SettingsError, match=message):
         search_space.dimensions(TrainerSettings(num_labels=3), names)
+
+
+def test_the_same_seed_gives_the_same_search_seed_zero_included(tmp_path):
+    settings = TrainerSettings(num_labels=3)
+    names = ["dropout", "pooling", "head_units", "loss"]
+
+    def values(seed):
+        oracle = tuning.RandomSearchOracle(
+            objective=tuning.keras_tuner.Objective(tuning.OBJECTIVE, "max"),
+            max_trials=4,
+            hyperparameters=tuning.hyperparameters(settings, names),
+            seed=tuning.oracle_seed(seed),
+        )
+        oracle._set_project_dir(str(tmp_path), f"seed{seed}_{len(os.listdir(tmp_path))}")
+        trials = []
+        for _ in range(4):
+            trial = oracle.create_trial("tuner0")
+            trials.append(dict(trial.hyperparameters.values))
+            oracle.update_trial(trial.trial_id, {tuning.OBJECTIVE: 0.5})
+            oracle.end_trial(trial)
+        assert trials[0] == {"dropout": 0.3, "pooling": "avg", "head_units": 0, "loss": "bce"}  # as given
+        return trials[1:]
+
+    assert values(0) == values(0) and values(1) == values(1)
+    assert values(0) != values(1)
 
 
 def test_a_boolean_setting_is_searched_as_a_boolean():
