@@ -39,8 +39,6 @@ from trainer.settings import TrainerSettings
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
 TUNER_FN = "trainer.tuning.tuner_fn"
-TUNE_CONFIG = "tune"  # trainer.tuning.TUNE_CONFIG: the Tuner's budget and search in its custom_config
-TUNE_ALGORITHMS = ("random", "bayesian")  # trainer.tuning.ALGORITHMS
 MICRO_F1 = run_parameters.MICRO_F1
 AUC_NUM_THRESHOLDS = 200
 
@@ -299,17 +297,13 @@ def _tuner(config: PipelineConfig, front: Dict[str, Any], deployment: Deployment
             "tune searches one Trainer's settings; an ensemble's members set their own (--ensemble): "
             "use one or the other"
         )
-    if tune.tune_trials < 1 or tune.tune_steps < 1:
-        raise SettingsError(f"tune_trials {tune.tune_trials}, tune_steps {tune.tune_steps}: each must be 1 or more")
     if tune.tune_parallel_trials < 1 or (tune.tune_parallel_trials > 1 and deployment.vertex_tuning is None):
         raise SettingsError(
             f"tune_parallel_trials {tune.tune_parallel_trials}: trials run one at a time here (1); "
             "several at once need Vertex AI Training (imat compile)"
         )
-    if tune.tune_algorithm not in TUNE_ALGORITHMS:
-        raise SettingsError(f"tune_algorithm {tune.tune_algorithm!r}: use {' or '.join(TUNE_ALGORITHMS)}")
-    # A search that names a setting it cannot search stops here, not after Transform.
-    search_space.dimensions(config.trainer, tune.custom_config(config.trainer.seed)["search"])
+    budget = tune.custom_config(config.trainer.seed)
+    search_space.check_budget(budget, config.trainer)  # here, not after Transform
     kwargs: Dict[str, Any] = dict(
         examples=front["example_gen"].outputs["examples"],
         transform_graph=front["transform"].outputs["transform_graph"],
@@ -319,7 +313,7 @@ def _tuner(config: PipelineConfig, front: Dict[str, Any], deployment: Deployment
         eval_args=tfx.proto.EvalArgs(splits=[splits.CALIBRATION], num_steps=config.trainer.eval_steps),
         custom_config={
             **config.trainer_custom_config(),
-            TUNE_CONFIG: tune.custom_config(config.trainer.seed),
+            search_space.TUNE_CONFIG: budget,
             **(deployment.vertex_tuning or {}),
         },
     )

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 from imat_common.settings import SettingsError, is_tuned, search_of, typed
 from trainer.settings import TrainerSettings
 
+TUNE_CONFIG = "tune"  # the Tuner's custom_config key: {trials, steps, search, algorithm, seed}
+ALGORITHMS = ("random", "bayesian")
 LOG = "log"  # a float searched on a log scale between two bounds
 LINEAR = "linear"  # a float searched between two bounds, in steps
 CHOICE = "choice"  # one of a few values
@@ -78,6 +80,23 @@ def dimensions(settings: TrainerSettings, names: Sequence[str]) -> Tuple[List[Di
     if not searched:
         raise SettingsError(f"tune_search {names}: nothing left to search ({left_out})")
     return searched, left_out
+
+
+def check_budget(budget: Mapping[str, Any], settings: TrainerSettings) -> None:
+    """Refuses a search that cannot run: the pipeline calls it when the DAG is built, the Tuner when it starts.
+
+    Args:
+      budget: the ``TUNE_CONFIG`` entry (``pipeline.config.TuneSettings.custom_config``).
+
+    Raises:
+      SettingsError: trials or steps under 1, an unknown algorithm, or a search ``dimensions`` refuses.
+    """
+    for key in ("trials", "steps"):
+        if int(budget.get(key, 0)) < 1:
+            raise SettingsError(f"tune_{key} must be 1 or more, got {budget.get(key)}")
+    if budget.get("algorithm", ALGORITHMS[0]) not in ALGORITHMS:
+        raise SettingsError(f"tune_algorithm {budget.get('algorithm')!r}: use {' or '.join(ALGORITHMS)}")
+    dimensions(settings, budget.get("search") or ())
 
 
 def apply(settings: TrainerSettings, values: Mapping[str, Any], where: str = "the Tuner's hyperparameters"):

@@ -55,7 +55,8 @@ def run_fn(fn_args):
     (``--tune``), the settings it searched take its values.
     """
     config = fn_args.custom_config
-    model_config = tuned_settings(model_lib.ModelConfig.from_custom_config(config), fn_args.hyperparameters)
+    tuned = dict((fn_args.hyperparameters or {}).get("values") or {})  # a KerasTuner HyperParameters config
+    model_config = tuned_settings(model_lib.ModelConfig.from_custom_config(config), tuned)
     # First: MultiWorkerMirroredStrategy configures collective ops, which must happen before
     # TensorFlow runs anything.
     strategy = distribution_strategy(model_config.distribution)
@@ -79,22 +80,21 @@ def run_fn(fn_args):
             multi_worker.barrier(strategy)  # returns once the chief has exported
             return
         model = multi_worker.plain_copy(weights, model_config)
-    if fn_args.hyperparameters:
-        training["hyperparameters"] = dict(fn_args.hyperparameters.get("values") or {})
+    if tuned:
+        training["hyperparameters"] = tuned
     _calibrate_and_export(model, model_config, fn_args, tf_transform_output, config, training)
     if role.num_workers > 1:
         multi_worker.barrier(strategy)
 
 
-def tuned_settings(settings: model_lib.ModelConfig, hyperparameters) -> model_lib.ModelConfig:
-    """``settings`` with the Tuner's best values (a KerasTuner ``HyperParameters`` config) in place.
+def tuned_settings(settings: model_lib.ModelConfig, values) -> model_lib.ModelConfig:
+    """``settings`` with the Tuner's best values (by setting name) in place.
 
     Raises:
       SettingsError: a tuned value names no Trainer setting or does not fit its type.
     """
-    if not hyperparameters:
+    if not values:
         return settings
-    values = dict(hyperparameters.get("values") or {})
     log.info("the Tuner's best hyperparameters replace the settings: %s", values)
     return search_space.apply(settings, values)
 

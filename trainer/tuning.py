@@ -35,9 +35,8 @@ from trainer import calibration, data, model as model_lib, multi_worker, rules, 
 
 log = logging.getLogger(__name__)
 
-TUNE_CONFIG = "tune"  # custom_config key: {trials, steps, search, algorithm, seed}
+TUNE_CONFIG = search_space.TUNE_CONFIG
 OBJECTIVE = "calibration_micro_f1"
-ALGORITHMS = ("random", "bayesian")
 
 
 def hyperparameters(settings: model_lib.ModelConfig, names) -> keras_tuner.HyperParameters:
@@ -126,22 +125,17 @@ class CalibrationTuner(keras_tuner.engine.base_tuner.BaseTuner):
         return result
 
 
-def tune_config(custom_config: Mapping[str, Any]) -> Dict[str, Any]:
-    """The budget and the search from ``custom_config``.
+def tune_config(custom_config: Mapping[str, Any], settings) -> Dict[str, Any]:
+    """The budget and the search from ``custom_config``, checked as the pipeline checked them.
 
     Raises:
-      ValueError: no ``TUNE_CONFIG`` entry, or trials or steps under 1, or an unknown algorithm.
+      ValueError: no ``TUNE_CONFIG`` entry, or a search ``search_space.check_budget`` refuses.
     """
     config = custom_config.get(TUNE_CONFIG)
     if not isinstance(config, Mapping):
         raise ValueError(f"the Tuner's custom_config has no {TUNE_CONFIG!r} entry (trials, steps, search, algorithm)")
-    config = dict(config)
-    for key in ("trials", "steps"):
-        if int(config.get(key, 0)) < 1:
-            raise ValueError(f"tune_{key} must be 1 or more, got {config.get(key)}")
-    if config.get("algorithm", "random") not in ALGORITHMS:
-        raise ValueError(f"tune_algorithm {config.get('algorithm')!r}: use {' or '.join(ALGORITHMS)}")
-    return config
+    search_space.check_budget(config, settings)
+    return dict(config)
 
 
 def oracle_seed(seed: int) -> int:
@@ -153,8 +147,8 @@ def oracle_seed(seed: int) -> int:
 def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
     """TFX Tuner entry point: the tuner and its ``search`` arguments (none: trials need no data arguments)."""
     config = fn_args.custom_config
-    budget = tune_config(config)
     settings = model_lib.ModelConfig.from_custom_config(config)
+    budget = tune_config(config, settings)
     # A trial trains for tune_steps whatever train_epochs says: the budget is the user's.
     settings = search_space.apply(settings, {"train_epochs": 0.0}, "the Tuner's settings")
     # Parallel trials each take one machine: a strategy that spans workers would join them.

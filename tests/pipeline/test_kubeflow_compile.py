@@ -482,7 +482,7 @@ def test_tune_runs_parallel_trials_on_vertex_training_and_the_trainer_reads_the_
     [
         (["--tune", "--tune_parallel_trials", "2", "--no_vertex_training"], "several at once need Vertex AI Training"),
         (["--tune", "--ensemble", "seed=1", "--ensemble", "seed=2"], "use one or the other"),
-        (["--tune", "--tune_steps", "0"], "each must be 1 or more"),
+        (["--tune", "--tune_steps", "0"], "tune_steps must be 1 or more, got 0"),
         (["--tune", "--tune_search", "dropout,learning_rate"], "'learning_rate' cannot be searched; did you mean"),
         (["--tune", "--tune_algorithm", "grid"], "tune_algorithm 'grid': use random or bayesian"),
     ],

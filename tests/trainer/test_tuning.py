@@ -37,12 +37,6 @@ BASE = {
 }
 
 
-def test_the_pipeline_and_the_tuner_agree_on_the_config_key_and_the_algorithms():
-    from pipeline import pipeline
-
-    assert (pipeline.TUNE_CONFIG, pipeline.TUNE_ALGORITHMS) == (tuning.TUNE_CONFIG, tuning.ALGORITHMS)
-
-
 def test_the_search_space_names_the_real_backbones():
     assert search_space.SPACE["backbone"].values == tuple(backbones.BACKBONES)
 
@@ -116,12 +110,10 @@ def test_a_boolean_setting_is_searched_as_a_boolean():
 
 
 def test_tuned_values_are_typed_and_unknown_ones_refused():
-    settings = task.tuned_settings(
-        TrainerSettings(num_labels=3), {"values": {"dropout": 0.1, "head_units": 256, "augment": True}}
-    )
+    settings = task.tuned_settings(TrainerSettings(num_labels=3), {"dropout": 0.1, "head_units": 256, "augment": True})
     assert (settings.dropout, settings.head_units, settings.augment) == (0.1, 256, True)
     with pytest.raises(SettingsError, match="not Trainer settings"):
-        task.tuned_settings(TrainerSettings(num_labels=3), {"values": {"lerning_rate": 0.1}})
+        task.tuned_settings(TrainerSettings(num_labels=3), {"lerning_rate": 0.1})
 
 
 def test_the_objective_is_out_of_fold_and_a_diverged_model_scores_zero():
@@ -147,7 +139,7 @@ def test_the_objective_is_out_of_fold_and_a_diverged_model_scores_zero():
 def test_a_bad_budget_is_refused(tune, message):
     config = {} if tune is None else {tuning.TUNE_CONFIG: tune}
     with pytest.raises(ValueError, match=message):
-        tuning.tune_config(config)
+        tuning.tune_config(config, TrainerSettings(num_labels=3))
 
 
 @pytest.fixture(scope="module")
