@@ -370,22 +370,32 @@ def main(argv=None):
         json.dump(results, f, indent=1)
 
 
-def quality(args, label_map: str) -> dict:
-    """Per seed, the pipeline and the plain script scored alike; means, per-seed values, intervals."""
-    from trainer import rules, trivial_baseline
+def held_out(config, label_map: str):
+    """The validation split as every quality benchmark scores it, and the trivial baseline.
 
-    config = pipeline_config(args, label_map)
-    images, labels, ids, jpegs = load_split(
-        config.locations.data_root, config.data.eval_split, config.trainer.image_size, config.trainer.num_labels
-    )
+    Returns:
+      (images in [-1, 1], multi-hot labels, the stored JPEG bytes, the calibration mask (its
+      complement is eval), the baseline's label ids from the train split's frequencies).
+    """
+    from trainer import trivial_baseline
+
+    root, size, width = config.locations.data_root, config.trainer.image_size, config.trainer.num_labels
+    images, labels, ids, jpegs = load_split(root, config.data.eval_split, size, width)
     calibration = is_calibration(ids, config.data.calibration_percent)
-    evaluation = ~calibration
-    train_labels = load_split(
-        config.locations.data_root, config.data.train_split, config.trainer.image_size, config.trainer.num_labels
-    )[1]
+    train_labels = load_split(root, config.data.train_split, size, width)[1]
     frequencies = {i + 1: int(c) for i, c in enumerate(train_labels.sum(axis=0))}
     baseline = trivial_baseline.most_frequent_per_task(frequencies, load_label_map(label_map))
-    print(f"validation: {int(calibration.sum())} calibration, {int(evaluation.sum())} eval images", flush=True)
+    print(f"validation: {int(calibration.sum())} calibration, {int((~calibration).sum())} eval images", flush=True)
+    return images, labels, jpegs, calibration, baseline
+
+
+def quality(args, label_map: str) -> dict:
+    """Per seed, the pipeline and the plain script scored alike; means, per-seed values, intervals."""
+    from trainer import rules
+
+    config = pipeline_config(args, label_map)
+    images, labels, jpegs, calibration, baseline = held_out(config, label_map)
+    evaluation = ~calibration
     sides = ("pipeline",) if "plain" in args.skip else ("pipeline", "plain")
     per_seed = {side: [] for side in sides}
     eval_probabilities = {side: [] for side in sides}

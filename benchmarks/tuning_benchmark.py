@@ -32,7 +32,6 @@ import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow load
 import numpy as np
 
 from benchmarks import pipeline_benchmark as bench
-from imat_common.features import load_label_map
 
 ARMS = ("default", "tuned", "default_longer")
 
@@ -64,7 +63,7 @@ def tuner_trials(config) -> list:
 
 
 def main(argv=None):
-    from trainer import rules, trivial_baseline
+    from trainer import rules
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="the fashion-products-2k folder")
@@ -81,14 +80,8 @@ def main(argv=None):
     os.makedirs(args.work, exist_ok=True)
     label_map = bench.prepare(os.path.abspath(args.dataset), args.work)
     config = bench.pipeline_config(args, label_map)
-    data_root, num_labels = os.path.join(args.work, "data"), config.trainer.num_labels
-    _, labels, ids, jpegs = bench.load_split(data_root, config.data.eval_split, config.trainer.image_size, num_labels)
-    calibration = bench.is_calibration(ids, config.data.calibration_percent)
+    _, labels, jpegs, calibration, baseline = bench.held_out(config, label_map)
     evaluation = ~calibration
-    train_labels = bench.load_split(data_root, config.data.train_split, config.trainer.image_size, num_labels)[1]
-    frequencies = {i + 1: int(c) for i, c in enumerate(train_labels.sum(axis=0))}
-    baseline = trivial_baseline.most_frequent_per_task(frequencies, load_label_map(label_map))
-    print(f"validation: {int(calibration.sum())} calibration, {int(evaluation.sum())} eval images", flush=True)
 
     per_seed = {arm: [] for arm in args.arms}
     eval_probabilities = {arm: [] for arm in args.arms}
