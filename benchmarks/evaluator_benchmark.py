@@ -14,11 +14,15 @@ wall and CPU seconds (this process, all threads), the speedup against the first 
 per-label AUCs' gap (mean and largest over the labels with both classes) to the exact AUC,
 computed from the model's probabilities by ranks:
 
-  sliced        the configuration before: per-label slices, each computing every label's metrics
-  pipeline      the shipped config: one slice, per-label-slice numbers from LabelSliceMetrics
-  default_auc   the shipped config with AUC at TFMA's default: 10,000 thresholds even in probability
+  sliced        the configuration before LabelSliceMetrics: per-label slices, each computing every
+                label's metrics (TFMA's binarized ones)
+  binarized     the configuration before PerLabelMetrics and PerLabelAUC: one slice, each label's
+                precision, recall, F1 and AUC from TFMA's binarize (a combiner per label)
+  pipeline      the shipped config: one slice, each label's metrics from one vectorised combiner
+                (PerLabelMetrics, PerLabelAUC), per-label-slice numbers from LabelSliceMetrics
+  default_auc   binarized, with TFMA's AUC at its default: 10,000 thresholds even in probability
                 (the shipped config: 200)
-  logit_auc     the shipped config with AUC at 48 thresholds even in logit space (-12 to 12), given
+  logit_auc     binarized, with TFMA's AUC at 48 thresholds even in logit space (-12 to 12), given
                 as a list (TFMA then counts per example instead of through its histogram)
   no_auc        the shipped config without AUC
   baseline      the shipped config against a last blessed model (the same export, as TFX's Evaluator
@@ -42,7 +46,7 @@ import imat_common.keras2  # noqa: F401  (chooses Keras 2 before TensorFlow load
 
 from benchmarks import evaluator_data
 
-VARIANTS = ("sliced", "pipeline", "default_auc", "logit_auc", "no_auc", "baseline", "baseline_ci")
+VARIANTS = ("sliced", "binarized", "pipeline", "default_auc", "logit_auc", "no_auc", "baseline", "baseline_ci")
 WITH_BASELINE = ("baseline", "baseline_ci")
 
 
@@ -62,6 +66,7 @@ def variant_config(name: str, num_labels: int):
         labels_slices=name == "sliced",
         with_baseline=name in WITH_BASELINE,
         confidence_intervals=name == "baseline_ci",
+        binarized=name in ("binarized", "default_auc", "logit_auc"),
     )
     auc_specs = [s for s in config.metrics_specs if PROBABILITIES in s.output_names]
     if name == "default_auc":

@@ -104,13 +104,20 @@ def export_tiny_model(work: str, rows: List[Dict], num_labels: int, positive_rat
 
 
 def pipeline_eval_config(
-    num_labels: int, labels_slices: bool = False, with_baseline: bool = False, confidence_intervals: bool = False
+    num_labels: int,
+    labels_slices: bool = False,
+    with_baseline: bool = False,
+    confidence_intervals: bool = False,
+    binarized: bool = False,
 ):
     """The pipeline's EvalConfig; without a baseline model, without its change threshold.
 
     Args:
       num_labels: width of the multi-hot vector.
-      labels_slices: the configuration before this change: per-label slices, no label-slice metric.
+      labels_slices: the configuration before LabelSliceMetrics: per-label slices, no label-slice
+        metric, TFMA's binarized per-label metrics.
+      binarized: the configuration before PerLabelMetrics and PerLabelAUC: TFMA's own per-label
+        metrics (``binarize``, a combiner per label).
       with_baseline: keep the change threshold against the last blessed model (the caller gives one).
       confidence_intervals: the gate setting ``confidence_intervals``.
     """
@@ -131,7 +138,41 @@ def pipeline_eval_config(
     for spec in config.metrics_specs:
         for metric in spec.metrics:
             metric.threshold.ClearField("change_threshold")
-    return sliced_eval_config(config) if labels_slices else config
+    if labels_slices:
+        return sliced_eval_config(binarized_eval_config(config, num_labels))
+    return binarized_eval_config(config, num_labels) if binarized else config
+
+
+def binarized_eval_config(config, num_labels: int):
+    """``config`` with TFMA's binarized per-label metrics in place of PerLabelMetrics and PerLabelAUC."""
+    import tensorflow_model_analysis as tfma
+
+    from pipeline.per_label_metrics import PerLabelAUC, PerLabelMetrics
+    from pipeline.pipeline import DECISIONS, PROBABILITIES
+
+    old = type(config)()
+    old.CopyFrom(config)
+    auc_config = ""
+    for spec in old.metrics_specs:
+        auc_config = next((m.config for m in spec.metrics if m.class_name == PerLabelAUC.__name__), auc_config)
+        kept = [m for m in spec.metrics if m.class_name not in (PerLabelMetrics.__name__, PerLabelAUC.__name__)]
+        del spec.metrics[:]
+        spec.metrics.extend(kept)
+    kept = [spec for spec in old.metrics_specs if spec.metrics]
+    del old.metrics_specs[:]
+    old.metrics_specs.extend(kept)
+    per_label = tfma.BinarizationOptions(class_ids={"values": list(range(num_labels))})
+    old.metrics_specs.add(
+        output_names=[DECISIONS],
+        metrics=[tfma.MetricConfig(class_name=name) for name in ("Precision", "Recall", "F1Score")],
+        binarize=per_label,
+    )
+    old.metrics_specs.add(
+        output_names=[PROBABILITIES],
+        metrics=[tfma.MetricConfig(class_name="AUC", config=auc_config)],
+        binarize=per_label,
+    )
+    return old
 
 
 def sliced_eval_config(config):
