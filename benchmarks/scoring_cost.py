@@ -13,9 +13,13 @@ photos, one after another in this process:
   indexer      the similar-product index job (``imat index``: embedding, thumbnails, the index)
   submission   the batch scoring job (``imat submission``: Beam RunInference, the CSV)
 
-Each job runs once on three photos first (loading and tracing out of the figures), then on all of
-them. Printed per job: wall seconds, CPU seconds (this process and any child processes), CPU
-milliseconds per image, and that against the forward pass's.
+Each job runs once on three photos first (loading and tracing out of the figures), then on a
+quarter of the photos and on all of them. A job's cost is a fixed part (building the Beam pipeline,
+loading the model, starting workers: paid once per run) and a part per image; the two sizes
+separate them: per image = (CPU at all - CPU at a quarter) / (the photos between), fixed = the
+rest. Printed per job: wall and CPU seconds at both sizes (this process and any child processes),
+the fixed CPU seconds, CPU milliseconds per image, and that against the forward pass's: the
+figure that decides a million-image run, where the fixed part is paid once.
 """
 
 import argparse
@@ -106,23 +110,41 @@ def main(argv=None):
         parser.error(f"no trained model or {args.split} data in {args.work}: run benchmarks/pipeline_benchmark.py")
     work = tempfile.mkdtemp(prefix="scoring-cost-")
     records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-    data = _write(os.path.join(work, "all.tfrecord"), records)
+    if len(records) < 8:
+        parser.error(f"{args.split} has {len(records)} photos; the two sizes need at least 8")
+    sizes = (len(records) // 4, len(records))
+    data = {size: _write(os.path.join(work, f"{size}.tfrecord"), records[:size]) for size in sizes}
     warm_up = _write(os.path.join(work, "warm-up.tfrecord"), records[:3])
     run = {"forward": _forward, "evaluator": _evaluator, "indexer": _indexer, "submission": _submission}
     for job in jobs:
         run[job](model, warm_up, work)
     results = {}
     for job in jobs:
-        wall, cpu = time.monotonic(), _cpu()
-        run[job](model, data, work)
-        results[job] = (time.monotonic() - wall, _cpu() - cpu)
-        print(f"{job:11s} {results[job][0]:8.1f} s wall {results[job][1]:8.1f} s CPU", flush=True)
-    print(f"\n{len(records)} images of {args.split}, model {model}")
-    floor = results.get("forward", (0, 0))[1]
-    print(f"{'job':11s} {'wall s':>8s} {'CPU s':>8s} {'CPU ms/image':>13s} {'x forward':>10s}")
-    for job, (wall, cpu) in results.items():
-        ratio = f"{cpu / floor:9.1f}x" if floor else "        -"
-        print(f"{job:11s} {wall:8.1f} {cpu:8.1f} {1000 * cpu / len(records):13.1f} {ratio}")
+        for size in sizes:
+            wall, cpu = time.monotonic(), _cpu()
+            run[job](model, data[size], work)
+            results[job, size] = (time.monotonic() - wall, _cpu() - cpu)
+            print(f"{job:11s} {size:6d} photos {results[job, size][0]:8.1f} s wall {results[job, size][1]:8.1f} s CPU")
+    print(f"\n{args.split}: {sizes[0]} and {sizes[1]} photos, model {model}")
+    per_image = {job: marginal(results[job, sizes[0]][1], results[job, sizes[1]][1], *sizes) for job in jobs}
+    floor = per_image.get("forward", (0.0, 0.0))[1]
+    header = f"{'job':11s} {'wall s':>15s} {'CPU s':>15s} {'fixed CPU s':>12s} {'CPU ms/image':>13s} {'x forward':>10s}"
+    print(header)
+    for job in jobs:
+        (small_wall, small_cpu), (wall, cpu) = results[job, sizes[0]], results[job, sizes[1]]
+        fixed, slope = per_image[job]
+        ratio = f"{slope / floor:9.1f}x" if floor > 0 else "        -"
+        print(
+            f"{job:11s} {small_wall:7.1f} {wall:7.1f} {small_cpu:7.1f} {cpu:7.1f} {fixed:12.1f} "
+            f"{1000 * slope:13.1f} {ratio}"
+        )
+    print(f"(wall and CPU at {sizes[0]} / {sizes[1]} photos; fixed + per image x photos = CPU)")
+
+
+def marginal(small_cpu: float, large_cpu: float, small: int, large: int):
+    """(fixed CPU seconds, CPU seconds per image) of a job run at ``small`` and ``large`` photos."""
+    per_image = (large_cpu - small_cpu) / (large - small)
+    return small_cpu - per_image * small, per_image
 
 
 if __name__ == "__main__":
