@@ -56,7 +56,7 @@ def index_pushed_model(
     backend: str = DEFAULT_BACKEND,
     label_map: str = "",
     index_destination: str = "",
-    batch_size: int = 32,
+    batch_size: int = 64,
     thumbnail_size: int = 96,
 ) -> None:
     """The component's logic, on artifacts (anything with ``uri`` and custom properties).
@@ -103,7 +103,7 @@ def SimilarityIndexer(
     backend: Parameter[str] = DEFAULT_BACKEND,
     label_map: Parameter[str] = "",
     index_destination: Parameter[str] = "",
-    batch_size: Parameter[int] = 32,
+    batch_size: Parameter[int] = 64,
     thumbnail_size: Parameter[int] = 96,
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:

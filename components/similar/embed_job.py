@@ -66,7 +66,7 @@ class IndexSettings:
     catalogue: Dict[str, str]  # split name -> file pattern of (gzip) TFRecords of tf.Examples
     output: str  # the index folder
     backend: str = DEFAULT_BACKEND  # "auto": by the catalogue's size (backends.choose_backend)
-    batch_size: int = 32
+    batch_size: int = 64  # images per model call; as imat submission
     thumbnail_size: int = 96  # longer side of the stored thumbnails; 0 stores none
     label_map: str = ""  # label_map.csv, so results print label names and tasks
     model_version: str = ""  # Pusher's version of the model; "" takes the folder's name when it is a number
