@@ -7,7 +7,13 @@ when nginx is not installed), then times, alternating, several repetitions of:
 both resizing to 299 keeping the aspect ratio (the images are square, so both give
 299x299), JPEG quality 90, shards of the same size, two processes for img2dataset and one
 threaded process (two cores through Pillow releasing the GIL) plus, as a variant, two
-worker processes for this job. Wall time includes each tool's start-up.
+worker processes for this job. Wall time includes each tool's start-up. Python's server
+competes with both tools for the same cores: install nginx for figures to compare.
+
+Then the breakdown of the default job's median run: its start-up (the interpreter and its
+imports, timed alone), its download phase (its own clock), the CPU per image of each step of the
+image work measured alone (decode, resize, encode, gzip), the rest of its CPU per image, and the
+floor that start-up and image work set on this machine's cores.
 
 Set up img2dataset in its own venv first (it must not share this project's pins; its own are
 in benchmarks/img2dataset.lock), then run both tools with a clean environment:
@@ -21,6 +27,7 @@ import glob
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -103,13 +110,64 @@ http {{ access_log off; sendfile on; keepalive_requests 100000; types {{ image/j
     raise RuntimeError(f"nginx did not start: {proc.stderr.read().decode()}")
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+LAST_CPU = [0.0]  # CPU seconds of the last timed command and its children
+
+
 def run_timed(cmd, env=None) -> float:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu()
     result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     seconds = time.perf_counter() - start
+    LAST_CPU[0] = _children_cpu() - cpu
     if result.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed:\n{result.stdout.decode()[-3000:]}")
     return seconds
+
+
+def startup_cost(reps: int = 3) -> tuple:
+    """Median (wall, CPU) seconds of starting the job's process: the interpreter and its imports."""
+    walls, cpus = [], []
+    for _ in range(reps):
+        walls.append(
+            run_timed([sys.executable, "-c", "import components.download.job"], env=clean_env(PYTHONPATH=ROOT))
+        )
+        cpus.append(LAST_CPU[0])
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def image_work(folder: str, n: int = 200) -> dict:
+    """CPU milliseconds per image of each step of the job's image work, measured alone on one thread.
+
+    The steps of ``components.download.images.process_image`` at the benchmark's settings (decode
+    at a reduced DCT scale, bilinear resize to 299, JPEG at quality 90), then gzip at zlib's
+    default level as the shard writer does.
+    """
+    import io
+    import zlib
+
+    datas = [open(os.path.join(folder, f"{i}.jpg"), "rb").read() for i in range(n)]
+    steps = {"decode": 0.0, "resize": 0.0, "encode": 0.0, "gzip": 0.0}
+    gzip = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    for data in datas:
+        t0 = time.process_time()
+        im = Image.open(io.BytesIO(data))
+        im.draft("RGB", (299, 299))
+        im.load()
+        t1 = time.process_time()
+        im = im.resize((299, 299), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        t2 = time.process_time()
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=90)
+        t3 = time.process_time()
+        gzip.compress(buf.getvalue())
+        t4 = time.process_time()
+        for step, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            steps[step] += seconds
+    return {step: 1000 * seconds / n for step, seconds in steps.items()}
 
 
 def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
@@ -126,10 +184,11 @@ def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
         *extra,
     ]
     seconds = run_timed(cmd, env=clean_env(PYTHONPATH=ROOT))
+    cpu = LAST_CPU[0]
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
     # The job's own rate covers the download alone, without Python and Beam start-up.
-    return seconds, summary["splits"]["train"]["ok"], summary["images_per_second"]
+    return seconds, summary["splits"]["train"]["ok"], summary["images_per_second"], cpu
 
 
 def img2dataset(binary: str, urls_txt: str, out: str, shard: int, output_format: str = "tfrecord") -> tuple:
@@ -161,11 +220,12 @@ def img2dataset(binary: str, urls_txt: str, out: str, shard: int, output_format:
         "False",
     ]
     seconds = run_timed(cmd, env=clean_env(NO_ALBUMENTATIONS_UPDATE="1", TF_CPP_MIN_LOG_LEVEL="3"))
+    cpu = LAST_CPU[0]
     ok = 0
     for stats in glob.glob(os.path.join(out, "*_stats.json")):
         with open(stats) as f:
             ok += json.load(f)["successes"]
-    return seconds, ok, None
+    return seconds, ok, None, cpu
 
 
 def main():
@@ -211,19 +271,26 @@ def main():
     else:
         print(f"img2dataset not found at {args.img2dataset}: run benchmarks/setup_img2dataset.sh", file=sys.stderr)
     results = {name: [] for name in contenders}
+    cpus = {name: [] for name in contenders}
+    phases = {name: [] for name in contenders}
     try:
         for rep in range(args.reps):
             order = list(contenders) if rep % 2 == 0 else list(reversed(contenders))
             for name in order:
                 out = os.path.join(args.workdir, "out")
                 shutil.rmtree(out, ignore_errors=True)
-                seconds, ok, own_rate = contenders[name](out)
+                seconds, ok, own_rate, cpu = contenders[name](out)
                 if ok != args.images:
                     raise RuntimeError(f"{name} stored {ok} of {args.images} images")
                 results[name].append(seconds)
+                cpus[name].append(cpu)
+                if own_rate:
+                    phases[name].append(ok / own_rate)
                 own = f" (download phase alone: {own_rate} images/s)" if own_rate else ""
                 print(
-                    f"rep {rep + 1}: {name}: {seconds:.2f} s, {ok / seconds:.1f} images/s end to end{own}", flush=True
+                    f"rep {rep + 1}: {name}: {seconds:.2f} s, {cpu:.1f} CPU s, {ok / seconds:.1f} images/s end to end"
+                    f"{own}",
+                    flush=True,
                 )
     finally:
         if proc is not None:
@@ -237,11 +304,43 @@ def main():
     )
     medians = {name: statistics.median(times) for name, times in results.items()}
     for name, seconds in medians.items():
-        print(f"  {name:34s} {seconds:6.2f} s  {args.images / seconds:7.1f} images/s")
+        print(
+            f"  {name:34s} {seconds:6.2f} s  {args.images / seconds:7.1f} images/s  "
+            f"{statistics.median(cpus[name]):6.1f} CPU s (the process and its children)"
+        )
     for reference in (r for r in medians if r.startswith("img2dataset")):
         for name, seconds in medians.items():
             if name.startswith("this job"):
                 print(f"  {name} vs {reference}: {medians[reference] / seconds:.2f}x the throughput")
+    breakdown(images, args.images, medians, cpus, phases)
+
+
+def breakdown(images: str, count: int, medians: dict, cpus: dict, phases: dict) -> None:
+    """Where the default job's time and CPU go, and the floor its image work sets on 2+ cores."""
+    name = "this job (1 process, threads)"
+    start_wall, start_cpu = startup_cost()
+    steps = image_work(images)
+    cpu, phase = statistics.median(cpus[name]), statistics.median(phases[name])
+    work = sum(steps.values())
+    rest = 1000 * (cpu - start_cpu) / count - work
+    cores = os.cpu_count() or 1
+    print(f"\n{name}, median run: {medians[name]:.2f} s wall, {cpu:.1f} CPU s for {count} images")
+    print(f"  start-up (interpreter and imports, no image): {start_wall:.2f} s wall, {start_cpu:.2f} CPU s")
+    print(
+        f"  download phase (the job's own clock): {phase:.2f} s; the rest (plan, pipeline exit, summary) "
+        f"{medians[name] - phase - start_wall:.2f} s"
+    )
+    print(
+        "  CPU per image after start-up: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+        + f" ms (measured alone, one thread); the rest {rest:.2f} ms (HTTP client, asyncio, Beam, framing,"
+        " status files)"
+    )
+    floor = start_wall + count * work / 1000 / cores
+    print(
+        f"  floor on {cores} cores with this start-up and no other work: {floor:.2f} s "
+        f"({count / floor:.0f} images/s end to end)"
+    )
 
 
 if __name__ == "__main__":
