@@ -141,7 +141,10 @@ def main(argv=None):
                 wall, cpu = time.monotonic(), _cpu()
                 run[job](model, data[size], work)
                 seconds = (time.monotonic() - wall, _cpu() - cpu)
-                print(f"round {rep + 1} {job:11s} {size:6d} photos {seconds[0]:8.1f} s wall {seconds[1]:8.1f} s CPU")
+                print(
+                    f"round {rep + 1} {job:11s} {size:6d} photos {seconds[0]:8.1f} s wall {seconds[1]:8.1f} s CPU",
+                    flush=True,
+                )
                 # The least disturbed round: other work on the machine only ever adds CPU.
                 results[job, size] = min(results.get((job, size), seconds), seconds, key=lambda r: r[1])
     print(f"\n{args.split}: {sizes[0]} and {sizes[1]} photos, model {model}")
