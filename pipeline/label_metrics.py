@@ -25,6 +25,7 @@ from imat_common.serving import (
     LABEL_SLICE_MICRO_PRECISION,
     LABEL_SLICE_MICRO_RECALL,
 )
+from pipeline.per_label_metrics import computation_key
 
 LABEL_SLICE_METRICS_NAME = "label_slice_metrics"
 DECISION_THRESHOLD = 0.5  # TFMA's default threshold for precision, recall and F1
@@ -55,7 +56,8 @@ def _label_slice_metrics(
         for output_name in output_names or [""]:
             computations.append(
                 metric_types.MetricComputation(
-                    keys=[],  # one key per label, known only once the label vector's width is seen
+                    # Tells the candidate's from the baseline's, which TFMA would merge as equal.
+                    keys=[computation_key(name, model_name, output_name)],
                     preprocessors=None,  # TFMA's standard labels / predictions / weights
                     combiner=_LabelSliceCombiner(name, eval_config, model_name, output_name),
                 )

@@ -108,6 +108,17 @@ class _VectorCombiner(beam.CombineFn):
                     f"output '{self._output_name}'; the labels must be a dense multi-hot vector as wide as "
                     "the predictions"
                 )
+            # TFMA refuses these too; here they would count silently wrong.
+            if label.size and (label.min() < 0.0 or label.max() > 1.0):
+                raise ValueError(
+                    f"{self._name}: labels of output '{self._output_name}' outside [0, 1] "
+                    f"(from {label.min()} to {label.max()}); they must be a multi-hot vector"
+                )
+            if np.isnan(prediction).any():
+                raise ValueError(
+                    f"{self._name}: output '{self._output_name}' predicted NaN for label(s) "
+                    f"{np.flatnonzero(np.isnan(prediction)).tolist()[:10]}"
+                )
             yield label, prediction, float(np.asarray(weight).reshape(-1)[0])
 
     def create_accumulator(self) -> Optional[np.ndarray]:
@@ -205,10 +216,21 @@ class _AUCCombiner(_VectorCombiner):
         return {self._key("auc", k): float(aucs[k]) for k in range(aucs.size)}
 
 
+def computation_key(name: str, model_name: str, output_name: str) -> metric_types.MetricKey:
+    """The key that tells one model's and output's computation from another's; never an output itself.
+
+    TFMA runs one of several computations equal in combiner class, keys and preprocessors: without
+    a key naming the model, the baseline model's would be dropped as a copy of the candidate's,
+    and with it every per-label diff. The outputs, one key per label, are known only once the
+    first example gives the width.
+    """
+    return metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name, example_weighted=False)
+
+
 def _computations(combiner_class, name, eval_config, model_names, output_names, **kwargs) -> List:
     return [
         metric_types.MetricComputation(
-            keys=[],  # one key per label, known only once the first example gives the width
+            keys=[computation_key(name, model_name, output_name)],
             preprocessors=None,  # TFMA's standard labels, predictions and weights
             combiner=combiner_class(
                 name=name, eval_config=eval_config, model_name=model_name, output_name=output_name, **kwargs

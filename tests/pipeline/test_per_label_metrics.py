@@ -89,3 +89,21 @@ def test_label_vectors_must_match_and_keep_one_width():
         auc.combiner.add_input(accumulator, three)
     with pytest.raises(ValueError, match="at least 2"):
         PerLabelAUC(num_thresholds=1)
+
+
+def test_the_baseline_model_keeps_its_own_computations():
+    # TFMA runs one of equal computations (combiner class, keys, preprocessors): the baseline's
+    # per-label metrics, and so their diffs, must not collapse into the candidate's.
+    from pipeline.label_metrics import LabelSliceMetrics
+
+    for metric in (PerLabelMetrics(), PerLabelAUC(), LabelSliceMetrics()):
+        computations = metric.computations(model_names=["candidate", "baseline"], output_names=[OUTPUT])
+        kept = set(computations)  # TFMA's own equality, as its evaluator de-duplicates with
+        assert sorted(c.combiner._model_name for c in kept) == ["baseline", "candidate"], type(metric).__name__
+
+
+def test_nan_predictions_and_labels_outside_zero_one_are_refused():
+    with pytest.raises(ValueError, match=r"predicted NaN for label\(s\) \[1\]"):
+        _combine(PerLabelAUC(), [[1, 0]], [[0.2, float("nan")]])
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        _combine(PerLabelMetrics(), [[2, 0]], [[0.7, 0.1]])
