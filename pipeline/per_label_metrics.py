@@ -82,8 +82,9 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, numerator / denominator, np.nan)
 
 
-class _VectorCombiner(beam.CombineFn):
-    """Shared plumbing: reads each example's whole label and prediction vectors, sums numpy arrays."""
+class VectorCombiner(beam.CombineFn):
+    """Shared plumbing of per-label combiners (also ``pipeline.label_metrics``): reads each example's
+    whole label and prediction vectors, checked, and sums numpy arrays."""
 
     def __init__(self, name: str, eval_config: Optional[config_pb2.EvalConfig], model_name: str, output_name: str):
         self._name = name
@@ -156,7 +157,7 @@ class _VectorCombiner(beam.CombineFn):
         )
 
 
-class _ConfusionCombiner(_VectorCombiner):
+class _ConfusionCombiner(VectorCombiner):
     """Accumulates [labels, 3]: true positives, false positives, false negatives at the threshold."""
 
     def __init__(self, threshold: float, **kwargs):
@@ -184,7 +185,7 @@ class _ConfusionCombiner(_VectorCombiner):
         }
 
 
-class _AUCCombiner(_VectorCombiner):
+class _AUCCombiner(VectorCombiner):
     """Accumulates [2, labels, thresholds + 1]: positive and negative weight per label in each threshold interval."""
 
     def __init__(self, num_thresholds: int, **kwargs):
@@ -227,7 +228,8 @@ def computation_key(name: str, model_name: str, output_name: str) -> metric_type
     return metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name, example_weighted=False)
 
 
-def _computations(combiner_class, name, eval_config, model_names, output_names, **kwargs) -> List:
+def computations(combiner_class, name, eval_config, model_names, output_names, **kwargs) -> List:
+    """One ``combiner_class`` computation per model and output, each under its ``computation_key``."""
     return [
         metric_types.MetricComputation(
             keys=[computation_key(name, model_name, output_name)],
@@ -248,7 +250,7 @@ def _per_label_metrics(
     model_names: Optional[List[str]] = None,
     output_names: Optional[List[str]] = None,
 ) -> metric_types.MetricComputations:
-    return _computations(_ConfusionCombiner, name, eval_config, model_names, output_names, threshold=threshold)
+    return computations(_ConfusionCombiner, name, eval_config, model_names, output_names, threshold=threshold)
 
 
 def _per_label_auc(
@@ -258,7 +260,7 @@ def _per_label_auc(
     model_names: Optional[List[str]] = None,
     output_names: Optional[List[str]] = None,
 ) -> metric_types.MetricComputations:
-    return _computations(_AUCCombiner, name, eval_config, model_names, output_names, num_thresholds=num_thresholds)
+    return computations(_AUCCombiner, name, eval_config, model_names, output_names, num_thresholds=num_thresholds)
 
 
 class PerLabelMetrics(metric_types.Metric):
