@@ -229,7 +229,7 @@ def train_and_score(variant, seed, args, patterns, transform_output, memory, cal
     import tensorflow as tf
     import tf_keras as keras
 
-    from trainer import data, model as model_lib, thresholds
+    from trainer import canvas, data, model as model_lib, thresholds
 
     order, buffer, cycle, augment, feed, batch_norm = variant
     keras.backend.clear_session()
@@ -249,7 +249,6 @@ def train_and_score(variant, seed, args, patterns, transform_output, memory, cal
             transform_output,
             args.batch_size,
             training=True,
-            augment_images=augment,
             shuffle_buffer=buffer,
             cycle_length=cycle,
             seed=seed,
@@ -267,9 +266,15 @@ def train_and_score(variant, seed, args, patterns, transform_output, memory, cal
     if batch_norm == "frozen":
         config = _frozen_batch_norm_config()(**dataclasses.asdict(config))
     model = model_lib.build_model(config)
-    model_lib.compile_for_fine_tuning(model, config)
+    # The Trainer's input gives canvases: the same weights behind the layer that crops and resizes them.
+    fitted = (
+        None
+        if feed == "in_memory"
+        else canvas.training_model(model, args.image_size, canvas.canvas_side(args.image_size), augment, seed)
+    )
+    model_lib.compile_for_fine_tuning(model, config, fitted)
     start = time.monotonic()
-    model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    (fitted or model).fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0)
     seconds = time.monotonic() - start
     p_cal = model.predict(cal[0], batch_size=64, verbose=0)
     p_eval = model.predict(evaluation[0], batch_size=64, verbose=0)

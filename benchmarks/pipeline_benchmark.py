@@ -288,7 +288,7 @@ def training_speed(config, transform_uri: str, steps: int, warmup: int, reps: in
     import tensorflow_transform as tft
     import tf_keras as keras
 
-    from trainer import data, model as model_lib
+    from trainer import canvas, data, model as model_lib
 
     transform_output = tft.TFTransformOutput(transform_uri)
     x, y, _, _ = load_split(
@@ -321,9 +321,19 @@ def training_speed(config, transform_uri: str, steps: int, warmup: int, reps: in
                     batch_norm_momentum=0.9,
                 )
                 model = model_lib.build_model(model_config)
-                model_lib.compile_for_fine_tuning(model, model_config)
+                # The Trainer's input gives canvases: the same weights behind the layer that resizes them.
+                fitted = (
+                    canvas.training_model(
+                        model, model_config.image_size, canvas.canvas_side(model_config.image_size), False, 0
+                    )
+                    if feed == "input_fn"
+                    else None
+                )
+                model_lib.compile_for_fine_tuning(model, model_config, fitted)
                 timer = _StepTimer(warmup)
-                model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer.callback])
+                (fitted or model).fit(
+                    dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer.callback]
+                )
                 rate = steps * config.trainer.batch_size / (timer.end - timer.start)
                 results.setdefault(f"{feed} {precision}", []).append(rate)
                 print(f"rep {rep}: {feed:9s} {precision:14s} {rate:6.1f} images/s", flush=True)

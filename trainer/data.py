@@ -1,9 +1,10 @@
-"""tf.data input: raw JPEG examples -> Transform graph -> (augmented) batches.
+"""tf.data input: raw JPEG examples -> training batches of uint8 canvases, or Transform's float images.
 
-Augmentation belongs here, not in Transform: Transform's graph is also the serving graph,
-and serving must see the image as it is. It crops while decoding (``decode_crop_resize``)
-and ends in Transform's own resize and scaling, so a full-image crop is Transform's image.
-CPU per image at 299 px, variant by variant: docs/benchmarks.md, "Training input: CPU per image".
+Training batches carry each photo decoded to uint8 on a fixed canvas (``trainer/canvas.py``):
+the CPU only reads, parses and decodes, and the training model's first layer crops, mirrors
+(augmentation: not in Transform, whose graph is also the serving graph and must see the image
+as it is), resizes and scales on the accelerator. Evaluation batches are Transform's images,
+as serving sees them. CPU per image at 299 px: docs/benchmarks.md, "Training input: CPU per image".
 
 Mixing matters more than anything else in this file. Catalogues are usually listed in
 product-id order, which clusters categories and colours; reading a few shard files at a time
@@ -19,70 +20,14 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from imat_common import features
-from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, resize_and_scale
+from trainer import canvas
+from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE
 from trainer.settings import DEFAULT_SHUFFLE_BUFFER
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Shard files read at once in training (all of them, up to this). Each open gzip reader
 # holds about 0.5 MB of buffers.
 MAX_OPEN_FILES = 64
-
-
-# Augmentation's crop keeps 80-100 % of each side (the aspect ratio of the photo).
-MIN_CROP_FRACTION = 0.8
-
-
-def _op_seed(seed: Optional[int], k: int) -> Optional[int]:
-    # Random ops given the same op seed draw the same stream: each draw gets its own.
-    return None if seed is None else seed + k
-
-
-def random_crop_window(jpeg: tf.Tensor, seed: Optional[int] = None) -> tf.Tensor:
-    """A random [y, x, height, width] window of 80-100 % of each side of the JPEG's image.
-
-    Reads only the JPEG header for the image's size.
-    """
-    shape = tf.image.extract_jpeg_shape(jpeg)
-    height, width = shape[0], shape[1]
-    fraction = tf.random.uniform([], MIN_CROP_FRACTION, 1.0, seed=_op_seed(seed, 0))
-    crop_h = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * fraction), tf.int32))
-    crop_w = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * fraction), tf.int32))
-    y = tf.random.uniform([], 0, height - crop_h + 1, dtype=tf.int32, seed=_op_seed(seed, 1))
-    x = tf.random.uniform([], 0, width - crop_w + 1, dtype=tf.int32, seed=_op_seed(seed, 2))
-    return tf.stack([y, x, crop_h, crop_w])
-
-
-def decode_crop_resize(jpeg: tf.Tensor, window: tf.Tensor, flip: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Decodes only ``window`` of the JPEG, mirrors it if ``flip``, then resizes and scales it.
-
-    The pixels stay uint8 until the resize, and the resize and scaling are Transform's
-    own (``preprocessing.resize_and_scale``): with the whole image as the window and no
-    flip, the result is Transform's image.
-    """
-    image = tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
-    image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-    return resize_and_scale(image, image_size)
-
-
-def augment_jpeg(jpeg: tf.Tensor, image_size: int, seed: Optional[int] = None) -> tf.Tensor:
-    """One JPEG -> a random 80-100 % crop, mirrored half the time, as a float image in [-1, 1].
-
-    The same crop as zooming the squashed square image by 1-1.25x, done before decoding:
-    one resize instead of two, and a quarter of the bytes moved until then.
-    """
-    flip = tf.random.uniform([], 0.0, 1.0, seed=_op_seed(seed, 3)) < 0.5
-    return decode_crop_resize(jpeg, random_crop_window(jpeg, seed), flip, image_size)
-
-
-def augment_batch(jpegs: tf.Tensor, image_size: int, seed: Optional[int] = None) -> tf.Tensor:
-    """A batch of JPEG strings (any shape, one per example) -> augmented float images [batch, size, size, 3]."""
-    if isinstance(jpegs, tf.SparseTensor):  # a schema without the feature's shape parses it sparse
-        jpegs = tf.sparse.to_dense(jpegs, default_value="")
-    return tf.map_fn(
-        lambda jpeg: augment_jpeg(jpeg, image_size, seed),
-        tf.reshape(jpegs, [-1]),
-        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
-    )
 
 
 def list_files(file_pattern: Union[str, List[str]]) -> List[str]:
@@ -167,28 +112,30 @@ def input_fn(
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     training: bool,
-    augment_images: bool = False,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
     cycle_length: int = 0,
     seed: Optional[int] = None,
     data_service_address: Optional[str] = None,
     num_shards: int = 1,
     shard_index: int = 0,
+    canvas_size: int = 0,
 ) -> tf.data.Dataset:
-    """(image, multi-hot labels) batches; repeated, mixed and optionally augmented for training.
+    """Training: (``{canvas.CANVAS, canvas.SHAPE}``, multi-hot labels) batches, repeated and mixed;
+    otherwise (Transform's float images, multi-hot labels), one pass in file order.
 
-    Without augmentation, Transform's graph decodes and resizes the JPEGs here (it was not
-    materialised), inside tf.data's parallel map, so decoding overlaps training. With
-    augmentation (training only), the labels still come from Transform's graph, and the
-    images from a fused decode-and-crop (``augment_jpeg``) that ends in Transform's own
-    resize and scaling. See ``raw_dataset`` for the reading arguments.
+    Training batches are for ``canvas.training_model``: the photos decoded to uint8 on a canvas
+    of ``canvas.canvas_side`` pixels, the labels from Transform's graph (its image decode pruned
+    away). Evaluation batches go through Transform's graph whole, inside tf.data's parallel
+    map, so decoding overlaps scoring. See ``raw_dataset`` for the reading arguments.
 
     Args:
       data_service_address: training only: a tf.data service dispatcher
-        (``grpc://host:port``). Reading, decoding and augmentation then run on the
-        service's workers, and this process only receives batches. Each worker reads the
-        whole split in its own random order (the shuffles are not seeded there), which
-        for an endless training stream is still a uniform sample.
+        (``grpc://host:port``). Reading and decoding then run on the service's workers, and
+        this process only receives batches. Each worker reads the whole split in its own
+        random order (the shuffles are not seeded there), which for an endless training
+        stream is still a uniform sample.
+      canvas_size: training only: the canvas side (0: ``canvas.canvas_side`` of Transform's
+        image size).
 
     Raises:
       ValueError: for ``data_service_address`` without ``training``.
@@ -196,13 +143,12 @@ def input_fn(
     if data_service_address and not training:
         raise ValueError("data_service_address is for the training input only; evaluation reads each record once")
     tft_layer = tf_transform_output.transform_features_layer()
-    if training and augment_images:
-        image_size = image_size_of(tf_transform_output)
+    if training:
+        side = canvas.canvas_side(image_size_of(tf_transform_output), canvas_size)
 
         def transform(raw):
-            # Only the labels go through Transform's graph: its image decode is pruned away.
             labels = tft_layer({features.LABELS_KEY: raw[features.LABELS_KEY]})[LABELS_FEATURE]
-            return augment_batch(raw[features.IMAGE_KEY], image_size, seed), labels
+            return canvas.decode_batch(raw[features.IMAGE_KEY], side), labels
     else:
         keys = [features.IMAGE_KEY, features.LABELS_KEY]
 

@@ -1,6 +1,7 @@
 """A backbone (InceptionV3 by default) with one sigmoid per label, trained in two phases (head, then top blocks)."""
 
 import dataclasses
+from typing import Optional
 
 import tf_keras as keras
 
@@ -86,13 +87,19 @@ def backbone_of(model: keras.Model) -> keras.Model:
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
-def compile_for_head(model: keras.Model, config: ModelConfig) -> None:
+def compile_for_head(model: keras.Model, config: ModelConfig, fitted: Optional[keras.Model] = None) -> None:
+    """Freezes the backbone: only the head trains, at the head's learning rate.
+
+    ``fitted``: a model around ``model`` (``trainer.canvas.training_model``) that ``fit``
+    trains; it is compiled too.
+    """
     backbone_of(model).trainable = False
-    _compile(model, config.head_learning_rate, config.loss)
+    for target in (model, fitted) if fitted is not None else (model,):
+        _compile(target, config.head_learning_rate, config.loss)
 
 
-def compile_for_fine_tuning(model: keras.Model, config: ModelConfig) -> None:
-    """Unfreezes the backbone from ``fine_tune_from`` on, at the lower learning rate."""
+def compile_for_fine_tuning(model: keras.Model, config: ModelConfig, fitted: Optional[keras.Model] = None) -> None:
+    """Unfreezes the backbone from ``fine_tune_from`` on, at the lower learning rate (``fitted``: as above)."""
     backbone = backbone_of(model)
     backbone.trainable = True
     names = [layer.name for layer in backbone.layers]
@@ -105,22 +112,26 @@ def compile_for_fine_tuning(model: keras.Model, config: ModelConfig) -> None:
     start = names.index(first) if first else 0
     for layer in backbone.layers[:start]:
         layer.trainable = False
-    _compile(model, config.fine_tune_learning_rate, config.loss)
+    for target in (model, fitted) if fitted is not None else (model,):
+        _compile(target, config.fine_tune_learning_rate, config.loss)
 
 
-def compile_for_phase(model: keras.Model, config: ModelConfig, phase: str) -> None:
+def compile_for_phase(
+    model: keras.Model, config: ModelConfig, phase: str, fitted: Optional[keras.Model] = None
+) -> None:
     """Sets the trainable layers of ``phase`` (``trainer.plan.HEAD`` or ``FINE_TUNE``) and compiles.
 
     tf_keras applies a change of ``trainable`` only when the model is compiled again, and the
-    new optimizer starts at the phase's learning rate.
+    new optimizer starts at the phase's learning rate. ``fitted``, a model around ``model`` that
+    ``fit`` trains (``trainer.canvas.training_model``), is compiled too.
 
     Raises:
       ValueError: an unknown phase.
     """
     if phase == plan.HEAD:
-        compile_for_head(model, config)
+        compile_for_head(model, config, fitted)
     elif phase == plan.FINE_TUNE:
-        compile_for_fine_tuning(model, config)
+        compile_for_fine_tuning(model, config, fitted)
     else:
         raise ValueError(f"unknown training phase {phase!r}: use {plan.HEAD!r} or {plan.FINE_TUNE!r}")
 

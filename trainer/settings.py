@@ -127,13 +127,18 @@ class TrainerSettings:
     )
     augment: bool = setting(
         False,
-        "random flip and crop/zoom of the training images",
+        "random flip and crop/zoom of the training images (in the model, on the accelerator)",
         per_member=True,
         search=("choice", False, True),
         tuned=True,
     )
+    canvas_size: int = setting(
+        0,
+        "side in pixels of the uint8 canvas each training photo is decoded onto (trainer/canvas.py); 0: the "
+        "larger of image_size and the download's 299 px; larger photos are shrunk on the CPU to fit",
+    )
     data_service_address: str = setting(
-        "", "a tf.data service dispatcher (grpc://host:port) whose workers read, decode and augment the input"
+        "", "a tf.data service dispatcher (grpc://host:port) whose workers read and decode the input"
     )
     seed: int = setting(0, "weight initialisation and the input's shuffles", per_member=True)
     min_positives: int = setting(5, "labels with fewer calibration positives get the global threshold")

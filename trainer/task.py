@@ -16,7 +16,17 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import calibration, data, exporter, model as model_lib, multi_worker, plan, preprocessing, search_space
+from trainer import (
+    calibration,
+    canvas,
+    data,
+    exporter,
+    model as model_lib,
+    multi_worker,
+    plan,
+    preprocessing,
+    search_space,
+)
 from imat_common.features import load_label_map
 
 log = logging.getLogger(__name__)
@@ -36,14 +46,6 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"unknown distribution {name!r}: use default, mirrored, multi_worker or tpu")
-
-
-def resized(dataset: tf.data.Dataset, size: int) -> tf.data.Dataset:
-    """(images, labels) batches with the images resized to ``size`` (progressive resizing)."""
-    return dataset.map(
-        lambda images, labels: (tf.image.resize(images, [size, size], antialias=True), labels),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
 
 
 def run_fn(fn_args):
@@ -125,10 +127,10 @@ def train(
         train_files,
         tf_transform_output,
         training=True,
-        augment_images=model_config.augment,
         shuffle_buffer=model_config.shuffle_buffer,
         seed=seed,
         data_service_address=model_config.data_service_address or None,
+        canvas_size=model_config.canvas_size,
     )
     # Several workers: each reads its own shard with its share of the (global) batch.
     train_data = (
@@ -137,8 +139,12 @@ def train(
         else make_train(batch_size=batch_size)
     )
 
+    side = canvas.canvas_side(data.image_size_of(tf_transform_output), model_config.canvas_size)
     with strategy.scope():
         model = model_lib.build_model(model_config)
+        # What fit trains: the same weights behind the layer that crops, mirrors and resizes
+        # the decoded canvases on the accelerator. ``model`` alone is exported.
+        on_canvas = canvas.training_model(model, model_config.image_size, side, model_config.augment, model_config.seed)
     train_examples = _train_examples(tf_transform_output, model_config)
     total = plan.training_steps(model_config, train_steps, train_examples)
     epochs = plan.epochs_trained(total, batch_size, train_examples)
@@ -154,8 +160,9 @@ def train(
     for segment in segments:
         if segment.phase != compiled_for:
             with strategy.scope():
-                model_lib.compile_for_phase(model, model_config, segment.phase)
+                model_lib.compile_for_phase(model, model_config, segment.phase, on_canvas)
             compiled_for = segment.phase
+        canvas.set_image_size(on_canvas, segment.image_size)
         log.info(
             "%s: %d of %d weight tensors trainable (%.0f s so far)",
             segment.describe(total, model_config.first_fine_tuned_layer),
@@ -165,13 +172,7 @@ def train(
         )
         # No validation inside fit: it would trace the network twice more; the calibration and
         # eval splits are scored once, after training.
-        model.fit(
-            resized(train_data, segment.image_size) if segment.progressive else train_data,
-            steps_per_epoch=segment.steps,
-            epochs=1,
-            callbacks=callbacks,
-            verbose=2,
-        )
+        on_canvas.fit(train_data, steps_per_epoch=segment.steps, epochs=1, callbacks=callbacks, verbose=2)
     if compiled_for is None:  # no training steps: compiled all the same, as the export expects
         with strategy.scope():
             model_lib.compile_for_phase(model, model_config, plan.HEAD)

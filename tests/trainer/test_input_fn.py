@@ -1,4 +1,4 @@
-"""The training input at image level: fused augmentation against Transform, options, tf.data service."""
+"""The training input at image level: canvases and the in-model crop and resize vs Transform, tf.data service."""
 
 import io
 import os
@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tests import helpers
-from trainer import data
+from trainer import canvas, data
 from imat_common import features
 from trainer.preprocessing import IMAGE_FEATURE, resize_and_scale
 
@@ -47,17 +47,50 @@ def transform_output(photos, tmp_path_factory):
     return rows, tf_transform_output, os.path.join(shards, "*.tfrecord.gz")
 
 
-def test_a_full_image_crop_is_transforms_image(photos, transform_output):
+def _on_canvas(jpeg: bytes, side: int):
+    canvases, shapes = canvas.decode_to_canvas(tf.constant(jpeg), side)
+    return {canvas.CANVAS: canvases[None], canvas.SHAPE: shapes[None]}
+
+
+def test_a_whole_photo_on_the_canvas_is_transforms_image(photos, transform_output):
     rows, _, _ = transform_output
+    layer = canvas.CanvasToImage(SIZE, augment=True, seed=0)
+    whole, mirrored = tf.constant([[0, 0, 0, 0]]), tf.constant([True])
     for photo, row in zip(photos, rows):
-        jpeg = tf.constant(photo[features.IMAGE_KEY][0])
-        height, width = tf.image.extract_jpeg_shape(jpeg).numpy()[:2]
-        whole = tf.constant([0, 0, height, width])
+        inputs = _on_canvas(photo[features.IMAGE_KEY][0], 128)
         expected = np.asarray(row[IMAGE_FEATURE])
-        np.testing.assert_allclose(data.decode_crop_resize(jpeg, whole, tf.constant(False), SIZE), expected, atol=1e-5)
-        np.testing.assert_allclose(
-            data.decode_crop_resize(jpeg, whole, tf.constant(True), SIZE), expected[:, ::-1], atol=1e-5
-        )
+        # Outside training the augmenting layer gives the whole photo, as serving sees it.
+        np.testing.assert_allclose(layer(inputs, training=False)[0], expected, atol=1e-4)
+        window = tf.concat([whole[:, :2], inputs[canvas.SHAPE]], axis=1)
+        flipped = canvas.crop_and_resize(inputs[canvas.CANVAS], window, mirrored, SIZE)
+        np.testing.assert_allclose(flipped[0], expected[:, ::-1], atol=1e-4)
+
+
+def test_a_window_is_the_decoded_crop_resized_as_transform_resizes(photos):
+    for photo in photos[:4]:
+        jpeg = photo[features.IMAGE_KEY][0]
+        inputs = _on_canvas(jpeg, 128)
+        height, width = inputs[canvas.SHAPE][0].numpy()
+        window = [3, 2, height - 7, width - 5]
+        expected = resize_and_scale(tf.io.decode_jpeg(jpeg, channels=3)[3 : height - 4, 2 : width - 3], SIZE)
+        got = canvas.crop_and_resize(inputs[canvas.CANVAS], tf.constant([window]), tf.constant([False]), SIZE)
+        np.testing.assert_allclose(got[0], expected, atol=1e-4)
+
+
+def test_a_photo_larger_than_the_canvas_is_shrunk_to_fit(photos):
+    jpeg = photos[0][features.IMAGE_KEY][0]  # 120 x 90
+    inputs = _on_canvas(jpeg, 60)
+    assert inputs[canvas.CANVAS].shape == (1, 60, 60, 3) and inputs[canvas.CANVAS].dtype == tf.uint8
+    assert inputs[canvas.SHAPE][0].numpy().tolist() == [45, 60]
+    assert int(tf.reduce_max(inputs[canvas.CANVAS][0, 45:])) == 0  # below the photo: the zeros of the canvas
+    small = tf.image.resize(tf.io.decode_jpeg(jpeg, channels=3), [45, 60], antialias=True)
+    np.testing.assert_allclose(tf.cast(inputs[canvas.CANVAS][0, :45], tf.float32), tf.round(small), atol=1)
+
+
+def test_the_canvas_holds_the_stored_size_unless_told():
+    assert canvas.canvas_side(75) == 299 and canvas.canvas_side(331) == 331 and canvas.canvas_side(75, 96) == 96
+    with pytest.raises(ValueError, match="canvas_size must be 0"):
+        canvas.canvas_side(75, -1)
 
 
 @pytest.mark.parametrize("height,width", [(60, 50), (75, 40), (75, 75), (299, 199), (10, 299)])
@@ -76,27 +109,32 @@ def test_shrinking_stays_antialiased():
     assert np.abs(plain - antialiased).max() > 0.01  # the branch matters: plain bilinear would alias
 
 
-def test_crop_windows_keep_80_to_100_percent_inside_the_image(photos):
-    jpeg = tf.constant(photos[0][features.IMAGE_KEY][0])  # 120 x 90
-    windows = np.array([data.random_crop_window(jpeg).numpy() for _ in range(200)])
-    y, x, h, w = windows.T
+def test_crop_windows_keep_80_to_100_percent_inside_the_image():
+    generator = tf.random.Generator.from_seed(0)
+    shapes = tf.constant([[90, 120]] * 400)
+    y, x, h, w = canvas.random_windows(shapes, lambda shape: generator.uniform(shape)).numpy().T
     assert (y >= 0).all() and (x >= 0).all() and (y + h <= 90).all() and (x + w <= 120).all()
     assert (h >= 72).all() and (w >= 96).all() and (h <= 90).all() and (w <= 120).all()
-    assert len(set(map(tuple, windows))) > 100  # random, not one fixed crop
+    assert len(set(zip(y, x, h, w))) > 100  # random, not one fixed crop
+    assert np.corrcoef(h, w)[0, 1] > 0.9  # one zoom per photo: the aspect ratio is kept
 
 
 @pytest.mark.slow
-def test_augmented_batches_are_inception_images_and_vary(transform_output):
+def test_training_batches_are_canvases_and_the_layer_augments_them(transform_output):
     _, tf_transform_output, pattern = transform_output
-    kwargs = dict(batch_size=8, training=True, shuffle_buffer=1, cycle_length=1, seed=3)
-    augmented = data.input_fn(pattern, tf_transform_output, augment_images=True, **kwargs)
-    plain = data.input_fn(pattern, tf_transform_output, augment_images=False, **kwargs)
-    for (images, labels), (plain_images, plain_labels) in zip(augmented.take(2), plain.take(2)):
-        assert images.shape == (8, SIZE, SIZE, 3) and images.dtype == tf.float32
-        assert -1.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1.0
+    dataset = data.input_fn(pattern, tf_transform_output, 8, training=True, shuffle_buffer=1, cycle_length=1, seed=3)
+    layer = canvas.CanvasToImage(SIZE, augment=True, seed=3)
+    sizes = {(h, w) for w, h in PHOTO_SIZES}
+    for inputs, labels in dataset.take(2):
+        assert inputs[canvas.CANVAS].shape == (8, 299, 299, 3) and inputs[canvas.CANVAS].dtype == tf.uint8
+        assert {tuple(s) for s in inputs[canvas.SHAPE].numpy()} <= sizes
         assert labels.shape == (8, NUM_LABELS) and set(np.unique(labels)) <= {0.0, 1.0}
         assert float(tf.reduce_sum(labels[:, NUM_LABELS - 1])) == 8  # every photo has the last label
-        assert np.abs(images - plain_images).mean() > 0.01
+        augmented, plain = layer(inputs, training=True), layer(inputs, training=False)
+        assert augmented.shape == (8, SIZE, SIZE, 3) and augmented.dtype == tf.float32
+        assert -1.0 <= float(tf.reduce_min(augmented)) and float(tf.reduce_max(augmented)) <= 1.0
+        assert np.abs(augmented - plain).mean() > 0.01
+        assert np.abs(augmented - layer(inputs, training=True)).mean() > 0.01  # a new draw each call
 
 
 def test_only_training_gives_up_deterministic_order(transform_output):
@@ -117,13 +155,11 @@ def test_batches_come_through_a_tf_data_service(transform_output):
     worker = tf.data.experimental.service.WorkerServer(
         tf.data.experimental.service.WorkerConfig(dispatcher_address=address)
     )
-    dataset = data.input_fn(
-        pattern, tf_transform_output, 4, training=True, augment_images=True, data_service_address=dispatcher.target
-    )
+    dataset = data.input_fn(pattern, tf_transform_output, 4, training=True, data_service_address=dispatcher.target)
     batches = list(dataset.take(3))
     assert len(batches) == 3
-    for images, labels in batches:
-        assert images.shape == (4, SIZE, SIZE, 3) and labels.shape == (4, NUM_LABELS)
+    for inputs, labels in batches:
+        assert inputs[canvas.CANVAS].shape == (4, 299, 299, 3) and labels.shape == (4, NUM_LABELS)
         assert float(tf.reduce_sum(labels[:, NUM_LABELS - 1])) == 4
     del worker, dispatcher
 

@@ -1,5 +1,6 @@
 """The model's options: losses against hand-computed values, backbones, pooling and head."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import backbones, losses, model as model_lib, task
+from trainer import backbones, canvas, losses, model as model_lib
 
 NUM_LABELS = 5
 
@@ -112,15 +113,26 @@ def test_the_trainers_custom_config_rebuilds_the_model_config_with_types():
 def test_progressive_resizing_trains_on_small_images_then_serves_full_size():
     config = model_lib.ModelConfig(NUM_LABELS, 75, "none", progressive_image_size=48, backbone="mobilenetv3small")
     model = model_lib.build_model(config)
-    model_lib.compile_for_fine_tuning(model, config)
+    on_canvas = canvas.training_model(model, 75, 80, augment=True, seed=0)
+    model_lib.compile_for_fine_tuning(model, config, on_canvas)
     labels = np.eye(NUM_LABELS, dtype=np.float32)[:2]
-    full = tf.data.Dataset.from_tensors(
-        (np.random.default_rng(1).uniform(-1, 1, (2, 75, 75, 3)).astype(np.float32), labels)
+    canvases = np.random.default_rng(1).integers(0, 256, (2, 80, 80, 3)).astype(np.uint8)
+    batches = tf.data.Dataset.from_tensors(
+        ({canvas.CANVAS: canvases, canvas.SHAPE: np.array([[80, 60], [70, 80]], np.int32)}, labels)
     ).repeat()
-    small = task.resized(full, 48)
-    assert next(iter(small))[0].shape == (2, 48, 48, 3)
-    for dataset in (small, full):
-        assert np.isfinite(model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0).history["loss"][0])
+    for size in (48, 75):
+        canvas.set_image_size(on_canvas, size)
+        assert np.isfinite(on_canvas.fit(batches, steps_per_epoch=1, epochs=1, verbose=0).history["loss"][0])
+    assert model(np.zeros((1, 75, 75, 3), np.float32)).shape == (1, NUM_LABELS)  # serves full size
+    # The new size reaches the traced step: a network fixed at 75 px refuses the 48 px images.
+    fixed_config = dataclasses.replace(config, progressive_image_size=0)
+    fixed = model_lib.build_model(fixed_config)
+    fixed_on_canvas = canvas.training_model(fixed, 75, 80, augment=False, seed=0)
+    model_lib.compile_for_fine_tuning(fixed, fixed_config, fixed_on_canvas)
+    fixed_on_canvas.fit(batches, steps_per_epoch=1, epochs=1, verbose=0)
+    canvas.set_image_size(fixed_on_canvas, 48)
+    with pytest.raises(ValueError, match="48"):
+        fixed_on_canvas.fit(batches, steps_per_epoch=1, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="progressive_image_size 24 is below mobilenetv3small's minimum of 32"):
         model_lib.build_model(
             model_lib.ModelConfig(NUM_LABELS, 75, "none", progressive_image_size=24, backbone="mobilenetv3small")
