@@ -184,3 +184,8 @@ def set_image_size(train_model: keras.Model, image_size: int) -> None:
     if layer.image_size != image_size:
         layer.image_size = int(image_size)
         train_model.train_function = None  # fit traces the step again at the new size
+
+
+def network_of(train_model: keras.Model) -> keras.Model:
+    """The network inside a ``training_model``: the model that is exported and scored."""
+    return next(layer for layer in train_model.layers if isinstance(layer, keras.Model))

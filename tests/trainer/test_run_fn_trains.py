@@ -14,7 +14,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from cli import demo_data
 from tests.helpers import demo_splits
-from trainer import model as model_lib, task
+from trainer import canvas, model as model_lib, task
 
 NUM_LABELS = max(label.label_id for label in demo_data.label_table())
 MOBILENET_AUTO = "expanded_conv_9/expand"  # MobileNetV3Small's default first fine-tuned layer
@@ -55,9 +55,11 @@ def _train(monkeypatch, tmp_path, splits, **settings):
     fit = keras.Model.fit
 
     def recording_fit(self, *args, **kwargs):
-        before = _weights(self)
+        network = canvas.network_of(self)  # fit trains the network behind the canvas layer
+        assert not self.get_layer(canvas.LAYER_NAME).weights  # which has no weights of its own
+        before = _weights(network)
         history = fit(self, *args, **kwargs)
-        calls.append((kwargs["steps_per_epoch"], before, _weights(self)))
+        calls.append((kwargs["steps_per_epoch"], before, _weights(network)))
         return history
 
     monkeypatch.setattr(keras.Model, "fit", recording_fit)
