@@ -1,17 +1,40 @@
-"""Images per CPU second of the Trainer's input function alone at 299 px, variant by variant.
+"""Images per CPU second of the Trainer's input at 299 px against decoding alone, in the same run.
 
   .venv/bin/python benchmarks/input_benchmark.py --work /tmp/imat-input --batches 30 --repeats 3
 
 Writes realistic training data first: photos (generated, or ``--images`` resized to
 ``--photo_size``) stored the way the download job stores them (``process_image``: at most 299 px
-on the longer side, JPEG quality 90) in gzip TFRecord shards of its tf.Examples, and two
-Transform graphs with the project's ``preprocessing_fn`` at ``--image_size``: the current one,
-and the one as shipped before this benchmark (antialiased resize always). Then runs each
-variant of the input function in its own process on ONE core (one intra-op and one inter-op
-thread, a tf.data private thread pool of one thread): ``--warmup`` batches (the shuffle buffer
-fills), then ``--batches`` batches of ``--batch_size`` timed by the process's user+sys CPU
-time and by the wall clock. Variants run in turn, ``--repeats`` rounds, and the median per
-variant is reported. Nothing is trained: this is the CPU a GPU's feed costs.
+on the longer side, JPEG quality 90) in gzip TFRecord shards of its tf.Examples, and a Transform
+graph with the project's ``preprocessing_fn`` at ``--image_size``. Then runs each variant in its
+own process on ONE core (one intra-op and one inter-op thread, a tf.data private thread pool of
+one thread): ``--warmup`` batches (the shuffle buffer fills), then ``--batches`` batches of
+``--batch_size`` timed by the process's user+sys CPU time and by the wall clock. Variants run in
+turn, ``--repeats`` rounds; the median per variant is reported, and each variant's rate as a
+share of decoding alone in the same round (median over rounds). Nothing is trained: this is the
+CPU a GPU's feed costs.
+
+Variants:
+  decode only, in the graph
+                         the stored JPEGs, held in memory, in batches, each decoded
+                         (``tf.io.decode_jpeg``) and reduced to its largest value (so every pixel
+                         is read) inside tf.data: the floor of any input that decodes JPEGs
+  decode only, one call per image
+                         the same JPEGs decoded by one eager ``tf.io.decode_jpeg`` call each from a
+                         Python loop (the decode-only measure of the issue that asked for this)
+  input_fn               ``trainer.data.input_fn(training=True)`` as the Trainer calls it: read,
+                         parse, labels through Transform, decode each photo and ``padded_batch``
+                         it onto a uint8 canvas. The same with augmentation on or off:
+                         augmentation runs in the model
+  input_fn, a canvas per photo then stacked
+                         as first written (commit a762566): each photo padded to its own canvas
+                         in a ``map_fn`` over the batch, then stacked
+  CPU input, plain       the input before (commit 66078a8): Transform's graph decodes,
+                         resizes and scales on the CPU
+  CPU input, augmented   the input before, augmentation on: a decode of a random crop, a mirror
+                         and Transform's resize and scaling on the CPU
+  model layer (CPU)      not input: ``canvas.CanvasToImage`` with augmentation, the work moved
+                         into the model, timed on this CPU on input_fn's batches (what it costs
+                         where there is no accelerator)
 """
 
 import argparse
@@ -26,20 +49,17 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# name -> (Transform graph, augmentation, deterministic, parallel interleave, prefetch); "input_fn"
-# as augmentation means trainer.data.input_fn itself, as the Trainer calls it.
-VARIANTS = {
-    "as shipped, no augmentation": ("shipped", None, True, True, True),
-    "+ plain bilinear when no side shrinks": ("current", None, True, True, True),
-    "+ deterministic off (training): now shipped, no augmentation": ("current", "input_fn", False, True, True),
-    "  same, reading one shard after another (no parallel interleave)": ("current", None, False, False, True),
-    "  same, no prefetch": ("current", None, False, True, False),
-    "as shipped, augmentation (float flip, crop, second resize)": ("shipped", "float", True, True, True),
-    "+ fused decode_and_crop (flip on floats after the resize)": ("shipped", "fused_float_flip", True, True, True),
-    "+ uint8 until the last step (flip before the resize)": ("shipped", "fused", True, True, True),
-    "+ plain bilinear when no side shrinks, augmentation": ("current", "fused", True, True, True),
-    "+ deterministic off (training): now shipped, augmentation": ("current", "input_fn_augment", False, True, True),
-}
+VARIANTS = (
+    "decode only, in the graph",
+    "decode only, one call per image",
+    "input_fn",
+    "input_fn, a canvas per photo then stacked",
+    "CPU input, plain",
+    "CPU input, augmented",
+    "model layer (CPU)",
+)
+REFERENCE = "decode only, in the graph"
+PER_CALL = "decode only, one call per image"
 NUM_LABELS = 228
 
 
@@ -83,17 +103,9 @@ def _source_photos(args):
             yield buf.getvalue()
 
 
-def _old_resize_and_scale(image, image_size):
-    """Transform's resize as shipped before: antialiased whether it shrinks or not."""
-    import tensorflow as tf
-
-    return tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True) / 127.5 - 1.0
-
-
 def prepare(args) -> dict:
-    """Writes the shards and both Transform graphs under --work; returns a summary."""
+    """Writes the shards and the Transform graph under --work; returns a summary."""
     import hashlib
-    from unittest import mock
 
     import numpy as np
     import tensorflow as tf
@@ -148,17 +160,15 @@ def prepare(args) -> dict:
         for row in rows
     ]
     config = {"num_labels": NUM_LABELS, "image_size": args.image_size}
-    for graph, resize in (("current", preprocessing.resize_and_scale), ("shipped", _old_resize_and_scale)):
-        out = os.path.join(args.work, f"transform_{graph}")
-        with (
-            mock.patch.object(preprocessing, "resize_and_scale", resize),
-            tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False),
-        ):
-            transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(
-                lambda inputs: preprocessing.preprocessing_fn(inputs, config)
-            )
-            _ = transform_fn | tft_beam.WriteTransformFn(out)
-        metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
+    out = os.path.join(args.work, "transform")
+    if tf.io.gfile.exists(out):  # a rerun with the same --work writes it again
+        tf.io.gfile.rmtree(out)
+    with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
+        transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(
+            lambda inputs: preprocessing.preprocessing_fn(inputs, config)
+        )
+        _ = transform_fn | tft_beam.WriteTransformFn(out)
+    metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
     return {
         "examples": len(records),
         "shards": args.shards,
@@ -167,76 +177,115 @@ def prepare(args) -> dict:
     }
 
 
-def build(variant: str, args):
-    """The dataset of one variant; the two "now shipped" rows are trainer.data.input_fn itself."""
+def _stored_jpegs(args):
+    """The stored JPEGs of the shards, in memory."""
     import tensorflow as tf
-    import tensorflow_transform as tft
 
-    from trainer import data
     from imat_common import features
+
+    spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+    pattern = os.path.join(args.work, "train", "*.tfrecord.gz")
+    records = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP")
+    return [tf.io.parse_single_example(r, spec)[features.IMAGE_KEY].numpy() for r in records]
+
+
+def _cpu_input(tf_transform_output, pattern, args, augment: bool):
+    """The training input before the canvas (commit 66078a8): the CPU decodes, crops, mirrors, resizes, scales."""
+    import tensorflow as tf
+
+    from imat_common import features
+    from trainer import data
     from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, resize_and_scale
 
-    graph, augmentation, deterministic, parallel_interleave, prefetch = VARIANTS[variant]
-    tf_transform_output = tft.TFTransformOutput(os.path.join(args.work, f"transform_{graph}"))
-    pattern = os.path.join(args.work, "train", "*.tfrecord.gz")
-    if augmentation in ("input_fn", "input_fn_augment"):
-        return data.input_fn(
-            pattern,
-            tf_transform_output,
-            args.batch_size,
-            training=True,
-            augment_images=augmentation == "input_fn_augment",
-            seed=0,
-        )
+    size, tft_layer = args.image_size, tf_transform_output.transform_features_layer()
 
-    size = args.image_size
-    resize = resize_and_scale if graph == "current" else _old_resize_and_scale
-    tft_layer = tf_transform_output.transform_features_layer()
-    image_spec = tf.TensorSpec([size, size, 3], tf.float32)
-
-    def shipped_augment(image):  # trainer.data.augment as it was shipped
-        image = tf.image.random_flip_left_right(image, seed=0)
-        crop = tf.cast(tf.cast(size, tf.float32) * tf.random.uniform([], 0.8, 1.0, seed=0), tf.int32)
-        return tf.image.resize(tf.image.random_crop(image, [crop, crop, 3], seed=0), [size, size])
-
-    def fused(jpeg):
-        window = data.random_crop_window(jpeg, seed=0)
-        flip = tf.random.uniform([], seed=4) < 0.5
-        if augmentation == "fused_float_flip":
-            image = resize(tf.io.decode_and_crop_jpeg(jpeg, window, channels=3), size)
-            return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-        image = tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
-        return resize(tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image), size)
+    def augment_one(jpeg):
+        shape = tf.image.extract_jpeg_shape(jpeg)
+        fraction = tf.random.uniform([], 0.8, 1.0)
+        crop = tf.maximum(1, tf.cast(tf.round(tf.cast(shape[:2], tf.float32) * fraction), tf.int32))
+        y = tf.random.uniform([], 0, shape[0] - crop[0] + 1, dtype=tf.int32)
+        x = tf.random.uniform([], 0, shape[1] - crop[1] + 1, dtype=tf.int32)
+        image = tf.io.decode_and_crop_jpeg(jpeg, tf.stack([y, x, crop[0], crop[1]]), channels=3)
+        flip = tf.random.uniform([]) < 0.5
+        return resize_and_scale(tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image), size)
 
     def transform(raw):
-        if augmentation in ("fused", "fused_float_flip"):
+        if augment:
             labels = tft_layer({features.LABELS_KEY: raw[features.LABELS_KEY]})[LABELS_FEATURE]
             jpegs = raw[features.IMAGE_KEY]
             jpegs = tf.sparse.to_dense(jpegs, "") if isinstance(jpegs, tf.SparseTensor) else jpegs
-            return tf.map_fn(fused, tf.reshape(jpegs, [-1]), fn_output_signature=image_spec), labels
+            spec = tf.TensorSpec([size, size, 3], tf.float32)
+            return tf.map_fn(augment_one, tf.reshape(jpegs, [-1]), fn_output_signature=spec), labels
         out = tft_layer({k: raw[k] for k in (features.IMAGE_KEY, features.LABELS_KEY)})
-        images = out[IMAGE_FEATURE]
-        if augmentation == "float":
-            images = tf.map_fn(shipped_augment, images)
-        return images, out[LABELS_FEATURE]
+        return out[IMAGE_FEATURE], out[LABELS_FEATURE]
 
-    files = data.list_files(pattern)
-    dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=0).repeat()
-    dataset = dataset.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-        cycle_length=min(len(files), data.MAX_OPEN_FILES),
-        block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE if parallel_interleave else None,
-        deterministic=deterministic,
-    )
-    dataset = dataset.shuffle(data.DEFAULT_SHUFFLE_BUFFER, seed=0).batch(args.batch_size, drop_remainder=True)
-    spec = tf_transform_output.raw_feature_spec()
-    dataset = dataset.map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    raw = data.raw_dataset(pattern, tf_transform_output.raw_feature_spec(), args.batch_size, shuffle=True, seed=0)
     options = tf.data.Options()
-    options.deterministic = deterministic
-    dataset = dataset.with_options(options)
-    return dataset.prefetch(tf.data.AUTOTUNE) if prefetch else dataset
+    options.deterministic = False
+    return raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _stacked_canvas_input(tf_transform_output, pattern, args):
+    """The canvas input as first written (commit a762566): a canvas per photo in a map_fn, then stacked."""
+    import tensorflow as tf
+
+    from imat_common import features
+    from trainer import canvas, data
+    from trainer.preprocessing import LABELS_FEATURE
+
+    side, tft_layer = canvas.canvas_side(args.image_size), tf_transform_output.transform_features_layer()
+
+    def transform(raw):
+        labels = tft_layer({features.LABELS_KEY: raw[features.LABELS_KEY]})[LABELS_FEATURE]
+        jpegs = raw[features.IMAGE_KEY]
+        jpegs = tf.reshape(tf.sparse.to_dense(jpegs, "") if isinstance(jpegs, tf.SparseTensor) else jpegs, [-1])
+        specs = (tf.TensorSpec([side, side, 3], tf.uint8), tf.TensorSpec([2], tf.int32))
+        canvases, shapes = tf.map_fn(lambda j: canvas.decode_to_canvas(j, side), jpegs, fn_output_signature=specs)
+        return {canvas.CANVAS: canvases, canvas.SHAPE: shapes}, labels
+
+    raw = data.raw_dataset(pattern, tf_transform_output.raw_feature_spec(), args.batch_size, shuffle=True, seed=0)
+    options = tf.data.Options()
+    options.deterministic = False
+    return raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def build(variant: str, args):
+    """The dataset of one variant, or for the model layer a function of the batch number that runs it."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from trainer import canvas, data
+
+    tf_transform_output = tft.TFTransformOutput(os.path.join(args.work, "transform"))
+    pattern = os.path.join(args.work, "train", "*.tfrecord.gz")
+    if variant == REFERENCE:
+        dataset = tf.data.Dataset.from_tensor_slices(_stored_jpegs(args)).repeat().batch(args.batch_size)
+
+        def decode(jpegs):
+            largest = lambda jpeg: tf.reduce_max(tf.io.decode_jpeg(jpeg, channels=3))
+            return tf.map_fn(largest, jpegs, fn_output_signature=tf.uint8)
+
+        return dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    if variant == PER_CALL:
+        jpegs = _stored_jpegs(args)
+
+        def decode_batch(i):
+            start = i * args.batch_size
+            return [tf.io.decode_jpeg(jpegs[(start + k) % len(jpegs)], channels=3) for k in range(args.batch_size)]
+
+        return decode_batch
+    if variant == "input_fn, a canvas per photo then stacked":
+        return _stacked_canvas_input(tf_transform_output, pattern, args)
+    if variant in ("input_fn", "model layer (CPU)"):
+        dataset = data.input_fn(pattern, tf_transform_output, args.batch_size, training=True, seed=0)
+        if variant == "input_fn":
+            return dataset
+        layer = canvas.CanvasToImage(args.image_size, augment=True, seed=0)
+        step = tf.function(lambda inputs: layer(inputs, training=True))
+        # The batches are decoded once, outside the timing: only the layer is timed.
+        batches = [inputs for inputs, _ in dataset.take(4)]
+        return lambda i: step(batches[i % len(batches)])
+    return _cpu_input(tf_transform_output, pattern, args, augment=variant.endswith("augmented"))
 
 
 def run_one(variant: str, args) -> dict:
@@ -246,16 +295,24 @@ def run_one(variant: str, args) -> dict:
     options = tf.data.Options()
     options.threading.private_threadpool_size = args.threads
     options.threading.max_intra_op_parallelism = 1
-    iterator = iter(build(variant, args).with_options(options))
-    for _ in range(args.warmup):
-        next(iterator)
+    built = build(variant, args)
+    if callable(built):
+        one = built
+    else:
+        iterator = iter(built.with_options(options))
+        one = lambda _: next(iterator)
+
+    for i in range(args.warmup):
+        one(i)
     usage, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    for _ in range(args.batches):
-        images, _ = next(iterator)
+    for i in range(args.batches):
+        out = one(i)
     after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall
     cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     n = args.batches * args.batch_size
-    assert images.shape[1:] == (args.image_size, args.image_size, 3), images.shape
+    first = out[0] if isinstance(out, tuple) else out
+    first = next(iter(first.values())) if isinstance(first, dict) else first
+    assert len(first) == args.batch_size, len(first)  # a batch, or a list of decoded images
     return {
         "images_per_cpu_s": n / cpu,
         "images_per_wall_s": n / wall,
@@ -277,13 +334,15 @@ def main():
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3, help="rounds over every variant; the median is reported")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads each variant may use")
-    parser.add_argument("--variants", nargs="*", help="names from VARIANTS (default: all)")
+    parser.add_argument("--variants", nargs="*", help=f"names from {VARIANTS} (default: all)")
     parser.add_argument("--run_variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_variant:
         print(json.dumps(run_one(args.run_variant, args)))
         return
     variants = args.variants or list(VARIANTS)
+    # Every share is against decoding in the same round.
+    variants = [v for v in (REFERENCE, PER_CALL) if v not in variants] + variants
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
@@ -315,13 +374,19 @@ def main():
         f"\n{args.batches} batches of {args.batch_size} at {args.image_size} px per run, {args.threads} thread(s), "
         f"median of {args.repeats} runs (min-max of images per CPU second)\n"
     )
-    print("| variant | images / CPU s | CPU ms / image | images / wall s | peak RSS MB |")
-    print("|---|---|---|---|---|")
+    references = {name: [r["images_per_cpu_s"] for r in results[name]] for name in (REFERENCE, PER_CALL)}
+    columns = " | ".join(f"share of {name}" for name in references)
+    print(f"| variant | images / CPU s | {columns} | CPU ms / image | images / wall s | peak RSS MB |")
+    print("|---|---|" + "---|" * len(references) + "---|---|---|")
     for variant, runs in results.items():
         per_cpu = [r["images_per_cpu_s"] for r in runs]
+        # Each round's rate against the reference measured in that round; the median over rounds.
+        shares = " | ".join(
+            f"{statistics.median(rate / ref for rate, ref in zip(per_cpu, refs)):.2f}" for refs in references.values()
+        )
         med = lambda key: statistics.median(r[key] for r in runs)
         print(
-            f"| {variant.strip()} | {med('images_per_cpu_s'):.0f} ({min(per_cpu):.0f}-{max(per_cpu):.0f}) | "
+            f"| {variant} | {med('images_per_cpu_s'):.0f} ({min(per_cpu):.0f}-{max(per_cpu):.0f}) | {shares} | "
             f"{med('cpu_ms_per_image'):.2f} | {med('images_per_wall_s'):.0f} | {med('peak_rss_mb'):.0f} |"
         )
 

@@ -148,7 +148,10 @@ def input_fn(
 
         def transform(raw):
             labels = tft_layer({features.LABELS_KEY: raw[features.LABELS_KEY]})[LABELS_FEATURE]
-            return canvas.decode_batch(raw[features.IMAGE_KEY], side), labels
+            jpegs = raw[features.IMAGE_KEY]
+            if isinstance(jpegs, tf.SparseTensor):  # a schema without the feature's shape parses it sparse
+                jpegs = tf.sparse.to_dense(jpegs, default_value="")
+            return tf.reshape(jpegs, [-1]), labels
     else:
         keys = [features.IMAGE_KEY, features.LABELS_KEY]
 
@@ -171,6 +174,7 @@ def input_fn(
     )
     dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE)
     if training:
+        dataset = canvas.canvas_batches(dataset, side, batch_size, drop_remainder=True)
         options = tf.data.Options()
         # Training batches are shuffled anyway: let whichever parallel call ends first go first.
         options.deterministic = False

@@ -87,6 +87,22 @@ def test_a_photo_larger_than_the_canvas_is_shrunk_to_fit(photos):
     np.testing.assert_allclose(tf.cast(inputs[canvas.CANVAS][0, :45], tf.float32), tf.round(small), atol=1)
 
 
+def test_batches_put_each_photo_on_its_canvas_as_one_photo_alone(photos):
+    jpegs = [photo[features.IMAGE_KEY][0] for photo in photos[:5]]
+    labels = np.arange(10, dtype=np.float32).reshape(5, 2)
+    batches = tf.data.Dataset.from_tensor_slices((jpegs, labels)).batch(3)  # batches of the parser's size
+    got = list(canvas.canvas_batches(batches, 128, batch_size=2, drop_remainder=False))
+    assert [len(batch_labels) for _, batch_labels in got] == [2, 2, 1]
+    canvases = np.concatenate([inputs[canvas.CANVAS] for inputs, _ in got])
+    shapes = np.concatenate([inputs[canvas.SHAPE] for inputs, _ in got])
+    np.testing.assert_array_equal(np.concatenate([batch_labels for _, batch_labels in got]), labels)
+    for jpeg, on_canvas, shape in zip(jpegs, canvases, shapes):
+        alone, alone_shape = canvas.decode_to_canvas(tf.constant(jpeg), 128)
+        np.testing.assert_array_equal(on_canvas, alone)
+        np.testing.assert_array_equal(shape, alone_shape)
+        assert on_canvas[: shape[0], : shape[1]].any() and not on_canvas[shape[0] :].any()
+
+
 def test_the_canvas_holds_the_stored_size_unless_told():
     assert canvas.canvas_side(75) == 299 and canvas.canvas_side(331) == 331 and canvas.canvas_side(75, 96) == 96
     with pytest.raises(ValueError, match="canvas_size must be 0"):
