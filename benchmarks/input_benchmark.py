@@ -21,6 +21,9 @@ Variants:
   decode only, one call per image
                          the same JPEGs decoded by one eager ``tf.io.decode_jpeg`` call each from a
                          Python loop (the decode-only measure of the issue that asked for this)
+  reading only           the shards read as the input function reads them (``data.raw_dataset``:
+                         gzip, every shard interleaved, shuffled, batched), nothing parsed
+  reading and parsing    the same, and the tf.Examples parsed (``tf.io.parse_example``)
   input_fn               ``trainer.data.input_fn(training=True)`` as the Trainer calls it: read,
                          parse, labels through Transform, decode each photo and ``padded_batch``
                          it onto a uint8 canvas. The same with augmentation on or off:
@@ -52,6 +55,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VARIANTS = (
     "decode only, in the graph",
     "decode only, one call per image",
+    "reading only",
+    "reading and parsing",
     "input_fn",
     "input_fn, a canvas per photo then stacked",
     "CPU input, plain",
@@ -274,6 +279,10 @@ def build(variant: str, args):
             return [tf.io.decode_jpeg(jpegs[(start + k) % len(jpegs)], channels=3) for k in range(args.batch_size)]
 
         return decode_batch
+    if variant in ("reading only", "reading and parsing"):
+        spec = tf_transform_output.raw_feature_spec() if variant == "reading and parsing" else None
+        dataset = data.raw_dataset(pattern, spec, args.batch_size, shuffle=True, seed=0)
+        return dataset.prefetch(tf.data.AUTOTUNE)
     if variant == "input_fn, a canvas per photo then stacked":
         return _stacked_canvas_input(tf_transform_output, pattern, args)
     if variant in ("input_fn", "model layer (CPU)"):
@@ -312,7 +321,8 @@ def run_one(variant: str, args) -> dict:
     n = args.batches * args.batch_size
     first = out[0] if isinstance(out, tuple) else out
     first = next(iter(first.values())) if isinstance(first, dict) else first
-    assert len(first) == args.batch_size, len(first)  # a batch, or a list of decoded images
+    size = int(first.dense_shape[0]) if isinstance(first, tf.SparseTensor) else len(first)
+    assert size == args.batch_size, size  # a batch, or a list of decoded images
     return {
         "images_per_cpu_s": n / cpu,
         "images_per_wall_s": n / wall,

@@ -45,7 +45,7 @@ def list_files(file_pattern: Union[str, List[str]]) -> List[str]:
 
 def raw_dataset(
     file_pattern: Union[str, List[str]],
-    feature_spec: Dict[str, tf.io.FixedLenFeature],
+    feature_spec: Optional[Dict[str, tf.io.FixedLenFeature]],
     batch_size: int,
     shuffle: bool,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
@@ -58,7 +58,7 @@ def raw_dataset(
 
     Args:
       file_pattern: a glob pattern or a list of them (TFX passes a list).
-      feature_spec: the raw feature spec to parse with.
+      feature_spec: the raw feature spec to parse with; None leaves the records serialized.
       batch_size: examples per batch.
       shuffle: training input: files and records shuffled, repeated forever, whole batches
         only, reading order not deterministic (faster: whichever file is ready goes first).
@@ -99,6 +99,8 @@ def raw_dataset(
     else:
         dataset = dataset.flat_map(read)
     dataset = dataset.batch(batch_size, drop_remainder=shuffle)
+    if feature_spec is None:  # serialized records (benchmarks/input_benchmark.py times the reading alone)
+        return dataset
     return dataset.map(lambda x: tf.io.parse_example(x, feature_spec), num_parallel_calls=AUTOTUNE)
 
 
