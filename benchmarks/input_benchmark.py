@@ -245,7 +245,12 @@ def _stacked_canvas_input(tf_transform_output, pattern, args):
         jpegs = raw[features.IMAGE_KEY]
         jpegs = tf.reshape(tf.sparse.to_dense(jpegs, "") if isinstance(jpegs, tf.SparseTensor) else jpegs, [-1])
         specs = (tf.TensorSpec([side, side, 3], tf.uint8), tf.TensorSpec([2], tf.int32))
-        canvases, shapes = tf.map_fn(lambda j: canvas.decode_to_canvas(j, side), jpegs, fn_output_signature=specs)
+
+        def on_canvas(jpeg):
+            image, shape = canvas.decode_to_fit(jpeg, side)
+            return tf.pad(image, [[0, side - shape[0]], [0, side - shape[1]], [0, 0]]), shape
+
+        canvases, shapes = tf.map_fn(on_canvas, jpegs, fn_output_signature=specs)
         return {canvas.CANVAS: canvases, canvas.SHAPE: shapes}, labels
 
     raw = data.raw_dataset(pattern, tf_transform_output.raw_feature_spec(), args.batch_size, shuffle=True, seed=0)

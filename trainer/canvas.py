@@ -2,7 +2,7 @@
 
 The training input (``trainer/data.py``) decodes each stored JPEG to uint8 and pastes it into
 the top-left corner of a square of zeros, the *canvas*, so that photos of any shape batch
-together; its height and width travel beside it (``decode_to_canvas``). The training model's
+together; its height and width travel beside it (``canvas_batches``). The training model's
 first layer, ``CanvasToImage``, does the rest where the model runs: the random crop window and
 mirror of augmentation, the resize to the model's side and the scaling to [-1, 1]. On a GPU
 those cost microseconds; on the input's CPU cores they cost as much as decoding
@@ -12,7 +12,7 @@ The resize is a product with two interpolation matrices per image whose weights 
 TensorFlow's antialiased bilinear resize (``tf.image.resize(..., antialias=True)``, triangle
 kernel, half-pixel centres, widened when shrinking). So a whole-image window gives Transform's
 image (``preprocessing.resize_and_scale``, which serving and evaluation use) within float
-rounding: ``tests/trainer/test_canvas.py`` holds them equal. Matrices, not a gather, because
+rounding: ``tests/trainer/test_input_fn.py`` holds them equal. Matrices, not a gather, because
 they express the antialiased shrink and run as batched matrix products on GPUs and TPUs.
 
 A photo larger than the canvas (stored with a larger ``max_size`` than the canvas allows) is
@@ -62,17 +62,6 @@ def decode_to_fit(jpeg: tf.Tensor, side: int):
 
     image = tf.cond(longer > side, shrink, lambda: image)
     return image, tf.shape(image)[:2]
-
-
-def decode_to_canvas(jpeg: tf.Tensor, side: int):
-    """One JPEG string -> (uint8 canvas [side, side, 3], int32 [height, width] of the photo on it).
-
-    The training input gets the same batch by batch from ``canvas_batches``, which writes each
-    photo straight into its batch.
-    """
-    image, shape = decode_to_fit(jpeg, side)
-    canvas = tf.pad(image, [[0, side - shape[0]], [0, side - shape[1]], [0, 0]])
-    return tf.ensure_shape(canvas, [side, side, 3]), shape
 
 
 def canvas_batches(dataset: tf.data.Dataset, side: int, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:

@@ -21,7 +21,7 @@ import tensorflow_transform as tft
 
 from imat_common import features
 from trainer import canvas
-from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE
+from trainer.preprocessing import IMAGE_FEATURE, LABELS_FEATURE, jpeg_strings
 from trainer.settings import DEFAULT_SHUFFLE_BUFFER
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -150,10 +150,7 @@ def input_fn(
 
         def transform(raw):
             labels = tft_layer({features.LABELS_KEY: raw[features.LABELS_KEY]})[LABELS_FEATURE]
-            jpegs = raw[features.IMAGE_KEY]
-            if isinstance(jpegs, tf.SparseTensor):  # a schema without the feature's shape parses it sparse
-                jpegs = tf.sparse.to_dense(jpegs, default_value="")
-            return tf.reshape(jpegs, [-1]), labels
+            return jpeg_strings(raw[features.IMAGE_KEY]), labels
     else:
         keys = [features.IMAGE_KEY, features.LABELS_KEY]
 

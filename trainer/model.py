@@ -94,8 +94,7 @@ def compile_for_head(model: keras.Model, config: ModelConfig, fitted: Optional[k
     trains; it is compiled too.
     """
     backbone_of(model).trainable = False
-    for target in (model, fitted) if fitted is not None else (model,):
-        _compile(target, config.head_learning_rate, config.loss)
+    _compile(model, config.head_learning_rate, config.loss, fitted)
 
 
 def compile_for_fine_tuning(model: keras.Model, config: ModelConfig, fitted: Optional[keras.Model] = None) -> None:
@@ -112,8 +111,7 @@ def compile_for_fine_tuning(model: keras.Model, config: ModelConfig, fitted: Opt
     start = names.index(first) if first else 0
     for layer in backbone.layers[:start]:
         layer.trainable = False
-    for target in (model, fitted) if fitted is not None else (model,):
-        _compile(target, config.fine_tune_learning_rate, config.loss)
+    _compile(model, config.fine_tune_learning_rate, config.loss, fitted)
 
 
 def compile_for_phase(
@@ -136,11 +134,12 @@ def compile_for_phase(
         raise ValueError(f"unknown training phase {phase!r}: use {plan.HEAD!r} or {plan.FINE_TUNE!r}")
 
 
-def _compile(model: keras.Model, learning_rate: float, loss: str) -> None:
+def _compile(model: keras.Model, learning_rate: float, loss: str, fitted: Optional[keras.Model] = None) -> None:
     # No F1 metric compiled in: TFMA would re-compute compiled metrics and a compiled
     # F1Score crashes it. Evaluation metrics live in the Evaluator's config.
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=losses.get_loss(loss),
-        metrics=[keras.metrics.AUC(name="auc", multi_label=True)],
-    )
+    for target in (model,) if fitted is None else (model, fitted):
+        target.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=losses.get_loss(loss),
+            metrics=[keras.metrics.AUC(name="auc", multi_label=True)],
+        )

@@ -54,6 +54,16 @@ def decode_and_resize(jpegs: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.map_fn(one, jpegs, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 
+def jpeg_strings(jpegs) -> tf.Tensor:
+    """The ``image/encoded`` feature of a batch as one JPEG string per example, [batch].
+
+    A schema without the feature's shape parses it sparse; a fixed-length one as [batch, 1].
+    """
+    if isinstance(jpegs, tf.SparseTensor):
+        jpegs = tf.sparse.to_dense(jpegs, default_value="")
+    return tf.reshape(jpegs, [-1])
+
+
 def label_ids_as_sparse(label_ids) -> tf.SparseTensor:
     """Label id lists [batch, ...] as a SparseTensor, however the feature was parsed.
 
@@ -100,10 +110,8 @@ def preprocessing_fn(inputs, custom_config):
     image_size = int(custom_config["image_size"])
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size {image_size} is below the smallest backbone input, {MIN_IMAGE_SIZE}")
-    jpegs = inputs[features.IMAGE_KEY]
-    if isinstance(jpegs, tf.SparseTensor):
-        jpegs = tf.sparse.to_dense(jpegs, default_value="")
-    outputs = {IMAGE_FEATURE: decode_and_resize(tf.reshape(jpegs, [-1]), image_size)}
+    jpegs = jpeg_strings(inputs[features.IMAGE_KEY])
+    outputs = {IMAGE_FEATURE: decode_and_resize(jpegs, image_size)}
     if features.LABELS_KEY in inputs:
         label_ids = label_ids_as_sparse(inputs[features.LABELS_KEY])
         outputs[LABELS_FEATURE] = multi_hot(label_ids, int(custom_config["num_labels"]))
