@@ -29,11 +29,17 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Test files run in TEST_WORKERS processes (pytest-xdist), each file whole in one of them, so a
+# module's fixture (a pipeline run, a trained model) is built once. Most of a test's time is
+# single-threaded Python (Beam, TFX, ML Metadata), so two processes use two cores.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+
 test: install lint
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: install lint
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 $(DOCS_VENV)/.installed: requirements-docs.txt
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 is needed (the docs' tools are pinned for it)"; exit 1; }

@@ -39,7 +39,15 @@ setuptools.setup(
         "similar": ["faiss-cpu", "hnswlib"],
         # playwright drives the system's Chromium (its own browser download is not used);
         # nbclient and ipykernel execute notebooks/ headless.
-        "test": ["pytest", "pytest-timeout", "ruff", "playwright>=1.65,<2", "nbclient>=0.10", "ipykernel>=6"],
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "pytest-xdist",
+            "ruff",
+            "playwright>=1.65,<2",
+            "nbclient>=0.10",
+            "ipykernel>=6",
+        ],
     },
     entry_points={"console_scripts": ["imat=cli.main:main"]},
 )
