@@ -33,7 +33,7 @@ lint: install
 # module's fixture (a pipeline run, a trained model) is built once. Most of a test's time is
 # single-threaded Python (Beam, TFX, ML Metadata), so two processes use two cores.
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 test: install lint
 	$(PYTEST)

@@ -30,3 +30,14 @@ def one_faiss_thread():
     with threadpool_limits(limits=1):
         yield
     faiss.omp_set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with a slow test run first, each file's tests in their own order.
+
+    Under ``make test`` each file runs whole in one of the worker processes, taken in this order
+    (``--no-loadscope-reorder``): the end-to-end files, minutes each, start at once, and the many
+    short files fill both workers at the end instead of one long file running alone.
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
