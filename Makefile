@@ -30,9 +30,8 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 # Test files run in TEST_WORKERS processes (pytest-xdist), each file whole in one of them, so a
-# module's fixture (a pipeline run, a trained model) is built once. Much of a test's time is
-# single-threaded Python (Beam, TFX, ML Metadata): on 2 cores 39 minutes, where one process took
-# about 70 (71 for all of CI, install included).
+# module's fixture (a pipeline run, a trained model) is built once. Timed in docs/benchmarks.md,
+# "Test suite time".
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 

@@ -32,7 +32,7 @@ def one_faiss_thread():
     faiss.omp_set_num_threads(threads)
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(items):
     """Files with a slow test run first, each file's tests in their own order.
 
     Under ``make test`` each file runs whole in one of the worker processes, taken in this order
