@@ -14,6 +14,9 @@ REQUIRED = [
     # trainer/tuning.py imports it (the Tuner's trials); TFX 1.16 pins the same range.
     "keras-tuner>=1.0.4,<2",
     "Pillow",
+    # The download job's JPEG path (decode at a reduced DCT scale, resize, encode): SIMD resizing
+    # at a third of Pillow's CPU for the same quality (docs/benchmarks.md, "Download throughput: OpenCV for JPEG").
+    "opencv-python-headless",
     # Streams the 375 MB competition JSON instead of loading it whole.
     "ijson",
     "google-crc32c",

@@ -12,8 +12,9 @@ competes with both tools for the same cores: install nginx for figures to compar
 
 Then the breakdown of the default job's median run: its start-up (the interpreter and its
 imports, timed alone), its download phase (its own clock), the CPU per image of each step of the
-image work measured alone (decode, resize, encode, gzip), the rest of its CPU per image, and the
-floor that start-up and image work set on this machine's cores.
+image work measured alone (decode, resize, encode, gzip; through OpenCV as the job does them, and
+through Pillow as it did before), the rest of its CPU per image, and the floor that start-up and
+image work set on this machine's cores.
 
 Set up img2dataset in its own venv first (it must not share this project's pins; its own are
 in benchmarks/img2dataset.lock), then run both tools with a clean environment:
@@ -140,19 +141,36 @@ def startup_cost(reps: int = 3) -> tuple:
 
 
 def image_work(folder: str, n: int = 200) -> dict:
-    """CPU milliseconds per image of each step of the job's image work, measured alone on one thread.
+    """CPU milliseconds per image of each step of the image work, measured alone on one thread.
 
-    The steps of ``components.download.images.process_image`` at the benchmark's settings (decode
-    at a reduced DCT scale, bilinear resize to 299, JPEG at quality 90), then gzip at zlib's
-    default level as the shard writer does.
+    The steps of ``components.download.images.process_image`` at the benchmark's settings, the
+    way the job does them (OpenCV: decode at a reduced DCT scale, bilinear resize to 299, JPEG at
+    quality 90) and, beside them, the way it did them before with Pillow (the same steps; Pillow
+    still does every image that is not a complete RGB or greyscale JPEG). Then gzip at zlib's
+    default level, as the shard writer does.
     """
     import io
     import zlib
 
+    import cv2
+
+    cv2.setNumThreads(1)  # as the job sets it: one image per core from its own thread pool
     datas = [open(os.path.join(folder, f"{i}.jpg"), "rb").read() for i in range(n)]
-    steps = {"decode": 0.0, "resize": 0.0, "encode": 0.0, "gzip": 0.0}
+    steps = {lib: {"decode": 0.0, "resize": 0.0, "encode": 0.0} for lib in ("opencv", "pillow")}
+    gzip_seconds = 0.0
     gzip = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, zlib.MAX_WBITS | 16)
     for data in datas:
+        t0 = time.process_time()
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION)
+        t1 = time.process_time()
+        pixels = cv2.resize(pixels, (299, 299), interpolation=cv2.INTER_LINEAR)
+        t2 = time.process_time()
+        jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        t3 = time.process_time()
+        gzip.compress(jpeg)
+        gzip_seconds += time.process_time() - t3
+        for step, seconds in zip(steps["opencv"], (t1 - t0, t2 - t1, t3 - t2)):
+            steps["opencv"][step] += seconds
         t0 = time.process_time()
         im = Image.open(io.BytesIO(data))
         im.draft("RGB", (299, 299))
@@ -163,11 +181,11 @@ def image_work(folder: str, n: int = 200) -> dict:
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=90)
         t3 = time.process_time()
-        gzip.compress(buf.getvalue())
-        t4 = time.process_time()
-        for step, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-            steps[step] += seconds
-    return {step: 1000 * seconds / n for step, seconds in steps.items()}
+        for step, seconds in zip(steps["pillow"], (t1 - t0, t2 - t1, t3 - t2)):
+            steps["pillow"][step] += seconds
+    ms = {lib: {step: 1000 * seconds / n for step, seconds in lib_steps.items()} for lib, lib_steps in steps.items()}
+    ms["gzip"] = 1000 * gzip_seconds / n
+    return ms
 
 
 def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
@@ -321,7 +339,7 @@ def breakdown(images: str, count: int, medians: dict, cpus: dict, phases: dict) 
     start_wall, start_cpu = startup_cost()
     steps = image_work(images)
     cpu, phase = statistics.median(cpus[name]), statistics.median(phases[name])
-    work = sum(steps.values())
+    work = sum(steps["opencv"].values()) + steps["gzip"]
     rest = 1000 * (cpu - start_cpu) / count - work
     cores = os.cpu_count() or 1
     print(f"\n{name}, median run: {medians[name]:.2f} s wall, {cpu:.1f} CPU s for {count} images")
@@ -332,9 +350,15 @@ def breakdown(images: str, count: int, medians: dict, cpus: dict, phases: dict) 
     )
     print(
         "  CPU per image after start-up: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
-        + f" ms (measured alone, one thread); the rest {rest:.2f} ms (HTTP client, asyncio, Beam, framing,"
-        " status files)"
+        + ", ".join(f"{k} {v:.2f}" for k, v in steps["opencv"].items())
+        + f" (OpenCV), gzip {steps['gzip']:.2f} ms (measured alone, one thread); the rest {rest:.2f} ms"
+        " (HTTP client, asyncio, Beam, framing, status files)"
+    )
+    pillow = sum(steps["pillow"].values())
+    print(
+        "  the same image work through Pillow, as before: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in steps["pillow"].items())
+        + f" ms; {pillow:.2f} ms against OpenCV's {work - steps['gzip']:.2f}"
     )
     floor = start_wall + count * work / 1000 / cores
     print(

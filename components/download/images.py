@@ -1,9 +1,18 @@
-"""Checks downloaded bytes are a safe, allowed image and turns them into the stored JPEG."""
+"""Checks downloaded bytes are a safe, allowed image and turns them into the stored JPEG.
+
+Pillow reads every header and does every format. An RGB or greyscale JPEG whose reduced DCT
+decode lands within 1.2x of the target size (or needs no resize) goes through OpenCV instead:
+the same libjpeg-turbo decode and encode, and a SIMD bilinear resize at a fifth of Pillow's CPU,
+at least as close to a Lanczos resize (docs/benchmarks.md, "Download throughput: OpenCV for
+JPEG").
+"""
 
 import dataclasses
+import functools
 import io
 import warnings
 
+import numpy as np
 from PIL import Image
 
 # Pillow warns between its own pixel limit and twice that; the max_pixels check below decides
@@ -20,6 +29,13 @@ _MAGIC = (
     (b"GIF89a", "GIF"),
     (b"BM", "BMP"),
 )
+
+
+# Decoded size over target size up to which OpenCV's two-tap bilinear resize is at least as close
+# to a Lanczos resize of the full image as Pillow's antialiasing bilinear (PSNR, scenes and
+# near-Nyquist stripes alike: benchmarks/resize_quality.py). Past it OpenCV's filters alias or
+# blur differently, so Pillow resizes those.
+_LINEAR_MAX_RATIO = 1.2
 
 
 class ImageError(ValueError):
@@ -77,6 +93,50 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def dct_scale(width: int, height: int, out_w: int, out_h: int) -> int:
+    """The JPEG DCT reduction to decode at, Pillow's draft rule: the largest of 8, 4, 2, 1 keeping the target size."""
+    room = min(width // out_w, height // out_h)
+    return next(k for k in (8, 4, 2, 1) if room >= k)
+
+
+@functools.lru_cache(maxsize=None)
+def _opencv():
+    # Imported on first use: a third of a second that only the JPEG path needs.
+    import cv2
+
+    # Callers already run one image per core (the download job's thread pool); OpenCV's own
+    # thread pool on top would only oversubscribe the cores.
+    cv2.setNumThreads(1)
+    return cv2
+
+
+def _opencv_resizes(width: int, height: int, out_w: int, out_h: int) -> bool:
+    scale = dct_scale(width, height, out_w, out_h)
+    return -(-width // scale) <= _LINEAR_MAX_RATIO * out_w and -(-height // scale) <= _LINEAR_MAX_RATIO * out_h
+
+
+def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: int, quality: int) -> bytes:
+    cv2 = _opencv()
+    scale = dct_scale(width, height, out_w, out_h)
+    reduced = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+    # EXIF orientation ignored, as Pillow's path does: both store the pixels as encoded.
+    flags = reduced.get(scale, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    expected = (-(-height // scale), -(-width // scale), 3)
+    if pixels is None:
+        raise ImageError("corrupt_image", f"JPEG does not decode: cut short or corrupt ({width}x{height} header)")
+    if pixels.shape != expected:
+        got = "x".join(map(str, pixels.shape))
+        raise ImageError("corrupt_image", f"JPEG decodes to {got} pixels, not the {width}x{height} of its header")
+    if pixels.shape[:2] != (out_h, out_w):
+        pixels = cv2.resize(pixels, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    # Channel order is OpenCV's BGR both ways, so the stored JPEG's colours are the source's.
+    ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ImageError("corrupt_image", f"JPEG does not re-encode at {out_w}x{out_h}")
+    return encoded.tobytes()
+
+
 def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
     """Validates image bytes and produces the JPEG to store.
 
@@ -114,6 +174,14 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
         except Exception as e:
             raise ImageError("corrupt_image", f"{im.format} does not decode: {e}") from None
         return StoredImage(data, width, height, im.format)
+    if (
+        im.format == "JPEG"
+        and im.mode in ("RGB", "L")
+        and not settings.keep_original
+        and _opencv_resizes(width, height, out_w, out_h)
+    ):
+        jpeg = _jpeg_with_opencv(data, width, height, out_w, out_h, settings.jpeg_quality)
+        return StoredImage(jpeg, out_w, out_h, im.format)
     try:
         if not settings.keep_original and (out_w, out_h) != (width, height):
             # Decode JPEG at a reduced DCT scale, still at least the target size: much

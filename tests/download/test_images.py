@@ -2,10 +2,12 @@
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from components.download.images import ImageError, ImageSettings, process_image, sniff_format, target_size
+from components.download import images as images_lib
+from components.download.images import ImageError, ImageSettings, dct_scale, process_image, sniff_format, target_size
 from tests.helpers import bomb_png, jpeg_bytes, png_rgba_bytes
 
 
@@ -69,3 +71,98 @@ def test_sniff_format():
     assert sniff_format(png_rgba_bytes(8, 8)) == "PNG"
     assert sniff_format(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "WEBP"
     assert sniff_format(b"%PDF-1.4") == ""
+
+
+def _stripes_jpeg(size: int, period: float) -> bytes:
+    """Stripes near the target's Nyquist frequency, over a gradient: what a poor resize aliases into moire."""
+    x = np.arange(size, dtype=np.float64)
+    red = np.broadcast_to(127 + 90 * np.sin(2 * np.pi * x[None, :] / period), (size, size))
+    green = 127 + 60 * np.sin(2 * np.pi * (x[None, :] + x[:, None]) / (1.4 * period))
+    blue = np.broadcast_to(x[:, None] * 255 / size, (size, size))
+    pixels = np.clip(np.stack([red, green, blue], axis=-1), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _rgb(jpeg: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), dtype=np.float64)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255**2 / np.mean((a - b) ** 2)))
+
+
+@pytest.mark.parametrize("size", [(600, 450), (601, 451), (1283, 977), (2500, 3000), (300, 200), (5000, 40)])
+def test_dct_scale_is_pillows_draft_rule(size):
+    width, height = size
+    out_w, out_h = target_size(width, height, 299)
+    scale = dct_scale(width, height, out_w, out_h)
+    im = Image.new("RGB", size)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG")
+    drafted = Image.open(io.BytesIO(buf.getvalue()))
+    drafted.draft("RGB", (out_w, out_h))
+    assert drafted.size == (-(-width // scale), -(-height // scale))
+    assert drafted.size[0] >= out_w and drafted.size[1] >= out_h
+
+
+# Decoded at 1.12 (OpenCV's resize), 1.5 and 1.8 times the target (Pillow's).
+@pytest.mark.parametrize("size", [335, 448, 540])
+@pytest.mark.parametrize("period", [2.5, 3.0])
+def test_jpeg_resize_is_as_close_to_lanczos_as_pillows_bilinear(size, period):
+    data = _stripes_jpeg(size, period)
+    stored = process_image(data, ImageSettings(max_size=299, jpeg_quality=90))
+    full = Image.open(io.BytesIO(data)).convert("RGB")
+    reference = np.asarray(full.resize((299, 299), Image.Resampling.LANCZOS), dtype=np.float64)
+    # The job's filter before OpenCV: Pillow's antialiasing bilinear, then the same JPEG quality.
+    buf = io.BytesIO()
+    full.resize((299, 299), Image.Resampling.BILINEAR, reducing_gap=3.0).save(buf, format="JPEG", quality=90)
+    assert _psnr(_rgb(stored.jpeg), reference) >= _psnr(_rgb(buf.getvalue()), reference) - 0.1
+
+
+def test_jpeg_colours_survive_in_their_order():
+    stored = process_image(jpeg_bytes(640, 480, color=(220, 20, 30)), ImageSettings(max_size=299))
+    red, green, blue = _rgb(stored.jpeg)[200, 5]  # the left edge, away from the gradient's stripes
+    assert red > 180 and green < 60 and blue < 70
+
+
+def test_greyscale_jpeg_is_stored_as_rgb():
+    buf = io.BytesIO()
+    Image.new("L", (700, 500), 100).save(buf, format="JPEG")
+    stored = process_image(buf.getvalue(), ImageSettings(max_size=299))
+    im = Image.open(io.BytesIO(stored.jpeg))
+    assert im.mode == "RGB" and im.size == (299, 214)
+    assert np.abs(_rgb(stored.jpeg) - 100).max() <= 2
+
+
+def test_cmyk_jpeg_is_converted_to_rgb():
+    buf = io.BytesIO()
+    Image.new("CMYK", (640, 480), (0, 255, 255, 0)).save(buf, format="JPEG")
+    stored = process_image(buf.getvalue(), ImageSettings(max_size=299))
+    red, green, blue = _rgb(stored.jpeg)[100, 100]
+    assert (stored.width, stored.height) == (299, 224) and red > 200 and green < 60 and blue < 60
+
+
+def test_jpeg_cut_short_is_refused_not_padded():
+    data = _stripes_jpeg(640, 5.0)
+    with pytest.raises(ImageError) as err:
+        process_image(data[: len(data) * 2 // 3], ImageSettings(max_size=299))
+    assert err.value.status == "corrupt_image"
+
+
+@pytest.mark.parametrize(
+    "data,opencv",
+    [
+        (jpeg_bytes(600, 450), True),  # the DCT halves it to 300 x 225: a 1.003 resize
+        (jpeg_bytes(120, 80), True),  # no resize: decoded and re-encoded
+        (_stripes_jpeg(448, 3.0), False),  # 1.5x the target after the DCT: Pillow's filter
+        (png_rgba_bytes(120, 90), False),
+    ],
+)
+def test_which_library_processes_an_image(monkeypatch, data, opencv):
+    calls = []
+    real = images_lib._jpeg_with_opencv
+    monkeypatch.setattr(images_lib, "_jpeg_with_opencv", lambda *a: calls.append(a) or real(*a))
+    process_image(data, ImageSettings(max_size=299))
+    assert bool(calls) == opencv
