@@ -22,7 +22,7 @@ from components.download.redact import redact_text, redact_url
 from components.download.tfrecord import serialize_example
 from imat_common import features
 
-# Pillow releases the GIL while decoding, resizing and encoding, so threads use every core.
+# Pillow and OpenCV release the GIL while decoding, resizing and encoding, so threads use every core.
 _CPU_POOL: Optional[concurrent.futures.ThreadPoolExecutor] = None
 _CPU_POOL_LOCK = threading.Lock()
 

@@ -1,7 +1,7 @@
 """Fetches image URLs safely, many at a time, with retries only where they can help.
 
 asyncio keeps hundreds of requests in flight per worker at little cost, so a worker's CPU
-(JPEG decode, resize, encode, done in a thread pool where Pillow releases the GIL) is the
+(JPEG decode, resize, encode, done in a thread pool where Pillow and OpenCV release the GIL) is the
 limit rather than its waiting on the network.
 """
 

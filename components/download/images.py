@@ -37,6 +37,10 @@ _MAGIC = (
 # blur differently, so Pillow resizes those.
 _LINEAR_MAX_RATIO = 1.2
 
+# A complete JPEG ends with its end-of-image marker. One cut short goes to Pillow, whose error
+# says so ("image file is truncated"); OpenCV's decoder only returns nothing.
+_JPEG_END = b"\xff\xd9"
+
 
 class ImageError(ValueError):
     """The bytes are not an image we store. ``status`` is the outcome recorded for it."""
@@ -124,7 +128,7 @@ def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: i
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     expected = (-(-height // scale), -(-width // scale), 3)
     if pixels is None:
-        raise ImageError("corrupt_image", f"JPEG does not decode: cut short or corrupt ({width}x{height} header)")
+        raise ImageError("corrupt_image", f"JPEG does not decode: corrupt image data ({width}x{height} header)")
     if pixels.shape != expected:
         got = "x".join(map(str, pixels.shape))
         raise ImageError("corrupt_image", f"JPEG decodes to {got} pixels, not the {width}x{height} of its header")
@@ -178,6 +182,7 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
         im.format == "JPEG"
         and im.mode in ("RGB", "L")
         and not settings.keep_original
+        and data.endswith(_JPEG_END)
         and _opencv_resizes(width, height, out_w, out_h)
     ):
         jpeg = _jpeg_with_opencv(data, width, height, out_w, out_h, settings.jpeg_quality)

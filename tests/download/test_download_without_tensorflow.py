@@ -1,4 +1,4 @@
-"""The download job runs where TensorFlow cannot be imported: its workers need Beam, aiohttp and Pillow only."""
+"""The download job runs where TensorFlow cannot be imported: its workers need Beam, aiohttp, Pillow and OpenCV only."""
 
 import os
 import subprocess

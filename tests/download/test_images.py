@@ -144,11 +144,22 @@ def test_cmyk_jpeg_is_converted_to_rgb():
     assert (stored.width, stored.height) == (299, 224) and red > 200 and green < 60 and blue < 60
 
 
-def test_jpeg_cut_short_is_refused_not_padded():
+def test_jpeg_cut_short_is_refused_as_truncated():
     data = _stripes_jpeg(640, 5.0)
     with pytest.raises(ImageError) as err:
         process_image(data[: len(data) * 2 // 3], ImageSettings(max_size=299))
-    assert err.value.status == "corrupt_image"
+    assert err.value.status == "corrupt_image" and "truncated" in str(err.value)
+
+
+def test_jpeg_corrupt_inside_is_refused_by_the_opencv_path():
+    data = bytearray(jpeg_bytes(600, 450))
+    # A complete file (its end marker kept) whose headers Pillow reads, but whose scan names a
+    # colour component the frame does not have: the decoder fails.
+    scan = data.index(b"\xff\xda")
+    data[scan + 5] = 9
+    with pytest.raises(ImageError) as err:
+        process_image(bytes(data), ImageSettings(max_size=299))
+    assert err.value.status == "corrupt_image" and "does not decode" in str(err.value)
 
 
 @pytest.mark.parametrize(
