@@ -6,13 +6,13 @@ when nginx is not installed), then times, alternating, several repetitions of:
   - img2dataset writing TFRecords,
 both resizing to 299 keeping the aspect ratio (the images are square, so both give
 299x299), JPEG quality 90, shards of the same size, two processes for img2dataset and one
-threaded process (two cores through Pillow releasing the GIL) plus, as a variant, two
+threaded process (two cores through Pillow and OpenCV releasing the GIL) plus, as a variant, two
 worker processes for this job. Wall time includes each tool's start-up. Python's server
 competes with both tools for the same cores: install nginx for figures to compare.
 
 Then the breakdown of the default job's median run: its start-up (the interpreter and its
 imports, timed alone), its download phase (its own clock), the CPU per image of each step of the
-image work measured alone (decode, resize, encode, gzip; through OpenCV as the job does them, and
+image work measured alone (decode, resize, encode, gzip; the way the job does them, and
 through Pillow as it did before), the rest of its CPU per image, and the floor that start-up and
 image work set on this machine's cores.
 
@@ -140,13 +140,14 @@ def startup_cost(reps: int = 3) -> tuple:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def image_work(folder: str, n: int = 200) -> dict:
+def image_work(folder: str, size: int, n: int = 200) -> dict:
     """CPU milliseconds per image of each step of the image work, measured alone on one thread.
 
     The steps of ``components.download.images.process_image`` at the benchmark's settings, the
-    way the job does them (OpenCV: decode at a reduced DCT scale, bilinear resize to 299, JPEG at
-    quality 90) and, beside them, the way it did them before with Pillow (the same steps; Pillow
-    still does every image that is not a complete RGB or greyscale JPEG). Then gzip at zlib's
+    way the job does them (OpenCV: decode at a reduced DCT scale, resize to 299 with the filter
+    ``resize_filter`` picks for the size, JPEG at quality 90) and, beside them, the way it did them
+    before with Pillow (the same steps; Pillow still does every image that is not a complete RGB or
+    greyscale JPEG, and resizes those decoded past 1.6 times the target). Then gzip at zlib's
     default level, as the shard writer does.
     """
     import io
@@ -154,16 +155,23 @@ def image_work(folder: str, n: int = 200) -> dict:
 
     import cv2
 
+    from components.download import images as images_lib
+
     cv2.setNumThreads(1)  # as the job sets it: one image per core from its own thread pool
+    scale = images_lib.dct_scale(size, size, 299, 299)
+    reduced = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
+    flags = reduced.get(scale, cv2.IMREAD_REDUCED_COLOR_8) | cv2.IMREAD_IGNORE_ORIENTATION
+    job_filter = images_lib.resize_filter(size, size, 299, 299)
+    interpolation = cv2.INTER_AREA if job_filter == "OpenCV area" else cv2.INTER_LINEAR
     datas = [open(os.path.join(folder, f"{i}.jpg"), "rb").read() for i in range(n)]
     steps = {lib: {"decode": 0.0, "resize": 0.0, "encode": 0.0} for lib in ("opencv", "pillow")}
     gzip_seconds = 0.0
     gzip = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, zlib.MAX_WBITS | 16)
     for data in datas:
         t0 = time.process_time()
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION)
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
         t1 = time.process_time()
-        pixels = cv2.resize(pixels, (299, 299), interpolation=cv2.INTER_LINEAR)
+        pixels = cv2.resize(pixels, (299, 299), interpolation=interpolation)
         t2 = time.process_time()
         jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
         t3 = time.process_time()
@@ -185,6 +193,9 @@ def image_work(folder: str, n: int = 200) -> dict:
             steps["pillow"][step] += seconds
     ms = {lib: {step: 1000 * seconds / n for step, seconds in lib_steps.items()} for lib, lib_steps in steps.items()}
     ms["gzip"] = 1000 * gzip_seconds / n
+    ms["filter"] = job_filter
+    if job_filter == "Pillow bilinear":
+        ms["opencv"] = ms["pillow"]  # what the job does at this size
     return ms
 
 
@@ -330,14 +341,14 @@ def main():
         for name, seconds in medians.items():
             if name.startswith("this job"):
                 print(f"  {name} vs {reference}: {medians[reference] / seconds:.2f}x the throughput")
-    breakdown(images, args.images, medians, cpus, phases)
+    breakdown(images, args.size, args.images, medians, cpus, phases)
 
 
-def breakdown(images: str, count: int, medians: dict, cpus: dict, phases: dict) -> None:
+def breakdown(images: str, size: int, count: int, medians: dict, cpus: dict, phases: dict) -> None:
     """Where the default job's time and CPU go, and the floor its image work sets on 2+ cores."""
     name = "this job (1 process, threads)"
     start_wall, start_cpu = startup_cost()
-    steps = image_work(images)
+    steps = image_work(images, size)
     cpu, phase = statistics.median(cpus[name]), statistics.median(phases[name])
     work = sum(steps["opencv"].values()) + steps["gzip"]
     rest = 1000 * (cpu - start_cpu) / count - work
@@ -351,14 +362,14 @@ def breakdown(images: str, count: int, medians: dict, cpus: dict, phases: dict) 
     print(
         "  CPU per image after start-up: "
         + ", ".join(f"{k} {v:.2f}" for k, v in steps["opencv"].items())
-        + f" (OpenCV), gzip {steps['gzip']:.2f} ms (measured alone, one thread); the rest {rest:.2f} ms"
-        " (HTTP client, asyncio, Beam, framing, status files)"
+        + f" (the job's way: {steps['filter']}), gzip {steps['gzip']:.2f} ms (measured alone, one thread);"
+        f" the rest {rest:.2f} ms (HTTP client, asyncio, Beam, framing, status files)"
     )
     pillow = sum(steps["pillow"].values())
     print(
         "  the same image work through Pillow, as before: "
         + ", ".join(f"{k} {v:.2f}" for k, v in steps["pillow"].items())
-        + f" ms; {pillow:.2f} ms against OpenCV's {work - steps['gzip']:.2f}"
+        + f" ms; {pillow:.2f} ms against the job's {work - steps['gzip']:.2f}"
     )
     floor = start_wall + count * work / 1000 / cores
     print(

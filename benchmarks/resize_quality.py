@@ -6,9 +6,9 @@ images to the target with Pillow's antialiasing bilinear filter, OpenCV's biline
 area filter, and scores each against a Lanczos resize of the full-size image (PSNR, dB, higher is
 closer), with the CPU milliseconds of the resize alone, one thread. Two kinds of image: generated
 scenes with sensor-like noise, and stripes near the target's Nyquist frequency (the worst case
-for aliasing). The job resizes with OpenCV's bilinear up to ``_LINEAR_MAX_RATIO`` in
-``components/download/images.py`` and with Pillow's filter past it; this is where that
-threshold comes from.
+for aliasing). The job resizes with OpenCV's bilinear up to ``_LINEAR_MAX_RATIO``, with OpenCV's
+area filter up to ``_AREA_MAX_RATIO`` and with Pillow's filter past it
+(``resize_filter`` in ``components/download/images.py``); this is where those thresholds come from.
 
   .venv/bin/python benchmarks/resize_quality.py
   .venv/bin/python benchmarks/resize_quality.py --target 299 --images 20 --ratios 1.1 1.2 1.5
@@ -83,7 +83,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", type=int, default=299)
     parser.add_argument("--images", type=int, default=20, help="images of each kind per ratio")
-    parser.add_argument("--ratios", type=float, nargs="+", default=[1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.5, 1.7, 1.9])
+    parser.add_argument(
+        "--ratios", type=float, nargs="+", default=[1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.4, 1.5, 1.6, 1.7, 1.75, 1.8, 1.9]
+    )
     args = parser.parse_args(argv)
     for ratio in args.ratios:
         if not args.target < round(args.target * ratio) < 2 * args.target:
@@ -96,7 +98,7 @@ def main(argv=None) -> None:
     print(f"{'ratio':>5} {'kind':>8}  " + "  ".join(f"{n:>21}" for n in FILTERS) + "  the job resizes with")
     for ratio in args.ratios:
         size = round(args.target * ratio)
-        job = "OpenCV bilinear" if size <= images_lib._LINEAR_MAX_RATIO * args.target else "Pillow bilinear"
+        job = images_lib.resize_filter(size, size, args.target, args.target)
         for kind, make in (("scenes", scenes), ("stripes", stripes)):
             scores, cpu = {n: [] for n in FILTERS}, {n: 0.0 for n in FILTERS}
             for pixels in make(size, args.images, seed=size):

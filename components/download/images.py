@@ -32,10 +32,12 @@ _MAGIC = (
 
 
 # Decoded size over target size up to which OpenCV's two-tap bilinear resize is at least as close
-# to a Lanczos resize of the full image as Pillow's antialiasing bilinear (PSNR, scenes and
-# near-Nyquist stripes alike: benchmarks/resize_quality.py). Past it OpenCV's filters alias or
-# blur differently, so Pillow resizes those.
+# to a Lanczos resize of the full image as Pillow's antialiasing bilinear, and then up to which
+# OpenCV's area filter is (PSNR, generated scenes and near-Nyquist stripes alike:
+# benchmarks/resize_quality.py). Past the second, OpenCV's filters alias near Nyquist, so Pillow
+# resizes those.
 _LINEAR_MAX_RATIO = 1.2
+_AREA_MAX_RATIO = 1.6
 
 # A complete JPEG ends with its end-of-image marker. One cut short goes to Pillow, whose error
 # says so ("image file is truncated"); OpenCV's decoder only returns nothing.
@@ -114,12 +116,22 @@ def _opencv():
     return cv2
 
 
-def _opencv_resizes(width: int, height: int, out_w: int, out_h: int) -> bool:
+def resize_filter(width: int, height: int, out_w: int, out_h: int) -> str:
+    """The filter that resizes a complete RGB or greyscale JPEG to the target, by its ratio after the DCT.
+
+    Returns:
+      ``"OpenCV bilinear"`` (decoded within 1.2 times the target, or at it), ``"OpenCV area"``
+      (within 1.6 times) or ``"Pillow bilinear"`` (past it): the closest of the three to a Lanczos
+      resize, for the least CPU.
+    """
     scale = dct_scale(width, height, out_w, out_h)
-    return -(-width // scale) <= _LINEAR_MAX_RATIO * out_w and -(-height // scale) <= _LINEAR_MAX_RATIO * out_h
+    ratio = max(-(-width // scale) / out_w, -(-height // scale) / out_h)
+    if ratio <= _LINEAR_MAX_RATIO:
+        return "OpenCV bilinear"
+    return "OpenCV area" if ratio <= _AREA_MAX_RATIO else "Pillow bilinear"
 
 
-def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: int, quality: int) -> bytes:
+def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: int, quality: int, area: bool) -> bytes:
     cv2 = _opencv()
     scale = dct_scale(width, height, out_w, out_h)
     reduced = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -133,7 +145,7 @@ def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: i
         got = "x".join(map(str, pixels.shape))
         raise ImageError("corrupt_image", f"JPEG decodes to {got} pixels, not the {width}x{height} of its header")
     if pixels.shape[:2] != (out_h, out_w):
-        pixels = cv2.resize(pixels, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+        pixels = cv2.resize(pixels, (out_w, out_h), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
     # Channel order is OpenCV's BGR both ways, so the stored JPEG's colours are the source's.
     ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
@@ -178,14 +190,11 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
         except Exception as e:
             raise ImageError("corrupt_image", f"{im.format} does not decode: {e}") from None
         return StoredImage(data, width, height, im.format)
-    if (
-        im.format == "JPEG"
-        and im.mode in ("RGB", "L")
-        and not settings.keep_original
-        and data.endswith(_JPEG_END)
-        and _opencv_resizes(width, height, out_w, out_h)
-    ):
-        jpeg = _jpeg_with_opencv(data, width, height, out_w, out_h, settings.jpeg_quality)
+    whole_jpeg = im.format == "JPEG" and im.mode in ("RGB", "L") and data.endswith(_JPEG_END)
+    resize = resize_filter(width, height, out_w, out_h) if whole_jpeg else "Pillow bilinear"
+    if resize != "Pillow bilinear" and not settings.keep_original:
+        area = resize == "OpenCV area"
+        jpeg = _jpeg_with_opencv(data, width, height, out_w, out_h, settings.jpeg_quality, area)
         return StoredImage(jpeg, out_w, out_h, im.format)
     try:
         if not settings.keep_original and (out_w, out_h) != (width, height):

@@ -85,6 +85,21 @@ def _stripes_jpeg(size: int, period: float) -> bytes:
     return buf.getvalue()
 
 
+def _scene_jpeg(size: int, seed: int) -> bytes:
+    """Flat shapes with sharp edges over a gradient, with sensor-like noise: what catalogue photos hold."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(size, dtype=np.float64)
+    pixels = np.broadcast_to((60 + 120 * x[None, :, None] / size) * np.ones(3), (size, size, 3)).copy()
+    for _ in range(8):
+        x0, y0 = rng.integers(0, size * 3 // 4, 2)
+        w, h = rng.integers(size // 8, size // 3, 2)
+        pixels[y0 : y0 + h, x0 : x0 + w] = rng.integers(0, 256, 3)
+    pixels += rng.integers(-12, 13, pixels.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
 def _rgb(jpeg: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), dtype=np.float64)
 
@@ -107,11 +122,12 @@ def test_dct_scale_is_pillows_draft_rule(size):
     assert drafted.size[0] >= out_w and drafted.size[1] >= out_h
 
 
-# Decoded at 1.12 (OpenCV's resize), 1.5 and 1.8 times the target (Pillow's).
-@pytest.mark.parametrize("size", [335, 448, 540])
-@pytest.mark.parametrize("period", [2.5, 3.0])
-def test_jpeg_resize_is_as_close_to_lanczos_as_pillows_bilinear(size, period):
-    data = _stripes_jpeg(size, period)
+# Decoded at 1.12 times the target (OpenCV's bilinear resize), 1.3, 1.5 and 1.6 (OpenCV's area
+# filter), 1.68 and 1.8 (Pillow's bilinear; at 1.68 the area filter aliases the 2.5 px stripes).
+@pytest.mark.parametrize("size", [335, 389, 448, 478, 502, 540])
+@pytest.mark.parametrize("kind", ["stripes 2.5", "stripes 3.0", "scene"])
+def test_jpeg_resize_is_as_close_to_lanczos_as_pillows_bilinear(size, kind):
+    data = _scene_jpeg(size, seed=size) if kind == "scene" else _stripes_jpeg(size, float(kind.split()[1]))
     stored = process_image(data, ImageSettings(max_size=299, jpeg_quality=90))
     full = Image.open(io.BytesIO(data)).convert("RGB")
     reference = np.asarray(full.resize((299, 299), Image.Resampling.LANCZOS), dtype=np.float64)
@@ -163,17 +179,18 @@ def test_jpeg_corrupt_inside_is_refused_by_the_opencv_path():
 
 
 @pytest.mark.parametrize(
-    "data,opencv",
+    "data,area",
     [
-        (jpeg_bytes(600, 450), True),  # the DCT halves it to 300 x 225: a 1.003 resize
-        (jpeg_bytes(120, 80), True),  # no resize: decoded and re-encoded
-        (_stripes_jpeg(448, 3.0), False),  # 1.5x the target after the DCT: Pillow's filter
-        (png_rgba_bytes(120, 90), False),
+        (jpeg_bytes(600, 450), False),  # the DCT halves it to 300 x 225: a 1.003 bilinear resize
+        (jpeg_bytes(120, 80), False),  # no resize: decoded and re-encoded
+        (_stripes_jpeg(448, 3.0), True),  # 1.5x the target after the DCT: OpenCV's area filter
+        (_stripes_jpeg(540, 3.0), None),  # 1.8x: Pillow's filter
+        (png_rgba_bytes(120, 90), None),
     ],
 )
-def test_which_library_processes_an_image(monkeypatch, data, opencv):
+def test_which_library_processes_an_image(monkeypatch, data, area):
     calls = []
     real = images_lib._jpeg_with_opencv
     monkeypatch.setattr(images_lib, "_jpeg_with_opencv", lambda *a: calls.append(a) or real(*a))
     process_image(data, ImageSettings(max_size=299))
-    assert bool(calls) == opencv
+    assert [call[-1] for call in calls] == ([] if area is None else [area])
