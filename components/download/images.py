@@ -1,10 +1,10 @@
 """Checks downloaded bytes are a safe, allowed image and turns them into the stored JPEG.
 
-Pillow reads every header and does every format. An RGB or greyscale JPEG whose reduced DCT
-decode lands within 1.2x of the target size (or needs no resize) goes through OpenCV instead:
-the same libjpeg-turbo decode and encode, and a SIMD bilinear resize at a fifth of Pillow's CPU,
-at least as close to a Lanczos resize (docs/benchmarks.md, "Download throughput: OpenCV for
-JPEG").
+Pillow reads every header and does every format. A complete RGB or greyscale JPEG whose reduced
+DCT decode lands within 1.6x of the target size goes through OpenCV instead: the same libjpeg-turbo
+decode and encode, and a resize (SIMD bilinear up to 1.2x, at a fifth of Pillow's CPU; area past it)
+at least as close to a Lanczos resize as Pillow's (docs/benchmarks.md, "Download throughput: OpenCV
+for JPEG").
 """
 
 import dataclasses
