@@ -1,17 +1,22 @@
 """The download job's resize filters: quality and CPU by ratio, Pillow against OpenCV, same run.
 
 After the JPEG decoder's DCT reduction the image is between 1 and 2 times the target size (at 2
-the DCT halves it again and nothing is left to resize). For each ratio this resizes decoded
-images to the target with Pillow's antialiasing bilinear filter, OpenCV's bilinear and OpenCV's
-area filter, and scores each against a Lanczos resize of the full-size image (PSNR, dB, higher is
-closer), with the CPU milliseconds of the resize alone, one thread. Two kinds of image: generated
-scenes with sensor-like noise, and stripes near the target's Nyquist frequency (the worst case
-for aliasing). The job resizes with OpenCV's bilinear up to ``_LINEAR_MAX_RATIO``, with OpenCV's
-area filter up to ``_AREA_MAX_RATIO`` and with Pillow's filter past it
-(``resize_filter`` in ``components/download/images.py``); this is where those thresholds come from.
+the DCT halves it again and nothing is left to resize). For each ratio this resizes images of that
+size (photos the DCT did not reduce) to the target with Pillow's antialiasing bilinear filter,
+OpenCV's bilinear and OpenCV's area filter, and scores each against a Lanczos resize of the same
+image (PSNR, dB, higher is closer), with the CPU milliseconds of the resize alone, one thread. Two
+kinds of image: generated scenes with sensor-like noise, and stripes near the target's Nyquist
+frequency (the worst case for aliasing). This is where ``_LINEAR_MAX_RATIO`` and
+``_AREA_MAX_RATIO`` in ``components/download/images.py`` come from.
+
+Then the whole image work on photos the DCT reduces first: the job's ``process_image`` (the filter
+``resize_filter`` picks, named in the last column), the job's way before OpenCV (Pillow: the same
+DCT reduction, its bilinear filter) and img2dataset's way (a full decode, OpenCV's area filter),
+all at the same JPEG quality, each stored JPEG scored against a Lanczos resize of the full image,
+with the CPU of the whole of it. This is where ``_REDUCED_LINEAR_MAX_RATIO`` comes from.
 
   .venv/bin/python benchmarks/resize_quality.py
-  .venv/bin/python benchmarks/resize_quality.py --target 299 --images 20 --ratios 1.1 1.2 1.5
+  .venv/bin/python benchmarks/resize_quality.py --target 299 --images 20 --ratios 1.1 1.2 1.5 --photos 604 640
 """
 
 import argparse
@@ -79,12 +84,72 @@ def resized(rgb: Image.Image, target: int) -> dict:
     return out
 
 
+def _pillow_as_before(data: bytes, target: int) -> bytes:
+    drafted = Image.open(io.BytesIO(data))
+    drafted.draft("RGB", (target, target))
+    rgb = drafted if drafted.mode == "RGB" else drafted.convert("RGB")
+    out = io.BytesIO()
+    rgb.resize((target, target), Image.Resampling.BILINEAR, reducing_gap=3.0).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def _full_decode_area(data: bytes, target: int) -> bytes:
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    area = cv2.resize(bgr, (target, target), interpolation=cv2.INTER_AREA)
+    return cv2.imencode(".jpg", area, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def whole_work(target: int, sizes: list, count: int) -> None:
+    """The job's image work against Pillow's and a full decode with an area resize: PSNR and CPU."""
+    print(
+        f"\nThe whole image work, photos of S x S px to {target} px, quality 90, {count} images of each kind; "
+        "PSNR (dB) of the stored JPEG against a Lanczos resize of the full image, CPU ms per image, one thread:"
+    )
+    settings = images_lib.ImageSettings(max_size=target, jpeg_quality=90)
+    ways = {
+        "the job": lambda data: images_lib.process_image(data, settings).jpeg,
+        "Pillow, as before": lambda data: _pillow_as_before(data, target),
+        "full decode, OpenCV area": lambda data: _full_decode_area(data, target),
+    }
+    print(
+        f"{'S':>5} {'kind':>8} {'after the DCT':>13}  " + "  ".join(f"{w:>24}" for w in ways) + "  the job resizes with"
+    )
+    for size in sizes:
+        after = -(-size // images_lib.dct_scale(size, size, target, target))
+        job_filter = images_lib.resize_filter(size, size, target, target)
+        for kind, make in (("scenes", scenes), ("stripes", stripes)):
+            datas, references = [], []
+            for pixels in make(size, count, seed=size):
+                buf = io.BytesIO()
+                Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+                datas.append(buf.getvalue())
+                full = Image.open(io.BytesIO(datas[-1])).convert("RGB")
+                references.append(np.asarray(full.resize((target, target), Image.Resampling.LANCZOS)))
+            cells = []
+            for way in ways.values():  # each way over every image in turn, so none warms the cache for another
+                t0 = time.process_time()
+                stored = [way(data) for data in datas]
+                seconds = time.process_time() - t0
+                scores = [
+                    psnr(np.asarray(Image.open(io.BytesIO(j)).convert("RGB")), r) for j, r in zip(stored, references)
+                ]
+                cells.append(f"{np.mean(scores):6.2f} dB {1000 * seconds / count:5.2f} ms")
+            print(f"{size:5d} {kind:>8} {after:>10} px  " + "  ".join(f"{c:>24}" for c in cells) + f"  {job_filter}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", type=int, default=299)
     parser.add_argument("--images", type=int, default=20, help="images of each kind per ratio")
     parser.add_argument(
         "--ratios", type=float, nargs="+", default=[1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.4, 1.5, 1.6, 1.7, 1.75, 1.8, 1.9]
+    )
+    parser.add_argument(
+        "--photos",
+        type=int,
+        nargs="+",
+        default=[600, 604, 608, 640, 720, 900, 1200],
+        help="sides of the whole-work photos",
     )
     args = parser.parse_args(argv)
     for ratio in args.ratios:
@@ -109,6 +174,7 @@ def main(argv=None) -> None:
                     cpu[name] += seconds
             cells = [f"{np.mean(scores[n]):6.2f} dB {1000 * cpu[n] / args.images:5.2f} ms" for n in FILTERS]
             print(f"{size / args.target:5.2f} {kind:>8}  " + "  ".join(f"{c:>21}" for c in cells) + f"  {job}")
+    whole_work(args.target, args.photos, args.images)
 
 
 if __name__ == "__main__":

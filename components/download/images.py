@@ -1,10 +1,9 @@
 """Checks downloaded bytes are a safe, allowed image and turns them into the stored JPEG.
 
-Pillow reads every header and does every format. A complete RGB or greyscale JPEG whose reduced
-DCT decode lands within 1.6x of the target size goes through OpenCV instead: the same libjpeg-turbo
-decode and encode, and a resize (SIMD bilinear up to 1.2x, at a fifth of Pillow's CPU; area past it)
-at least as close to a Lanczos resize as Pillow's (docs/benchmarks.md, "Download throughput: OpenCV
-for JPEG").
+Pillow reads every header and does every format. A complete RGB or greyscale JPEG goes through
+OpenCV instead (the same libjpeg-turbo decode and encode, a cheaper resize) where one of OpenCV's
+filters is at least as close to a Lanczos resize as Pillow's: ``resize_filter`` says where
+(docs/benchmarks.md, "Download throughput: OpenCV for JPEG").
 """
 
 import dataclasses
@@ -31,13 +30,15 @@ _MAGIC = (
 )
 
 
-# Decoded size over target size up to which OpenCV's two-tap bilinear resize is at least as close
-# to a Lanczos resize of the full image as Pillow's antialiasing bilinear, and then up to which
-# OpenCV's area filter is (PSNR, generated scenes and near-Nyquist stripes alike:
-# benchmarks/resize_quality.py). Past the second, OpenCV's filters alias near Nyquist, so Pillow
-# resizes those.
+# Decoded size over target size up to which OpenCV's two-tap bilinear resize, and then its area
+# filter, stays at least as close to a Lanczos resize of the full image as Pillow's antialiasing
+# bilinear (PSNR, generated scenes and near-Nyquist stripes alike: benchmarks/resize_quality.py).
+# An image the DCT has already reduced keeps fine detail folded near its new Nyquist frequency,
+# which Pillow's wider filter smooths and OpenCV's do not: there OpenCV resizes only what is within
+# 1 % of the target. Past these ratios Pillow resizes.
 _LINEAR_MAX_RATIO = 1.2
 _AREA_MAX_RATIO = 1.6
+_REDUCED_LINEAR_MAX_RATIO = 1.01
 
 # A complete JPEG ends with its end-of-image marker. One cut short goes to Pillow, whose error
 # says so ("image file is truncated"); OpenCV's decoder only returns nothing.
@@ -120,15 +121,15 @@ def resize_filter(width: int, height: int, out_w: int, out_h: int) -> str:
     """The filter that resizes a complete RGB or greyscale JPEG to the target, by its ratio after the DCT.
 
     Returns:
-      ``"OpenCV bilinear"`` (decoded within 1.2 times the target, or at it), ``"OpenCV area"``
-      (within 1.6 times) or ``"Pillow bilinear"`` (past it): the closest of the three to a Lanczos
-      resize, for the least CPU.
+      ``"OpenCV bilinear"`` (decoded within 1.2 times the target, or within 1.01 where the DCT
+      reduced it), ``"OpenCV area"`` (within 1.6 times, not reduced by the DCT) or
+      ``"Pillow bilinear"``: the cheapest that is at least as close to a Lanczos resize as Pillow's.
     """
     scale = dct_scale(width, height, out_w, out_h)
     ratio = max(-(-width // scale) / out_w, -(-height // scale) / out_h)
-    if ratio <= _LINEAR_MAX_RATIO:
+    if ratio <= (_LINEAR_MAX_RATIO if scale == 1 else _REDUCED_LINEAR_MAX_RATIO):
         return "OpenCV bilinear"
-    return "OpenCV area" if ratio <= _AREA_MAX_RATIO else "Pillow bilinear"
+    return "OpenCV area" if scale == 1 and ratio <= _AREA_MAX_RATIO else "Pillow bilinear"
 
 
 def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: int, quality: int, area: bool) -> bytes:

@@ -124,16 +124,22 @@ def test_dct_scale_is_pillows_draft_rule(size):
 
 # Decoded at 1.12 times the target (OpenCV's bilinear resize), 1.3, 1.5 and 1.6 (OpenCV's area
 # filter), 1.68 and 1.8 (Pillow's bilinear; at 1.68 the area filter aliases the 2.5 px stripes).
-@pytest.mark.parametrize("size", [335, 389, 448, 478, 502, 540])
+# Halved by the DCT first: to 1.007 times (OpenCV's bilinear), 1.017, 1.07, 1.2 and 1.5 (Pillow's,
+# where OpenCV's filters would keep what the DCT folded near Nyquist).
+@pytest.mark.parametrize("size", [335, 389, 448, 478, 502, 540, 602, 608, 640, 720, 900])
 @pytest.mark.parametrize("kind", ["stripes 2.5", "stripes 3.0", "scene"])
 def test_jpeg_resize_is_as_close_to_lanczos_as_pillows_bilinear(size, kind):
     data = _scene_jpeg(size, seed=size) if kind == "scene" else _stripes_jpeg(size, float(kind.split()[1]))
     stored = process_image(data, ImageSettings(max_size=299, jpeg_quality=90))
     full = Image.open(io.BytesIO(data)).convert("RGB")
     reference = np.asarray(full.resize((299, 299), Image.Resampling.LANCZOS), dtype=np.float64)
-    # The job's filter before OpenCV: Pillow's antialiasing bilinear, then the same JPEG quality.
+    # The job's way before OpenCV: Pillow's DCT reduction and antialiasing bilinear, the same quality.
+    drafted = Image.open(io.BytesIO(data))
+    drafted.draft("RGB", (299, 299))
     buf = io.BytesIO()
-    full.resize((299, 299), Image.Resampling.BILINEAR, reducing_gap=3.0).save(buf, format="JPEG", quality=90)
+    drafted.convert("RGB").resize((299, 299), Image.Resampling.BILINEAR, reducing_gap=3.0).save(
+        buf, format="JPEG", quality=90
+    )
     assert _psnr(_rgb(stored.jpeg), reference) >= _psnr(_rgb(buf.getvalue()), reference) - 0.1
 
 
@@ -185,6 +191,8 @@ def test_jpeg_corrupt_inside_is_refused_by_the_opencv_path():
         (jpeg_bytes(120, 80), False),  # no resize: decoded and re-encoded
         (_stripes_jpeg(448, 3.0), True),  # 1.5x the target after the DCT: OpenCV's area filter
         (_stripes_jpeg(540, 3.0), None),  # 1.8x: Pillow's filter
+        (jpeg_bytes(1200, 900), False),  # the DCT quarters it to 300 x 225: a 1.003 bilinear resize
+        (jpeg_bytes(640, 427), None),  # the DCT halves it to 320 x 214, 1.07x: Pillow's filter
         (png_rgba_bytes(120, 90), None),
     ],
 )
