@@ -144,11 +144,11 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
     """CPU milliseconds per image of each step of the image work, measured alone on one thread.
 
     The steps of ``components.download.images.process_image`` at the benchmark's settings, the
-    way the job does them (OpenCV: decode at a reduced DCT scale, resize to 299 with the filter
-    ``resize_filter`` picks for the size, JPEG at quality 90) and, beside them, the way it did them
-    before with Pillow (the same steps; Pillow still does every image that is not a complete RGB or
-    greyscale JPEG, and resizes those decoded past 1.6 times the target). Then gzip at zlib's
-    default level, as the shard writer does.
+    way the job does them (decode at a reduced DCT scale, resize to 299 with the filter
+    ``resize_filter`` picks for the size, JPEG at quality 90: through OpenCV where that filter is
+    OpenCV's) and, beside them, the way it did them before with Pillow (the same steps; Pillow still
+    does every image that is not a complete RGB or greyscale JPEG, and every one ``resize_filter``
+    gives to Pillow). Then gzip at zlib's default level, as the shard writer does.
     """
     import io
     import zlib
