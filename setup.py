@@ -14,8 +14,9 @@ REQUIRED = [
     # trainer/tuning.py imports it (the Tuner's trials); TFX 1.16 pins the same range.
     "keras-tuner>=1.0.4,<2",
     "Pillow",
-    # The download job's JPEG path (decode at a reduced DCT scale, resize, encode): SIMD resizing
-    # at a third of Pillow's CPU for the same quality (docs/benchmarks.md, "Download throughput: OpenCV for JPEG").
+    # The download job's JPEG path (decode at a reduced DCT scale, resize, encode): a cheaper resize
+    # where it is at least as close to Lanczos as Pillow's (docs/benchmarks.md, "Download throughput:
+    # OpenCV for JPEG"). 4.12 and later need numpy 2, which TensorFlow 2.16 does not take: the lock has 4.11.
     "opencv-python-headless",
     # Streams the 375 MB competition JSON instead of loading it whole.
     "ijson",
