@@ -166,6 +166,17 @@ def test_cmyk_jpeg_is_converted_to_rgb():
     assert (stored.width, stored.height) == (299, 224) and red > 200 and green < 60 and blue < 60
 
 
+@pytest.mark.parametrize("size", [(600, 450), (400, 300)])  # halved by the DCT, and not
+def test_exif_orientation_is_ignored_as_pillows_path_does(size):
+    # A phone photo marked "rotate 90": both paths store the pixels as encoded, never a refusal.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(jpeg_bytes(*size, color=(220, 20, 30)))).save(buf, format="JPEG", exif=exif.tobytes())
+    stored = process_image(buf.getvalue(), ImageSettings(max_size=299))
+    assert Image.open(io.BytesIO(stored.jpeg)).size == (stored.width, stored.height) == (299, 224)
+
+
 def test_jpeg_cut_short_is_refused_as_truncated():
     data = _stripes_jpeg(640, 5.0)
     with pytest.raises(ImageError) as err:
