@@ -193,9 +193,8 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
         return StoredImage(data, width, height, im.format)
     whole_jpeg = im.format == "JPEG" and im.mode in ("RGB", "L") and data.endswith(_JPEG_END)
     resize = resize_filter(width, height, out_w, out_h) if whole_jpeg else "Pillow bilinear"
-    if resize != "Pillow bilinear" and not settings.keep_original:
-        area = resize == "OpenCV area"
-        jpeg = _jpeg_with_opencv(data, width, height, out_w, out_h, settings.jpeg_quality, area)
+    if resize != "Pillow bilinear":  # keep_original returned above for these JPEGs
+        jpeg = _jpeg_with_opencv(data, width, height, out_w, out_h, settings.jpeg_quality, resize == "OpenCV area")
         return StoredImage(jpeg, out_w, out_h, im.format)
     try:
         if not settings.keep_original and (out_w, out_h) != (width, height):

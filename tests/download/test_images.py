@@ -200,7 +200,7 @@ def test_jpeg_corrupt_inside_is_refused_by_the_opencv_path():
     [
         (jpeg_bytes(600, 450), False),  # the DCT halves it to 300 x 225: a 1.003 bilinear resize
         (jpeg_bytes(120, 80), False),  # no resize: decoded and re-encoded
-        (_stripes_jpeg(448, 3.0), True),  # 1.5x the target after the DCT: OpenCV's area filter
+        (_stripes_jpeg(448, 3.0), True),  # 1.5x the target, not reduced by the DCT: OpenCV's area filter
         (_stripes_jpeg(540, 3.0), None),  # 1.8x: Pillow's filter
         (jpeg_bytes(1200, 900), False),  # the DCT quarters it to 300 x 225: a 1.003 bilinear resize
         (jpeg_bytes(640, 427), None),  # the DCT halves it to 320 x 214, 1.07x: Pillow's filter
