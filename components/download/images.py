@@ -3,13 +3,15 @@
 Pillow reads every header and does every format. A complete RGB or greyscale JPEG goes through
 OpenCV instead (the same libjpeg-turbo decode and encode, a cheaper resize) where one of OpenCV's
 filters is at least as close to a Lanczos resize as Pillow's: ``resize_filter`` says where
-(docs/benchmarks.md, "Download throughput: OpenCV for JPEG").
+(docs/benchmarks.md, "Download throughput: OpenCV for JPEG"). An RGB JPEG that already fits and is
+no finer than ``jpeg_quality`` is stored as fetched, less its metadata (``strip_metadata``).
 """
 
 import dataclasses
 import functools
 import io
 import warnings
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -43,6 +45,27 @@ _REDUCED_LINEAR_MAX_RATIO = 1.01
 # A complete JPEG ends with its end-of-image marker. One cut short goes to Pillow, whose error
 # says so ("image file is truncated"); OpenCV's decoder only returns nothing.
 _JPEG_END = b"\xff\xd9"
+
+
+# The JPEG standard's luminance quantization table (Annex K), which libjpeg, and so Pillow's and
+# OpenCV's encoders, scale by the quality setting. Its sum at ``jpeg_quality`` measures how finely
+# the job would encode; a fetched JPEG whose own table is no finer gains nothing from a re-encode.
+_STANDARD_LUMA_TABLE = (
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+)  # fmt: skip
+
+# Segments kept when a fetched JPEG is stored as fetched: the ones that say how to decode it (JFIF,
+# Adobe's colour transform, tables, a baseline, extended or progressive Huffman frame, restart
+# interval). EXIF (its orientation flag too), XMP, ICC profiles, Photoshop data and comments go, as
+# a re-encode drops them. Any other segment (arithmetic coding, lossless, 12-bit, hierarchical)
+# sends the image to a re-encode.
+_SEGMENTS_KEPT = frozenset((0xE0, 0xEE, 0xDB, 0xC4, 0xDD, 0xC0, 0xC1, 0xC2))
+_SEGMENTS_DROPPED = frozenset((*range(0xE1, 0xEE), 0xEF, 0xFE))
+_FRAMES = frozenset((0xC0, 0xC1, 0xC2))
+_START_OF_SCAN = 0xDA
 
 
 class ImageError(ValueError):
@@ -107,6 +130,49 @@ def dct_scale(width: int, height: int, out_w: int, out_h: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
+def quality_table_sum(quality: int) -> int:
+    """The sum of the luminance quantization table libjpeg writes at ``quality`` (1-100; larger is coarser)."""
+    quality = min(100, max(1, quality))
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return sum(min(255, max(1, (q * scale + 50) // 100)) for q in _STANDARD_LUMA_TABLE)
+
+
+def strip_metadata(data: bytes) -> Optional[bytes]:
+    """The JPEG's bytes less its metadata segments, the compressed image itself untouched.
+
+    Returns:
+      The bytes with the segments in ``_SEGMENTS_DROPPED`` taken out, or None where the file is
+      laid out otherwise than an 8-bit baseline, extended or progressive Huffman JPEG with only
+      known segments before its first scan (the caller then re-encodes it).
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    kept, i, frame = [data[:2]], 2, False
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # a fill byte before a marker
+            i += 1
+            continue
+        if marker == _START_OF_SCAN:
+            return b"".join(kept) + data[i:] if frame else None
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if end > len(data) or end < i + 4:
+            return None
+        if marker in _FRAMES:
+            if data[i + 4] != 8:  # sample precision
+                return None
+            frame = True
+        if marker in _SEGMENTS_KEPT:
+            kept.append(data[i:end])
+        elif marker not in _SEGMENTS_DROPPED:
+            return None
+        i = end
+    return None
+
+
+@functools.lru_cache(maxsize=None)
 def _opencv():
     # Imported on first use: a third of a second that only the JPEG path needs.
     import cv2
@@ -132,9 +198,9 @@ def resize_filter(width: int, height: int, out_w: int, out_h: int) -> str:
     return "OpenCV area" if scale == 1 and ratio <= _AREA_MAX_RATIO else "Pillow bilinear"
 
 
-def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: int, quality: int, area: bool) -> bytes:
+def _decode_with_opencv(data: bytes, width: int, height: int, scale: int) -> np.ndarray:
+    """BGR pixels decoded at 1/``scale`` of the header's size; ImageError where that fails."""
     cv2 = _opencv()
-    scale = dct_scale(width, height, out_w, out_h)
     reduced = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
     # EXIF orientation ignored, as Pillow's path does: both store the pixels as encoded.
     flags = reduced.get(scale, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
@@ -145,6 +211,27 @@ def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: i
     if pixels.shape != expected:
         got = "x".join(map(str, pixels.shape))
         raise ImageError("corrupt_image", f"JPEG decodes to {got} pixels, not the {width}x{height} of its header")
+    return pixels
+
+
+def _as_fetched(data: bytes, im: Image.Image, quality: int) -> Optional[bytes]:
+    """A fitting RGB JPEG's bytes less metadata, once they decode; None where a re-encode is due.
+
+    A re-encode would cost a second generation of loss, and bytes too where the source is coarser
+    than ``quality``; one at ``quality`` shrinks a finer source, so those are re-encoded.
+    """
+    tables = getattr(im, "quantization", None) or {}
+    if 0 not in tables or sum(tables[0]) < quality_table_sum(quality):
+        return None
+    stripped = strip_metadata(data)
+    if stripped is not None:
+        _decode_with_opencv(stripped, im.width, im.height, 1)  # what is stored must decode, whole
+    return stripped
+
+
+def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: int, quality: int, area: bool) -> bytes:
+    cv2 = _opencv()
+    pixels = _decode_with_opencv(data, width, height, dct_scale(width, height, out_w, out_h))
     if pixels.shape[:2] != (out_h, out_w):
         pixels = cv2.resize(pixels, (out_w, out_h), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
     # Channel order is OpenCV's BGR both ways, so the stored JPEG's colours are the source's.
@@ -192,6 +279,10 @@ def process_image(data: bytes, settings: ImageSettings) -> StoredImage:
             raise ImageError("corrupt_image", f"{im.format} does not decode: {e}") from None
         return StoredImage(data, width, height, im.format)
     whole_jpeg = im.format == "JPEG" and im.mode in ("RGB", "L") and data.endswith(_JPEG_END)
+    if whole_jpeg and im.mode == "RGB" and (out_w, out_h) == (width, height):
+        fetched = _as_fetched(data, im, settings.jpeg_quality)
+        if fetched is not None:
+            return StoredImage(fetched, width, height, im.format)
     resize = resize_filter(width, height, out_w, out_h) if whole_jpeg else "Pillow bilinear"
     if resize != "Pillow bilinear":  # keep_original returned above for these JPEGs
         jpeg = _jpeg_with_opencv(data, width, height, out_w, out_h, settings.jpeg_quality, resize == "OpenCV area")

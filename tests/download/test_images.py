@@ -7,7 +7,16 @@ import pytest
 from PIL import Image
 
 from components.download import images as images_lib
-from components.download.images import ImageError, ImageSettings, dct_scale, process_image, sniff_format, target_size
+from components.download.images import (
+    ImageError,
+    ImageSettings,
+    dct_scale,
+    process_image,
+    quality_table_sum,
+    sniff_format,
+    strip_metadata,
+    target_size,
+)
 from tests.helpers import bomb_png, jpeg_bytes, png_rgba_bytes
 
 
@@ -199,7 +208,8 @@ def test_jpeg_corrupt_inside_is_refused_by_the_opencv_path():
     "data,area",
     [
         (jpeg_bytes(600, 450), False),  # the DCT halves it to 300 x 225: a 1.003 bilinear resize
-        (jpeg_bytes(120, 80), False),  # no resize: decoded and re-encoded
+        (jpeg_bytes(120, 80, quality=92), False),  # fits, finer than quality 90: decoded and re-encoded
+        (jpeg_bytes(120, 80, quality=75), None),  # fits, coarser: stored as fetched
         (_stripes_jpeg(448, 3.0), True),  # 1.5x the target, not reduced by the DCT: OpenCV's area filter
         (_stripes_jpeg(540, 3.0), None),  # 1.8x: Pillow's filter
         (jpeg_bytes(1200, 900), False),  # the DCT quarters it to 300 x 225: a 1.003 bilinear resize
@@ -213,3 +223,81 @@ def test_which_library_processes_an_image(monkeypatch, data, area):
     monkeypatch.setattr(images_lib, "_jpeg_with_opencv", lambda *a: calls.append(a) or real(*a))
     process_image(data, ImageSettings(max_size=299))
     assert [call[-1] for call in calls] == ([] if area is None else [area])
+
+
+def _segments(jpeg: bytes) -> list:
+    """The markers before the first scan, in order."""
+    markers, i = [], 2
+    while jpeg[i + 1] != 0xDA:
+        markers.append(jpeg[i + 1])
+        i += 2 + int.from_bytes(jpeg[i + 2 : i + 4], "big")
+    return markers
+
+
+def _with_metadata(width: int, height: int, quality: int, **save) -> bytes:
+    """A JPEG carrying what phones and photo editors add: EXIF (rotate 90), an ICC profile, a comment."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(jpeg_bytes(width, height))).save(
+        buf, format="JPEG", quality=quality, exif=exif.tobytes(), icc_profile=b"\0" * 3000, comment=b"shop", **save
+    )
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("quality", [90, 75, 40])
+@pytest.mark.parametrize("progressive", [False, True])
+def test_fitting_jpeg_no_finer_than_the_setting_is_stored_as_fetched_less_metadata(quality, progressive):
+    data = _with_metadata(120, 80, quality, progressive=progressive)
+    stored = process_image(data, ImageSettings(max_size=299, jpeg_quality=90))
+    assert (stored.width, stored.height) == (120, 80)
+    # The pixels the source holds, no second generation of loss; only the metadata gone.
+    assert np.array_equal(_rgb(stored.jpeg), _rgb(data))
+    assert 0xE0 in _segments(stored.jpeg) and not {0xE1, 0xE2, 0xFE} & set(_segments(stored.jpeg))
+    assert {0xE1, 0xE2, 0xFE} <= set(_segments(data))
+    assert stored.jpeg.endswith(data[data.index(b"\xff\xda") :])  # the compressed image, byte for byte
+    assert len(stored.jpeg) < len(data) - 3000
+
+
+def test_fitting_jpeg_finer_than_the_setting_is_reencoded_at_it():
+    data = _with_metadata(120, 80, 97)
+    stored = process_image(data, ImageSettings(max_size=299, jpeg_quality=90))
+    assert sum(Image.open(io.BytesIO(stored.jpeg)).quantization[0]) == quality_table_sum(90)
+    assert len(stored.jpeg) < len(data) and not {0xE1, 0xE2, 0xFE} & set(_segments(stored.jpeg))
+
+
+def test_fitting_greyscale_jpeg_is_still_stored_as_rgb():
+    buf = io.BytesIO()
+    Image.new("L", (120, 80), 100).save(buf, format="JPEG", quality=50)
+    assert Image.open(io.BytesIO(process_image(buf.getvalue(), ImageSettings()).jpeg)).mode == "RGB"
+
+
+def test_fitting_jpeg_corrupt_inside_is_refused():
+    data = bytearray(_with_metadata(120, 80, 75))
+    data[data.index(b"\xff\xda") + 5] = 9  # the scan names a component the frame lacks
+    with pytest.raises(ImageError) as err:
+        process_image(bytes(data), ImageSettings())
+    assert err.value.status == "corrupt_image" and "does not decode" in str(err.value)
+
+
+@pytest.mark.parametrize("quality", [10, 50, 75, 90, 95, 100])
+def test_quality_table_sum_is_what_the_encoders_write(quality):
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, format="JPEG", quality=quality)
+    assert sum(Image.open(buf).quantization[0]) == quality_table_sum(quality)
+    cv2 = images_lib._opencv()
+    ok, encoded = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok and sum(Image.open(io.BytesIO(encoded.tobytes())).quantization[0]) == quality_table_sum(quality)
+
+
+def test_strip_metadata_keeps_fill_bytes_out_and_refuses_what_it_does_not_know():
+    data = _with_metadata(64, 48, 75)
+    frame = data.index(b"\xff\xc0")
+    # Fill bytes before a marker are allowed by the standard; the output keeps none of them.
+    padded = data[:frame] + b"\xff\xff" + data[frame:]
+    assert strip_metadata(padded) == strip_metadata(data)
+    arithmetic = data[:frame] + b"\xff\xc9" + data[frame + 2 :]
+    twelve_bit = data[: frame + 4] + b"\x0c" + data[frame + 5 :]
+    no_frame = data[:frame] + data[data.index(b"\xff\xda") :]
+    for bad in (arithmetic, twelve_bit, no_frame, data[2:], data[: frame + 3]):
+        assert strip_metadata(bad) is None
