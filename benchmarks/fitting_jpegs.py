@@ -2,10 +2,10 @@
 
 The download job stores an RGB JPEG that needs no resize and is no finer than ``--jpeg_quality``
 as fetched, less its metadata segments (``images.strip_metadata``); before, it decoded and
-re-encoded every one at that quality (OpenCV, as it still does the finer ones). For each photo this runs both ways and reports, over the photos the job keeps and
-over all of them: CPU milliseconds per image (one thread, best of ``--reps``), stored bytes, and
-how far the stored pixels are from the fetched ones (mean absolute difference, 0-255, decoded by
-Pillow).
+re-encoded every one at that quality (OpenCV, as it still does the finer ones). For each photo
+this runs both ways and reports, over the photos the job keeps and over all of them: CPU
+milliseconds per image (one thread, best of ``--reps``), stored bytes, and how far the stored
+pixels are from the fetched ones (mean absolute difference, 0-255, decoded by Pillow).
 
 Photos: ``--images DIR`` (its .jpg files, as they are), or generated scenes at ``--size`` px saved
 at a spread of qualities with EXIF and an ICC profile, as shops' thumbnails come.
@@ -91,8 +91,10 @@ def main(argv=None) -> None:
                 fitting.append(data)
     stored = [images_lib.process_image(data, settings).jpeg for data in fitting]
     kept = [d for d, s in zip(fitting, stored) if s.endswith(d[d.index(b"\xff\xda") :])]
-    print(f"{len(photos)} photos, {len(fitting)} RGB ones that fit {settings.max_size} px; the job keeps "
-          f"{len(kept)} as fetched (no finer than quality {args.jpeg_quality}) and re-encodes the rest\n")
+    print(
+        f"{len(photos)} photos, {len(fitting)} RGB ones that fit {settings.max_size} px; the job keeps "
+        f"{len(kept)} as fetched (no finer than quality {args.jpeg_quality}) and re-encodes the rest\n"
+    )
     print("| photos | way | CPU ms / image | stored bytes / image | mean abs difference from the fetched pixels |")
     print("|---|---|---|---|---|")
     for label, group in (("kept as fetched", kept), ("all that fit", fitting)):
@@ -106,8 +108,10 @@ def main(argv=None) -> None:
         for way, fn in ways:
             out = [fn(d) for d in group]
             diff = np.mean([np.abs(pixels(o) - s).mean() for o, s in zip(out, source)])
-            print(f"| {label} ({len(group)}) | {way} | {cpu_ms(fn, group, args.reps):.3f} | "
-                  f"{np.mean([len(o) for o in out]):,.0f} | {diff:.2f} |")
+            print(
+                f"| {label} ({len(group)}) | {way} | {cpu_ms(fn, group, args.reps):.3f} | "
+                f"{np.mean([len(o) for o in out]):,.0f} | {diff:.2f} |"
+            )
         print(f"| {label} ({len(group)}) | fetched | | {np.mean([len(d) for d in group]):,.0f} | 0 |")
 
 
