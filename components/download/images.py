@@ -161,7 +161,7 @@ def strip_metadata(data: bytes) -> Optional[bytes]:
         if end > len(data) or end < i + 4:
             return None
         if marker in _FRAMES:
-            if data[i + 4] != 8:  # sample precision
+            if end < i + 10 or data[i + 4] != 8:  # too short for a frame header; sample precision
                 return None
             frame = True
         if marker in _SEGMENTS_KEPT:

@@ -299,5 +299,6 @@ def test_strip_metadata_keeps_fill_bytes_out_and_refuses_what_it_does_not_know()
     arithmetic = data[:frame] + b"\xff\xc9" + data[frame + 2 :]
     twelve_bit = data[: frame + 4] + b"\x0c" + data[frame + 5 :]
     no_frame = data[:frame] + data[data.index(b"\xff\xda") :]
-    for bad in (arithmetic, twelve_bit, no_frame, data[2:], data[: frame + 3]):
+    short_frame = data[:frame] + b"\xff\xc0\x00\x02"  # a frame header of no bytes, at the very end
+    for bad in (arithmetic, twelve_bit, no_frame, short_frame, data[2:], data[: frame + 3]):
         assert strip_metadata(bad) is None
