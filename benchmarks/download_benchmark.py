@@ -35,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -117,15 +118,40 @@ def _children_cpu() -> float:
 
 
 LAST_CPU = [0.0]  # CPU seconds of the last timed command and its children
+LAST_MAIN_CPU = [None]  # of those, its main thread's (Linux only; None elsewhere or unsampled)
 
 
-def run_timed(cmd, env=None) -> float:
-    start, cpu = time.perf_counter(), _children_cpu()
-    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    seconds = time.perf_counter() - start
-    LAST_CPU[0] = _children_cpu() - cpu
-    if result.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed:\n{result.stdout.decode()[-3000:]}")
+def _thread_cpu(pid: int, tid: int):
+    """CPU seconds of one thread so far, from /proc; None once it is gone or where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_timed(cmd, env=None, sample_main_thread: bool = False) -> float:
+    """Runs ``cmd`` to the end; its wall seconds. Its CPU goes to LAST_CPU, its main thread's to LAST_MAIN_CPU.
+
+    The main thread is read from /proc every 20 ms while the process runs: at most that much of
+    its CPU, at the very end, is missed.
+    """
+    # Output to a file, not a pipe: a pipe nobody reads while polling would fill and stall the tool.
+    with tempfile.TemporaryFile() as log:
+        start, cpu = time.perf_counter(), _children_cpu()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        main = None
+        while sample_main_thread and proc.poll() is None:
+            main = _thread_cpu(proc.pid, proc.pid) or main
+            time.sleep(0.02)
+        proc.wait()
+        seconds = time.perf_counter() - start
+        LAST_CPU[0] = _children_cpu() - cpu
+        LAST_MAIN_CPU[0] = main
+        if proc.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"{cmd[0]} failed:\n{log.read().decode(errors='replace')[-3000:]}")
     return seconds
 
 
@@ -148,14 +174,18 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
     ``resize_filter`` picks for the size, JPEG at quality 90: through OpenCV where that filter is
     OpenCV's) and, beside them, the way it did them before with Pillow (the same steps; Pillow still
     does every image that is not a complete RGB or greyscale JPEG, and every one ``resize_filter``
-    gives to Pillow). Then gzip at zlib's default level, as the shard writer does.
+    gives to Pillow). Then gzip at zlib's default level, as the shard writer does, and the
+    tf.Example the job builds around each stored JPEG (``batch.to_example``: its SHA-256 and the
+    framing, in Python).
     """
     import io
     import zlib
 
     import cv2
 
+    from components.download import batch as batch_lib
     from components.download import images as images_lib
+    from components.download.records import ImageRecord
 
     cv2.setNumThreads(1)  # as the job sets it: one image per core from its own thread pool
     scale = images_lib.dct_scale(size, size, 299, 299)
@@ -165,7 +195,8 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
     interpolation = cv2.INTER_AREA if job_filter == "OpenCV area" else cv2.INTER_LINEAR
     datas = [open(os.path.join(folder, f"{i}.jpg"), "rb").read() for i in range(n)]
     steps = {lib: {"decode": 0.0, "resize": 0.0, "encode": 0.0} for lib in ("opencv", "pillow")}
-    gzip_seconds = 0.0
+    gzip_seconds = example_seconds = 0.0
+    record = ImageRecord("123456", ("http://127.0.0.1:8080/123456.jpg",), (3, 17, 42, 105))
     gzip = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, zlib.MAX_WBITS | 16)
     for data in datas:
         t0 = time.process_time()
@@ -175,8 +206,11 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
         t2 = time.process_time()
         jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
         t3 = time.process_time()
+        batch_lib.to_example(record, jpeg, 299, 299, record.urls[0])
+        t4 = time.process_time()
         gzip.compress(jpeg)
-        gzip_seconds += time.process_time() - t3
+        gzip_seconds += time.process_time() - t4
+        example_seconds += t4 - t3
         for step, seconds in zip(steps["opencv"], (t1 - t0, t2 - t1, t3 - t2)):
             steps["opencv"][step] += seconds
         t0 = time.process_time()
@@ -193,6 +227,7 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
             steps["pillow"][step] += seconds
     ms = {lib: {step: 1000 * seconds / n for step, seconds in lib_steps.items()} for lib, lib_steps in steps.items()}
     ms["gzip"] = 1000 * gzip_seconds / n
+    ms["example"] = 1000 * example_seconds / n
     ms["filter"] = job_filter
     if job_filter == "Pillow bilinear":
         ms["opencv"] = ms["pillow"]  # what the job does at this size
@@ -212,7 +247,7 @@ def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
         "--allow_private_networks",
         *extra,
     ]
-    seconds = run_timed(cmd, env=clean_env(PYTHONPATH=ROOT))
+    seconds = run_timed(cmd, env=clean_env(PYTHONPATH=ROOT), sample_main_thread=True)
     cpu = LAST_CPU[0]
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
@@ -301,6 +336,7 @@ def main():
         print(f"img2dataset not found at {args.img2dataset}: run benchmarks/setup_img2dataset.sh", file=sys.stderr)
     results = {name: [] for name in contenders}
     cpus = {name: [] for name in contenders}
+    mains = {name: [] for name in contenders}  # main-thread CPU, where sampled
     phases = {name: [] for name in contenders}
     try:
         for rep in range(args.reps):
@@ -313,6 +349,8 @@ def main():
                     raise RuntimeError(f"{name} stored {ok} of {args.images} images")
                 results[name].append(seconds)
                 cpus[name].append(cpu)
+                if LAST_MAIN_CPU[0] is not None:
+                    mains[name].append(LAST_MAIN_CPU[0])
                 if own_rate:
                     phases[name].append(ok / own_rate)
                 own = f" (download phase alone: {own_rate} images/s)" if own_rate else ""
@@ -341,17 +379,17 @@ def main():
         for name, seconds in medians.items():
             if name.startswith("this job"):
                 print(f"  {name} vs {reference}: {medians[reference] / seconds:.2f}x the throughput")
-    breakdown(images, args.size, args.images, medians, cpus, phases)
+    breakdown(images, args.size, args.images, medians, cpus, phases, mains)
 
 
-def breakdown(images: str, size: int, count: int, medians: dict, cpus: dict, phases: dict) -> None:
+def breakdown(images: str, size: int, count: int, medians: dict, cpus: dict, phases: dict, mains: dict) -> None:
     """Where the default job's time and CPU go, and the floor its image work sets on 2+ cores."""
     name = "this job (1 process, threads)"
     start_wall, start_cpu = startup_cost()
     steps = image_work(images, size)
     cpu, phase = statistics.median(cpus[name]), statistics.median(phases[name])
     work = sum(steps["opencv"].values()) + steps["gzip"]
-    rest = 1000 * (cpu - start_cpu) / count - work
+    rest = 1000 * (cpu - start_cpu) / count - work - steps["example"]
     cores = os.cpu_count() or 1
     print(f"\n{name}, median run: {medians[name]:.2f} s wall, {cpu:.1f} CPU s for {count} images")
     print(f"  start-up (interpreter and imports, no image): {start_wall:.2f} s wall, {start_cpu:.2f} CPU s")
@@ -362,9 +400,17 @@ def breakdown(images: str, size: int, count: int, medians: dict, cpus: dict, pha
     print(
         "  CPU per image after start-up: "
         + ", ".join(f"{k} {v:.2f}" for k, v in steps["opencv"].items())
-        + f" (the job's way: {steps['filter']}), gzip {steps['gzip']:.2f} ms (measured alone, one thread);"
-        f" the rest {rest:.2f} ms (HTTP client, asyncio, Beam, framing, status files)"
+        + f" (the job's way: {steps['filter']}), gzip {steps['gzip']:.2f}, the tf.Example (SHA-256 and framing)"
+        f" {steps['example']:.2f} ms (each measured alone, one thread); the rest {rest:.2f} ms (HTTP client,"
+        " asyncio, Beam, status files)"
     )
+    if mains.get(name):
+        # The image work runs in the job's thread pool; everything else in its main thread.
+        main = 1000 * (statistics.median(mains[name]) - start_cpu) / count
+        print(
+            f"  by thread, CPU per image after start-up: main thread (event loop, HTTP, tf.Example, gzip, Beam) "
+            f"{main:.2f} ms, the image threads {1000 * (cpu - start_cpu) / count - main:.2f} ms"
+        )
     pillow = sum(steps["pillow"].values())
     print(
         "  the same image work through Pillow, as before: "
