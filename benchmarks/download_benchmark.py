@@ -12,9 +12,10 @@ competes with both tools for the same cores: install nginx for figures to compar
 
 Then the breakdown of the default job's median run: its start-up (the interpreter and its
 imports, timed alone), its download phase (its own clock), the CPU per image of each step of the
-image work measured alone (decode, resize, encode, gzip; the way the job does them, and
-through Pillow as it did before), the rest of its CPU per image, and the floor that start-up and
-image work set on this machine's cores.
+image work measured alone (decode, resize, encode, gzip, the tf.Example; the way the job does
+them, and through Pillow as it did before), the rest of its CPU per image, its CPU per image by
+thread (the main thread, read from /proc while it runs, against the image threads; Linux only),
+and the floor that start-up and image work set on this machine's cores.
 
 Set up img2dataset in its own venv first (it must not share this project's pins; its own are
 in benchmarks/img2dataset.lock), then run both tools with a clean environment:
