@@ -54,8 +54,14 @@ def _parser(prog: Optional[str], description: str) -> argparse.ArgumentParser:
         default=ImageSettings.max_size,
         help="longer side of stored images, in pixels (never upscaled)",
     )
-    add("--jpeg_quality", type=int, default=ImageSettings.jpeg_quality)
-    add("--keep_original", action="store_true", help="store fetched JPEGs unchanged")
+    add(
+        "--jpeg_quality",
+        type=int,
+        default=ImageSettings.jpeg_quality,
+        help="quality of the JPEGs the job encodes; an RGB JPEG that fits and is no finer is stored as fetched, "
+        "less its metadata. Default: %(default)s",
+    )
+    add("--keep_original", action="store_true", help="store fetched RGB JPEGs unchanged, metadata and all, any size")
     add("--max_pixels", type=int, default=ImageSettings.max_pixels)
     add(
         "--deadline_s",
@@ -143,9 +149,11 @@ def parse_args(
             parser.error(f"--input names split {split!r} twice")
         inputs[split] = path
     args.span = _span(args.span)
-    for name in ("images_per_shard", "concurrency", "per_host", "max_bytes"):
+    for name in ("images_per_shard", "concurrency", "per_host", "max_bytes", "max_size", "max_pixels"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if not 1 <= args.jpeg_quality <= 100:
+        parser.error(f"--jpeg_quality must be between 1 and 100, got {args.jpeg_quality}")
     if not 0.0 <= args.min_stored_fraction <= 1.0:
         parser.error(f"--min_stored_fraction must be between 0 and 1, got {args.min_stored_fraction}")
     if args.max_inflight_bytes < args.max_bytes:

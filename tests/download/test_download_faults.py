@@ -149,6 +149,21 @@ def test_a_split_under_the_min_stored_fraction_fails_and_zero_turns_it_off(tmp_p
     download_fails(capsys, argv + ["--min_stored_fraction=1.5"], 2)
 
 
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--jpeg_quality=0", "--jpeg_quality must be between 1 and 100, got 0"),
+        ("--jpeg_quality=101", "--jpeg_quality must be between 1 and 100, got 101"),
+        ("--max_size=0", "--max_size must be at least 1"),
+        ("--max_pixels=0", "--max_pixels must be at least 1"),
+    ],
+)
+def test_image_settings_out_of_range_are_refused_before_anything_is_written(tmp_path, capsys, flag, message):
+    out = tmp_path / "out"
+    line = download_fails(capsys, [f"--input=train={tmp_path / 'train.json'}", f"--output={out}", flag], 2)
+    assert line.endswith(message) and not out.exists()
+
+
 def test_a_response_without_content_type_is_judged_by_its_body(tmp_path, fault_server):
     urls = {"jpeg": fault_server.url("/untyped/1.jpg"), "page": fault_server.url("/untyped-page")}
     out = str(tmp_path / "out")
