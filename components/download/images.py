@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import io
 import warnings
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -60,12 +60,16 @@ _STANDARD_LUMA_TABLE = (
 # Segments kept when a fetched JPEG is stored as fetched: the ones that say how to decode it (JFIF,
 # Adobe's colour transform, tables, a baseline, extended or progressive Huffman frame, restart
 # interval). EXIF (its orientation flag too), XMP, ICC profiles, Photoshop data and comments go, as
-# a re-encode drops them. Any other segment (arithmetic coding, lossless, 12-bit, hierarchical)
-# sends the image to a re-encode.
+# a re-encode drops them. Any other segment (arithmetic coding, lossless, 12-bit, hierarchical), a
+# JFIF or Adobe segment longer than its plain form (a thumbnail), anything but tables between
+# progressive scans, a marker a decoder would stop at inside the compressed data, or bytes after
+# its end sends the image to a re-encode, which stores only pixels.
 _SEGMENTS_KEPT = frozenset((0xE0, 0xEE, 0xDB, 0xC4, 0xDD, 0xC0, 0xC1, 0xC2))
 _SEGMENTS_DROPPED = frozenset((*range(0xE1, 0xEE), 0xEF, 0xFE))
+_SEGMENTS_BETWEEN_SCANS = frozenset((0xDB, 0xC4, 0xDD))
+_LONGEST = {0xE0: 16, 0xEE: 14}  # JFIF without a thumbnail; Adobe's version, flags and transform
 _FRAMES = frozenset((0xC0, 0xC1, 0xC2))
-_START_OF_SCAN = 0xDA
+_START_OF_SCAN, _END_OF_IMAGE = 0xDA, 0xD9
 
 
 class ImageError(ValueError):
@@ -137,17 +141,18 @@ def quality_table_sum(quality: int) -> int:
     return sum(min(255, max(1, (q * scale + 50) // 100)) for q in _STANDARD_LUMA_TABLE)
 
 
-def strip_metadata(data: bytes) -> Optional[bytes]:
+def strip_metadata(data: bytes) -> Optional[Tuple[bytes, int]]:
     """The JPEG's bytes less its metadata segments, the compressed image itself untouched.
 
     Returns:
-      The bytes with the segments in ``_SEGMENTS_DROPPED`` taken out, or None where the file is
-      laid out otherwise than an 8-bit baseline, extended or progressive Huffman JPEG with only
-      known segments before its first scan (the caller then re-encodes it).
+      (the bytes with the segments in ``_SEGMENTS_DROPPED`` taken out, the quantization table id
+      of the frame's first component, its luma), or None where the file is laid out otherwise
+      than a plain 8-bit baseline, extended or progressive Huffman JPEG (see ``_SEGMENTS_KEPT``;
+      the caller then re-encodes it).
     """
     if not data.startswith(b"\xff\xd8"):
         return None
-    kept, i, frame = [data[:2]], 2, False
+    kept, i, luma_table = [data[:2]], 2, None
     while i + 4 <= len(data):
         if data[i] != 0xFF:
             return None
@@ -156,20 +161,53 @@ def strip_metadata(data: bytes) -> Optional[bytes]:
             i += 1
             continue
         if marker == _START_OF_SCAN:
-            return b"".join(kept) + data[i:] if frame else None
+            if luma_table is None or not _scans_are_plain(data, i):
+                return None
+            return b"".join(kept) + data[i:], luma_table
         end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-        if end > len(data) or end < i + 4:
+        if end > len(data) or end < i + 4 or end - i - 2 > _LONGEST.get(marker, 0xFFFF):
             return None
         if marker in _FRAMES:
-            if end < i + 10 or data[i + 4] != 8:  # too short for a frame header; sample precision
+            # Precision, height, width, component count, then per component: id, sampling, table.
+            if end < i + 13 or data[i + 4] != 8:
                 return None
-            frame = True
+            luma_table = data[i + 12]
         if marker in _SEGMENTS_KEPT:
             kept.append(data[i:end])
         elif marker not in _SEGMENTS_DROPPED:
             return None
         i = end
     return None
+
+
+def _scans_are_plain(data: bytes, i: int) -> bool:
+    """From the first scan at ``i``: only tables between scans, and the end marker last of all.
+
+    In the compressed data a 0xFF byte is followed by 0x00 (a stuffed byte), a restart marker, or
+    a fill byte; anything else is a marker that ends the scan. libjpeg warns and goes on at one it
+    does not expect, TensorFlow's decoder fails on it.
+    """
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker != _START_OF_SCAN:
+            if marker not in _SEGMENTS_BETWEEN_SCANS:
+                return False
+            continue
+        while True:  # the compressed data, to the marker that ends it
+            i = data.find(b"\xff", i)
+            if i < 0 or i + 1 >= len(data):
+                return False
+            after = data[i + 1]
+            if after == 0x00 or 0xD0 <= after <= 0xD7:
+                i += 2
+            elif after == 0xFF:
+                i += 1
+            else:
+                break
+        if after == _END_OF_IMAGE:
+            return i + 2 == len(data)
+    return False
 
 
 @functools.lru_cache(maxsize=None)
@@ -220,13 +258,12 @@ def _as_fetched(data: bytes, im: Image.Image, quality: int) -> Optional[bytes]:
     A re-encode would cost a second generation of loss, and bytes too where the source is coarser
     than ``quality``; one at ``quality`` shrinks a finer source, so those are re-encoded.
     """
+    plain = strip_metadata(data)
     tables = getattr(im, "quantization", None) or {}
-    if 0 not in tables or sum(tables[0]) < quality_table_sum(quality):
+    if plain is None or plain[1] not in tables or sum(tables[plain[1]]) < quality_table_sum(quality):
         return None
-    stripped = strip_metadata(data)
-    if stripped is not None:
-        _decode_with_opencv(stripped, im.width, im.height, 1)  # what is stored must decode, whole
-    return stripped
+    _decode_with_opencv(plain[0], im.width, im.height, 1)  # what is stored must decode, whole
+    return plain[0]
 
 
 def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: int, quality: int, area: bool) -> bytes:

@@ -295,10 +295,76 @@ def test_strip_metadata_keeps_fill_bytes_out_and_refuses_what_it_does_not_know()
     frame = data.index(b"\xff\xc0")
     # Fill bytes before a marker are allowed by the standard; the output keeps none of them.
     padded = data[:frame] + b"\xff\xff" + data[frame:]
-    assert strip_metadata(padded) == strip_metadata(data)
+    assert strip_metadata(padded) == strip_metadata(data) and strip_metadata(data) is not None
     arithmetic = data[:frame] + b"\xff\xc9" + data[frame + 2 :]
     twelve_bit = data[: frame + 4] + b"\x0c" + data[frame + 5 :]
     no_frame = data[:frame] + data[data.index(b"\xff\xda") :]
     short_frame = data[:frame] + b"\xff\xc0\x00\x02"  # a frame header of no bytes, at the very end
     for bad in (arithmetic, twelve_bit, no_frame, short_frame, data[2:], data[: frame + 3]):
         assert strip_metadata(bad) is None
+
+
+def _as_fetched(data: bytes, stored: bytes) -> bool:
+    return stored.endswith(data[data.index(b"\xff\xda") :])
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_stray_marker_in_the_compressed_data_is_reencoded_not_stored(progressive):
+    # libjpeg (Pillow, OpenCV) warns and decodes on at an unknown marker; TensorFlow's decoder
+    # fails, and one such record would stop training. A re-encode stores clean pixels instead.
+    data = _with_metadata(120, 80, 75, progressive=progressive)
+    last_scan = data.rindex(b"\xff\xda")
+    at = last_scan + 2 + int.from_bytes(data[last_scan + 2 : last_scan + 4], "big") + 10
+    broken = data[:at] + b"\xff\x9a" + data[at + 2 :]
+    if progressive:  # OpenCV's decode gives up on this one: refused, as it was before
+        with pytest.raises(ImageError, match="does not decode"):
+            process_image(broken, ImageSettings())
+        return
+    stored = process_image(broken, ImageSettings())
+    assert not _as_fetched(broken, stored.jpeg)
+    Image.open(io.BytesIO(stored.jpeg)).load()  # Pillow refuses the broken one: "broken data stream"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "bytes after the end",  # a payload hidden after EOI
+        "comment between scans",  # metadata where the first walk does not look
+        "thumbnail in JFIF",
+        "luma on the fine table",  # table 0 coarse, but the luma component uses table 1
+    ],
+)
+def test_only_the_image_is_stored_as_fetched(change):
+    data = _with_metadata(120, 80, 75, progressive=True)
+    if change == "bytes after the end":
+        data = data + b"SECRET" * 1000 + b"\xff\xd9"
+    elif change == "comment between scans":
+        second = data.index(b"\xff\xda", data.index(b"\xff\xda") + 2)
+        data = data[:second] + b"\xff\xfe\x00\x08SECRET" + data[second:]
+    elif change == "thumbnail in JFIF":
+        app0 = data.index(b"\xff\xe0")
+        length = int.from_bytes(data[app0 + 2 : app0 + 4], "big")
+        # JFIF with a 2 x 2 thumbnail: 12 bytes of RGB after the 16 of the plain form.
+        jfif = data[app0 + 4 : app0 + 2 + length - 2] + b"\x02\x02" + b"SECRETSECRET"
+        data = data[:app0] + b"\xff\xe0" + (len(jfif) + 2).to_bytes(2, "big") + jfif + data[app0 + 2 + length :]
+    else:
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(jpeg_bytes(120, 80))).save(buf, format="JPEG", qtables=[[60] * 64, [1] * 64])
+        data = bytearray(buf.getvalue())
+        frame = data.index(b"\xff\xc0")
+        for component in range(3):  # luma on table 1 (all ones), chroma on table 0
+            data[frame + 12 + 3 * component] = 1 if component == 0 else 0
+        data = bytes(data)
+        assert sum(Image.open(io.BytesIO(data)).quantization[0]) >= quality_table_sum(90)
+    assert Image.open(io.BytesIO(data)).size == (120, 80)
+    stored = process_image(data, ImageSettings())
+    assert not _as_fetched(data, stored.jpeg) and b"SECRET" not in stored.jpeg
+
+
+def test_restart_markers_are_stored_as_fetched():
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(jpeg_bytes(120, 80))).save(buf, format="JPEG", quality=75, restart_marker_blocks=4)
+    data = buf.getvalue()
+    stored = process_image(data, ImageSettings())
+    assert _as_fetched(data, stored.jpeg) and b"\xff\xdd" in stored.jpeg
+    assert np.array_equal(_rgb(stored.jpeg), _rgb(data))
