@@ -205,24 +205,26 @@ def test_jpeg_corrupt_inside_is_refused_by_the_opencv_path():
 
 
 @pytest.mark.parametrize(
-    "data,area",
+    "data,area,as_fetched",
     [
-        (jpeg_bytes(600, 450), False),  # the DCT halves it to 300 x 225: a 1.003 bilinear resize
-        (jpeg_bytes(120, 80, quality=92), False),  # fits, finer than quality 90: decoded and re-encoded
-        (jpeg_bytes(120, 80, quality=75), None),  # fits, coarser: stored as fetched
-        (_stripes_jpeg(448, 3.0), True),  # 1.5x the target, not reduced by the DCT: OpenCV's area filter
-        (_stripes_jpeg(540, 3.0), None),  # 1.8x: Pillow's filter
-        (jpeg_bytes(1200, 900), False),  # the DCT quarters it to 300 x 225: a 1.003 bilinear resize
-        (jpeg_bytes(640, 427), None),  # the DCT halves it to 320 x 214, 1.07x: Pillow's filter
-        (png_rgba_bytes(120, 90), None),
+        (jpeg_bytes(600, 450), False, False),  # the DCT halves it to 300 x 225: a 1.003 bilinear resize
+        (jpeg_bytes(120, 80, quality=92), False, False),  # fits, finer than quality 90: decoded and re-encoded
+        (jpeg_bytes(120, 80, quality=75), None, True),  # fits, coarser: stored as fetched
+        (_stripes_jpeg(448, 3.0), True, False),  # 1.5x the target, not reduced by the DCT: OpenCV's area filter
+        (_stripes_jpeg(540, 3.0), None, False),  # 1.8x: Pillow's filter
+        (jpeg_bytes(1200, 900), False, False),  # the DCT quarters it to 300 x 225: a 1.003 bilinear resize
+        (jpeg_bytes(640, 427), None, False),  # the DCT halves it to 320 x 214, 1.07x: Pillow's filter
+        (png_rgba_bytes(120, 90), None, False),
     ],
 )
-def test_which_library_processes_an_image(monkeypatch, data, area):
+def test_which_library_processes_an_image(monkeypatch, data, area, as_fetched):
     calls = []
     real = images_lib._jpeg_with_opencv
     monkeypatch.setattr(images_lib, "_jpeg_with_opencv", lambda *a: calls.append(a) or real(*a))
-    process_image(data, ImageSettings(max_size=299))
+    stored = process_image(data, ImageSettings(max_size=299))
     assert [call[-1] for call in calls] == ([] if area is None else [area])
+    # None above is Pillow's path, or no encode at all: only a kept file ends in the source's scans.
+    assert (b"\xff\xda" in data and _as_fetched(data, stored.jpeg)) == as_fetched
 
 
 def _segments(jpeg: bytes) -> list:
