@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import io
 import warnings
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -141,18 +141,17 @@ def quality_table_sum(quality: int) -> int:
     return sum(min(255, max(1, (q * scale + 50) // 100)) for q in _STANDARD_LUMA_TABLE)
 
 
-def strip_metadata(data: bytes) -> Optional[Tuple[bytes, int]]:
+def strip_metadata(data: bytes) -> Optional[bytes]:
     """The JPEG's bytes less its metadata segments, the compressed image itself untouched.
 
     Returns:
-      (the bytes with the segments in ``_SEGMENTS_DROPPED`` taken out, the quantization table id
-      of the frame's first component, its luma), or None where the file is laid out otherwise
-      than a plain 8-bit baseline, extended or progressive Huffman JPEG (see ``_SEGMENTS_KEPT``;
-      the caller then re-encodes it).
+      The bytes with the segments in ``_SEGMENTS_DROPPED`` taken out, or None where the file is
+      laid out otherwise than a plain 8-bit baseline, extended or progressive Huffman JPEG (see
+      ``_SEGMENTS_KEPT``; the caller then re-encodes it).
     """
     if not data.startswith(b"\xff\xd8"):
         return None
-    kept, i, luma_table = [data[:2]], 2, None
+    kept, i, frame = [data[:2]], 2, False
     while i + 4 <= len(data):
         if data[i] != 0xFF:
             return None
@@ -161,17 +160,15 @@ def strip_metadata(data: bytes) -> Optional[Tuple[bytes, int]]:
             i += 1
             continue
         if marker == _START_OF_SCAN:
-            if luma_table is None or not _scans_are_plain(data, i):
-                return None
-            return b"".join(kept) + data[i:], luma_table
+            return b"".join(kept) + data[i:] if frame and _scans_are_plain(data, i) else None
         end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
         if end > len(data) or end < i + 4 or end - i - 2 > _LONGEST.get(marker, 0xFFFF):
             return None
         if marker in _FRAMES:
-            # Precision, height, width, component count, then per component: id, sampling, table.
+            # Precision, height, width, component count, then 3 bytes per component.
             if end < i + 13 or data[i + 4] != 8:
                 return None
-            luma_table = data[i + 12]
+            frame = True
         if marker in _SEGMENTS_KEPT:
             kept.append(data[i:end])
         elif marker not in _SEGMENTS_DROPPED:
@@ -258,12 +255,15 @@ def _as_fetched(data: bytes, im: Image.Image, quality: int) -> Optional[bytes]:
     A re-encode would cost a second generation of loss, and bytes too where the source is coarser
     than ``quality``; one at ``quality`` shrinks a finer source, so those are re-encoded.
     """
-    plain = strip_metadata(data)
-    tables = getattr(im, "quantization", None) or {}
-    if plain is None or plain[1] not in tables or sum(tables[plain[1]]) < quality_table_sum(quality):
-        return None
-    _decode_with_opencv(plain[0], im.width, im.height, 1)  # what is stored must decode, whole
-    return plain[0]
+    # Pillow has parsed the frame: its components as (id, h, v, table id), luma first.
+    tables, components = getattr(im, "quantization", None) or {}, getattr(im, "layer", None) or []
+    luma = components[0][3] if components else None
+    if luma not in tables or sum(tables[luma]) < quality_table_sum(quality):
+        return None  # before the walk of the compressed data: most fine sources end here
+    stripped = strip_metadata(data)
+    if stripped is not None:
+        _decode_with_opencv(stripped, im.width, im.height, 1)  # what is stored must decode, whole
+    return stripped
 
 
 def _jpeg_with_opencv(data: bytes, width: int, height: int, out_w: int, out_h: int, quality: int, area: bool) -> bytes:
