@@ -47,6 +47,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from cli import demo_data
+from components.download.shard import DEFAULT_GZIP_LEVEL
 
 
 def make_images(folder: str, n: int, size: int) -> None:
@@ -175,7 +176,8 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
     ``resize_filter`` picks for the size, JPEG at quality 90: through OpenCV where that filter is
     OpenCV's) and, beside them, the way it did them before with Pillow (the same steps; Pillow still
     does every image that is not a complete RGB or greyscale JPEG, and every one ``resize_filter``
-    gives to Pillow). Then gzip at zlib's default level, as the shard writer does, and the
+    gives to Pillow). Then gzip at the job's default ``--gzip_level`` and at zlib's default level 6
+    (the job's before the flag), and the
     tf.Example the job builds around each stored JPEG (``batch.to_example``: its SHA-256 and the
     framing, in Python).
     """
@@ -196,9 +198,9 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
     interpolation = cv2.INTER_AREA if job_filter == "OpenCV area" else cv2.INTER_LINEAR
     datas = [open(os.path.join(folder, f"{i}.jpg"), "rb").read() for i in range(n)]
     steps = {lib: {"decode": 0.0, "resize": 0.0, "encode": 0.0} for lib in ("opencv", "pillow")}
-    gzip_seconds = example_seconds = 0.0
+    gzip_seconds, example_seconds = {level: 0.0 for level in (DEFAULT_GZIP_LEVEL, 6)}, 0.0
     record = ImageRecord("123456", ("http://127.0.0.1:8080/123456.jpg",), (3, 17, 42, 105))
-    gzip = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    gzips = {level: zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS | 16) for level in gzip_seconds}
     for data in datas:
         t0 = time.process_time()
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -209,8 +211,10 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
         t3 = time.process_time()
         batch_lib.to_example(record, jpeg, 299, 299, record.urls[0])
         t4 = time.process_time()
-        gzip.compress(jpeg)
-        gzip_seconds += time.process_time() - t4
+        for level, gzip in gzips.items():
+            t5 = time.process_time()
+            gzip.compress(jpeg)
+            gzip_seconds[level] += time.process_time() - t5
         example_seconds += t4 - t3
         for step, seconds in zip(steps["opencv"], (t1 - t0, t2 - t1, t3 - t2)):
             steps["opencv"][step] += seconds
@@ -227,12 +231,19 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
         for step, seconds in zip(steps["pillow"], (t1 - t0, t2 - t1, t3 - t2)):
             steps["pillow"][step] += seconds
     ms = {lib: {step: 1000 * seconds / n for step, seconds in lib_steps.items()} for lib, lib_steps in steps.items()}
-    ms["gzip"] = 1000 * gzip_seconds / n
+    ms["gzip"] = 1000 * gzip_seconds[DEFAULT_GZIP_LEVEL] / n
+    ms["gzip 6"] = 1000 * gzip_seconds[6] / n
     ms["example"] = 1000 * example_seconds / n
     ms["filter"] = job_filter
     if job_filter == "Pillow bilinear":
         ms["opencv"] = ms["pillow"]  # what the job does at this size
     return ms
+
+
+def stored_megabytes(out: str) -> float:
+    """MB of the image files a tool wrote: TFRecord shards (gzip or not) or webdataset tars."""
+    files = [os.path.join(d, f) for d, _, names in os.walk(out) for f in names]
+    return sum(os.path.getsize(f) for f in files if f.endswith((".tfrecord.gz", ".tfrecord", ".tar"))) / 1e6
 
 
 def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
@@ -326,6 +337,8 @@ def main():
             args.shard,
             ["--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
         ),
+        # The shards at zlib's default level, as the job wrote them before --gzip_level (default 0).
+        "this job, --gzip_level 6": lambda out: ours(urls_json, out, args.shard, ["--gzip_level=6"]),
     }
     if os.path.exists(args.img2dataset):
         contenders["img2dataset (2 processes)"] = lambda out: img2dataset(args.img2dataset, urls_txt, out, args.shard)
@@ -339,6 +352,7 @@ def main():
     cpus = {name: [] for name in contenders}
     mains = {name: [] for name in contenders}  # main-thread CPU, where sampled
     phases = {name: [] for name in contenders}
+    stored = {name: [] for name in contenders}
     try:
         for rep in range(args.reps):
             order = list(contenders) if rep % 2 == 0 else list(reversed(contenders))
@@ -350,6 +364,7 @@ def main():
                     raise RuntimeError(f"{name} stored {ok} of {args.images} images")
                 results[name].append(seconds)
                 cpus[name].append(cpu)
+                stored[name].append(stored_megabytes(out))
                 if LAST_MAIN_CPU[0] is not None:
                     mains[name].append(LAST_MAIN_CPU[0])
                 if own_rate:
@@ -357,7 +372,7 @@ def main():
                 own = f" (download phase alone: {own_rate} images/s)" if own_rate else ""
                 print(
                     f"rep {rep + 1}: {name}: {seconds:.2f} s, {cpu:.1f} CPU s, {ok / seconds:.1f} images/s end to end"
-                    f"{own}",
+                    f"{own}, {stored[name][-1]:.1f} MB stored",
                     flush=True,
                 )
     finally:
@@ -374,7 +389,8 @@ def main():
     for name, seconds in medians.items():
         print(
             f"  {name:34s} {seconds:6.2f} s  {args.images / seconds:7.1f} images/s  "
-            f"{statistics.median(cpus[name]):6.1f} CPU s (the process and its children)"
+            f"{statistics.median(cpus[name]):6.1f} CPU s (the process and its children)  "
+            f"{statistics.median(stored[name]):6.1f} MB stored"
         )
     for reference in (r for r in medians if r.startswith("img2dataset")):
         for name, seconds in medians.items():
@@ -401,7 +417,8 @@ def breakdown(images: str, size: int, count: int, medians: dict, cpus: dict, pha
     print(
         "  CPU per image after start-up: "
         + ", ".join(f"{k} {v:.2f}" for k, v in steps["opencv"].items())
-        + f" (the job's way: {steps['filter']}), gzip {steps['gzip']:.2f}, the tf.Example (SHA-256 and framing)"
+        + f" (the job's way: {steps['filter']}), gzip {steps['gzip']:.2f} (level {DEFAULT_GZIP_LEVEL}; at level 6"
+        f" {steps['gzip 6']:.2f}), the tf.Example (SHA-256 and framing)"
         f" {steps['example']:.2f} ms (each measured alone, one thread); the rest {rest:.2f} ms (HTTP client,"
         " asyncio, Beam, status files)"
     )

@@ -52,7 +52,14 @@ from components.download import resume
 from components.download.fetch import FetchSettings
 from components.download.images import ImageSettings
 from components.download.records import ManifestError
-from components.download.shard import ShardSpec, committed_this_run, download_shard, read_statuses, retry_shard
+from components.download.shard import (
+    DEFAULT_GZIP_LEVEL,
+    ShardSpec,
+    committed_this_run,
+    download_shard,
+    read_statuses,
+    retry_shard,
+)
 from imat_common.features import LabelMapError, load_label_map
 
 log = logging.getLogger(__name__)
@@ -156,9 +163,12 @@ def _output_error(error: BaseException, out: str, plans: Dict[str, plan_lib.Spli
 class DownloadShardFn(beam.DoFn):
     """Downloads one shard (or retries its failures); counts every image's outcome in a Beam counter."""
 
-    def __init__(self, fetch_settings: FetchSettings, image_settings: ImageSettings):
+    def __init__(
+        self, fetch_settings: FetchSettings, image_settings: ImageSettings, gzip_level: int = DEFAULT_GZIP_LEVEL
+    ):
         self._fetch_settings = fetch_settings
         self._image_settings = image_settings
+        self._gzip_level = gzip_level
         self._counters: Dict[str, object] = {}
         self._bytes = Metrics.counter("imat_download", "bytes_stored")
 
@@ -174,18 +184,25 @@ class DownloadShardFn(beam.DoFn):
             log.info("%s shard %d/%d: already done in this run", spec.split, spec.index + 1, spec.num_shards)
             return
         work = retry_shard if spec.retry else download_shard
-        stats = work(spec, self._fetch_settings, self._image_settings, on_image=self._count)
+        stats = work(spec, self._fetch_settings, self._image_settings, self._count, self._gzip_level)
         yield spec.split, dict(stats.counts)
 
 
 class DownloadShards(beam.PTransform):
     """Downloads the given shards in parallel; outputs (split, counts by outcome) per shard."""
 
-    def __init__(self, shards: List[ShardSpec], fetch_settings: FetchSettings, image_settings: ImageSettings):
+    def __init__(
+        self,
+        shards: List[ShardSpec],
+        fetch_settings: FetchSettings,
+        image_settings: ImageSettings,
+        gzip_level: int = DEFAULT_GZIP_LEVEL,
+    ):
         super().__init__()
         self._shards = shards
         self._fetch_settings = fetch_settings
         self._image_settings = image_settings
+        self._gzip_level = gzip_level
 
     def expand(self, pbegin):
         return (
@@ -193,7 +210,7 @@ class DownloadShards(beam.PTransform):
             | "PendingShards" >> beam.Create(self._shards)
             # Spreads shards over workers; Create alone may keep them in one bundle.
             | "Spread" >> beam.Reshuffle()
-            | "Download" >> beam.ParDo(DownloadShardFn(self._fetch_settings, self._image_settings))
+            | "Download" >> beam.ParDo(DownloadShardFn(self._fetch_settings, self._image_settings, self._gzip_level))
         )
 
 
@@ -363,7 +380,7 @@ def _fetch(args, beam_args, fetch_settings, image_settings, out, plans, stage, p
                 _Progress(pending, args.progress_s),
                 beam.Pipeline(options=PipelineOptions(beam_args or LOCAL_RUNNER_ARGS)) as p,
             ):
-                _ = p | "DownloadShards" >> DownloadShards(pending, fetch_settings, image_settings)
+                _ = p | "DownloadShards" >> DownloadShards(pending, fetch_settings, image_settings, args.gzip_level)
         except BaseException as e:
             if _interrupted(e):
                 raise Interrupted(out, *resume.kept_so_far(plans)) from None

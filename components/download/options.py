@@ -16,6 +16,7 @@ from imat_common import beam_flags, spans
 from components.download import netguard
 from components.download.fetch import DEFAULT_USER_AGENT, FetchSettings
 from components.download.images import ImageSettings
+from components.download.shard import DEFAULT_GZIP_LEVEL
 from components.download.resume import normalise_path
 
 
@@ -63,6 +64,14 @@ def _parser(prog: Optional[str], description: str) -> argparse.ArgumentParser:
     )
     add("--keep_original", action="store_true", help="store fetched RGB JPEGs unchanged, metadata and all, any size")
     add("--max_pixels", type=int, default=ImageSettings.max_pixels)
+    add(
+        "--gzip_level",
+        type=int,
+        default=DEFAULT_GZIP_LEVEL,
+        help="zlib level (0-9) of the gzip TFRecord shards: 0 stores the bytes uncompressed inside gzip's "
+        "framing, readable as before; higher levels shrink the JPEGs' repeated headers and cost CPU. "
+        "Default: %(default)s",
+    )
     add(
         "--deadline_s",
         type=float,
@@ -154,6 +163,8 @@ def parse_args(
             parser.error(f"--{name} must be at least 1")
     if not 1 <= args.jpeg_quality <= 100:
         parser.error(f"--jpeg_quality must be between 1 and 100, got {args.jpeg_quality}")
+    if not 0 <= args.gzip_level <= 9:
+        parser.error(f"--gzip_level must be between 0 and 9, got {args.gzip_level}")
     if not 0.0 <= args.min_stored_fraction <= 1.0:
         parser.error(f"--min_stored_fraction must be between 0 and 1, got {args.min_stored_fraction}")
     if args.max_inflight_bytes < args.max_bytes:

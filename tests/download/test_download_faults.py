@@ -156,6 +156,8 @@ def test_a_split_under_the_min_stored_fraction_fails_and_zero_turns_it_off(tmp_p
         ("--jpeg_quality=101", "--jpeg_quality must be between 1 and 100, got 101"),
         ("--max_size=0", "--max_size must be at least 1"),
         ("--max_pixels=0", "--max_pixels must be at least 1"),
+        ("--gzip_level=-1", "--gzip_level must be between 0 and 9, got -1"),
+        ("--gzip_level=10", "--gzip_level must be between 0 and 9, got 10"),
     ],
 )
 def test_image_settings_out_of_range_are_refused_before_anything_is_written(tmp_path, capsys, flag, message):

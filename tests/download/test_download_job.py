@@ -1,6 +1,7 @@
 """The download job end to end against the loopback fault server: outcomes, contents, resume."""
 
 import glob
+import gzip
 import hashlib
 import json
 import os
@@ -10,7 +11,7 @@ import tensorflow as tf
 
 from components.download import job
 from components.download.plan import PlanMismatchError
-from tests.helpers import FAST, read_examples, statuses
+from tests.helpers import FAST, example_ids, read_examples, statuses, write_json
 from tests.fault_server import FAKE_BODY
 from imat_common import features
 
@@ -163,3 +164,31 @@ def test_test_split_has_empty_label_lists(tmp_path, fault_server):
     job.run([f"--input=test={path}", f"--output={out}"] + FAST)
     (example,) = read_examples(out, "test")
     assert list(example.features.feature[features.LABELS_KEY].int64_list.value) == []
+
+
+def test_gzip_level_changes_the_files_compression_not_their_records(tmp_path, fault_server):
+    source = _good_split(tmp_path, fault_server, 6)
+    files, records = {}, {}
+    for level in (0, 9):
+        out = str(tmp_path / f"level-{level}")
+        job.run([f"--input=train={source}", f"--output={out}", "--images_per_shard=10", f"--gzip_level={level}"] + FAST)
+        (files[level],) = glob.glob(os.path.join(out, "train", "*.tfrecord.gz"))
+        records[level] = sorted(e.SerializeToString(deterministic=True) for e in read_examples(out, "train"))
+    assert len(records[0]) == 6 and records[0] == records[9]  # TensorFlow reads both, the same examples
+    with open(files[0], "rb") as f:
+        stored = f.read()
+    with open(files[9], "rb") as f:
+        squeezed = f.read()
+    framed = gzip.decompress(stored)
+    assert gzip.decompress(squeezed) != b"" and len(stored) > len(framed)  # level 0: stored blocks, no smaller
+    assert len(squeezed) < len(framed) / 2  # six copies of one JPEG: level 9 finds the repeats
+
+
+def test_a_retry_reads_a_shard_written_at_another_gzip_level(tmp_path, fault_server):
+    urls = {"good": fault_server.url("/good/1.jpg"), "flaky": fault_server.url("/flaky/2")}
+    out = str(tmp_path / "out")
+    args = [f"--input=train={write_json(tmp_path / 'train.json', urls)}", f"--output={out}"] + FAST
+    job.run(args + ["--retries=0", "--min_stored_fraction=0", "--gzip_level=0"])
+    assert statuses(out, "train")["flaky"]["status"] == "http_error"
+    job.run(args + ["--retries=0", "--retry_failed", "--gzip_level=9"])
+    assert example_ids(read_examples(out, "train")) == ["flaky", "good"]
