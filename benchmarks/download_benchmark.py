@@ -121,36 +121,49 @@ def _children_cpu() -> float:
 
 LAST_CPU = [0.0]  # CPU seconds of the last timed command and its children
 LAST_MAIN_CPU = [None]  # of those, its main thread's (Linux only; None elsewhere or unsampled)
+# (the process's CPU, its main thread's) when its output first showed the phase marker; None if unseen
+LAST_AT_MARKER = [None]
 
 
 def _thread_cpu(pid: int, tid: int):
     """CPU seconds of one thread so far, from /proc; None once it is gone or where there is no /proc."""
+    return _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
+
+
+def _stat_cpu(path: str):
+    """CPU seconds (user + system) in a /proc stat file; None once it is gone or where there is no /proc."""
     try:
-        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+        with open(path) as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_timed(cmd, env=None, sample_main_thread: bool = False) -> float:
+def run_timed(cmd, env=None, sample_main_thread: bool = False, phase_marker: bytes = b"") -> float:
     """Runs ``cmd`` to the end; its wall seconds. Its CPU goes to LAST_CPU, its main thread's to LAST_MAIN_CPU.
 
     The main thread is read from /proc every 20 ms while the process runs: at most that much of
-    its CPU, at the very end, is missed.
+    its CPU, at the very end, is missed. With ``phase_marker``, the process's and its main thread's
+    CPU when that text first appears in its output go to LAST_AT_MARKER (within 20 ms), so that its
+    start-up can be told from its work in the same run.
     """
     # Output to a file, not a pipe: a pipe nobody reads while polling would fill and stall the tool.
     with tempfile.TemporaryFile() as log:
         start, cpu = time.perf_counter(), _children_cpu()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        main = None
+        main = at_marker = None
         while sample_main_thread and proc.poll() is None:
             main = _thread_cpu(proc.pid, proc.pid) or main
+            # pread: reading through the file's own offset would move where the child writes.
+            if phase_marker and at_marker is None and phase_marker in os.pread(log.fileno(), 1 << 20, 0):
+                at_marker = (_stat_cpu(f"/proc/{proc.pid}/stat"), main)
             time.sleep(0.02)
         proc.wait()
         seconds = time.perf_counter() - start
         LAST_CPU[0] = _children_cpu() - cpu
         LAST_MAIN_CPU[0] = main
+        LAST_AT_MARKER[0] = at_marker if at_marker and None not in at_marker else None
         if proc.returncode != 0:
             log.seek(0)
             raise RuntimeError(f"{cmd[0]} failed:\n{log.read().decode(errors='replace')[-3000:]}")
@@ -259,7 +272,10 @@ def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
         "--allow_private_networks",
         *extra,
     ]
-    seconds = run_timed(cmd, env=clean_env(PYTHONPATH=ROOT), sample_main_thread=True)
+    # The job logs "<output>: N of M shards to download" once its imports and plans are done.
+    seconds = run_timed(
+        cmd, env=clean_env(PYTHONPATH=ROOT), sample_main_thread=True, phase_marker=b"shards to download"
+    )
     cpu = LAST_CPU[0]
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
@@ -351,6 +367,7 @@ def main():
     results = {name: [] for name in contenders}
     cpus = {name: [] for name in contenders}
     mains = {name: [] for name in contenders}  # main-thread CPU, where sampled
+    after_start = {name: [] for name in contenders}  # (CPU, main thread's) once started, where sampled
     phases = {name: [] for name in contenders}
     stored = {name: [] for name in contenders}
     try:
@@ -367,6 +384,9 @@ def main():
                 stored[name].append(stored_megabytes(out))
                 if LAST_MAIN_CPU[0] is not None:
                     mains[name].append(LAST_MAIN_CPU[0])
+                    if LAST_AT_MARKER[0] is not None:
+                        at_cpu, at_main = LAST_AT_MARKER[0]
+                        after_start[name].append((cpu - at_cpu, LAST_MAIN_CPU[0] - at_main))
                 if own_rate:
                     phases[name].append(ok / own_rate)
                 own = f" (download phase alone: {own_rate} images/s)" if own_rate else ""
@@ -396,17 +416,35 @@ def main():
         for name, seconds in medians.items():
             if name.startswith("this job"):
                 print(f"  {name} vs {reference}: {medians[reference] / seconds:.2f}x the throughput")
-    breakdown(images, args.size, args.images, medians, cpus, phases, mains)
+    for name, samples in after_start.items():
+        if samples:
+            total, main = (1000 * statistics.median(x[i] for x in samples) / args.images for i in (0, 1))
+            # With worker processes the main thread is the launcher's; the work runs in its children.
+            of_main = "" if "processes)" in name else f", of which its main thread {main:.2f} ms"
+            print(f"  {name}: CPU per image after start-up {total:.2f} ms{of_main}")
+    breakdown(images, args.size, args.images, medians, cpus, phases, mains, after_start)
 
 
-def breakdown(images: str, size: int, count: int, medians: dict, cpus: dict, phases: dict, mains: dict) -> None:
-    """Where the default job's time and CPU go, and the floor its image work sets on 2+ cores."""
+def breakdown(
+    images: str, size: int, count: int, medians: dict, cpus: dict, phases: dict, mains: dict, after_start: dict
+) -> None:
+    """Where the default job's time and CPU go, and the floor its image work sets on 2+ cores.
+
+    The CPU after start-up is each run's own (from the moment its output says how many shards it
+    will download) where /proc allowed sampling it, else its CPU less the start-up timed alone.
+    """
     name = "this job (1 process, threads)"
     start_wall, start_cpu = startup_cost()
     steps = image_work(images, size)
     cpu, phase = statistics.median(cpus[name]), statistics.median(phases[name])
     work = sum(steps["opencv"].values()) + steps["gzip"]
-    rest = 1000 * (cpu - start_cpu) / count - work - steps["example"]
+    if after_start.get(name):
+        per_image = 1000 * statistics.median(c for c, _ in after_start[name]) / count
+        main = 1000 * statistics.median(m for _, m in after_start[name]) / count
+    else:
+        per_image = 1000 * (cpu - start_cpu) / count
+        main = 1000 * (statistics.median(mains[name]) - start_cpu) / count if mains.get(name) else None
+    rest = per_image - work - steps["example"]
     cores = os.cpu_count() or 1
     print(f"\n{name}, median run: {medians[name]:.2f} s wall, {cpu:.1f} CPU s for {count} images")
     print(f"  start-up (interpreter and imports, no image): {start_wall:.2f} s wall, {start_cpu:.2f} CPU s")
@@ -415,19 +453,18 @@ def breakdown(images: str, size: int, count: int, medians: dict, cpus: dict, pha
         f"{medians[name] - phase - start_wall:.2f} s"
     )
     print(
-        "  CPU per image after start-up: "
+        f"  CPU per image after start-up: {per_image:.2f} ms; "
         + ", ".join(f"{k} {v:.2f}" for k, v in steps["opencv"].items())
         + f" (the job's way: {steps['filter']}), gzip {steps['gzip']:.2f} (level {DEFAULT_GZIP_LEVEL}; at level 6"
         f" {steps['gzip 6']:.2f}), the tf.Example (SHA-256 and framing)"
         f" {steps['example']:.2f} ms (each measured alone, one thread); the rest {rest:.2f} ms (HTTP client,"
         " asyncio, Beam, status files)"
     )
-    if mains.get(name):
+    if main is not None:
         # The image work runs in the job's thread pool; everything else in its main thread.
-        main = 1000 * (statistics.median(mains[name]) - start_cpu) / count
         print(
             f"  by thread, CPU per image after start-up: main thread (event loop, HTTP, tf.Example, gzip, Beam) "
-            f"{main:.2f} ms, the image threads {1000 * (cpu - start_cpu) / count - main:.2f} ms"
+            f"{main:.2f} ms, the image threads {per_image - main:.2f} ms"
         )
     pillow = sum(steps["pillow"].values())
     print(
