@@ -211,9 +211,10 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
     interpolation = cv2.INTER_AREA if job_filter == "OpenCV area" else cv2.INTER_LINEAR
     datas = [open(os.path.join(folder, f"{i}.jpg"), "rb").read() for i in range(n)]
     steps = {lib: {"decode": 0.0, "resize": 0.0, "encode": 0.0} for lib in ("opencv", "pillow")}
-    gzip_seconds, example_seconds = {level: 0.0 for level in (DEFAULT_GZIP_LEVEL, 6)}, 0.0
+    levels = {"gzip": DEFAULT_GZIP_LEVEL, "gzip 6": 6}
+    gzip_seconds, example_seconds = {key: 0.0 for key in levels}, 0.0
     record = ImageRecord("123456", ("http://127.0.0.1:8080/123456.jpg",), (3, 17, 42, 105))
-    gzips = {level: zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS | 16) for level in gzip_seconds}
+    gzips = {key: zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS | 16) for key, level in levels.items()}
     for data in datas:
         t0 = time.process_time()
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -224,10 +225,10 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
         t3 = time.process_time()
         batch_lib.to_example(record, jpeg, 299, 299, record.urls[0])
         t4 = time.process_time()
-        for level, gzip in gzips.items():
+        for key, gzip in gzips.items():
             t5 = time.process_time()
             gzip.compress(jpeg)
-            gzip_seconds[level] += time.process_time() - t5
+            gzip_seconds[key] += time.process_time() - t5
         example_seconds += t4 - t3
         for step, seconds in zip(steps["opencv"], (t1 - t0, t2 - t1, t3 - t2)):
             steps["opencv"][step] += seconds
@@ -244,8 +245,7 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
         for step, seconds in zip(steps["pillow"], (t1 - t0, t2 - t1, t3 - t2)):
             steps["pillow"][step] += seconds
     ms = {lib: {step: 1000 * seconds / n for step, seconds in lib_steps.items()} for lib, lib_steps in steps.items()}
-    ms["gzip"] = 1000 * gzip_seconds[DEFAULT_GZIP_LEVEL] / n
-    ms["gzip 6"] = 1000 * gzip_seconds[6] / n
+    ms.update({key: 1000 * seconds / n for key, seconds in gzip_seconds.items()})
     ms["example"] = 1000 * example_seconds / n
     ms["filter"] = job_filter
     if job_filter == "Pillow bilinear":
@@ -417,11 +417,17 @@ def main():
             if name.startswith("this job"):
                 print(f"  {name} vs {reference}: {medians[reference] / seconds:.2f}x the throughput")
     for name, samples in after_start.items():
-        if samples:
-            total, main = (1000 * statistics.median(x[i] for x in samples) / args.images for i in (0, 1))
-            # With worker processes the main thread is the launcher's; the work runs in its children.
-            of_main = "" if "processes)" in name else f", of which its main thread {main:.2f} ms"
-            print(f"  {name}: CPU per image after start-up {total:.2f} ms{of_main}")
+        # With worker processes the job logs its shards before the workers start (and import Beam):
+        # their start-up would count as work, and its main thread is only the launcher's.
+        if name.startswith("this job") and "processes)" not in name:
+            if len(samples) < args.reps:
+                print(f"  {name}: {args.reps - len(samples)} of {args.reps} runs never showed the job's shard count")
+            if samples:
+                total, main = (1000 * statistics.median(x[i] for x in samples) / args.images for i in (0, 1))
+                print(
+                    f"  {name}: CPU per image after start-up {total:.2f} ms, of which its main thread {main:.2f} ms"
+                    f" (median of the {len(samples)} runs read at the job's shard count)"
+                )
     breakdown(images, args.size, args.images, medians, cpus, phases, mains, after_start)
 
 
@@ -442,6 +448,7 @@ def breakdown(
         per_image = 1000 * statistics.median(c for c, _ in after_start[name]) / count
         main = 1000 * statistics.median(m for _, m in after_start[name]) / count
     else:
+        print("  (no run showed the job's shard count: CPU after start-up is the run's less the start-up timed alone)")
         per_image = 1000 * (cpu - start_cpu) / count
         main = 1000 * (statistics.median(mains[name]) - start_cpu) / count if mains.get(name) else None
     rest = per_image - work - steps["example"]

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 TEMP_SUFFIX = ".partial"
 PROGRESS_EVERY_S = 10.0
 # JPEGs do not compress: zlib's default level 6 shrank the benchmark's shards by a few percent
-# (the JPEG headers each image repeats) for about 0.4 ms of CPU an image, a seventh of the job's
+# (the JPEG headers each image repeats) for about 0.4 ms of CPU an image, a tenth of the job's
 # CPU and all of it on the main thread. Level 0 writes the same gzip files with stored blocks.
 DEFAULT_GZIP_LEVEL = 0
 
