@@ -47,7 +47,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from cli import demo_data
-from components.download.shard import DEFAULT_GZIP_LEVEL
+from components.download.shard import DEFAULT_GZIP_LEVEL, GzipWriter
 
 
 def make_images(folder: str, n: int, size: int) -> None:
@@ -195,7 +195,6 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
     framing, in Python).
     """
     import io
-    import zlib
 
     import cv2
 
@@ -214,7 +213,7 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
     levels = {"gzip": DEFAULT_GZIP_LEVEL, "gzip 6": 6}
     gzip_seconds, example_seconds = {key: 0.0 for key in levels}, 0.0
     record = ImageRecord("123456", ("http://127.0.0.1:8080/123456.jpg",), (3, 17, 42, 105))
-    gzips = {key: zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS | 16) for key, level in levels.items()}
+    gzips = {key: GzipWriter(io.BytesIO(), level) for key, level in levels.items()}  # as the job writes shards
     for data in datas:
         t0 = time.process_time()
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -227,7 +226,7 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
         t4 = time.process_time()
         for key, gzip in gzips.items():
             t5 = time.process_time()
-            gzip.compress(jpeg)
+            gzip.write(jpeg)
             gzip_seconds[key] += time.process_time() - t5
         example_seconds += t4 - t3
         for step, seconds in zip(steps["opencv"], (t1 - t0, t2 - t1, t3 - t2)):
@@ -251,6 +250,11 @@ def image_work(folder: str, size: int, n: int = 200) -> dict:
     if job_filter == "Pillow bilinear":
         ms["opencv"] = ms["pillow"]  # what the job does at this size
     return ms
+
+
+def after_start_ms(samples: list, count: int) -> tuple:
+    """Median CPU ms per image after start-up, and of it the main thread's, over (CPU, main CPU) samples."""
+    return tuple(1000 * statistics.median(sample[i] for sample in samples) / count for i in (0, 1))
 
 
 def stored_megabytes(out: str) -> float:
@@ -423,7 +427,7 @@ def main():
             if len(samples) < args.reps:
                 print(f"  {name}: {args.reps - len(samples)} of {args.reps} runs never showed the job's shard count")
             if samples:
-                total, main = (1000 * statistics.median(x[i] for x in samples) / args.images for i in (0, 1))
+                total, main = after_start_ms(samples, args.images)
                 print(
                     f"  {name}: CPU per image after start-up {total:.2f} ms, of which its main thread {main:.2f} ms"
                     f" (median of the {len(samples)} runs read at the job's shard count)"
@@ -445,8 +449,7 @@ def breakdown(
     cpu, phase = statistics.median(cpus[name]), statistics.median(phases[name])
     work = sum(steps["opencv"].values()) + steps["gzip"]
     if after_start.get(name):
-        per_image = 1000 * statistics.median(c for c, _ in after_start[name]) / count
-        main = 1000 * statistics.median(m for _, m in after_start[name]) / count
+        per_image, main = after_start_ms(after_start[name], count)
     else:
         print("  (no run showed the job's shard count: CPU after start-up is the run's less the start-up timed alone)")
         per_image = 1000 * (cpu - start_cpu) / count
