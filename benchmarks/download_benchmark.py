@@ -47,7 +47,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from cli import demo_data
-from components.download.shard import DEFAULT_GZIP_LEVEL, GzipWriter
+from components.download.tfrecord import DEFAULT_GZIP_LEVEL, GzipWriter
 
 
 def make_images(folder: str, n: int, size: int) -> None:

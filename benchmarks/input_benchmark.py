@@ -4,7 +4,9 @@
 
 Writes realistic training data first: photos (generated, or ``--images`` resized to
 ``--photo_size``) stored the way the download job stores them (``process_image``: at most 299 px
-on the longer side, JPEG quality 90) in gzip TFRecord shards of its tf.Examples, and a Transform
+on the longer side, JPEG quality 90) in gzip TFRecord shards of its tf.Examples, written as the
+pipeline's ExampleGen writes them (stored blocks) and, for comparison, as TFX's own ExampleGen
+does (zlib level 6), and a Transform
 graph with the project's ``preprocessing_fn`` at ``--image_size``. Then runs each variant in its
 own process on ONE core (one intra-op and one inter-op thread, a tf.data private thread pool of
 one thread): ``--warmup`` batches (the shuffle buffer fills), then ``--batches`` batches of
@@ -23,11 +25,20 @@ Variants:
                          Python loop (the decode-only measure of the issue that asked for this)
   reading only           the shards read as the input function reads them (``data.raw_dataset``:
                          gzip, every shard interleaved, shuffled, batched), nothing parsed
-  reading and parsing    the same, and the tf.Examples parsed (``tf.io.parse_example``)
+  reading only, TFX's level 6
+                         the same records in shards deflated at zlib's level 6, as TFX's own
+                         ExampleGen writes them (ours stores them: components/example_writer.py)
+  reading and parsing    the same, and the features the input function uses parsed
+                         (``tf.io.parse_example`` of ``data.PARSED_KEYS``: the JPEG and the labels)
+  reading and parsing every feature
+                         the same, every raw feature parsed (the input function before it
+                         parsed only what it uses)
   input_fn               ``trainer.data.input_fn(training=True)`` as the Trainer calls it: read,
                          parse, labels through Transform, decode each photo and ``padded_batch``
                          it onto a uint8 canvas. The same with augmentation on or off:
                          augmentation runs in the model
+  input_fn, TFX's level 6
+                         the same on the level-6 shards
   input_fn, a canvas per photo then stacked
                          as first written (commit a762566): each photo padded to its own canvas
                          in a ``map_fn`` over the batch, then stacked
@@ -56,13 +67,17 @@ VARIANTS = (
     "decode only, in the graph",
     "decode only, one call per image",
     "reading only",
+    "reading only, TFX's level 6",
     "reading and parsing",
+    "reading and parsing every feature",
     "input_fn",
+    "input_fn, TFX's level 6",
     "input_fn, a canvas per photo then stacked",
     "CPU input, plain",
     "CPU input, augmented",
     "model layer (CPU)",
 )
+TRAIN, TFX_LEVEL6 = "train", "train-tfx-level6"  # folders under --work
 REFERENCE = "decode only, in the graph"
 PER_CALL = "decode only, one call per image"
 NUM_LABELS = 228
@@ -121,7 +136,8 @@ def prepare(args) -> dict:
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
     from components.download.images import ImageSettings, process_image
-    from components.download.tfrecord import serialize_example
+    from components.download.tfrecord import GzipWriter, serialize_example, write_records
+    from components.example_writer import EXAMPLES_GZIP_LEVEL
     from trainer import preprocessing
     from imat_common import features
 
@@ -145,11 +161,17 @@ def prepare(args) -> dict:
         )
         stored_bytes += len(stored.jpeg)
         sizes.add((stored.width, stored.height))
-    train = os.path.join(args.work, "train")
-    tf.io.gfile.makedirs(train)
+    for folder in (TRAIN, TFX_LEVEL6):
+        tf.io.gfile.makedirs(os.path.join(args.work, folder))
     for shard in range(args.shards):
-        path = os.path.join(train, f"part-{shard:05d}-of-{args.shards:05d}.tfrecord.gz")
-        with tf.io.TFRecordWriter(path, "GZIP") as writer:
+        name = f"part-{shard:05d}-of-{args.shards:05d}.tfrecord.gz"
+        # As the pipeline's ExampleGen writes its splits ...
+        with open(os.path.join(args.work, TRAIN, name), "wb") as f:
+            writer = GzipWriter(f, EXAMPLES_GZIP_LEVEL)
+            write_records(writer, records[shard :: args.shards])
+            writer.finish()
+        # ... and as TFX's own ExampleGen does (Beam's gzip writer: zlib's default level, 6).
+        with tf.io.TFRecordWriter(os.path.join(args.work, TFX_LEVEL6, name), "GZIP") as writer:
             for record in records[shard :: args.shards]:
                 writer.write(record)
 
@@ -174,9 +196,14 @@ def prepare(args) -> dict:
         )
         _ = transform_fn | tft_beam.WriteTransformFn(out)
     metadata_io.write_metadata(metadata, os.path.join(out, tft.TFTransformOutput.RAW_METADATA_DIR))
+    megabytes = lambda folder: (
+        sum(os.path.getsize(p) for p in tf.io.gfile.glob(os.path.join(args.work, folder, "*.tfrecord.gz"))) / 1e6
+    )
     return {
         "examples": len(records),
         "shards": args.shards,
+        "shards_mb": round(megabytes(TRAIN), 2),
+        "shards_mb_tfx_level6": round(megabytes(TFX_LEVEL6), 2),
         "stored_sizes": sorted(sizes)[:4],
         "mean_jpeg_kb": round(stored_bytes / len(records) / 1024, 1),
     }
@@ -189,7 +216,7 @@ def _stored_jpegs(args):
     from imat_common import features
 
     spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
-    pattern = os.path.join(args.work, "train", "*.tfrecord.gz")
+    pattern = os.path.join(args.work, TRAIN, "*.tfrecord.gz")
     records = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP")
     return [tf.io.parse_single_example(r, spec)[features.IMAGE_KEY].numpy() for r in records]
 
@@ -267,7 +294,8 @@ def build(variant: str, args):
     from trainer import canvas, data
 
     tf_transform_output = tft.TFTransformOutput(os.path.join(args.work, "transform"))
-    pattern = os.path.join(args.work, "train", "*.tfrecord.gz")
+    level6 = variant.endswith("TFX's level 6")
+    pattern = os.path.join(args.work, TFX_LEVEL6 if level6 else TRAIN, "*.tfrecord.gz")
     if variant == REFERENCE:
         dataset = tf.data.Dataset.from_tensor_slices(_stored_jpegs(args)).repeat().batch(args.batch_size)
 
@@ -284,15 +312,17 @@ def build(variant: str, args):
             return [tf.io.decode_jpeg(jpegs[(start + k) % len(jpegs)], channels=3) for k in range(args.batch_size)]
 
         return decode_batch
-    if variant in ("reading only", "reading and parsing"):
-        spec = tf_transform_output.raw_feature_spec() if variant == "reading and parsing" else None
+    if variant.startswith("reading"):
+        spec = tf_transform_output.raw_feature_spec() if "parsing" in variant else None
+        if variant == "reading and parsing":
+            spec = {k: spec[k] for k in data.PARSED_KEYS}
         dataset = data.raw_dataset(pattern, spec, args.batch_size, shuffle=True, seed=0)
         return dataset.prefetch(tf.data.AUTOTUNE)
     if variant == "input_fn, a canvas per photo then stacked":
         return _stacked_canvas_input(tf_transform_output, pattern, args)
-    if variant in ("input_fn", "model layer (CPU)"):
+    if variant in ("input_fn", "input_fn, TFX's level 6", "model layer (CPU)"):
         dataset = data.input_fn(pattern, tf_transform_output, args.batch_size, training=True, seed=0)
-        if variant == "input_fn":
+        if variant != "model layer (CPU)":
             return dataset
         layer = canvas.CanvasToImage(args.image_size, augment=True, seed=0)
         step = tf.function(lambda inputs: layer(inputs, training=True))

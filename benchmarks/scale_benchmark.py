@@ -172,7 +172,7 @@ def download_cpu_per_image(count: int = 200) -> float:
     from PIL import Image
 
     from components.download.images import ImageSettings, process_image
-    from components.download.shard import DEFAULT_GZIP_LEVEL, GzipWriter
+    from components.download.tfrecord import DEFAULT_GZIP_LEVEL, GzipWriter
 
     rng = np.random.default_rng(0)
     photos = []

@@ -31,7 +31,6 @@ from typing import Any, Dict, List, Tuple
 import apache_beam as beam
 from google.protobuf import struct_pb2
 from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx.components.example_gen.import_example_gen import executor as import_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_component_specs
@@ -39,7 +38,7 @@ from tfx.types import standard_component_specs
 from tfx.dsl.io import fileio
 from tfx.utils import proto_utils
 
-from components import drift
+from components import drift, example_writer
 from imat_common import features, spans
 from imat_common.splits import CALIBRATION, DRIFT_NEW, DRIFT_PREVIOUS, EVAL, TRAIN
 
@@ -115,8 +114,11 @@ def _matching(input_base: str, pattern: str, what: str) -> str:
     return pattern
 
 
-class Executor(import_executor.Executor):
-    """ImportExampleGen's executor with ``calibration`` and ``eval`` partitioned by image id, and spans."""
+class Executor(example_writer.Executor):
+    """ImportExampleGen's executor with ``calibration`` and ``eval`` partitioned by image id, and spans.
+
+    Its splits are written as stored-block gzip (``components/example_writer.py``).
+    """
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         self._read_spans: Dict[str, str] = {}

@@ -28,6 +28,9 @@ AUTOTUNE = tf.data.AUTOTUNE
 # Shard files read at once in training (all of them, up to this). Each open gzip reader
 # holds about 0.5 MB of buffers.
 MAX_OPEN_FILES = 64
+# The raw features the batches are made of. Parsing the id, URL, hash and sizes each example also
+# carries would cost CPU for nothing (docs/benchmarks.md, "Training input: CPU per image").
+PARSED_KEYS = (features.IMAGE_KEY, features.LABELS_KEY)
 
 
 def list_files(file_pattern: Union[str, List[str]]) -> List[str]:
@@ -145,6 +148,8 @@ def input_fn(
     if data_service_address and not training:
         raise ValueError("data_service_address is for the training input only; evaluation reads each record once")
     tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+    spec = {k: raw_spec[k] for k in PARSED_KEYS}
     if training:
         side = canvas.canvas_side(image_size_of(tf_transform_output), canvas_size)
 
@@ -152,17 +157,16 @@ def input_fn(
             labels = tft_layer({features.LABELS_KEY: raw[features.LABELS_KEY]})[LABELS_FEATURE]
             return jpeg_strings(raw[features.IMAGE_KEY]), labels
     else:
-        keys = [features.IMAGE_KEY, features.LABELS_KEY]
 
         def transform(raw):
-            transformed = tft_layer({k: raw[k] for k in keys})
+            transformed = tft_layer(raw)
             return transformed[IMAGE_FEATURE], transformed[LABELS_FEATURE]
 
     # Identical workers would send identical batches: unseeded, each shuffles its own way.
     reading_seed = None if data_service_address else seed
     dataset = raw_dataset(
         file_pattern,
-        tf_transform_output.raw_feature_spec(),
+        spec,
         batch_size,
         shuffle=training,
         shuffle_buffer=shuffle_buffer,

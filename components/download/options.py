@@ -16,7 +16,7 @@ from imat_common import beam_flags, spans
 from components.download import netguard
 from components.download.fetch import DEFAULT_USER_AGENT, FetchSettings
 from components.download.images import ImageSettings
-from components.download.shard import DEFAULT_GZIP_LEVEL
+from components.download.tfrecord import DEFAULT_GZIP_LEVEL
 from components.download.resume import normalise_path
 
 

@@ -18,7 +18,6 @@ import json
 import logging
 import time
 import uuid
-import zlib
 from collections import Counter
 from typing import Callable, List, Optional
 
@@ -29,16 +28,12 @@ from components.download import fetch as fetch_lib
 from components.download.batch import fetch_all
 from components.download.images import ImageSettings
 from components.download.records import ImageRecord
-from components.download.tfrecord import bytes_feature, frame_record, read_framed
+from components.download.tfrecord import DEFAULT_GZIP_LEVEL, GzipWriter, bytes_feature, frame_record, read_framed
 from imat_common import features
 
 log = logging.getLogger(__name__)
 TEMP_SUFFIX = ".partial"
 PROGRESS_EVERY_S = 10.0
-# JPEGs do not compress: zlib's default level 6 shrank the benchmark's shards by a few percent
-# (the JPEG headers each image repeats) for about 0.4 ms of CPU an image, a tenth of the job's
-# CPU and all of it on the main thread. Level 0 writes the same gzip files with stored blocks.
-DEFAULT_GZIP_LEVEL = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,25 +106,6 @@ def _rename(source: str, destination: str) -> None:
         except IOError:
             pass  # another shard made it meanwhile
     FileSystems.rename([source], [destination])
-
-
-class GzipWriter:
-    """Writes a gzip stream at a chosen zlib level into an open binary file.
-
-    Beam's gzip writer always compresses at zlib's default level. At level 0 the file is still
-    gzip (stored blocks, checksummed), so TensorFlow, Beam and ``gzip`` read it unchanged.
-    """
-
-    def __init__(self, raw, level: int):
-        self._raw = raw
-        self._compressor = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS | 16)
-
-    def write(self, data: bytes) -> None:
-        self._raw.write(self._compressor.compress(data))
-
-    def finish(self) -> None:
-        """Writes the end of the stream (its last block, CRC and length); the file stays open."""
-        self._raw.write(self._compressor.flush())
 
 
 def _write_shard(

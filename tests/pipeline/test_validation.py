@@ -144,6 +144,14 @@ def test_an_out_of_domain_label_stops_the_run_before_transform_unless_warn_only(
     assert calibration and evaluation and not set(calibration) & set(evaluation)
     assert sorted(calibration + evaluation) == sorted(r["image_id"].decode() for r in validation_rows)
     assert sorted(_split_ids(examples, "train"), key=int) == [str(i) for i in range(12)]
+    # Stored, not deflated (components/example_writer.py): gzip files no smaller than what they hold.
+    for split in ("train", "calibration", "eval"):
+        files = tf.io.gfile.glob(os.path.join(examples, f"Split-{split}", "data_tfrecord-*.gz"))
+        assert files, split
+        for path in files:
+            with open(path, "rb") as f:
+                packed = f.read()
+            assert len(packed) > len(gzip.decompress(packed)), path
 
     states = _run_front(config.with_settings(warn_only=True))
     assert states["ValidationGate"] == "COMPLETE" and states["Transform"] == "COMPLETE"
