@@ -20,6 +20,10 @@ Variants:
                          the stored JPEGs, held in memory, in batches, each decoded
                          (``tf.io.decode_jpeg``) and reduced to its largest value (so every pixel
                          is read) inside tf.data: the floor of any input that decodes JPEGs
+  decode only, a tf.data element per photo
+                         the same JPEGs decoded and reduced one photo per tf.data element (a map
+                         over single photos, then batched), as the input function decodes them:
+                         what tf.data's handling of each photo adds to decoding
   decode only, one call per image
                          the same JPEGs decoded by one eager ``tf.io.decode_jpeg`` call each from a
                          Python loop (the decode-only measure of the issue that asked for this)
@@ -65,6 +69,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VARIANTS = (
     "decode only, in the graph",
+    "decode only, a tf.data element per photo",
     "decode only, one call per image",
     "reading only",
     "reading only, TFX's level 6",
@@ -304,6 +309,11 @@ def build(variant: str, args):
             return tf.map_fn(largest, jpegs, fn_output_signature=tf.uint8)
 
         return dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    if variant == "decode only, a tf.data element per photo":
+        largest = lambda jpeg: tf.reduce_max(tf.io.decode_jpeg(jpeg, channels=3))
+        dataset = tf.data.Dataset.from_tensor_slices(_stored_jpegs(args)).repeat()
+        dataset = dataset.map(largest, num_parallel_calls=tf.data.AUTOTUNE).batch(args.batch_size)
+        return dataset.prefetch(tf.data.AUTOTUNE)
     if variant == PER_CALL:
         jpegs = _stored_jpegs(args)
 

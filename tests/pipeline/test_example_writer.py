@@ -51,3 +51,11 @@ def test_split_files_hold_every_record_once_at_any_level(tmp_path, level):
 def test_a_level_outside_zlibs_is_refused(tmp_path, level):
     with pytest.raises(ValueError, match=r"gzip level must be in 0\.\.9, got " + str(level)):
         example_writer.GzipTFRecordSink(str(tmp_path / "x"), level)
+
+
+def test_an_empty_split_is_one_empty_gzip_file(tmp_path):
+    # The first span's drift_previous split is empty: its readers still find a valid file.
+    files = _write([], str(tmp_path / "split"), example_writer.EXAMPLES_GZIP_LEVEL)
+    assert len(files) == 1
+    assert gzip.decompress(open(files[0], "rb").read()) == b""
+    assert list(tf.data.TFRecordDataset(files, compression_type="GZIP")) == []
