@@ -13,6 +13,7 @@ written differs from TFX's ``BaseExampleGenExecutor.Do``; the splits, their name
 shuffle before writing and the artifact's properties are TFX's.
 """
 
+import logging
 import os
 from typing import Any, Dict, List
 
@@ -44,6 +45,7 @@ class GzipTFRecordSink(FileBasedSink):
             file_path_prefix,
             coder=coders.BytesCoder(),
             file_name_suffix=file_name_suffix,
+            mime_type="application/x-gzip",  # what Beam's own gzip sink gives a GCS object
             compression_type=CompressionTypes.UNCOMPRESSED,
         )
         self.level = level
@@ -90,6 +92,7 @@ class Executor(import_executor.Executor):
         artifact_utils.get_single_instance(outputs).split_names = artifact_utils.encode_split_names(
             utils.generate_output_split_names(input_config, output_config)
         )
+        logging.info("Generating examples (gzip level %d).", EXAMPLES_GZIP_LEVEL)
         with self._make_beam_pipeline() as pipeline:
             for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
                 _ = split | f"WriteSplit[{name}]" >> WriteSplit(artifact_utils.get_split_uri(outputs, name))
@@ -101,3 +104,4 @@ class Executor(import_executor.Executor):
                 examples_utils.set_payload_format(artifact, payload_format)
             if file_format:
                 examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
+        logging.info("Examples generated.")
