@@ -52,14 +52,8 @@ from components.download import resume
 from components.download.fetch import FetchSettings
 from components.download.images import ImageSettings
 from components.download.records import ManifestError
-from components.download.shard import (
-    DEFAULT_GZIP_LEVEL,
-    ShardSpec,
-    committed_this_run,
-    download_shard,
-    read_statuses,
-    retry_shard,
-)
+from components.download.tfrecord import DEFAULT_GZIP_LEVEL
+from components.download.shard import ShardSpec, committed_this_run, download_shard, read_statuses, retry_shard
 from imat_common.features import LabelMapError, load_label_map
 
 log = logging.getLogger(__name__)
