@@ -11,11 +11,13 @@ worker processes for this job. Wall time includes each tool's start-up. Python's
 competes with both tools for the same cores: install nginx for figures to compare.
 
 Then the breakdown of the default job's median run: its start-up (the interpreter and its
-imports, timed alone), its download phase (its own clock), the CPU per image of each step of the
+imports, timed alone; the imports by what brought each module in, from ``python -X importtime``),
+its download phase (its own clock), the CPU per image of each step of the
 image work measured alone (decode, resize, encode, gzip, the tf.Example; the way the job does
 them, and through Pillow as it did before), the rest of its CPU per image, its CPU per image by
 thread (the main thread, read from /proc while it runs, against the image threads; Linux only),
-and the floor that start-up and image work set on this machine's cores.
+the floor that start-up and image work set on this machine's cores, and what 2.5x img2dataset's
+throughput would leave for each image after this start-up.
 
 Set up img2dataset in its own venv first (it must not share this project's pins; its own are
 in benchmarks/img2dataset.lock), then run both tools with a clean environment:
@@ -48,6 +50,10 @@ sys.path.insert(0, ROOT)
 
 from cli import demo_data
 from components.download.tfrecord import DEFAULT_GZIP_LEVEL, GzipWriter
+
+IMPORT_GROUPS_SHOWN = 8
+TARGET_RATIO = 2.5  # the throughput against img2dataset's TFRecord output asked of the job
+PROJECT_PACKAGES = ("components", "imat_common", "cli", "trainer", "pipeline")
 
 
 def make_images(folder: str, n: int, size: int) -> None:
@@ -179,6 +185,61 @@ def startup_cost(reps: int = 3) -> tuple:
         )
         cpus.append(LAST_CPU[0])
     return statistics.median(walls), statistics.median(cpus)
+
+
+def _package(name: str) -> str:
+    """A module's package for the breakdown: its top level; Google's namespace packages one or two deeper."""
+    parts = name.split(".")
+    depth = 3 if parts[:2] == ["google", "cloud"] else 2 if parts[0] == "google" else 1
+    return ".".join(parts[:depth])
+
+
+def import_groups(importtime_log: str) -> dict:
+    """Seconds of import by what brought each module in, from the stderr of ``python -X importtime``.
+
+    Each module's own time (not counting the modules it imports) goes to Beam's (``apache_beam``),
+    to this project's, or else to the first package outside both in the chain of imports that
+    reached it: IPython imported by tqdm, imported by google-cloud-bigquery, imported by Beam,
+    counts as ``google.cloud.bigquery``. The groups partition the total.
+    """
+    stack = []  # (depth, name, own seconds, children): -X importtime prints each module after its imports
+    for line in importtime_log.splitlines():
+        if not line.startswith("import time:") or line.rstrip().endswith("| imported package"):
+            continue
+        own, _, name = line[len("import time:") :].split("|")
+        depth = len(name) - len(name.lstrip()) - 1
+        children = []
+        while stack and stack[-1][0] > depth:
+            children.append(stack.pop())
+        stack.append((depth, name.strip(), int(own) / 1e6, children))
+    groups = {}
+
+    def walk(node, reason):
+        _, name, own, children = node
+        package = _package(name)
+        if package == "apache_beam" or package in PROJECT_PACKAGES:
+            group, reason = ("this project" if package in PROJECT_PACKAGES else package), None
+        else:
+            reason = group = reason or package
+        groups[group] = groups.get(group, 0.0) + own
+        for child in children:
+            walk(child, reason)
+
+    for root in stack:
+        walk(root, None)
+    return groups
+
+
+def startup_imports() -> dict:
+    """Import seconds by package of the job's process (``import_groups``), one run."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import components.download.job"],
+        env=clean_env(PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return import_groups(out.stderr)
 
 
 def image_work(folder: str, size: int, n: int = 200) -> dict:
@@ -458,6 +519,15 @@ def breakdown(
     cores = os.cpu_count() or 1
     print(f"\n{name}, median run: {medians[name]:.2f} s wall, {cpu:.1f} CPU s for {count} images")
     print(f"  start-up (interpreter and imports, no image): {start_wall:.2f} s wall, {start_cpu:.2f} CPU s")
+    imports = startup_imports()
+    top = sorted(imports.items(), key=lambda kv: -kv[1])[:IMPORT_GROUPS_SHOWN]
+    rest = sum(imports.values()) - sum(seconds for _, seconds in top)
+    print(
+        f"    of it, imports {sum(imports.values()):.2f} s by what brought them in (one run of python -X importtime, "
+        "which adds its own overhead): "
+        + ", ".join(f"{group} {seconds:.2f}" for group, seconds in top)
+        + f", the rest {rest:.2f}"
+    )
     print(
         f"  download phase (the job's own clock): {phase:.2f} s; the rest (plan, pipeline exit, summary) "
         f"{medians[name] - phase - start_wall:.2f} s"
@@ -487,6 +557,16 @@ def breakdown(
         f"  floor on {cores} cores with this start-up and no other work: {floor:.2f} s "
         f"({count / floor:.0f} images/s end to end)"
     )
+    reference = "img2dataset (2 processes)"
+    if reference in medians:
+        target = medians[reference] / TARGET_RATIO
+        # What is left for the images once the job has started, and the CPU per image that allows on every core.
+        budget = target - start_wall
+        print(
+            f"  {TARGET_RATIO}x {reference} would take {target:.2f} s end to end: with this start-up, "
+            f"{budget:.2f} s for the images, {1000 * budget * cores / count:.2f} CPU ms an image on {cores} fully "
+            f"busy cores (this run: {per_image:.2f} after start-up)"
+        )
 
 
 if __name__ == "__main__":
