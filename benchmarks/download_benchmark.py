@@ -127,7 +127,7 @@ def _children_cpu() -> float:
 
 LAST_CPU = [0.0]  # CPU seconds of the last timed command and its children
 LAST_MAIN_CPU = [None]  # of those, its main thread's (Linux only; None elsewhere or unsampled)
-# (the process's CPU, its main thread's) when its output first showed the phase marker; None if unseen
+# (the process's CPU, its main thread's, wall seconds) when its output first showed the phase marker; None if unseen
 LAST_AT_MARKER = [None]
 
 
@@ -151,8 +151,8 @@ def run_timed(cmd, env=None, sample_main_thread: bool = False, phase_marker: byt
 
     The main thread is read from /proc every 20 ms while the process runs: at most that much of
     its CPU, at the very end, is missed. With ``phase_marker``, the process's and its main thread's
-    CPU when that text first appears in its output go to LAST_AT_MARKER (within 20 ms), so that its
-    start-up can be told from its work in the same run.
+    CPU and the wall seconds when that text first appears in its output go to LAST_AT_MARKER
+    (within 20 ms), so that its start-up can be told from its work in the same run.
     """
     # Output to a file, not a pipe: a pipe nobody reads while polling would fill and stall the tool.
     with tempfile.TemporaryFile() as log:
@@ -163,7 +163,7 @@ def run_timed(cmd, env=None, sample_main_thread: bool = False, phase_marker: byt
             main = _thread_cpu(proc.pid, proc.pid) or main
             # pread: reading through the file's own offset would move where the child writes.
             if phase_marker and at_marker is None and phase_marker in os.pread(log.fileno(), 1 << 20, 0):
-                at_marker = (_stat_cpu(f"/proc/{proc.pid}/stat"), main)
+                at_marker = (_stat_cpu(f"/proc/{proc.pid}/stat"), main, time.perf_counter() - start)
             time.sleep(0.02)
         proc.wait()
         seconds = time.perf_counter() - start
@@ -433,6 +433,7 @@ def main():
     cpus = {name: [] for name in contenders}
     mains = {name: [] for name in contenders}  # main-thread CPU, where sampled
     after_start = {name: [] for name in contenders}  # (CPU, main thread's) once started, where sampled
+    started = {name: [] for name in contenders}  # wall seconds to the job's shard count, where seen
     phases = {name: [] for name in contenders}
     stored = {name: [] for name in contenders}
     try:
@@ -450,8 +451,9 @@ def main():
                 if LAST_MAIN_CPU[0] is not None:
                     mains[name].append(LAST_MAIN_CPU[0])
                     if LAST_AT_MARKER[0] is not None:
-                        at_cpu, at_main = LAST_AT_MARKER[0]
+                        at_cpu, at_main, at_wall = LAST_AT_MARKER[0]
                         after_start[name].append((cpu - at_cpu, LAST_MAIN_CPU[0] - at_main))
+                        started[name].append(at_wall)
                 if own_rate:
                     phases[name].append(ok / own_rate)
                 own = f" (download phase alone: {own_rate} images/s)" if own_rate else ""
@@ -493,11 +495,19 @@ def main():
                     f"  {name}: CPU per image after start-up {total:.2f} ms, of which its main thread {main:.2f} ms"
                     f" (median of the {len(samples)} runs read at the job's shard count)"
                 )
-    breakdown(images, args.size, args.images, medians, cpus, phases, mains, after_start)
+    breakdown(images, args.size, args.images, medians, cpus, phases, mains, after_start, started)
 
 
 def breakdown(
-    images: str, size: int, count: int, medians: dict, cpus: dict, phases: dict, mains: dict, after_start: dict
+    images: str,
+    size: int,
+    count: int,
+    medians: dict,
+    cpus: dict,
+    phases: dict,
+    mains: dict,
+    after_start: dict,
+    started: dict,
 ) -> None:
     """Where the default job's time and CPU go, and the floor its image work sets on 2+ cores.
 
@@ -521,17 +531,21 @@ def breakdown(
     print(f"  start-up (interpreter and imports, no image): {start_wall:.2f} s wall, {start_cpu:.2f} CPU s")
     imports = startup_imports()
     top = sorted(imports.items(), key=lambda kv: -kv[1])[:IMPORT_GROUPS_SHOWN]
-    rest = sum(imports.values()) - sum(seconds for _, seconds in top)
+    other_imports = sum(imports.values()) - sum(seconds for _, seconds in top)
     print(
         f"    of it, imports {sum(imports.values()):.2f} s by what brought them in (one run of python -X importtime, "
         "which adds its own overhead): "
         + ", ".join(f"{group} {seconds:.2f}" for group, seconds in top)
-        + f", the rest {rest:.2f}"
+        + f", the rest {other_imports:.2f}"
     )
-    print(
-        f"  download phase (the job's own clock): {phase:.2f} s; the rest (plan, pipeline exit, summary) "
-        f"{medians[name] - phase - start_wall:.2f} s"
-    )
+    if started.get(name):
+        # In the run itself: its imports and its plans, up to the line that gives its shard count.
+        in_run = statistics.median(started[name])
+        print(f"    in the runs, to the job's shard count line (imports and plans): {in_run:.2f} s (median)")
+        after_phase = f"the rest (pipeline exit, summary) {medians[name] - phase - in_run:.2f} s"
+    else:
+        after_phase = f"the rest (plan, pipeline exit, summary) {medians[name] - phase - start_wall:.2f} s"
+    print(f"  download phase (the job's own clock): {phase:.2f} s; {after_phase}")
     print(
         f"  CPU per image after start-up: {per_image:.2f} ms; "
         + ", ".join(f"{k} {v:.2f}" for k, v in steps["opencv"].items())
