@@ -5,8 +5,10 @@ The Beam job and its flags are ``components/download/job.py``'s; see ``imat down
 
 from typing import List, Optional
 
+# At the top, not in main: `imat` imports a command's module with the garbage collector set aside
+# (imat_common/process_gc.py), and Beam's objects are most of what this command's imports make.
+from components.download import job
+
 
 def main(argv: Optional[List[str]] = None) -> None:
-    from components.download import job
-
     job.main(argv)

@@ -22,11 +22,13 @@ Exit code 2: a flag or an input file to fix (a malformed label map, manifest or 
 output folder, weights that cannot be had), said in one line on stderr, with no traceback.
 """
 
+import contextlib
 import importlib
 import sys
 from typing import Callable, List, Optional
 
 from cli import logs
+from imat_common import process_gc
 from imat_common.errors import USER_ERROR_EXIT
 
 VERBOSE_FLAGS = ("-v", "--verbose")
@@ -51,43 +53,45 @@ _MODULES = {
 }
 
 
-def _module_main(spec: str) -> Callable[[List[str]], None]:
+def _load(spec: str) -> Callable[[List[str]], None]:
+    """The command's function, its module imported (most of a command's imports happen here)."""
     module, _, function = spec.partition(":")
-    return lambda argv: getattr(importlib.import_module(module), function or "main")(argv)
-
-
-COMMANDS = {name: _module_main(spec) for name, spec in _MODULES.items()}
+    return getattr(importlib.import_module(module), function or "main")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Runs one ``imat`` command.
 
     Args:
-      argv: the command and its flags; default: ``sys.argv[1:]``.
+      argv: the command and its flags; default: ``sys.argv[1:]``, the process's own command line,
+        which also imports with the garbage collector set aside (``imat_common/process_gc.py``).
 
     Raises:
       SystemExit: 2 with one line on stderr for a user error (a malformed label map, manifest or
         data, a setting that cannot be read, a mismatched output folder, weights that cannot be
         had), or the command's own code.
     """
-    argv = sys.argv[1:] if argv is None else argv
+    own_process = argv is None
+    argv = sys.argv[1:] if own_process else argv
     # The one global flag, anywhere on the line (`imat -v run`, `imat run -v`): no command has a -v.
     verbose = any(arg in VERBOSE_FLAGS for arg in argv)
     argv = [arg for arg in argv if arg not in VERBOSE_FLAGS]
-    if not argv or argv[0] not in COMMANDS:
+    if not argv or argv[0] not in _MODULES:
         print(__doc__.strip(), file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     logs.configure(verbose)
-    from components.download.plan import PlanMismatchError
-    from components.download.records import ManifestError
-    from components.validation import DataValidationError
-    from imat_common.features import LabelMapError
-    from imat_common.run_lock import RunLockedError
-    from imat_common.settings import SettingsError
-    from trainer.weights import WeightsUnavailable
+    with process_gc.imports_set_aside() if own_process else contextlib.nullcontext():
+        from components.download.plan import PlanMismatchError  # imports Beam
+        from components.download.records import ManifestError
+        from components.validation import DataValidationError
+        from imat_common.features import LabelMapError
+        from imat_common.run_lock import RunLockedError
+        from imat_common.settings import SettingsError
+        from trainer.weights import WeightsUnavailable
 
+        command = _load(_MODULES[argv[0]])
     try:
-        COMMANDS[argv[0]](argv[1:])
+        command(argv[1:])
     except (
         ManifestError,
         LabelMapError,

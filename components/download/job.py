@@ -54,6 +54,7 @@ from components.download.images import ImageSettings
 from components.download.records import ManifestError
 from components.download.tfrecord import DEFAULT_GZIP_LEVEL
 from components.download.shard import ShardSpec, committed_this_run, download_shard, read_statuses, retry_shard
+from imat_common import process_gc
 from imat_common.features import LabelMapError, load_label_map
 
 log = logging.getLogger(__name__)
@@ -488,4 +489,6 @@ def main(argv: Optional[List[str]] = None, prog: str = "imat download") -> None:
 
 
 if __name__ == "__main__":
+    # This process runs the job alone: the objects its imports made are kept out of the collector's walks.
+    process_gc.set_aside_import_objects()
     main(prog="python -m components.download.job")
