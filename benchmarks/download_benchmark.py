@@ -2,7 +2,7 @@
 
 Generates N 600x600 JPEGs, serves them from nginx on loopback (Python's threading server
 when nginx is not installed), then times, alternating, several repetitions of:
-  - this job (``python -m components.download.job``) writing gzip TFRecords, and
+  - this job (``imat download``, run as ``python -m cli.main download``) writing gzip TFRecords, and
   - img2dataset writing TFRecords,
 both resizing to 299 keeping the aspect ratio (the images are square, so both give
 299x299), JPEG quality 90, shards of the same size, two processes for img2dataset and one
@@ -10,8 +10,9 @@ threaded process (two cores through Pillow and OpenCV releasing the GIL) plus, a
 worker processes for this job. Wall time includes each tool's start-up. Python's server
 competes with both tools for the same cores: install nginx for figures to compare.
 
-Then the breakdown of the default job's median run: its start-up (the interpreter and its
-imports, timed alone; the imports by what brought each module in, from ``python -X importtime``),
+Then the breakdown of the default job's median run: its start-up (the interpreter, its imports
+and its exit, timed alone as ``imat download --help``; the imports by what brought each module in,
+from ``python -X importtime``),
 its download phase (its own clock), the CPU per image of each step of the
 image work measured alone (decode, resize, encode, gzip, the tf.Example; the way the job does
 them, and through Pillow as it did before), the rest of its CPU per image, its CPU per image by
@@ -54,6 +55,7 @@ from components.download.tfrecord import DEFAULT_GZIP_LEVEL, GzipWriter
 IMPORT_GROUPS_SHOWN = 8
 TARGET_RATIO = 2.5  # the throughput against img2dataset's TFRecord output asked of the job
 PROJECT_PACKAGES = ("components", "imat_common", "cli", "trainer", "pipeline")
+JOB_COMMAND = (sys.executable, "-m", "cli.main", "download")  # `imat download`, as users run it
 
 
 def make_images(folder: str, n: int, size: int) -> None:
@@ -177,12 +179,10 @@ def run_timed(cmd, env=None, sample_main_thread: bool = False, phase_marker: byt
 
 
 def startup_cost(reps: int = 3) -> tuple:
-    """Median (wall, CPU) seconds of starting the job's process: the interpreter and its imports."""
+    """Median (wall, CPU) seconds of the job's process doing no work: the interpreter, its imports, its exit."""
     walls, cpus = [], []
     for _ in range(reps):
-        walls.append(
-            run_timed([sys.executable, "-c", "import components.download.job"], env=clean_env(PYTHONPATH=ROOT))
-        )
+        walls.append(run_timed([*JOB_COMMAND, "--help"], env=clean_env(PYTHONPATH=ROOT)))
         cpus.append(LAST_CPU[0])
     return statistics.median(walls), statistics.median(cpus)
 
@@ -233,7 +233,7 @@ def import_groups(importtime_log: str) -> dict:
 def startup_imports() -> dict:
     """Import seconds by package of the job's process (``import_groups``), one run."""
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import components.download.job"],
+        [sys.executable, "-X", "importtime", *JOB_COMMAND[1:], "--help"],
         env=clean_env(PYTHONPATH=ROOT),
         capture_output=True,
         text=True,
@@ -326,9 +326,7 @@ def stored_megabytes(out: str) -> float:
 
 def ours(urls_json: str, out: str, shard: int, extra=()) -> tuple:
     cmd = [
-        sys.executable,
-        "-m",
-        "components.download.job",
+        *JOB_COMMAND,
         f"--input=train={urls_json}",
         f"--output={out}",
         f"--images_per_shard={shard}",
@@ -528,7 +526,10 @@ def breakdown(
     rest = per_image - work - steps["example"]
     cores = os.cpu_count() or 1
     print(f"\n{name}, median run: {medians[name]:.2f} s wall, {cpu:.1f} CPU s for {count} images")
-    print(f"  start-up (interpreter and imports, no image): {start_wall:.2f} s wall, {start_cpu:.2f} CPU s")
+    print(
+        f"  start-up and exit (imat download --help: interpreter, imports, exit): {start_wall:.2f} s wall, "
+        f"{start_cpu:.2f} CPU s"
+    )
     imports = startup_imports()
     top = sorted(imports.items(), key=lambda kv: -kv[1])[:IMPORT_GROUPS_SHOWN]
     other_imports = sum(imports.values()) - sum(seconds for _, seconds in top)
