@@ -543,7 +543,7 @@ def breakdown(
         # In the run itself: its imports and its plans, up to the line that gives its shard count.
         in_run = statistics.median(started[name])
         print(f"    in the runs, to the job's shard count line (imports and plans): {in_run:.2f} s (median)")
-        after_phase = f"the rest (pipeline exit, summary) {medians[name] - phase - in_run:.2f} s"
+        after_phase = f"the rest (the summary, the interpreter's exit) {medians[name] - phase - in_run:.2f} s"
     else:
         after_phase = f"the rest (plan, pipeline exit, summary) {medians[name] - phase - start_wall:.2f} s"
     print(f"  download phase (the job's own clock): {phase:.2f} s; {after_phase}")

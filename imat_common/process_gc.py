@@ -8,6 +8,10 @@ collector off, collects once, and freezes what is left (``gc.freeze``: later col
 those objects); garbage made after that is collected as usual. The download job starts and ends
 about 0.6 s sooner (docs/benchmarks.md, "Download: start-up and exit").
 
+``imat`` sets aside what it imports before running the command: Beam (through the error types it
+catches) and the command's module with its module-level imports. A command that imports inside
+its function (TensorFlow for ``imat run``) makes those objects afterwards, with the collector on.
+
 Only for a process's own command line (``python -m cli.main``, the ``imat`` script, ``python -m
 components.download.job``): a program that calls a command in-process keeps its collector as it is.
 """
