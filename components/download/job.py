@@ -52,8 +52,8 @@ from components.download import resume
 from components.download.fetch import FetchSettings
 from components.download.images import ImageSettings
 from components.download.records import ManifestError
-from components.download.tfrecord import DEFAULT_GZIP_LEVEL
 from components.download.shard import ShardSpec, committed_this_run, download_shard, read_statuses, retry_shard
+from components.download.tfrecord import DEFAULT_GZIP_LEVEL
 from imat_common import process_gc
 from imat_common.features import LabelMapError, load_label_map
 
