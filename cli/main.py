@@ -25,10 +25,10 @@ output folder, weights that cannot be had), said in one line on stderr, with no 
 import contextlib
 import importlib
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from cli import logs
-from imat_common import process_gc
+from imat_common import distributions, process_gc
 from imat_common.errors import USER_ERROR_EXIT
 
 VERBOSE_FLAGS = ("-v", "--verbose")
@@ -59,12 +59,20 @@ def _load(spec: str) -> Callable[[List[str]], None]:
     return getattr(importlib.import_module(module), function or "main")
 
 
+@contextlib.contextmanager
+def _own_process_imports() -> Iterator[None]:
+    """A command's imports in its own process: the collector set aside, the installed distributions scanned once."""
+    with process_gc.imports_set_aside(), distributions.scanned_once():
+        yield
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Runs one ``imat`` command.
 
     Args:
       argv: the command and its flags; default: ``sys.argv[1:]``, the process's own command line,
-        which also imports with the garbage collector set aside (``imat_common/process_gc.py``).
+        which also imports with the garbage collector set aside (``imat_common/process_gc.py``) and
+        scans the installed distributions once (``imat_common/distributions.py``).
 
     Raises:
       SystemExit: 2 with one line on stderr for a user error (a malformed label map, manifest or
@@ -80,7 +88,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(__doc__.strip(), file=sys.stderr)
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     logs.configure(verbose)
-    with process_gc.imports_set_aside() if own_process else contextlib.nullcontext():
+    with _own_process_imports() if own_process else contextlib.nullcontext():
         from components.download.plan import PlanMismatchError  # imports Beam
         from components.download.records import ManifestError
         from components.validation import DataValidationError
