@@ -6,11 +6,16 @@ import hashlib
 import json
 import os
 
+import apache_beam as beam
 import pytest
 import tensorflow as tf
+from apache_beam.pipeline import PipelineVisitor
 
 from components.download import job
+from components.download.fetch import FetchSettings
+from components.download.images import ImageSettings
 from components.download.plan import PlanMismatchError
+from components.download.shard import ShardSpec
 from tests.helpers import FAST, example_ids, read_examples, statuses, write_json
 from tests.fault_server import FAKE_BODY
 from imat_common import features
@@ -192,3 +197,19 @@ def test_a_retry_reads_a_shard_written_at_another_gzip_level(tmp_path, fault_ser
     assert statuses(out, "train")["flaky"]["status"] == "http_error"
     job.run(args + ["--retries=0", "--retry_failed", "--gzip_level=9"])
     assert example_ids(read_examples(out, "train")) == ["flaky", "good"]
+
+
+def test_the_shards_are_reshuffled_once():
+    # Create reshuffles by default; a second reshuffle costs the local runner a stage of its own.
+    class CountReshuffles(PipelineVisitor):
+        count = 0
+
+        def enter_composite_transform(self, node):
+            self.count += isinstance(node.transform, beam.Reshuffle)
+
+    shards = [ShardSpec("train", i, 3, f"/p{i}", f"/o{i}", f"/s{i}", "/t") for i in range(3)]
+    p = beam.Pipeline()
+    _ = p | job.DownloadShards(shards, FetchSettings(), ImageSettings())
+    visitor = CountReshuffles()
+    p.visit(visitor)
+    assert visitor.count == 1
