@@ -25,6 +25,7 @@ import http.server
 import json
 import os
 import random
+import sys
 import threading
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -339,6 +340,16 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
     # connections, and each dropped SYN costs a 1 s retransmit.
     request_queue_size = 256
     daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """Stays quiet when the client hung up; any other error prints its traceback, as socketserver does.
+
+        A downloader closes its idle keep-alive connections and gives up on slow answers: each such
+        connection would otherwise print a traceback on the console of the demo (or of a test).
+        """
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
