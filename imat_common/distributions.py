@@ -2,7 +2,7 @@
 
 google-api-core 2.28 and later check the Python version as each Google client package is
 imported, and to name the package in their warning they call
-``importlib.metadata.packages_distributions()``, which reads the file list of every installed
+``importlib.metadata.packages_distributions()``, which reads the metadata of every installed
 distribution: about 0.06 s a call in this project's environment, and four calls when the download
 job imports Beam (google-api-core, BigQuery, BigQuery Storage, Pub/Sub). Later google-api-core
 releases scan once (googleapis/python-api-core#878), but they need protobuf 4.25.8 or later and
