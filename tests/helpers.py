@@ -11,6 +11,8 @@ import io
 import json
 import os
 import random
+import subprocess
+import sys
 from typing import Dict, List
 
 import pytest
@@ -320,3 +322,28 @@ def download_fails(capsys, argv, code) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err and "RuntimeError" not in err, err
     return err.strip().splitlines()[-1]
+
+
+def imat_download_help(report: str, before: str = "", own_process: bool = True) -> List[str]:
+    """Runs ``imat download --help`` in a fresh interpreter; returns the words of ``report`` once it exits.
+
+    Args:
+      report: Python expressions, comma-separated, evaluated after the command's SystemExit (``e``).
+      before: code run first, before ``cli.main`` is imported.
+      own_process: as the ``imat`` script runs (``main()`` reads the process's command line), or
+        called in-process as ``main(["download", "--help"])``.
+    """
+    call = "main.main()" if own_process else "main.main(['download', '--help'])"
+    code = (
+        f"import sys\n{before}\n"
+        "sys.argv = ['imat', 'download', '--help']\n"
+        "from cli import main\n"
+        "try:\n"
+        f"    {call}\n"
+        "except SystemExit as e:\n"
+        f"    print('RESULT', {report})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    results = [line.split()[1:] for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(results) == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    return results[0]

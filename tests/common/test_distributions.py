@@ -1,15 +1,11 @@
 """While imat imports a command in its own process, the installed distributions are scanned once."""
 
 import importlib.metadata
-import os
-import subprocess
-import sys
 
 import pytest
 
 from imat_common import distributions
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import imat_download_help
 
 
 @pytest.fixture
@@ -53,22 +49,11 @@ def test_the_function_is_put_back_even_when_an_import_fails(counted):
 
 def _scans(own_process: bool) -> int:
     """Scans made by ``imat download --help`` in a fresh interpreter, by its own command line or in-process."""
-    call = "main.main()" if own_process else "main.main(['download', '--help'])"
-    code = (
-        "import importlib.metadata as m, sys\n"
-        "real, calls = m.packages_distributions, []\n"
-        "m.packages_distributions = lambda: calls.append(1) or real()\n"
-        "sys.argv = ['imat', 'download', '--help']\n"
-        "from cli import main\n"
-        "try:\n"
-        f"    {call}\n"
-        "except SystemExit:\n"
-        "    print('RESULT', len(calls), 'google.cloud.bigquery' in sys.modules)\n"
+    count = "import importlib.metadata as m\nreal, calls = m.packages_distributions, []\n"
+    count += "m.packages_distributions = lambda: calls.append(1) or real()"
+    scans, bigquery_imported = imat_download_help(
+        "len(calls), 'google.cloud.bigquery' in sys.modules", before=count, own_process=own_process
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    results = [line.split()[1:] for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    assert len(results) == 1, out.stdout[-2000:] + out.stderr[-2000:]
-    scans, bigquery_imported = results[0]
     assert bigquery_imported == "True"  # the command did import the Google clients that ask
     return int(scans)
 

@@ -2,17 +2,13 @@
 
 import gc
 import importlib
-import os
-import subprocess
-import sys
 import weakref
 
 import pytest
 
 from cli import main as imat
 from imat_common import process_gc
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import imat_download_help
 
 
 class _Node:
@@ -71,21 +67,10 @@ def test_a_command_called_in_process_leaves_the_collector_alone(thawed, capsys):
 def test_the_imat_process_sets_its_imports_aside():
     # As the `imat` script runs: main() reads the process's own command line. The command's own module
     # (cli.download, which imports the job) must be imported inside the set-aside block, not after it.
-    code = (
-        "import gc, sys\n"
-        "sys.argv = ['imat', 'download', '--help']\n"
-        "from cli import main\n"
-        "try:\n"
-        "    main.main()\n"
-        "except SystemExit as e:\n"
-        "    command = sys.modules['cli.download'].main\n"
-        "    walked = any(obj is command for obj in gc.get_objects())\n"
-        "    print('RESULT', e.code, gc.get_freeze_count(), gc.isenabled(), walked)\n"
+    walked = "any(obj is sys.modules['cli.download'].main for obj in gc.get_objects())"
+    code, frozen, enabled, walked = imat_download_help(
+        f"e.code, gc.get_freeze_count(), gc.isenabled(), {walked}", before="import gc"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    results = [line.split()[1:] for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    assert len(results) == 1, out.stdout[-2000:] + out.stderr[-2000:]
-    code, frozen, enabled, walked = results[0]
     assert (code, enabled, walked) == ("0", "True", "False")
     # Beam's, the Google clients' and pandas' objects, at least.
     assert int(frozen) > 100_000
